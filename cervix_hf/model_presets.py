@@ -1,0 +1,39 @@
+"""Named model sizes: the published ResNet-50 one, and a tiny one for smoke runs and tests on a CPU.
+
+The tiny size has the same architecture with a few channels per layer; it trains in seconds and says nothing
+about the full model's accuracy.
+"""
+
+from .colponet import ColpoNetConfig
+
+MODEL_SIZES = ("resnet-50", "tiny")
+
+TINY_RESNET = {
+    "model_type": "resnet",
+    "embedding_size": 8,
+    "hidden_sizes": [8, 16, 32, 64],
+    "depths": [1, 1, 1, 1],
+    "layer_type": "bottleneck",
+}
+
+
+def tiny_backbone_config(out_features: list[str]) -> dict:
+    return {**TINY_RESNET, "out_features": out_features}
+
+
+def colponet_config(size: str = "resnet-50", **overrides) -> ColpoNetConfig:
+    """A [`ColpoNetConfig`] of the named size; `overrides` are passed to the config."""
+    if size == "resnet-50":
+        return ColpoNetConfig(**overrides)
+    if size == "tiny":
+        tiny = {
+            "backbone_config": tiny_backbone_config(["stage4"]),
+            "use_pretrained_backbone": False,
+            "reduction_channels": 16,
+            "dense_num_layers": 2,
+            "dense_growth_rate": 8,
+            "dense_bottleneck_factor": 2,
+            "inception_branch_channels": [8, 8, 8, 4, 4, 4],
+        }
+        return ColpoNetConfig(**{**tiny, **overrides})
+    raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}.")

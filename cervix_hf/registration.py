@@ -1,0 +1,43 @@
+"""Registers cervix_hf's models with transformers' Auto classes.
+
+Two registrations, for two kinds of users:
+- in-process (`AutoConfig.register` ...): after `import cervix_hf`, `AutoModel.from_pretrained(dir)` resolves our
+  classes without `trust_remote_code`;
+- for remote code (`register_for_auto_class`): `save_pretrained` writes `auto_map` into `config.json` and copies the
+  model folder's `.py` files beside the weights, so code that never imports cervix_hf loads the model with
+  `trust_remote_code=True`.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+)
+
+from .colponet import ColpoNetConfig, ColpoNetForImageClassification, ColpoNetImageProcessor, ColpoNetModel
+
+# (config, base model, {auto class name: task model}, image processor) for every model of the toolkit.
+MODEL_FAMILIES = (
+    (
+        ColpoNetConfig,
+        ColpoNetModel,
+        {"AutoModelForImageClassification": (AutoModelForImageClassification, ColpoNetForImageClassification)},
+        ColpoNetImageProcessor,
+    ),
+)
+
+
+def register_auto_classes() -> None:
+    for config_class, base_model, task_models, processor_class in MODEL_FAMILIES:
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, base_model, exist_ok=True)
+        AutoImageProcessor.register(
+            config_class, image_processor_classes={"torchvision": processor_class}, exist_ok=True
+        )
+        config_class.register_for_auto_class()
+        base_model.register_for_auto_class("AutoModel")
+        processor_class.register_for_auto_class("AutoImageProcessor")
+        for auto_name, (auto_class, task_model) in task_models.items():
+            auto_class.register(config_class, task_model, exist_ok=True)
+            task_model.register_for_auto_class(auto_name)
