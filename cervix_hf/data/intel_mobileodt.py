@@ -1,0 +1,211 @@
+"""Readers for image-classification folders: the Intel & MobileODT Cervical Cancer Screening layout and a generic
+`root/<class>/*.jpg` layout for users retraining on their own data."""
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+INTEL_MOBILEODT_LABELS = ["Type_1", "Type_2", "Type_3"]
+INTEL_MOBILEODT_SUBSETS = ("train", "additional", "test")
+SOLUTION_CSV_NAME = "solution_stg1_release.csv"
+
+_INTEL_LAYOUT = (
+    "train/Type_N/*.jpg, additional_Type_N_v2/Type_N/*.jpg (or additional_Type_N_v2/*.jpg) and test/*.jpg labelled "
+    f"by {SOLUTION_CSV_NAME} (image_name,Type_1,Type_2,Type_3, one-hot), with N in 1, 2, 3"
+)
+
+
+@dataclass
+class ImageFolderRecords:
+    r"""
+    Labelled image files, one record per image.
+
+    Args:
+        paths (`list[str]`):
+            Image file paths.
+        labels (`list[int]`):
+            Class index of each image, into `label_names`.
+        label_names (`list[str]`):
+            Class names, in class-index order.
+        subsets (`list[str]`):
+            Subset each image comes from (e.g. `"train"`, `"additional"`, `"test"`).
+    """
+
+    paths: list[str]
+    labels: list[int]
+    label_names: list[str]
+    subsets: list[str]
+
+    def __post_init__(self):
+        if not len(self.paths) == len(self.labels) == len(self.subsets):
+            raise ValueError(
+                f"paths, labels and subsets must have one entry per image, got {len(self.paths)}, "
+                f"{len(self.labels)} and {len(self.subsets)}."
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def select(self, indices: Sequence[int]) -> "ImageFolderRecords":
+        """The records at `indices` (e.g. one split of [`stratified_split`]), in that order."""
+        return ImageFolderRecords(
+            paths=[self.paths[i] for i in indices],
+            labels=[self.labels[i] for i in indices],
+            label_names=list(self.label_names),
+            subsets=[self.subsets[i] for i in indices],
+        )
+
+
+def read_image_folder(root: Union[str, Path], label_names: Optional[Sequence[str]] = None) -> ImageFolderRecords:
+    r"""
+    Reads a `root/<class name>/<image>` folder (extensions .jpg, .jpeg, .png, .bmp, .tif, .tiff, any case; hidden
+    files skipped), sorted by path. The subset of every record is the name of `root`.
+
+    Args:
+        root (`str` or `Path`):
+            Folder holding one sub-folder of images per class.
+        label_names (`Sequence[str]`, *optional*, defaults to the sorted names of the sub-folders holding images):
+            Class names, in class-index order; sub-folders of other names are ignored and a class may have no
+            folder.
+
+    Raises:
+        `ValueError`: when `root` is not a folder or holds no images in that layout.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Image folder {root} does not exist or is not a folder.")
+    if label_names is None:
+        label_names = sorted(entry.name for entry in _visible_entries(root) if entry.is_dir() and _list_images(entry))
+    items = sorted(_read_class_folders(root, label_names))
+    if not items:
+        raise ValueError(f"No images found in {root}: expected root/<class name>/*.jpg (or .png, .bmp, .tif).")
+    return ImageFolderRecords(
+        paths=[path for path, _ in items],
+        labels=[label for _, label in items],
+        label_names=list(label_names),
+        subsets=[root.name] * len(items),
+    )
+
+
+def read_intel_mobileodt(
+    root: Union[str, Path], subsets: Sequence[str] = INTEL_MOBILEODT_SUBSETS
+) -> ImageFolderRecords:
+    r"""
+    Reads the Intel & MobileODT Cervical Cancer Screening data (Kaggle, 2017) in its competition layout:
+    `train/Type_N/*.jpg`, `additional_Type_N_v2/Type_N/*.jpg` (or flat `additional_Type_N_v2/*.jpg`) and `test/*.jpg`
+    labelled by `solution_stg1_release.csv` (`image_name,Type_1,Type_2,Type_3` one-hot, `,` or `;` separated, UTF-8
+    with or without a byte-order mark). Absent subsets are skipped; test images without the csv are skipped with a
+    warning. Records follow the order of `subsets`, each subset sorted by path.
+
+    Args:
+        root (`str` or `Path`):
+            Folder holding the competition's `train/`, `additional_Type_N_v2/`, `test/` and csv.
+        subsets (`Sequence[str]`, *optional*, defaults to `("train", "additional", "test")`):
+            Subsets to read.
+
+    Raises:
+        `ValueError`: when `subsets` names an unknown subset, when no image is found, or when the csv has a header
+        other than the competition's or a malformed row (not exactly one 1, unknown or repeated image), or a test
+        image has no row.
+    """
+    unknown = sorted(set(subsets) - set(INTEL_MOBILEODT_SUBSETS))
+    if unknown:
+        raise ValueError(f"subsets must be among {INTEL_MOBILEODT_SUBSETS}, got unknown {unknown}.")
+    root = Path(root)
+    readers = {"train": _read_intel_train, "additional": _read_intel_additional, "test": _read_intel_test}
+    records = ImageFolderRecords(paths=[], labels=[], label_names=list(INTEL_MOBILEODT_LABELS), subsets=[])
+    for subset in subsets:
+        for path, label in sorted(readers[subset](root)):
+            records.paths.append(path)
+            records.labels.append(label)
+            records.subsets.append(subset)
+    if not records.paths:
+        raise ValueError(f"No images found in {root}. Expected the Intel & MobileODT layout: {_INTEL_LAYOUT}.")
+    return records
+
+
+def _read_intel_train(root: Path) -> list[tuple[str, int]]:
+    return _read_class_folders(root / "train", INTEL_MOBILEODT_LABELS)
+
+
+def _read_intel_additional(root: Path) -> list[tuple[str, int]]:
+    items = []
+    for label, name in enumerate(INTEL_MOBILEODT_LABELS):
+        folder = root / f"additional_{name}_v2"
+        items += _read_class_folders(folder, INTEL_MOBILEODT_LABELS)
+        items += [(path, label) for path in _list_images(folder)]
+    return items
+
+
+def _read_intel_test(root: Path) -> list[tuple[str, int]]:
+    test_folder, csv_path = root / "test", root / SOLUTION_CSV_NAME
+    images = {Path(path).name: path for path in _list_images(test_folder)}
+    if not images:
+        return []
+    if not csv_path.is_file():
+        logger.warning(f"Skipping the {len(images)} images of {test_folder}: their labels, {csv_path}, are missing.")
+        return []
+    labels = _read_solution_csv(csv_path, test_folder, set(images))
+    unlabelled = sorted(set(images) - set(labels))
+    if unlabelled:
+        raise ValueError(f"{csv_path} has no row for {len(unlabelled)} image(s) of {test_folder}: {unlabelled[:5]}.")
+    return [(images[name], label) for name, label in labels.items()]
+
+
+def _read_solution_csv(csv_path: Path, test_folder: Path, image_names: set[str]) -> dict[str, int]:
+    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    header = lines[0] if lines else ""
+    delimiter = ";" if header.count(";") > header.count(",") else ","
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    expected_header = ["image_name", *INTEL_MOBILEODT_LABELS]
+    if [name.strip() for name in reader.fieldnames or []] != expected_header:
+        raise ValueError(f"{csv_path}, line 1: expected the header {','.join(expected_header)}, got {header!r}.")
+    reader.fieldnames = expected_header
+
+    labels = {}
+    for row in reader:
+        where = f"{csv_path}, line {reader.line_num}"
+        name = (row["image_name"] or "").strip()
+        one_hot = _parse_one_hot([row[label_name] for label_name in INTEL_MOBILEODT_LABELS])
+        if None in row or one_hot is None:
+            raise ValueError(f"{where}: expected an image name and a one-hot Type_1,Type_2,Type_3, got {row}.")
+        if name not in image_names:
+            raise ValueError(f"{where}: image {name!r} is not in {test_folder}.")
+        if name in labels:
+            raise ValueError(f"{where}: image {name!r} is listed twice.")
+        labels[name] = one_hot
+    return labels
+
+
+def _parse_one_hot(values: list[Optional[str]]) -> Optional[int]:
+    """The index of the single 1 in `values` ("0"/"1", "0.0"/"1.0"), or None when they are not one-hot."""
+    try:
+        numbers = [float(value) for value in values]
+    except (TypeError, ValueError):
+        return None
+    if sorted(numbers) != [0.0] * (len(numbers) - 1) + [1.0]:
+        return None
+    return numbers.index(1.0)
+
+
+def _read_class_folders(root: Path, label_names: Sequence[str]) -> list[tuple[str, int]]:
+    return [(path, label) for label, name in enumerate(label_names) for path in _list_images(root / name)]
+
+
+def _list_images(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        str(path) for path in _visible_entries(folder) if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _visible_entries(folder: Path) -> list[Path]:
+    # Skips hidden entries such as macOS "._<name>.jpg" resource forks, which are not images.
+    return [path for path in folder.iterdir() if not path.name.startswith(".")]
+
