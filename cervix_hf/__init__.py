@@ -1,0 +1,38 @@
+"""cervix_hf: transformers-style models for cervical-cancer images, with training, evaluation and a Gradio Space.
+
+A research demo, never a diagnosis: no output of these models is a clinical finding.
+"""
+
+from .colponet import (
+    COLPONET_LABELS,
+    ColpoNetConfig,
+    ColpoNetForImageClassification,
+    ColpoNetImageProcessor,
+    ColpoNetModel,
+    ImageQualityReport,
+    assess_image_quality,
+    sharpen_image,
+)
+from .image_io import ImageLoadError, load_image
+from .pretrained_backbone import PretrainedBackboneUnavailableError, load_pretrained_backbone
+from .registration import register_auto_classes
+
+register_auto_classes()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COLPONET_LABELS",
+    "ColpoNetConfig",
+    "ColpoNetForImageClassification",
+    "ColpoNetImageProcessor",
+    "ColpoNetModel",
+    "ImageLoadError",
+    "ImageQualityReport",
+    "PretrainedBackboneUnavailableError",
+    "assess_image_quality",
+    "load_image",
+    "load_pretrained_backbone",
+    "register_auto_classes",
+    "sharpen_image",
+]
