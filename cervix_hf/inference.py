@@ -1,0 +1,64 @@
+"""Prediction functions shared by the command line, the app and the tests."""
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from .colponet import ImageQualityReport
+from .image_io import load_image
+
+DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
+
+
+@dataclass
+class CervixTypePrediction:
+    """
+    The cervix type of one photo, or why it was not classified.
+
+    Args:
+        quality (`ImageQualityReport`): the quality gate's report.
+        classified (`bool`): whether the model was run (the gate passed, or it was overridden).
+        label (`str`, *optional*): the most probable type, when classified.
+        probabilities (`dict[str, float]`): probability per type, when classified.
+    """
+
+    quality: ImageQualityReport
+    classified: bool
+    label: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "classified": self.classified,
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "quality": self.quality.to_dict(),
+        }
+
+
+def load_classifier(model_id: str, revision: str | None = None):
+    """A ColpoNet (or any image classifier) and its processor from a folder or a Hub repo id, in eval mode."""
+    model = AutoModelForImageClassification.from_pretrained(model_id, revision=revision)
+    processor = AutoImageProcessor.from_pretrained(model_id, revision=revision)
+    return model.eval(), processor
+
+
+@torch.inference_mode()
+def classify_cervix_type(model, processor, image, ignore_quality_gate: bool = False) -> CervixTypePrediction:
+    """
+    Runs the quality gate on `image` (a path, file, PIL image or array), then the classifier unless the photo
+    is rejected and `ignore_quality_gate` is `False`.
+    """
+    image = load_image(image)
+    inputs = processor(image, return_tensors="pt", return_quality_report=True)
+    quality = inputs.pop("quality_reports")[0]
+    if not (quality.is_acceptable or ignore_quality_gate):
+        return CervixTypePrediction(quality=quality, classified=False)
+    logits = model(pixel_values=inputs["pixel_values"]).logits[0]
+    probabilities = logits.softmax(-1).tolist()
+    names = [model.config.id2label[i] for i in range(len(probabilities))]
+    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return CervixTypePrediction(
+        quality=quality, classified=True, label=names[best], probabilities=dict(zip(names, probabilities))
+    )

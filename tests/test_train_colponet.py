@@ -1,0 +1,105 @@
+"""The training engine end to end: a smoke run on the real sample, --resume, and a non-finite loss."""
+
+import argparse
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
+from cervix_hf.inference import classify_cervix_type
+from train import train_colponet
+from train.engine import NonFiniteLossError, TrainingStage, add_common_args, run_stages
+
+SMOKE_ARGS = [
+    "--model-size", "tiny",
+    "--stage1-epochs", "1",
+    "--stage2-epochs", "1",
+    "--batch-size", "16",
+    "--workers", "0",
+    "--no-progress-bar",
+    "--augmentation", "flip",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def smoke_run(intel_sample, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("colponet-smoke")
+    args = train_colponet.get_args_parser().parse_args(
+        ["--data", str(intel_sample), "--output-dir", str(output_dir), *SMOKE_ARGS]
+    )
+    return output_dir, train_colponet.main(args)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_model_processor_and_consistent_eval_file(smoke_run):
+    output_dir, results = smoke_run
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json"):
+        assert (output_dir / name).is_file(), name
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    metrics = saved["metrics"]
+    counts = saved["data"]["class_counts"]
+    # 120 photos, 40 per class, split 70:20:10 before the quality gate
+    assert sum(counts["test"].values()) == 12 and sum(counts["validation"].values()) == 24
+    assert sum(sum(c.values()) for c in counts.values()) + saved["data"]["quality_gate"]["rejected"] == 120
+    report = metrics["classification_report"]
+    assert sum(report[name]["support"] for name in saved["label_names"]) == 12
+    assert sum(map(sum, metrics["confusion_matrix"])) == 12
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["log_loss"] > 0
+    assert [stage["stage"] for stage in saved["training"]["stages"]] == ["stage1_frozen_backbone", "stage2_full"]
+    assert results["metrics"]["accuracy"] == metrics["accuracy"]
+
+
+@pytest.mark.slow
+def test_saved_model_reproduces_the_evaluated_predictions(smoke_run):
+    output_dir, results = smoke_run
+    model = ColpoNetForImageClassification.from_pretrained(output_dir).eval()
+    processor = ColpoNetImageProcessor.from_pretrained(output_dir)
+    for row in results["predictions"][:4]:
+        prediction = classify_cervix_type(model, processor, row["path"], ignore_quality_gate=True)
+        for name, probability in row["probabilities"].items():
+            assert prediction.probabilities[name] == pytest.approx(probability, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_skips_finished_stages(smoke_run, intel_sample):
+    output_dir, results = smoke_run
+    args = train_colponet.get_args_parser().parse_args(
+        ["--data", str(intel_sample), "--output-dir", str(output_dir), "--resume", *SMOKE_ARGS]
+    )
+    resumed = train_colponet.main(args)
+    # Both stages were finished, so nothing is trained again and the same weights give the same evaluation.
+    assert resumed["metrics"]["log_loss"] == pytest.approx(results["metrics"]["log_loss"], rel=1e-6)
+    assert [s["global_step"] for s in resumed["training"]["stages"]] == [
+        s["global_step"] for s in results["training"]["stages"]
+    ]
+
+
+class _ExplodingModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Linear(2, 2)
+        self.head = nn.Linear(2, 1)
+
+    def forward(self, x, labels=None):
+        out = self.head(self.backbone(x)).squeeze(-1)
+        return {"loss": out.sum() * float("nan"), "logits": out}
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error(tmp_path):
+    args = add_common_args(argparse.ArgumentParser()).parse_args(
+        ["--output-dir", str(tmp_path), "--batch-size", "2", "--workers", "0", "--no-progress-bar"]
+    )
+    data = [{"x": torch.randn(2), "labels": torch.tensor(0.0)} for _ in range(4)]
+    with pytest.raises(NonFiniteLossError, match="Non-finite training loss"):
+        run_stages(
+            _ExplodingModel(),
+            [TrainingStage("only", 1e-3, 1, train_backbone=True)],
+            args,
+            data,
+            data,
+            compute_metrics=None,
+            metric_for_best_model="loss",
+            greater_is_better=False,
+        )

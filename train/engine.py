@@ -1,0 +1,278 @@
+"""The training engine shared by every cervix_hf training script.
+
+Built on transformers' `Trainer`, so one command runs on a CPU, one GPU, or several GPUs under
+`torchrun --nproc_per_node N -m train.<script> ...` or `accelerate launch -m train.<script> ...`.
+
+What it adds to `Trainer`:
+- training in named stages (e.g. frozen backbone, then everything), each in its own folder under the output
+  directory so `--resume` continues the stage that was interrupted and skips the ones that finished;
+- early stopping, best-checkpoint selection and reduce-on-plateau learning rate on one metric;
+- a stop with a clear error on a non-finite loss;
+- the end of a run: `save_pretrained` of model and processor, `eval_results.json`, `training_args.json`.
+"""
+
+import argparse
+import json
+import logging
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+STAGE_DONE_FILE = "stage_done.json"
+EVAL_RESULTS_FILE = "eval_results.json"
+TRAINING_ARGS_FILE = "training_args.json"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclass
+class TrainingStage:
+    """One stage of training.
+
+    Args:
+        name (`str`): folder name of the stage under the output directory.
+        learning_rate (`float`): initial learning rate.
+        epochs (`float`): number of epochs (0 skips the stage).
+        train_backbone (`bool`): whether the backbone's parameters are trained in this stage.
+    """
+
+    name: str
+    learning_rate: float
+    epochs: float
+    train_backbone: bool
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments every training script shares."""
+    parser.add_argument("--output-dir", required=True, type=Path, help="where checkpoints and the model go")
+    parser.add_argument("--batch-size", default=16, type=int, help="per device")
+    parser.add_argument("--eval-batch-size", default=None, type=int, help="per device (default: --batch-size)")
+    parser.add_argument("--weight-decay", default=1e-4, type=float)
+    parser.add_argument("--early-stopping-patience", default=5, type=int, help="evaluations without improvement")
+    parser.add_argument("--plateau-patience", default=2, type=int, help="evaluations before the lr is cut 10x")
+    parser.add_argument("--max-steps", default=-1, type=int, help="cap on optimiser steps per stage (smoke runs)")
+    parser.add_argument("--seed", default=42, type=int)
+    parser.add_argument("--workers", default=2, type=int, help="data-loading processes")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
+    parser.add_argument("--logging-steps", default=10, type=int)
+    parser.add_argument("--no-progress-bar", action="store_true")
+    backbone = parser.add_mutually_exclusive_group()
+    backbone.add_argument(
+        "--no-pretrained-backbone", action="store_true", help="start the backbone from random weights on purpose"
+    )
+    backbone.add_argument(
+        "--require-pretrained-backbone",
+        action="store_true",
+        help="fail instead of warning when the ImageNet backbone cannot be downloaded",
+    )
+    return parser
+
+
+def validate_common_args(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "early_stopping_patience", "plateau_patience", "logging_steps"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    if args.workers < 0:
+        raise SystemExit(f"--workers must be 0 or more, got {args.workers}.")
+
+
+class CervixTrainer(Trainer):
+    """`Trainer` that stops at the first non-finite loss instead of training on garbage."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                f"Non-finite training loss ({loss.item()}) at step {self.state.global_step}: lower the learning "
+                "rate, check the data for corrupt images or labels, or resume from the last good checkpoint."
+            )
+        return loss
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool, backbone_attribute: str = "backbone") -> None:
+    """Freezes or unfreezes every submodule named `backbone_attribute` (e.g. `colponet.backbone`)."""
+    found = False
+    for name, module in model.named_modules():
+        if name.split(".")[-1] == backbone_attribute:
+            found = True
+            for parameter in module.parameters():
+                parameter.requires_grad = trainable
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no submodule named {backbone_attribute!r} to freeze.")
+
+
+def run_stages(
+    model: nn.Module,
+    stages: list[TrainingStage],
+    args: argparse.Namespace,
+    train_dataset,
+    eval_dataset,
+    compute_metrics: Callable | None,
+    metric_for_best_model: str,
+    greater_is_better: bool,
+    data_collator: Callable | None = None,
+) -> tuple[CervixTrainer, list[dict[str, Any]]]:
+    """
+    Trains `model` through `stages`; returns the last stage's trainer and one summary per stage.
+
+    Each stage keeps the best checkpoint on `metric_for_best_model` (evaluated on `eval_dataset` every epoch),
+    stops early after `args.early_stopping_patience` evaluations without improvement and cuts the learning
+    rate 10x after `args.plateau_patience`. With `args.resume`, finished stages are reloaded from their folder and
+    an interrupted one continues from its last checkpoint.
+    """
+    if not any(stage.epochs > 0 for stage in stages):
+        raise ValueError("Nothing to train: every stage has 0 epochs.")
+    trainer = None
+    summaries = []
+    for stage in stages:
+        if stage.epochs <= 0:
+            continue
+        stage_dir = args.output_dir / stage.name
+        done_file = stage_dir / STAGE_DONE_FILE
+        if args.resume and done_file.exists():
+            model.load_state_dict(load_file(stage_dir / "model.safetensors"), strict=True)
+            summaries.append(json.loads(done_file.read_text()))
+            logger.info("Stage %s already finished: reloaded its best weights from %s.", stage.name, stage_dir)
+            continue
+        set_backbone_trainable(model, stage.train_backbone)
+        training_args = TrainingArguments(
+            output_dir=str(stage_dir),
+            num_train_epochs=stage.epochs,
+            max_steps=args.max_steps,
+            learning_rate=stage.learning_rate,
+            weight_decay=args.weight_decay,
+            per_device_train_batch_size=args.batch_size,
+            per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
+            lr_scheduler_type="reduce_lr_on_plateau",
+            lr_scheduler_kwargs={
+                "mode": "max" if greater_is_better else "min",
+                "factor": 0.1,
+                "patience": args.plateau_patience,
+            },
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model=metric_for_best_model,
+            greater_is_better=greater_is_better,
+            logging_steps=args.logging_steps,
+            seed=args.seed,
+            dataloader_num_workers=args.workers,
+            dataloader_pin_memory=torch.cuda.is_available(),
+            remove_unused_columns=False,
+            report_to="none",
+            disable_tqdm=args.no_progress_bar,
+        )
+        trainer = CervixTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=data_collator,
+            compute_metrics=compute_metrics,
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)],
+        )
+        checkpoint = get_last_checkpoint(str(stage_dir)) if args.resume and stage_dir.is_dir() else None
+        if checkpoint:
+            logger.info("Resuming stage %s from %s.", stage.name, checkpoint)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        summary = {
+            "stage": stage.name,
+            **asdict(stage),
+            "global_step": trainer.state.global_step,
+            "epochs_run": trainer.state.epoch,
+            "train_loss": result.training_loss,
+            "best_metric": trainer.state.best_metric,
+            "metric_for_best_model": metric_for_best_model,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "log_history": trainer.state.log_history,
+        }
+        if trainer.is_world_process_zero():
+            trainer.save_model(str(stage_dir))
+            done_file.write_text(json.dumps(_json_safe(summary), indent=2))
+        summaries.append(summary)
+    set_backbone_trainable(model, True)
+    if trainer is None:  # every stage had finished before --resume: a trainer only to evaluate and predict
+        trainer = CervixTrainer(
+            model=model,
+            args=TrainingArguments(
+                output_dir=str(args.output_dir),
+                per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
+                dataloader_num_workers=args.workers,
+                dataloader_pin_memory=torch.cuda.is_available(),
+                remove_unused_columns=False,
+                report_to="none",
+                disable_tqdm=args.no_progress_bar,
+            ),
+            eval_dataset=eval_dataset,
+            data_collator=data_collator,
+            compute_metrics=compute_metrics,
+        )
+    return trainer, summaries
+
+
+def software_versions() -> dict[str, str]:
+    """Versions and hardware read at run time, for the eval file and the model card."""
+    import transformers
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device_count": str(torch.cuda.device_count()) if torch.cuda.is_available() else "0",
+    }
+    try:
+        import torchvision
+
+        versions["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def finish_run(model, processor, output_dir: Path, eval_results: dict, args: argparse.Namespace) -> Path:
+    """Writes what a run publishes: the model and processor, `eval_results.json` and `training_args.json`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    eval_results = {**eval_results, "software": software_versions()}
+    _write_json(output_dir / EVAL_RESULTS_FILE, eval_results)
+    _write_json(output_dir / TRAINING_ARGS_FILE, vars(args))
+    return output_dir
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Writes JSON through a temporary file so a crash never leaves a half-written file behind."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(_json_safe(payload), indent=2))
+    temporary.replace(path)
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
