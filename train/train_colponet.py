@@ -151,7 +151,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.quality_gate != "off":
         gate = filter_by_quality(
             train_paths,
-            train_labels,
+            [label_names[label] for label in train_labels],  # names, so the gate's log reads per class
             laplacian_threshold=processor.quality_laplacian_threshold,
             fft_threshold=processor.quality_fft_threshold,
             mode=args.quality_gate,
@@ -162,10 +162,11 @@ def main(args: argparse.Namespace) -> dict:
             rejected=gate.num_rejected if args.quality_gate == "drop" else 0,
             flagged_blurry=gate.num_blurry,
             unreadable=gate.num_unreadable,
-            per_class={label_names[label]: counts for label, counts in gate.per_label.items()},
+            per_class=gate.per_label,
             rejected_files=[{"path": str(path), "reason": str(reason)} for path, reason in gate.rejected],
         )
-        train_paths, train_labels = list(gate.kept_paths), list(gate.kept_labels)
+        train_paths = list(gate.kept_paths)
+        train_labels = [label_names.index(name) for name in gate.kept_labels]
         subset["train"] = (train_paths, train_labels)
 
     class_weights = None
