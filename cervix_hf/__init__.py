@@ -13,6 +13,12 @@ from .colponet import (
     assess_image_quality,
     sharpen_image,
 )
+from .cell_detector import (
+    SIPAKMED_LABELS,
+    CellDetectorConfig,
+    CellDetectorForObjectDetection,
+    CellDetectorImageProcessor,
+)
 from .image_io import ImageLoadError, load_image
 from .pretrained_backbone import PretrainedBackboneUnavailableError, load_pretrained_backbone
 from .registration import register_auto_classes
@@ -22,6 +28,10 @@ register_auto_classes()
 __version__ = "0.1.0"
 
 __all__ = [
+    "SIPAKMED_LABELS",
+    "CellDetectorConfig",
+    "CellDetectorForObjectDetection",
+    "CellDetectorImageProcessor",
     "COLPONET_LABELS",
     "ColpoNetConfig",
     "ColpoNetForImageClassification",

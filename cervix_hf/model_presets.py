@@ -4,6 +4,7 @@ The tiny size has the same architecture with a few channels per layer; it trains
 about the full model's accuracy.
 """
 
+from .cell_detector import CellDetectorConfig
 from .colponet import ColpoNetConfig
 
 MODEL_SIZES = ("resnet-50", "tiny")
@@ -36,4 +37,24 @@ def colponet_config(size: str = "resnet-50", **overrides) -> ColpoNetConfig:
             "inception_branch_channels": [8, 8, 8, 4, 4, 4],
         }
         return ColpoNetConfig(**{**tiny, **overrides})
+    raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}.")
+
+
+def cell_detector_config(size: str = "resnet-50", **overrides) -> CellDetectorConfig:
+    """A [`CellDetectorConfig`] of the named size; `overrides` are passed to the config."""
+    if size == "resnet-50":
+        return CellDetectorConfig(**overrides)
+    if size == "tiny":
+        tiny = {
+            "backbone_config": tiny_backbone_config(["stage1", "stage2", "stage3", "stage4"]),
+            "use_pretrained_backbone": False,
+            "trainable_backbone_stages": 4,
+            "fpn_out_channels": 16,
+            "min_size": 256,
+            "max_size": 256,
+            "rpn_pre_nms_top_n": 200,
+            "rpn_post_nms_top_n": 100,
+            "detections_per_image": 50,
+        }
+        return CellDetectorConfig(**{**tiny, **overrides})
     raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}.")

@@ -13,11 +13,13 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageClassification,
+    AutoModelForObjectDetection,
 )
 
+from .cell_detector import CellDetectorConfig, CellDetectorForObjectDetection, CellDetectorImageProcessor
 from .colponet import ColpoNetConfig, ColpoNetForImageClassification, ColpoNetImageProcessor, ColpoNetModel
 
-# (config, base model, {auto class name: task model}, image processor) for every model of the toolkit.
+# (config, base model or None, {auto class name: (auto class, task model)}, image processor) for every model.
 MODEL_FAMILIES = (
     (
         ColpoNetConfig,
@@ -25,18 +27,25 @@ MODEL_FAMILIES = (
         {"AutoModelForImageClassification": (AutoModelForImageClassification, ColpoNetForImageClassification)},
         ColpoNetImageProcessor,
     ),
+    (
+        CellDetectorConfig,
+        None,  # a detector has no headless base model
+        {"AutoModelForObjectDetection": (AutoModelForObjectDetection, CellDetectorForObjectDetection)},
+        CellDetectorImageProcessor,
+    ),
 )
 
 
 def register_auto_classes() -> None:
     for config_class, base_model, task_models, processor_class in MODEL_FAMILIES:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, base_model, exist_ok=True)
+        if base_model is not None:
+            AutoModel.register(config_class, base_model, exist_ok=True)
+            base_model.register_for_auto_class("AutoModel")
         AutoImageProcessor.register(
             config_class, image_processor_classes={"torchvision": processor_class}, exist_ok=True
         )
         config_class.register_for_auto_class()
-        base_model.register_for_auto_class("AutoModel")
         processor_class.register_for_auto_class("AutoImageProcessor")
         for auto_name, (auto_class, task_model) in task_models.items():
             auto_class.register(config_class, task_model, exist_ok=True)

@@ -1,0 +1,219 @@
+"""Cell detector: torchvision's Faster R-CNN over transformers' ResNet-50 with a feature pyramid.
+
+This file is copied next to the weights by `save_pretrained` and runs as remote code: it imports only
+third-party libraries and files of this folder.
+
+The contract, stated once (it is torchvision's `FasterRCNN` contract, batched the transformers way):
+
+- input: `pixel_values` `FloatTensor[B, 3, H, W]` in `[0, 1]` (the model resizes and normalises), padded at the
+  bottom and right to a common size, with `pixel_mask` `LongTensor[B, H, W]` (1 on real pixels) when padded;
+- training (`model.train()` with `labels`): `labels` is one dict per image with `boxes` `FloatTensor[N, 4]`
+  (xyxy, pixels of the unpadded input image) and `class_labels` `Int64Tensor[N]` in `[0, num_labels)` (N may be
+  0); the output holds `loss` (the sum) and `loss_dict` (torchvision's four losses);
+- inference (`model.eval()`): the output holds up to `config.detections_per_image` detections per image, padded:
+  `pred_boxes` (xyxy, pixels of the unpadded input image), `scores`, `pred_labels` (in `[0, num_labels)`, -1 for
+  padding) and `detection_mask`; `image_sizes` is each input's unpadded (height, width).
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.backbone_utils import load_backbone
+from transformers.utils import ModelOutput
+
+from .configuration_cell_detector import CellDetectorConfig
+
+
+@dataclass
+class CellDetectorOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned in training mode with `labels`):
+            Sum of the four Faster R-CNN losses.
+        loss_dict (`dict[str, torch.FloatTensor]`, *optional*, returned with `loss`):
+            `loss_classifier`, `loss_box_reg`, `loss_objectness`, `loss_rpn_box_reg`.
+        pred_boxes (`torch.FloatTensor` of shape `(batch_size, max_detections, 4)`, *optional*):
+            Detected boxes, xyxy in pixels of the unpadded input image; zeros where `detection_mask` is False.
+        scores (`torch.FloatTensor` of shape `(batch_size, max_detections)`, *optional*):
+            Detection scores in `[0, 1]`, highest first; 0 for padding.
+        pred_labels (`torch.LongTensor` of shape `(batch_size, max_detections)`, *optional*):
+            Class index in `[0, num_labels)` of each detection; -1 for padding.
+        detection_mask (`torch.BoolTensor` of shape `(batch_size, max_detections)`, *optional*):
+            True for real detections.
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`, *optional*):
+            Unpadded (height, width) of each input image, the frame of `pred_boxes`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_dict: dict[str, torch.FloatTensor] | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    scores: torch.FloatTensor | None = None
+    pred_labels: torch.LongTensor | None = None
+    detection_mask: torch.BoolTensor | None = None
+    image_sizes: torch.LongTensor | None = None
+
+
+class CellDetectorBackboneWithFPN(nn.Module):
+    """transformers' ResNet backbone feeding torchvision's feature pyramid; what `FasterRCNN` calls `backbone`."""
+
+    def __init__(self, config: CellDetectorConfig):
+        super().__init__()
+        self.body = load_backbone(config)
+        _freeze_batch_norm(self.body)
+        self.fpn = FeaturePyramidNetwork(
+            in_channels_list=list(self.body.num_features[1:]),
+            out_channels=config.fpn_out_channels,
+            extra_blocks=LastLevelMaxPool(),
+        )
+        self.out_channels = config.fpn_out_channels
+
+    def forward(self, pixel_values: torch.Tensor) -> OrderedDict:
+        feature_maps = self.body(pixel_values).feature_maps
+        return self.fpn(OrderedDict((str(i), fmap) for i, fmap in enumerate(feature_maps)))
+
+
+def _freeze_batch_norm(module: nn.Module) -> None:
+    """Replaces every `BatchNorm2d` by torchvision's `FrozenBatchNorm2d` (fixed statistics and affine terms)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d(child.num_features, eps=child.eps))
+        else:
+            _freeze_batch_norm(child)
+
+
+class CellDetectorPreTrainedModel(PreTrainedModel):
+    config_class = CellDetectorConfig
+    config: CellDetectorConfig
+    base_model_prefix = "detector"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # The ResNet backbone initialises itself (its own `post_init`), and torchvision's feature pyramid, region
+        # proposal network and RoI heads are initialised by their constructors as in torchvision; only the frozen
+        # batch norms that replace the backbone's batch norms are new here.
+        if isinstance(module, FrozenBatchNorm2d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+
+
+class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
+    """Faster R-CNN finding and classifying cells; see the module docstring for the input and output contract."""
+
+    def __init__(self, config: CellDetectorConfig):
+        super().__init__(config)
+        anchor_generator = AnchorGenerator(
+            sizes=tuple((size,) for size in config.anchor_sizes),
+            aspect_ratios=(tuple(config.anchor_aspect_ratios),) * len(config.anchor_sizes),
+        )
+        self.detector = FasterRCNN(
+            CellDetectorBackboneWithFPN(config),
+            num_classes=config.num_labels + 1,  # the one place background is added: torchvision's class 0
+            min_size=config.min_size,
+            max_size=config.max_size,
+            image_mean=config.image_mean,
+            image_std=config.image_std,
+            rpn_anchor_generator=anchor_generator,
+            rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n,
+            rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n // 2,
+            rpn_post_nms_top_n_train=config.rpn_post_nms_top_n,
+            rpn_post_nms_top_n_test=config.rpn_post_nms_top_n // 2,
+            rpn_nms_thresh=config.rpn_nms_threshold,
+            box_score_thresh=config.box_score_threshold,
+            box_nms_thresh=config.box_nms_threshold,
+            box_detections_per_img=config.detections_per_image,
+        )
+        self.post_init()
+        self._freeze_early_backbone_stages()
+
+    def _freeze_early_backbone_stages(self) -> None:
+        body = self.detector.backbone.body
+        stages = [body.embedder] + list(body.encoder.stages)
+        frozen = len(stages) - self.config.trainable_backbone_stages
+        for stage in stages[:frozen]:
+            for parameter in stage.parameters():
+                parameter.requires_grad_(False)
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pixel_mask: torch.LongTensor | None = None,
+        labels: list[dict[str, torch.Tensor]] | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CellDetectorOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
+            Images in `[0, 1]`, from [`CellDetectorImageProcessor`].
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+            1 on real pixels, 0 on padding. Without it every pixel is real.
+        labels (`list[dict]`, *optional*):
+            Per image: `boxes` (`FloatTensor[N, 4]`, xyxy pixels) and `class_labels` (`LongTensor[N]`). Required in
+            training mode.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        images, image_sizes = _unpad(pixel_values, pixel_mask)
+        if self.training:
+            if labels is None:
+                raise ValueError(
+                    "CellDetectorForObjectDetection is in training mode and needs `labels` (one dict per image with "
+                    "`boxes` and `class_labels`); call `model.eval()` to detect."
+                )
+            loss_dict = self.detector(images, _to_torchvision_targets(labels, pixel_values.device))
+            loss = sum(loss_dict.values())
+            output = CellDetectorOutput(loss=loss, loss_dict=loss_dict, image_sizes=image_sizes)
+        else:
+            output = _pad_detections(self.detector(images), image_sizes, self.config.detections_per_image)
+        return output if return_dict else output.to_tuple()
+
+
+def _unpad(pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The list of unpadded images torchvision expects, and their (height, width)."""
+    batch, _, height, width = pixel_values.shape
+    if pixel_mask is None:
+        sizes = torch.tensor([[height, width]] * batch, device=pixel_values.device)
+    else:
+        sizes = torch.stack([pixel_mask.any(dim=2).sum(dim=1), pixel_mask.any(dim=1).sum(dim=1)], dim=1)
+    images = [image[:, : int(h), : int(w)] for image, (h, w) in zip(pixel_values, sizes.tolist())]
+    return images, sizes
+
+
+def _to_torchvision_targets(labels: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict]:
+    targets = []
+    for index, label in enumerate(labels):
+        if "boxes" not in label or "class_labels" not in label:
+            raise ValueError(f"labels[{index}] needs `boxes` and `class_labels`, got keys {sorted(label)}.")
+        boxes = torch.as_tensor(label["boxes"], dtype=torch.float32, device=device).reshape(-1, 4)
+        classes = torch.as_tensor(label["class_labels"], dtype=torch.int64, device=device).reshape(-1)
+        targets.append({"boxes": boxes, "labels": classes + 1})  # torchvision's class 0 is background
+    return targets
+
+
+def _pad_detections(detections: list[dict], image_sizes: torch.Tensor, max_detections: int) -> CellDetectorOutput:
+    batch = len(detections)
+    device = image_sizes.device
+    boxes = torch.zeros(batch, max_detections, 4, device=device)
+    scores = torch.zeros(batch, max_detections, device=device)
+    classes = torch.full((batch, max_detections), -1, dtype=torch.long, device=device)
+    for i, detection in enumerate(detections):
+        count = len(detection["scores"])
+        boxes[i, :count] = detection["boxes"]
+        scores[i, :count] = detection["scores"]
+        classes[i, :count] = detection["labels"] - 1
+    return CellDetectorOutput(
+        pred_boxes=boxes, scores=scores, pred_labels=classes, detection_mask=classes >= 0, image_sizes=image_sizes
+    )
+
+
+__all__ = ["CellDetectorPreTrainedModel", "CellDetectorForObjectDetection", "CellDetectorOutput"]
