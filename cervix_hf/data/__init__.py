@@ -1,6 +1,24 @@
 """Data readers, splits and PyTorch datasets for cervix_hf training and evaluation."""
 
 from .datasets import ImageClassificationDataset, class_counts, compute_class_weights
+from .detection import (
+    ISBI2014_EDF_LABELS,
+    SIPAKMED_LABELS,
+    DetectionRecord,
+    DetectionRecords,
+    read_coco,
+    read_detection_csv,
+    read_isbi2014_edf,
+    read_sipakmed,
+    read_voc,
+)
+from .detection_dataset import DetectionDataset, detection_collate
+from .detection_transforms import (
+    DETECTION_PRESETS,
+    DetectionTransform,
+    RandomRightAngleRotation,
+    detection_train_transform,
+)
 from .intel_mobileodt import (
     IMAGE_EXTENSIONS,
     INTEL_MOBILEODT_LABELS,
@@ -11,13 +29,28 @@ from .intel_mobileodt import (
 from .splits import stratified_split
 
 __all__ = [
+    "DETECTION_PRESETS",
+    "DetectionDataset",
+    "DetectionRecord",
+    "DetectionRecords",
+    "DetectionTransform",
     "IMAGE_EXTENSIONS",
     "INTEL_MOBILEODT_LABELS",
+    "ISBI2014_EDF_LABELS",
     "ImageClassificationDataset",
     "ImageFolderRecords",
+    "RandomRightAngleRotation",
+    "SIPAKMED_LABELS",
     "class_counts",
     "compute_class_weights",
+    "detection_collate",
+    "detection_train_transform",
+    "read_coco",
+    "read_detection_csv",
     "read_image_folder",
     "read_intel_mobileodt",
+    "read_isbi2014_edf",
+    "read_sipakmed",
+    "read_voc",
     "stratified_split",
 ]
