@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModelForImageClassification, AutoModelForObjectDetection
 
 from .colponet import ImageQualityReport
 from .image_io import load_image
@@ -62,3 +62,36 @@ def classify_cervix_type(model, processor, image, ignore_quality_gate: bool = Fa
     return CervixTypePrediction(
         quality=quality, classified=True, label=names[best], probabilities=dict(zip(names, probabilities))
     )
+
+
+@dataclass
+class CellDetection:
+    """One detected cell: `box` is (xmin, ymin, xmax, ymax) in pixels of the original image."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict:
+        xmin, ymin, xmax, ymax = self.box
+        return {"label": self.label, "score": self.score, "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}
+
+
+def load_detector(model_id: str, revision: str | None = None):
+    """A cell detector and its processor from a folder or a Hub repo id, in eval mode."""
+    model = AutoModelForObjectDetection.from_pretrained(model_id, revision=revision)
+    processor = AutoImageProcessor.from_pretrained(model_id, revision=revision)
+    return model.eval(), processor
+
+
+@torch.inference_mode()
+def detect_cells(model, processor, image, threshold: float = 0.5) -> list[CellDetection]:
+    """Cells found in `image` (a path, file, PIL image or array) scoring above `threshold`, best first."""
+    image = load_image(image)
+    inputs = processor(image, return_tensors="pt")
+    outputs = model(**inputs)
+    result = processor.post_process_object_detection(outputs, threshold, target_sizes=[(image.height, image.width)])[0]
+    return [
+        CellDetection(model.config.id2label[int(label)], float(score), tuple(float(v) for v in box))
+        for score, label, box in zip(result["scores"], result["labels"], result["boxes"])
+    ]

@@ -27,6 +27,8 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from cervix_hf.files import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 STAGE_DONE_FILE = "stage_done.json"
@@ -202,7 +204,7 @@ def run_stages(
         }
         if trainer.is_world_process_zero():
             trainer.save_model(str(stage_dir))
-            done_file.write_text(json.dumps(_json_safe(summary), indent=2))
+            _write_json(done_file, summary)
         summaries.append(summary)
     set_backbone_trainable(model, True)
     if trainer is None:  # every stage had finished before --resume: a trainer only to evaluate and predict
@@ -258,10 +260,7 @@ def finish_run(model, processor, output_dir: Path, eval_results: dict, args: arg
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    """Writes JSON through a temporary file so a crash never leaves a half-written file behind."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(_json_safe(payload), indent=2))
-    temporary.replace(path)
+    atomic_write_text(path, json.dumps(_json_safe(payload), indent=2))
 
 
 def _json_safe(value):

@@ -112,6 +112,8 @@ class ColpoNetPreTrainedModel(PreTrainedModel):
     base_model_prefix = "colponet"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    # The loss is a mean inside forward: Trainer must scale it for gradient accumulation, not pass token counts.
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -1,0 +1,29 @@
+"""Per-image export of detections, as CSV (one row per detection) and JSON (one object per image)."""
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from .files import atomic_open, atomic_write_text
+
+CSV_FIELDS = ("image", "label", "score", "xmin", "ymin", "xmax", "ymax")
+
+
+def write_detections(per_image: Iterable[tuple[str, list]], csv_path: Path, json_path: Path) -> None:
+    """
+    Writes `[(image name, [CellDetection, ...]), ...]` to `csv_path` and `json_path`. An image without detections
+    has no CSV row but is listed in the JSON with an empty list, so the files tell "nothing found" from "not run".
+    Each file is written to a temporary name and moved into place, so a crash never leaves half a file.
+    """
+    per_image = [(str(name), [d.to_dict() for d in detections]) for name, detections in per_image]
+    atomic_write_text(
+        json_path,
+        json.dumps([{"image": name, "detections": detections} for name, detections in per_image], indent=2),
+    )
+    with atomic_open(csv_path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for name, detections in per_image:
+            for detection in detections:
+                writer.writerow({"image": name, **detection})
