@@ -82,6 +82,9 @@ class _ExplodingModel(nn.Module):
         self.backbone = nn.Linear(2, 2)
         self.head = nn.Linear(2, 1)
 
+    def set_backbone_trainable(self, trainable):
+        self.backbone.requires_grad_(trainable)
+
     def forward(self, x, labels=None):
         out = self.head(self.backbone(x)).squeeze(-1)
         return {"loss": out.sum() * float("nan"), "logits": out}

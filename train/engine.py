@@ -104,18 +104,6 @@ class CervixTrainer(Trainer):
         return loss
 
 
-def set_backbone_trainable(model: nn.Module, trainable: bool, backbone_attribute: str = "backbone") -> None:
-    """Freezes or unfreezes every submodule named `backbone_attribute` (e.g. `colponet.backbone`)."""
-    found = False
-    for name, module in model.named_modules():
-        if name.split(".")[-1] == backbone_attribute:
-            found = True
-            for parameter in module.parameters():
-                parameter.requires_grad = trainable
-    if not found:
-        raise ValueError(f"{type(model).__name__} has no submodule named {backbone_attribute!r} to freeze.")
-
-
 def run_stages(
     model: nn.Module,
     stages: list[TrainingStage],
@@ -126,6 +114,8 @@ def run_stages(
     metric_for_best_model: str,
     greater_is_better: bool,
     data_collator: Callable | None = None,
+    processing_class=None,
+    trainer_class: type[CervixTrainer] = CervixTrainer,
 ) -> tuple[CervixTrainer, list[dict[str, Any]]]:
     """
     Trains `model` through `stages`; returns the last stage's trainer and one summary per stage.
@@ -133,7 +123,8 @@ def run_stages(
     Each stage keeps the best checkpoint on `metric_for_best_model` (evaluated on `eval_dataset` every epoch),
     stops early after `args.early_stopping_patience` evaluations without improvement and cuts the learning
     rate 10x after `args.plateau_patience`. With `args.resume`, finished stages are reloaded from their folder and
-    an interrupted one continues from its last checkpoint.
+    an interrupted one continues from its last checkpoint. `model` must have `set_backbone_trainable(bool)`;
+    `processing_class` (the image processor) is saved with every checkpoint.
     """
     if not any(stage.epochs > 0 for stage in stages):
         raise ValueError("Nothing to train: every stage has 0 epochs.")
@@ -149,7 +140,7 @@ def run_stages(
             summaries.append(json.loads(done_file.read_text()))
             logger.info("Stage %s already finished: reloaded its best weights from %s.", stage.name, stage_dir)
             continue
-        set_backbone_trainable(model, stage.train_backbone)
+        model.set_backbone_trainable(stage.train_backbone)
         training_args = TrainingArguments(
             output_dir=str(stage_dir),
             num_train_epochs=stage.epochs,
@@ -178,9 +169,10 @@ def run_stages(
             report_to="none",
             disable_tqdm=args.no_progress_bar,
         )
-        trainer = CervixTrainer(
+        trainer = trainer_class(
             model=model,
             args=training_args,
+            processing_class=processing_class,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             data_collator=data_collator,
@@ -206,10 +198,11 @@ def run_stages(
             trainer.save_model(str(stage_dir))
             _write_json(done_file, summary)
         summaries.append(summary)
-    set_backbone_trainable(model, True)
+    model.set_backbone_trainable(True)
     if trainer is None:  # every stage had finished before --resume: a trainer only to evaluate and predict
-        trainer = CervixTrainer(
+        trainer = trainer_class(
             model=model,
+            processing_class=processing_class,
             args=TrainingArguments(
                 output_dir=str(args.output_dir),
                 per_device_eval_batch_size=args.eval_batch_size or args.batch_size,

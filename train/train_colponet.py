@@ -192,6 +192,7 @@ def main(args: argparse.Namespace) -> dict:
         compute_metrics=compute_metrics_for(label_names),
         metric_for_best_model="log_loss",
         greater_is_better=False,
+        processing_class=processor,
     )
     if not trainer.is_world_process_zero():
         return {}

@@ -137,15 +137,18 @@ class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
             box_detections_per_img=config.detections_per_image,
         )
         self.post_init()
-        self._freeze_early_backbone_stages()
+        self.set_backbone_trainable(True)
 
-    def _freeze_early_backbone_stages(self) -> None:
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """
+        `True`: the last `config.trainable_backbone_stages` backbone stages train, the earlier ones and the stem stay
+        frozen. `False`: the whole backbone is frozen. Batch norm is frozen either way.
+        """
         body = self.detector.backbone.body
         stages = [body.embedder] + list(body.encoder.stages)
-        frozen = len(stages) - self.config.trainable_backbone_stages
-        for stage in stages[:frozen]:
-            for parameter in stage.parameters():
-                parameter.requires_grad_(False)
+        trainable_stages = self.config.trainable_backbone_stages if trainable else 0
+        for index, stage in enumerate(stages):
+            stage.requires_grad_(index >= len(stages) - trainable_stages)
 
     def forward(
         self,

@@ -133,6 +133,10 @@ class ColpoNetPreTrainedModel(PreTrainedModel):
             if module.num_batches_tracked is not None:
                 init.zeros_(module.num_batches_tracked)
 
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """Freezes (`False`) or unfreezes (`True`) the ResNet backbone, for staged fine-tuning."""
+        self.base_model.backbone.requires_grad_(trainable)
+
 
 class ColpoNetModel(ColpoNetPreTrainedModel):
     """ColpoNet without its classifier: backbone, channel reduction, dense block, inception block, pooling."""

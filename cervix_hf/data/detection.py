@@ -15,12 +15,13 @@ import cv2
 import numpy as np
 import PIL.Image
 
+from ..cell_detector.configuration_cell_detector import SIPAKMED_LABELS as SIPAKMED_CLASS_NAMES
 from .datasets import class_counts
 from .intel_mobileodt import _visible_entries
 
 logger = logging.getLogger(__name__)
 
-SIPAKMED_LABELS = ["Dyskeratotic", "Koilocytotic", "Metaplastic", "Parabasal", "Superficial-Intermediate"]
+SIPAKMED_LABELS = list(SIPAKMED_CLASS_NAMES)  # the detector's default labels, in the same order
 ISBI2014_EDF_LABELS = ["nucleus"]
 DETECTION_CSV_HEADER = ["filename", "xmin", "ymin", "xmax", "ymax", "label"]
 

@@ -79,7 +79,6 @@ def compute_detection_metrics(
         evaluator.params.maxDets = [1, 10, max_detections]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
     precision = evaluator.eval["precision"]  # [IoU thresholds, recall points, classes, areas, max dets]
     recall = evaluator.eval["recall"]  # [IoU thresholds, classes, areas, max dets]
     per_class = {
@@ -91,12 +90,12 @@ def compute_detection_metrics(
         )
         for index, name in enumerate(label_names)
     }
-    stats = evaluator.stats
+    # As COCOeval.summarize, but every figure at `max_detections` (summarize fixes AP@[.5:.95] at 100).
     return {
-        "map": float(stats[0]),
-        "map_50": float(stats[1]),
-        "map_75": float(stats[2]),
-        "mar": float(stats[8]),
+        "map": _mean_valid(precision[:, :, :, 0, -1]),
+        "map_50": _mean_valid(precision[0, :, :, 0, -1]),
+        "map_75": _mean_valid(precision[5, :, :, 0, -1]),
+        "mar": _mean_valid(recall[:, :, 0, -1]),
         "per_class": per_class,
         "num_images": len(images),
     }

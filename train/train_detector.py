@@ -1,0 +1,265 @@
+"""Train the cell detector (Faster R-CNN) and evaluate it with COCO mAP.
+
+Reproduce the SIPaKMeD detector (5 cell classes, one box per cell from its cytoplasm boundary)::
+
+    python -m train.train_detector --data /path/to/SIPaKMeD --output-dir checkpoints/cell-detector
+
+Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_detector ...`` (or ``accelerate launch -m ...``).
+
+Real-data check on the ISBI 2014 EDF nuclei beside the project (one class; train on EDF000-EDF009 minus two
+for validation, test on EDF010-EDF011; a tiny backbone on the CPU)::
+
+    python -m train.train_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
+        --test-names EDF010 EDF011 --output-dir runs/edf-detector --model-size tiny \
+        --epochs 30 --lr 1e-3 --batch-size 2 --min-size 512 --max-size 512
+
+Other formats: ``--format csv|coco|voc --annotations FILE_OR_DIR --data IMAGE_ROOT``. Without ``--test-names``
+the images are split 70:20:10 (stratified by each image's most frequent class, ``--seed``).
+
+A run keeps the checkpoint with the best validation mAP@[.5:.95], stops early, and ends with
+``save_pretrained``, ``eval_results.json`` (mAP@[.5:.95], mAP@.5, per-class AP and recall on the test split) and
+the test detections per image in ``detections.csv`` and ``detections.json``.
+"""
+
+import argparse
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor, load_pretrained_backbone
+from cervix_hf.data import (
+    DETECTION_PRESETS,
+    DetectionDataset,
+    DetectionRecords,
+    detection_collate,
+    detection_train_transform,
+    read_coco,
+    read_detection_csv,
+    read_isbi2014_edf,
+    read_sipakmed,
+    read_voc,
+    stratified_split,
+)
+from cervix_hf.detection_export import write_detections
+from cervix_hf.inference import CellDetection
+from cervix_hf.metrics import compute_detection_metrics
+from cervix_hf.model_presets import MODEL_SIZES, cell_detector_config
+from train.engine import CervixTrainer, TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+
+logger = logging.getLogger("train.train_detector")
+
+FORMATS = ("auto", "sipakmed", "isbi2014", "csv", "coco", "voc")
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help)
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder (or image root with --annotations)")
+    parser.add_argument("--format", default="auto", choices=FORMATS)
+    parser.add_argument("--annotations", type=Path, help="CSV/COCO file or VOC folder (with --format csv|coco|voc)")
+    parser.add_argument("--box-from", default="cytoplasm", choices=("cytoplasm", "nucleus"), help="SIPaKMeD boxes")
+    parser.add_argument("--test-names", nargs="+", help="image names (file stems) held out as the test split")
+    parser.add_argument("--validation-fraction", default=0.2, type=float, help="of the rest, with --test-names")
+    parser.add_argument("--from-checkpoint", type=Path, help="start from a saved detector folder")
+    parser.add_argument("--model-size", default="resnet-50", choices=MODEL_SIZES)
+    parser.add_argument("--min-size", type=int, help="override the model's resize (short side, pixels)")
+    parser.add_argument("--max-size", type=int, help="override the model's resize (long side bound)")
+    parser.add_argument("--epochs", default=26, type=float)
+    parser.add_argument("--lr", default=1e-4, type=float)
+    parser.add_argument("--augmentation", default="default", choices=DETECTION_PRESETS)
+    parser.add_argument("--export-threshold", default=0.5, type=float, help="score threshold of detections.csv")
+    parser = add_common_args(parser)
+    parser.set_defaults(batch_size=2)
+    return parser
+
+
+def load_records(args: argparse.Namespace) -> DetectionRecords:
+    data_format = args.format
+    if data_format == "auto":
+        if any(args.data.glob("EDF*_GT.png")):
+            data_format = "isbi2014"
+        elif any(args.data.glob("im_*")):
+            data_format = "sipakmed"
+        else:
+            raise SystemExit(f"--data {args.data}: cannot tell the format; pass --format (one of {FORMATS[1:]}).")
+    if data_format in ("csv", "coco", "voc") and args.annotations is None:
+        raise SystemExit(f"--format {data_format} needs --annotations (the annotation file or folder).")
+    readers = {
+        "sipakmed": lambda: read_sipakmed(args.data, box_from=args.box_from),
+        "isbi2014": lambda: read_isbi2014_edf(args.data),
+        "csv": lambda: read_detection_csv(args.annotations, image_root=args.data),
+        "coco": lambda: read_coco(args.annotations, image_root=args.data),
+        "voc": lambda: read_voc(args.annotations, image_root=args.data),
+    }
+    records = readers[data_format]()
+    for warning in records.warnings:
+        logger.warning(warning)
+    return records
+
+
+def split_records(records: DetectionRecords, args: argparse.Namespace) -> dict[str, DetectionRecords]:
+    """Test = `--test-names` (the rest split train/validation), else a 70:20:10 split stratified by main class."""
+    main_class = [Counter(r.labels).most_common(1)[0][0] if r.labels else -1 for r in records.records]
+    if not args.test_names:
+        indices = stratified_split(main_class, fractions=(0.7, 0.2, 0.1), seed=args.seed)
+        return {name: records.select(idx) for name, idx in indices.items()}
+    stems = [Path(r.image_path).stem for r in records.records]
+    unknown = sorted(set(args.test_names) - set(stems))
+    if unknown:
+        raise SystemExit(f"--test-names {' '.join(unknown)}: no such image in --data {args.data}.")
+    test = [i for i, stem in enumerate(stems) if stem in args.test_names]
+    rest = np.random.default_rng(args.seed).permutation([i for i in range(len(stems)) if stems[i] not in args.test_names])
+    num_validation = max(1, round(args.validation_fraction * len(rest)))
+    return {
+        "train": records.select(sorted(rest[num_validation:].tolist())),
+        "validation": records.select(sorted(rest[:num_validation].tolist())),
+        "test": records.select(test),
+    }
+
+
+class DetectionCollator:
+    """Turns raw samples (image, boxes, class labels) into the model's `pixel_values`, `pixel_mask`, `labels`."""
+
+    def __init__(self, processor: CellDetectorImageProcessor):
+        self.processor = processor
+
+    def __call__(self, samples: list[dict]) -> dict:
+        annotations = [{"boxes": s["boxes"], "class_labels": s["class_labels"]} for s in samples]
+        return dict(self.processor([s["image"] for s in samples], annotations=annotations, return_tensors="pt"))
+
+
+@torch.inference_mode()
+def predict_dataset(model, processor, dataset: DetectionDataset, batch_size: int) -> tuple[list, list, list]:
+    """Ground truth, detections (model's score threshold) and image paths for every image of `dataset`."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    truths, predictions, paths = [], [], []
+    for start in range(0, len(dataset), batch_size):
+        samples = detection_collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        inputs = processor([s["image"] for s in samples], return_tensors="pt").to(device)
+        for sample, result in zip(samples, processor.post_process_object_detection(model(**inputs), threshold=0.0)):
+            truths.append({"boxes": sample["boxes"].numpy(), "labels": sample["class_labels"].numpy()})
+            predictions.append({k: v.cpu().numpy() for k, v in result.items()})
+            paths.append(sample["path"])
+    model.train(was_training)
+    return truths, predictions, paths
+
+
+class DetectionTrainer(CervixTrainer):
+    """Evaluates with COCO mAP (pycocotools) instead of a loss: Faster R-CNN computes losses only in training mode."""
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        truths, predictions, _ = predict_dataset(
+            self.model, self.processing_class, dataset, self.args.per_device_eval_batch_size
+        )
+        scores = compute_detection_metrics(truths, predictions, self.model.config.id2label.values())
+        metrics = {f"{metric_key_prefix}_{name}": scores[name] or 0.0 for name in ("map", "map_50", "map_75", "mar")}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+def build_model(args: argparse.Namespace, label_names: list[str]) -> CellDetectorForObjectDetection:
+    sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
+    if args.from_checkpoint:
+        model = CellDetectorForObjectDetection.from_pretrained(args.from_checkpoint, **sizes)
+        if list(model.config.id2label.values()) != label_names:
+            raise SystemExit(
+                f"--from-checkpoint {args.from_checkpoint} detects {list(model.config.id2label.values())}, "
+                f"but --data has the classes {label_names}."
+            )
+        return model
+    overrides = {"id2label": dict(enumerate(label_names)), **sizes}
+    if args.no_pretrained_backbone:
+        overrides["use_pretrained_backbone"] = False
+    model = CellDetectorForObjectDetection(cell_detector_config(args.model_size, **overrides))
+    load_pretrained_backbone(model, require=args.require_pretrained_backbone)
+    return model
+
+
+def main(args: argparse.Namespace) -> dict:
+    validate_common_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    records = load_records(args)
+    splits = split_records(records, args)
+    label_names = list(records.label_names)
+    model = build_model(args, label_names)
+    processor = CellDetectorImageProcessor()
+    transform = detection_train_transform(args.augmentation)
+    datasets = {
+        name: DetectionDataset(split, transform if name == "train" else None) for name, split in splits.items()
+    }
+    trainer, stage_summaries = run_stages(
+        model,
+        [TrainingStage("train", args.lr, args.epochs, train_backbone=True)],
+        args,
+        datasets["train"],
+        datasets["validation"],
+        compute_metrics=None,
+        metric_for_best_model="map",
+        greater_is_better=True,
+        data_collator=DetectionCollator(processor),
+        processing_class=processor,
+        trainer_class=DetectionTrainer,
+    )
+    if not trainer.is_world_process_zero():
+        return {}
+
+    batch_size = args.eval_batch_size or args.batch_size
+    truths, predictions, paths = predict_dataset(model, processor, datasets["test"], batch_size)
+    metrics = compute_detection_metrics(truths, predictions, label_names)
+    per_image = [
+        (
+            path,
+            [
+                CellDetection(label_names[int(label)], float(score), tuple(float(v) for v in box))
+                for box, label, score in zip(found["boxes"], found["labels"], found["scores"])
+                if score > args.export_threshold
+            ],
+        )
+        for path, found in zip(paths, predictions)
+    ]
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    write_detections(per_image, args.output_dir / "detections.csv", args.output_dir / "detections.json")
+    eval_results = {
+        "task": "object-detection",
+        "model_type": model.config.model_type,
+        "evaluated_on": "test",
+        "label_names": label_names,
+        "metrics": metrics,
+        "data": {
+            "source": str(args.data),
+            "format": args.format,
+            "test_images": [Path(p).name for p in paths],
+            "seed": args.seed,
+            "images_per_split": {name: len(split) for name, split in splits.items()},
+            "boxes_per_class_per_split": {name: split.box_counts() for name, split in splits.items()},
+            "reader_warnings": records.warnings,
+        },
+        "training": {
+            "stages": stage_summaries,
+            "augmentation": args.augmentation,
+            "batch_size": args.batch_size,
+            "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
+            "min_size": model.config.min_size,
+            "max_size": model.config.max_size,
+        },
+        "export_threshold": args.export_threshold,
+    }
+    finish_run(model, processor, args.output_dir, eval_results, args)
+    logger.info(
+        "Test mAP@[.5:.95] %.3f, mAP@.5 %.3f on %d images. Model, eval_results.json and detections in %s.",
+        metrics["map"] or 0.0,
+        metrics["map_50"] or 0.0,
+        len(paths),
+        args.output_dir,
+    )
+    return eval_results
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
