@@ -20,6 +20,13 @@ from .cell_detector import (
     CellDetectorImageProcessor,
 )
 from .image_io import ImageLoadError, load_image
+from .prepost import (
+    PREPOST_LABELS,
+    PrePostClassificationPipeline,
+    PrePostFusionConfig,
+    PrePostFusionForImageClassification,
+    PrePostFusionImageProcessor,
+)
 from .pretrained_backbone import PretrainedBackboneUnavailableError, load_pretrained_backbone
 from .registration import register_auto_classes
 
@@ -39,6 +46,11 @@ __all__ = [
     "ColpoNetModel",
     "ImageLoadError",
     "ImageQualityReport",
+    "PREPOST_LABELS",
+    "PrePostClassificationPipeline",
+    "PrePostFusionConfig",
+    "PrePostFusionForImageClassification",
+    "PrePostFusionImageProcessor",
     "PretrainedBackboneUnavailableError",
     "assess_image_quality",
     "load_image",

@@ -6,6 +6,7 @@ about the full model's accuracy.
 
 from .cell_detector import CellDetectorConfig
 from .colponet import ColpoNetConfig
+from .prepost import PrePostFusionConfig
 
 MODEL_SIZES = ("resnet-50", "tiny")
 
@@ -57,4 +58,19 @@ def cell_detector_config(size: str = "resnet-50", **overrides) -> CellDetectorCo
             "detections_per_image": 50,
         }
         return CellDetectorConfig(**{**tiny, **overrides})
+    raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}.")
+
+
+def prepost_config(size: str = "resnet-50", **overrides) -> PrePostFusionConfig:
+    """A [`PrePostFusionConfig`] of the named size; `overrides` are passed to the config."""
+    if size == "resnet-50":
+        return PrePostFusionConfig(**overrides)
+    if size == "tiny":
+        tiny = {
+            "backbone_config": tiny_backbone_config(["stage4"]),
+            "use_pretrained_backbone": False,
+            "fusion_hidden_size": 16,
+            "num_attention_heads": 2,
+        }
+        return PrePostFusionConfig(**{**tiny, **overrides})
     raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}.")

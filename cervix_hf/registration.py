@@ -15,9 +15,17 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForObjectDetection,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .cell_detector import CellDetectorConfig, CellDetectorForObjectDetection, CellDetectorImageProcessor
 from .colponet import ColpoNetConfig, ColpoNetForImageClassification, ColpoNetImageProcessor, ColpoNetModel
+from .prepost import (
+    PIPELINE_TASK,
+    PrePostClassificationPipeline,
+    PrePostFusionConfig,
+    PrePostFusionForImageClassification,
+    PrePostFusionImageProcessor,
+)
 
 # (config, base model or None, {auto class name: (auto class, task model)}, image processor) for every model.
 MODEL_FAMILIES = (
@@ -32,6 +40,12 @@ MODEL_FAMILIES = (
         None,  # a detector has no headless base model
         {"AutoModelForObjectDetection": (AutoModelForObjectDetection, CellDetectorForObjectDetection)},
         CellDetectorImageProcessor,
+    ),
+    (
+        PrePostFusionConfig,
+        None,  # two images in, one decision out: no headless base model
+        {"AutoModelForImageClassification": (AutoModelForImageClassification, PrePostFusionForImageClassification)},
+        PrePostFusionImageProcessor,
     ),
 )
 
@@ -50,3 +64,9 @@ def register_auto_classes() -> None:
         for auto_name, (auto_class, task_model) in task_models.items():
             auto_class.register(config_class, task_model, exist_ok=True)
             task_model.register_for_auto_class(auto_name)
+    PIPELINE_REGISTRY.register_pipeline(
+        PIPELINE_TASK,
+        pipeline_class=PrePostClassificationPipeline,
+        pt_model=AutoModelForImageClassification,
+        type="image",
+    )
