@@ -55,10 +55,15 @@ def test_bad_config_values_name_the_argument(argument, value):
 def test_batch_norm_is_frozen_and_early_stages_do_not_train():
     model = CellDetectorForObjectDetection(cell_detector_config("tiny", trainable_backbone_stages=2))
     body = model.detector.backbone.body
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    model.train()
+    batch_norms = model.detector.backbone.batch_norms()
+    assert batch_norms and not any(m.training or m.weight.requires_grad for m in batch_norms)
+    model.set_backbone_trainable(True)
+    assert not any(m.weight.requires_grad for m in batch_norms)
     assert not any(p.requires_grad for p in body.embedder.parameters())
     assert not any(p.requires_grad for p in body.encoder.stages[1].parameters())
-    assert all(p.requires_grad for p in body.encoder.stages[3].parameters())
+    convolutions = [m for m in body.encoder.stages[3].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(m.weight.requires_grad for m in convolutions)
 
 
 def test_training_returns_losses_including_images_without_cells():

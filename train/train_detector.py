@@ -7,11 +7,13 @@ Reproduce the SIPaKMeD detector (5 cell classes, one box per cell from its cytop
 Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_detector ...`` (or ``accelerate launch -m ...``).
 
 Real-data check on the ISBI 2014 EDF nuclei beside the project (one class; train on EDF000-EDF009 minus two
-for validation, test on EDF010-EDF011; a tiny backbone on the CPU)::
+for validation, test on EDF010-EDF011; a tiny backbone from random weights, about 4 minutes on 2 CPU cores,
+test mAP@.5 0.17 when last run)::
 
     python -m train.train_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
         --test-names EDF010 EDF011 --output-dir runs/edf-detector --model-size tiny \
-        --epochs 30 --lr 1e-3 --batch-size 2 --min-size 512 --max-size 512
+        --epochs 60 --lr 1e-3 --batch-size 2 --min-size 1024 --max-size 1024 \
+        --early-stopping-patience 20 --plateau-patience 8
 
 Other formats: ``--format csv|coco|voc --annotations FILE_OR_DIR --data IMAGE_ROOT``. Without ``--test-names``
 the images are split 70:20:10 (stratified by each image's most frequent class, ``--seed``).

@@ -22,10 +22,9 @@ import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
+from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from transformers import PreTrainedModel
-from transformers import initialization as init
 from transformers.backbone_utils import load_backbone
 from transformers.utils import ModelOutput
 
@@ -67,7 +66,6 @@ class CellDetectorBackboneWithFPN(nn.Module):
     def __init__(self, config: CellDetectorConfig):
         super().__init__()
         self.body = load_backbone(config)
-        _freeze_batch_norm(self.body)
         self.fpn = FeaturePyramidNetwork(
             in_channels_list=list(self.body.num_features[1:]),
             out_channels=config.fpn_out_channels,
@@ -79,14 +77,17 @@ class CellDetectorBackboneWithFPN(nn.Module):
         feature_maps = self.body(pixel_values).feature_maps
         return self.fpn(OrderedDict((str(i), fmap) for i, fmap in enumerate(feature_maps)))
 
+    def train(self, mode: bool = True):
+        """Batch norm stays frozen (eval statistics) in training too: detection batches are too small to estimate
+        them. This is torchvision's `FrozenBatchNorm2d`, kept as `BatchNorm2d` modules so inference runs the
+        native batch-norm kernel and ResNet checkpoints load unchanged."""
+        super().train(mode)
+        for module in self.batch_norms():
+            module.eval()
+        return self
 
-def _freeze_batch_norm(module: nn.Module) -> None:
-    """Replaces every `BatchNorm2d` by torchvision's `FrozenBatchNorm2d` (fixed statistics and affine terms)."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, FrozenBatchNorm2d(child.num_features, eps=child.eps))
-        else:
-            _freeze_batch_norm(child)
+    def batch_norms(self) -> list[nn.BatchNorm2d]:
+        return [module for module in self.body.modules() if isinstance(module, nn.BatchNorm2d)]
 
 
 class CellDetectorPreTrainedModel(PreTrainedModel):
@@ -98,16 +99,10 @@ class CellDetectorPreTrainedModel(PreTrainedModel):
     # The loss is a mean inside forward: Trainer must scale it for gradient accumulation, not pass token counts.
     accepts_loss_kwargs = False
 
-    @torch.no_grad()
     def _init_weights(self, module):
-        # The ResNet backbone initialises itself (its own `post_init`), and torchvision's feature pyramid, region
-        # proposal network and RoI heads are initialised by their constructors as in torchvision; only the frozen
-        # batch norms that replace the backbone's batch norms are new here.
-        if isinstance(module, FrozenBatchNorm2d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
+        # Nothing to add: the ResNet backbone initialises itself (its own `post_init`), and torchvision's feature
+        # pyramid, region proposal network and RoI heads are initialised by their constructors, as in torchvision.
+        pass
 
 
 class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
@@ -149,6 +144,8 @@ class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
         trainable_stages = self.config.trainable_backbone_stages if trainable else 0
         for index, stage in enumerate(stages):
             stage.requires_grad_(index >= len(stages) - trainable_stages)
+        for batch_norm in self.detector.backbone.batch_norms():
+            batch_norm.requires_grad_(False)
 
     def forward(
         self,
