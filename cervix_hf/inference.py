@@ -95,3 +95,44 @@ def detect_cells(model, processor, image, threshold: float = 0.5) -> list[CellDe
         CellDetection(model.config.id2label[int(label)], float(score), tuple(float(v) for v in box))
         for score, label, box in zip(result["scores"], result["labels"], result["boxes"])
     ]
+
+
+@dataclass
+class PrePostPrediction:
+    """
+    The decision for one case from its pre-stain and post-stain images.
+
+    Args:
+        label (`str`): "Negative" or "Positive" at `threshold`.
+        probability (`float`): probability of Positive.
+        threshold (`float`): the threshold the decision used.
+        pre_to_post_attention (`torch.Tensor` of shape `(height, width, height, width)`): attention of each
+            pre-stain position to each post-stain position, averaged over heads, on the backbone's token grid.
+    """
+
+    label: str
+    probability: float
+    threshold: float
+    pre_to_post_attention: torch.Tensor
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "probability": self.probability, "threshold": self.threshold}
+
+
+def load_prepost(model_id: str, revision: str | None = None):
+    """A pre/post fusion model and its processor from a folder or a Hub repo id, in eval mode."""
+    return load_classifier(model_id, revision)
+
+
+@torch.inference_mode()
+def classify_prepost(model, processor, pre_image, post_image, threshold: float | None = None) -> PrePostPrediction:
+    """
+    Negative/Positive for one case. `threshold` defaults to the model's `config.decision_threshold`; a case is
+    Positive when its probability is at or above it.
+    """
+    threshold = model.config.decision_threshold if threshold is None else threshold
+    outputs = model(**processor(load_image(pre_image), load_image(post_image), return_tensors="pt"))
+    decision = processor.post_process_classification(outputs, threshold)[0]
+    height, width = outputs.feature_map_size
+    attention = outputs.pre_to_post_attentions[0].mean(0).reshape(height, width, height, width)
+    return PrePostPrediction(decision["label"], decision["probability"], decision["threshold"], attention)
