@@ -49,12 +49,14 @@ class TrainingStage:
         learning_rate (`float`): initial learning rate.
         epochs (`float`): number of epochs (0 skips the stage).
         train_backbone (`bool`): whether the backbone's parameters are trained in this stage.
+        batch_size (`int`, *optional*): per-device batch size of this stage (default: `--batch-size`).
     """
 
     name: str
     learning_rate: float
     epochs: float
     train_backbone: bool
+    batch_size: int | None = None
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -147,7 +149,7 @@ def run_stages(
             max_steps=args.max_steps,
             learning_rate=stage.learning_rate,
             weight_decay=args.weight_decay,
-            per_device_train_batch_size=args.batch_size,
+            per_device_train_batch_size=stage.batch_size or args.batch_size,
             per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
             lr_scheduler_type="reduce_lr_on_plateau",
             lr_scheduler_kwargs={

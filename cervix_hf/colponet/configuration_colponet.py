@@ -107,6 +107,11 @@ class ColpoNetConfig(PreTrainedConfig):
                 f"`backbone_config` must describe a ResNet (model_type 'resnet'), got "
                 f"{getattr(self.backbone_config, 'model_type', self.backbone_config)!r}."
             )
+        if list(self.backbone_config.out_features) != self.backbone_config.stage_names[-1:]:
+            raise ValueError(
+                "`backbone_config.out_features` must be the last stage only "
+                f"([{self.backbone_config.stage_names[-1]!r}]): the new blocks read the last feature map."
+            )
 
     @property
     def inception_out_channels(self) -> int:

@@ -298,8 +298,10 @@ def evaluate_binary(
             Probability of Positive of each case, in [0, 1].
         threshold (`float`):
             The model's decision threshold in [0, 1]: Positive when `score >= threshold`.
-        operating_points (`dict`, *optional*, defaults to `{}`):
-            Keyword arguments of [`select_operating_points`] (`target_sensitivity`, `target_specificity`).
+        operating_points (`dict`, *optional*):
+            Operating points chosen on other (validation) cases, as [`select_operating_points`] returns them: each
+            is measured again on these cases (`test_sensitivity`, `test_specificity`, `chosen_on: "validation"`).
+            Without it, the points are chosen on these cases (`chosen_on: "evaluated cases"`, optimistic).
 
     Returns:
         `dict` with `num_cases`, `num_positive`, `num_negative`, `threshold`, `decision_rule`, `report` (of
@@ -311,6 +313,21 @@ def evaluate_binary(
         `ValueError`: on invalid inputs, or when the results contradict each other (a bug, never expected).
     """
     report = binary_report(labels, scores, threshold)
+    if operating_points is None:
+        points = {
+            name: {**point, "chosen_on": "evaluated cases"}
+            for name, point in select_operating_points(labels, scores).items()
+        }
+    else:
+        points = {}
+        for name, point in operating_points.items():
+            measured = binary_report(labels, scores, point["threshold"]) if point["threshold"] is not None else {}
+            points[name] = {
+                **point,
+                "chosen_on": "validation",
+                "test_sensitivity": measured.get("sensitivity"),
+                "test_specificity": measured.get("specificity"),
+            }
     table_thresholds = np.union1d(DEFAULT_THRESHOLDS, [report["threshold"]])
     results = {
         "num_cases": report["num_cases"],
@@ -321,7 +338,7 @@ def evaluate_binary(
         "report": report,
         "intervals": bootstrap_intervals(labels, scores, threshold),
         "threshold_table": threshold_table(labels, scores, table_thresholds),
-        "operating_points": select_operating_points(labels, scores, **(operating_points or {})),
+        "operating_points": points,
     }
     check_binary_consistency(results)
     return results

@@ -52,6 +52,8 @@ class PrePostFusionConfig(PreTrainedConfig):
     """
 
     model_type = "prepost_fusion"
+    # Outputs that are not predictions: Trainer's evaluation keeps only the logits.
+    keys_to_ignore_at_inference = ["probabilities", "pre_to_post_attentions", "post_to_pre_attentions", "feature_map_size"]
     sub_configs_defaults = {
         "backbone_config": SubConfigSpec(
             config_class=AutoConfig, model_type="resnet", init_kwargs={"out_features": ["stage4"]}
@@ -108,6 +110,11 @@ class PrePostFusionConfig(PreTrainedConfig):
                     raise ValueError(f"`operating_points[{name!r}]` needs a `threshold` in [0, 1], got {point!r}.")
         if getattr(self.backbone_config, "model_type", None) != "resnet":
             raise ValueError("`backbone_config` must describe a ResNet (model_type 'resnet').")
+        if list(self.backbone_config.out_features) != self.backbone_config.stage_names[-1:]:
+            raise ValueError(
+                "`backbone_config.out_features` must be the last stage only "
+                f"([{self.backbone_config.stage_names[-1]!r}]): the fusion reads the last feature map."
+            )
 
 
 __all__ = ["PrePostFusionConfig", "PREPOST_LABELS", "OPERATING_POINT_NAMES"]

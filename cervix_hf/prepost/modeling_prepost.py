@@ -131,7 +131,9 @@ class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
             backbone.requires_grad_(trainable)
 
     def _tokens(self, backbone: nn.Module, pixel_values: torch.Tensor, stream: int):
-        feature_map = backbone(pixel_values).feature_maps[-1]  # (batch, channels, height, width)
+        # Only the last stage is used: calling the encoder directly lets the earlier stages' outputs be freed
+        # (the backbone's own forward keeps them all), which is measurably faster on the CPU.
+        feature_map = backbone.encoder(backbone.embedder(pixel_values)).last_hidden_state  # (batch, C, H, W)
         tokens = feature_map.flatten(2).transpose(1, 2)  # (batch, height * width, channels)
         tokens = self.projection_norm(self.projection(tokens)) + self.stream_embeddings[stream]
         return tokens, tuple(feature_map.shape[-2:])

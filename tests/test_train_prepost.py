@@ -1,0 +1,70 @@
+"""The pre/post training script end to end on the real IARC atlas sample, and its consistent evaluation file."""
+
+import json
+
+import pytest
+
+from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
+from cervix_hf.inference import classify_prepost
+from cervix_hf.metrics import check_binary_consistency
+from train import train_prepost
+
+from .conftest import SHARED_DATA, require_data
+
+
+@pytest.fixture(scope="module")
+def iarc_run(tmp_path_factory):
+    data = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
+    output_dir = tmp_path_factory.mktemp("prepost-run")
+    args = train_prepost.get_args_parser().parse_args(
+        ["--data", str(data), "--output-dir", str(output_dir), "--model-size", "tiny", "--stage1-epochs", "1",
+         "--stage2-epochs", "1", "--batch-size", "8", "--workers", "0", "--no-progress-bar",
+         "--augmentation", "flip", "--decision-threshold", "balanced"]
+    )  # fmt: skip
+    return output_dir, train_prepost.main(args)
+
+
+@pytest.mark.slow
+def test_evaluation_file_is_internally_consistent(iarc_run):
+    output_dir, _ = iarc_run
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    metrics = saved["metrics"]
+    check_binary_consistency(metrics)  # raises on any contradiction
+    test_counts = saved["data"]["class_counts"]["test"]
+    assert metrics["num_cases"] == sum(test_counts.values()) == len(saved["predictions"])
+    classes = metrics["report"]["classification_report"]
+    assert classes["Negative"]["support"] + classes["Positive"]["support"] == metrics["num_cases"]
+    assert metrics["report"]["sensitivity"] == classes["Positive"]["recall"]
+    # 38 acetic-acid pairs in the sample (13 cases lack a saline view, 1 an acetic-acid view), split by case
+    assert sum(sum(c.values()) for c in saved["data"]["class_counts"].values()) == 38
+    assert saved["data"]["skipped"] == {"no normal saline view": 13, "no acetic acid view": 1}
+
+
+@pytest.mark.slow
+def test_operating_points_are_chosen_on_validation_and_saved_in_the_config(iarc_run):
+    output_dir, results = iarc_run
+    model = PrePostFusionForImageClassification.from_pretrained(output_dir).eval()
+    points = model.config.operating_points
+    assert set(points) == {"screening", "balanced", "confirmatory"}
+    assert model.config.decision_threshold == points["balanced"]["threshold"]
+    assert results["metrics"]["operating_points"]["balanced"]["chosen_on"] == "validation"
+    assert results["metrics"]["threshold"] == model.config.decision_threshold
+
+
+@pytest.mark.slow
+def test_saved_model_reproduces_the_test_probabilities(iarc_run):
+    output_dir, results = iarc_run
+    model = PrePostFusionForImageClassification.from_pretrained(output_dir).eval()
+    processor = PrePostFusionImageProcessor.from_pretrained(output_dir)
+    from cervix_hf.data import read_iarc_atlas
+
+    records = {r.case_id: r for r in read_iarc_atlas(SHARED_DATA / "iarc-colposcopy-atlas").records}
+    for row in results["predictions"]:
+        record = records[row["case_id"]]
+        prediction = classify_prepost(model, processor, record.pre_path, record.post_path)
+        assert prediction.probability == pytest.approx(row["probability"], abs=1e-5)
+
+
+def test_an_unknown_decision_threshold_name_is_a_clear_error():
+    with pytest.raises(SystemExit, match="--decision-threshold"):
+        train_prepost.resolve_threshold("strict", {})

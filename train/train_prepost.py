@@ -1,0 +1,224 @@
+"""Train the pre/post fusion model (Negative/Positive from a pre-stain and a post-stain image).
+
+Reproduce the seed work's schedule (two `microsoft/resnet-50` backbones; backbones frozen at lr 1e-4 for 30
+epochs with batch 16, then everything at lr 1e-5 for 20 epochs with batch 8; early stopping and
+reduce-on-plateau on the validation loss)::
+
+    python -m train.train_prepost --data pairs.csv --output-dir checkpoints/prepost
+
+Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_prepost ...`` (or ``accelerate launch -m ...``).
+
+Real-data check on the IARC colposcopy atlas sample beside the project (pre = after normal saline, post = after
+acetic acid; Positive = CIN2 or worse; a tiny backbone on the CPU)::
+
+    python -m train.train_prepost --data ../shared/data/iarc-colposcopy-atlas --output-dir runs/prepost-iarc \
+        --model-size tiny --stage1-epochs 10 --stage2-epochs 10 --stage2-lr 1e-3 --batch-size 8
+
+Data: a CSV (`pre,post,label[,case_id]`) or the IARC atlas layout (`--post acetic|lugol`). Cases are split
+70:20:10 with no case in two splits (stratified, `--seed`). The loss weighs Positive by negatives/positives of the
+training split (`--pos-weight none` turns that off). After training, the operating points (screening, balanced,
+confirmatory) are chosen on the validation split and saved in the config with the decision threshold
+(`--decision-threshold`: a number, or an operating point's name); `eval_results.json` reports the test split at
+that threshold, with the validation-chosen operating points measured again on the test cases.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor, load_pretrained_backbone
+from cervix_hf.data import (
+    PAIR_PRESETS,
+    PairDataset,
+    case_level_split,
+    class_counts,
+    paired_train_transform,
+    read_iarc_atlas,
+    read_pairs_csv,
+)
+from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_points
+from cervix_hf.model_presets import MODEL_SIZES, prepost_config
+from cervix_hf.prepost import OPERATING_POINT_NAMES
+from train.engine import TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+
+logger = logging.getLogger("train.train_prepost")
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help)
+    parser.add_argument("--data", required=True, type=Path, help="pairs CSV, or the IARC colposcopy atlas folder")
+    parser.add_argument("--post", default="acetic", choices=("acetic", "lugol"), help="IARC post-stain view")
+    parser.add_argument("--from-checkpoint", type=Path, help="start from a saved pre/post model folder")
+    parser.add_argument("--model-size", default="resnet-50", choices=MODEL_SIZES)
+    parser.add_argument("--share-backbone", action="store_true", help="one backbone reads both images")
+    parser.add_argument("--stage1-epochs", default=30, type=float, help="backbones frozen")
+    parser.add_argument("--stage1-lr", default=1e-4, type=float)
+    parser.add_argument("--stage2-epochs", default=20, type=float, help="everything trained")
+    parser.add_argument("--stage2-lr", default=1e-5, type=float)
+    parser.add_argument("--stage2-batch-size", default=8, type=int, help="the seed work's fine-tuning batch")
+    parser.add_argument("--augmentation", default="default", choices=PAIR_PRESETS)
+    parser.add_argument("--pos-weight", default="balanced", choices=("balanced", "none"))
+    parser.add_argument("--target-sensitivity", default=0.9, type=float, help="of the screening operating point")
+    parser.add_argument("--target-specificity", default=0.9, type=float, help="of the confirmatory point")
+    parser.add_argument(
+        "--decision-threshold",
+        default="0.5",
+        help=f"a probability in [0, 1], or one of {', '.join(OPERATING_POINT_NAMES)} (chosen on validation)",
+    )
+    parser = add_common_args(parser)
+    parser.set_defaults(batch_size=16)
+    return parser
+
+
+def load_records(args: argparse.Namespace):
+    if args.data.is_file():
+        return read_pairs_csv(args.data)
+    if args.data.is_dir():
+        return read_iarc_atlas(args.data, post=args.post)
+    raise SystemExit(f"--data {args.data}: no such file or folder.")
+
+
+def build_model(args: argparse.Namespace, pos_weight: float | None) -> PrePostFusionForImageClassification:
+    if args.from_checkpoint:
+        return PrePostFusionForImageClassification.from_pretrained(args.from_checkpoint, pos_weight=pos_weight)
+    overrides = {"pos_weight": pos_weight, "share_backbone": args.share_backbone}
+    if args.no_pretrained_backbone:
+        overrides["use_pretrained_backbone"] = False
+    model = PrePostFusionForImageClassification(prepost_config(args.model_size, **overrides))
+    load_pretrained_backbone(model, require=args.require_pretrained_backbone)
+    return model
+
+
+def resolve_threshold(value: str, operating_points: dict) -> float:
+    if value in OPERATING_POINT_NAMES:
+        threshold = operating_points[value]["threshold"]
+        if threshold is None:
+            raise SystemExit(f"--decision-threshold {value}: {operating_points[value]['reason']}")
+        return float(threshold)
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise SystemExit(
+            f"--decision-threshold {value!r}: give a probability or one of {', '.join(OPERATING_POINT_NAMES)}."
+        ) from None
+    if not 0.0 <= threshold <= 1.0:
+        raise SystemExit(f"--decision-threshold {value}: must be in [0, 1].")
+    return threshold
+
+
+def compute_metrics(eval_prediction) -> dict[str, float]:
+    scores = torch.sigmoid(torch.as_tensor(eval_prediction.predictions)).numpy().reshape(-1)
+    labels = np.asarray(eval_prediction.label_ids).reshape(-1).astype(int)
+    report = binary_report(labels, scores, 0.5)
+    return {"roc_auc": report["roc_auc"] or 0.0, "accuracy": report["accuracy"]}
+
+
+def scores_of(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
+    prediction = trainer.predict(dataset)
+    scores = torch.sigmoid(torch.as_tensor(prediction.predictions)).numpy().reshape(-1)
+    return np.asarray(prediction.label_ids).reshape(-1).astype(int), scores
+
+
+def main(args: argparse.Namespace) -> dict:
+    validate_common_args(args)
+    if args.stage1_epochs <= 0 and args.stage2_epochs <= 0:
+        raise SystemExit("Nothing to train: both --stage1-epochs and --stage2-epochs are 0.")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    records = load_records(args)
+    for reason, count in records.skipped.items():
+        logger.warning("Skipped %d case(s): %s.", count, reason)
+    splits = {name: records.select(idx) for name, idx in case_level_split(records, seed=args.seed).items()}
+    train_labels = splits["train"].labels
+    num_positive = sum(train_labels)
+    pos_weight = None
+    if args.pos_weight == "balanced":
+        if num_positive in (0, len(train_labels)):
+            raise SystemExit("The training split has a single class: a Negative/Positive model cannot be trained.")
+        pos_weight = (len(train_labels) - num_positive) / num_positive
+    model = build_model(args, pos_weight)
+    processor = PrePostFusionImageProcessor()
+    transform = paired_train_transform(args.augmentation)
+    datasets = {
+        name: PairDataset(split, processor, transform if name == "train" else None) for name, split in splits.items()
+    }
+    stages = [
+        TrainingStage("stage1_frozen_backbones", args.stage1_lr, args.stage1_epochs, train_backbone=False),
+        TrainingStage(
+            "stage2_full", args.stage2_lr, args.stage2_epochs, train_backbone=True, batch_size=args.stage2_batch_size
+        ),
+    ]
+    trainer, stage_summaries = run_stages(
+        model,
+        stages,
+        args,
+        datasets["train"],
+        datasets["validation"],
+        compute_metrics=compute_metrics,
+        metric_for_best_model="loss",
+        greater_is_better=False,
+        processing_class=processor,
+    )
+    if not trainer.is_world_process_zero():
+        return {}
+
+    validation_labels, validation_scores = scores_of(trainer, datasets["validation"])
+    operating_points = select_operating_points(
+        validation_labels, validation_scores, args.target_sensitivity, args.target_specificity
+    )
+    model.config.operating_points = operating_points
+    model.config.decision_threshold = resolve_threshold(args.decision_threshold, operating_points)
+    test_labels, test_scores = scores_of(trainer, datasets["test"])
+    metrics = evaluate_binary(test_labels, test_scores, model.config.decision_threshold, operating_points)
+    eval_results = {
+        "task": "prepost-classification",
+        "model_type": model.config.model_type,
+        "evaluated_on": "test",
+        "label_names": list(records.label_names),
+        "metrics": metrics,
+        "data": {
+            "source": str(args.data),
+            "post_view": args.post if args.data.is_dir() else None,
+            "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
+            "split_by": "case",
+            "seed": args.seed,
+            "class_counts": {
+                name: class_counts(split.labels, list(records.label_names)) for name, split in splits.items()
+            },
+            "skipped": records.skipped,
+            "skipped_cases": records.skipped_cases,
+        },
+        "training": {
+            "stages": stage_summaries,
+            "pos_weight": pos_weight,
+            "augmentation": args.augmentation,
+            "batch_size": args.batch_size,
+            "stage2_batch_size": args.stage2_batch_size,
+            "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
+            "share_backbone": model.config.share_backbone,
+            "decision_threshold": args.decision_threshold,
+        },
+        "predictions": [
+            {"case_id": record.case_id, "label": int(label), "probability": float(score)}
+            for record, label, score in zip(splits["test"].records, test_labels, test_scores)
+        ],
+    }
+    finish_run(model, processor, args.output_dir, eval_results, args)
+    report = metrics["report"]
+    logger.info(
+        "Test (%d cases, %d Positive) at threshold %.3f: sensitivity %s, specificity %s, ROC-AUC %s. Saved in %s.",
+        metrics["num_cases"],
+        metrics["num_positive"],
+        metrics["threshold"],
+        report["sensitivity"],
+        report["specificity"],
+        report["roc_auc"],
+        args.output_dir,
+    )
+    return eval_results
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
