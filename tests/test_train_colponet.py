@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from torch import nn
 
 from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
@@ -49,6 +50,18 @@ def test_smoke_run_writes_model_processor_and_consistent_eval_file(smoke_run):
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["log_loss"] > 0
     assert [stage["stage"] for stage in saved["training"]["stages"]] == ["stage1_frozen_backbone", "stage2_full"]
     assert results["metrics"]["accuracy"] == metrics["accuracy"]
+
+
+@pytest.mark.slow
+def test_the_run_writes_its_model_card_from_the_real_evaluation(smoke_run):
+    output_dir, results = smoke_run
+    card = ModelCard.load(output_dir / "README.md")
+    metrics = results["metrics"]
+    assert f"- **Accuracy:** {metrics['accuracy']:.3f}" in card.text
+    assert f"(the competition's metric; lower is better): {metrics['log_loss']:.3f}" in card.text
+    index = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert index["log_loss"] == pytest.approx(metrics["log_loss"], abs=5e-5)
+    assert "**Intel & MobileODT Cervical Cancer Screening**" in card.text
 
 
 @pytest.mark.slow

@@ -46,6 +46,16 @@ def test_edf_run_writes_model_eval_file_and_detection_exports(edf_run):
 
 
 @pytest.mark.slow
+def test_the_run_writes_its_model_card_from_the_real_evaluation(edf_run):
+    output_dir, results = edf_run
+    text = (output_dir / "README.md").read_text()
+    nucleus = results["metrics"]["per_class"]["nucleus"]
+    assert f"| nucleus | {nucleus['ap']:.3f} | {nucleus['ap_50']:.3f} | {nucleus['recall']:.3f} | 73 |" in text
+    assert f"- **mAP@.5:** {results['metrics']['map_50']:.3f}" in text
+    assert "ISBI 2014 Overlapping Cervical Cytology" in text
+
+
+@pytest.mark.slow
 def test_saved_detector_reproduces_the_exported_detections(edf_run):
     output_dir, _ = edf_run
     exported = json.loads((output_dir / "detections.json").read_text())[0]

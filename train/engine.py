@@ -8,7 +8,8 @@ What it adds to `Trainer`:
   directory so `--resume` continues the stage that was interrupted and skips the ones that finished;
 - early stopping, best-checkpoint selection and reduce-on-plateau learning rate on one metric;
 - a stop with a clear error on a non-finite loss;
-- the end of a run: `save_pretrained` of model and processor, `eval_results.json`, `training_args.json`.
+- the end of a run: `save_pretrained` of model and processor, `eval_results.json`, `training_args.json` and the
+  model card `README.md` (`cervix_hf.model_card`).
 """
 
 import argparse
@@ -28,6 +29,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from cervix_hf.files import atomic_write_text
+from cervix_hf.model_card import ModelCardError, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -244,13 +246,26 @@ def software_versions() -> dict[str, str]:
 
 
 def finish_run(model, processor, output_dir: Path, eval_results: dict, args: argparse.Namespace) -> Path:
-    """Writes what a run publishes: the model and processor, `eval_results.json` and `training_args.json`."""
+    """
+    Writes what a run publishes: the model and processor, `eval_results.json`, `training_args.json` and the model
+    card `README.md`.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     eval_results = {**eval_results, "software": software_versions()}
     _write_json(output_dir / EVAL_RESULTS_FILE, eval_results)
     _write_json(output_dir / TRAINING_ARGS_FILE, vars(args))
+    # The card is rendered from the files just written and checked against them; it comes last, so a card that
+    # fails its check leaves the run's results saved.
+    try:
+        write_model_card(output_dir)
+    except ModelCardError as err:
+        err.add_note(
+            f"The model and its evaluation are saved in {output_dir}; after fixing the cause, render the card with "
+            f"`python -m train.render_card --model-dir {output_dir}`."
+        )
+        raise
     return output_dir
 
 

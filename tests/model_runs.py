@@ -1,0 +1,189 @@
+"""Output folders of tiny training runs, for card and publishing tests: a tiny model of each kind with random
+weights, finished by the engine's `finish_run` (model, processor, `eval_results.json`, `training_args.json`, card)
+from an evaluation computed by the real metric functions on hand-made predictions, in the layout the training
+scripts write."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cervix_hf import (
+    CellDetectorForObjectDetection,
+    CellDetectorImageProcessor,
+    ColpoNetForImageClassification,
+    ColpoNetImageProcessor,
+    PrePostFusionForImageClassification,
+    PrePostFusionImageProcessor,
+)
+from cervix_hf.data import class_counts
+from cervix_hf.metrics import (
+    compute_classification_metrics,
+    compute_detection_metrics,
+    evaluate_binary,
+    select_operating_points,
+)
+from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
+from train import train_colponet, train_detector, train_prepost
+from train.engine import finish_run
+
+SPLITS = ("train", "validation", "test")
+
+
+def stage_summary(name: str, learning_rate: float, train_backbone: bool, metric: str, best: float) -> dict:
+    """A stage summary as `train.engine.run_stages` writes it."""
+    return {
+        "stage": name, "name": name, "learning_rate": learning_rate, "epochs": 1.0, "train_backbone": train_backbone,
+        "batch_size": None, "global_step": 3, "epochs_run": 1.0, "train_loss": 1.0986, "best_metric": best,
+        "metric_for_best_model": metric, "best_checkpoint": f"{name}/checkpoint-3", "log_history": [],
+    }  # fmt: skip
+
+
+def colponet_run(output_dir: Path) -> Path:
+    torch.manual_seed(0)
+    label_names = ["Type_1", "Type_2", "Type_3"]
+    model = ColpoNetForImageClassification(colponet_config("tiny", class_weights=[1.2, 0.8, 1.0])).eval()
+    test_labels = [0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(3), size=len(test_labels))
+    eval_results = {
+        "task": "image-classification",
+        "model_type": "colponet",
+        "evaluated_on": "test",
+        "label_names": label_names,
+        "metrics": compute_classification_metrics(test_labels, probabilities, label_names),
+        "data": {
+            "source": "../shared/data/intel-mobileodt-sample",
+            "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
+            "seed": 42,
+            "class_counts": {
+                "train": {"Type_1": 28, "Type_2": 26, "Type_3": 25},
+                "validation": {"Type_1": 8, "Type_2": 8, "Type_3": 8},
+                "test": class_counts(test_labels, label_names),
+            },
+            "quality_gate": {
+                "mode": "drop",
+                "rejected": 5,
+                "checked": 84,
+                "flagged_blurry": 5,
+                "unreadable": 0,
+                "laplacian_threshold": 12.0,
+                "fft_threshold": 0.0,
+            },  # fmt: skip
+        },
+        "training": {
+            "stages": [
+                stage_summary("stage1_frozen_backbone", 1e-4, False, "log_loss", 1.0984),
+                stage_summary("stage2_full", 1e-5, True, "log_loss", 1.0981),
+            ],
+            "class_weights": [1.2, 0.8, 1.0],
+            "augmentation": "flip",
+            "batch_size": 16,
+            "model_size": "tiny",
+        },
+    }
+    args = train_colponet.get_args_parser().parse_args(
+        ["--data", "../shared/data/intel-mobileodt-sample", "--output-dir", str(output_dir), "--model-size", "tiny"]
+    )
+    return finish_run(model, ColpoNetImageProcessor(), output_dir, eval_results, args)
+
+
+def detector_run(output_dir: Path) -> Path:
+    torch.manual_seed(0)
+    label_names = ["nucleus", "cell"]
+    model = CellDetectorForObjectDetection(cell_detector_config("tiny", id2label=dict(enumerate(label_names))))
+    truths = [
+        {"boxes": np.array([[10, 10, 40, 40], [60, 60, 120, 110]]), "labels": np.array([0, 1])},
+        {"boxes": np.array([[20, 30, 45, 58]]), "labels": np.array([0])},
+    ]
+    predictions = [
+        {"boxes": np.array([[11, 10, 40, 42], [58, 61, 119, 112], [0, 0, 9, 9]]), "labels": np.array([0, 1, 1]),
+         "scores": np.array([0.9, 0.7, 0.4])},
+        {"boxes": np.array([[70, 70, 90, 90]]), "labels": np.array([0]), "scores": np.array([0.6])},
+    ]  # fmt: skip
+    eval_results = {
+        "task": "object-detection",
+        "model_type": "cell_detector",
+        "evaluated_on": "test",
+        "label_names": label_names,
+        "metrics": compute_detection_metrics(truths, predictions, label_names),
+        "data": {
+            "source": "../data/cells",
+            "format": "coco",
+            "test_images": ["a.png", "b.png"],
+            "seed": 42,
+            "images_per_split": {"train": 6, "validation": 2, "test": 2},
+            "boxes_per_class_per_split": {
+                "train": {"nucleus": 20, "cell": 9},
+                "validation": {"nucleus": 5, "cell": 3},
+                "test": {"nucleus": 2, "cell": 1},
+            },  # fmt: skip
+            "reader_warnings": [],
+        },
+        "training": {
+            "stages": [stage_summary("train", 1e-3, True, "map", 0.12)],
+            "augmentation": "flip",
+            "batch_size": 2,
+            "model_size": "tiny",
+            "min_size": model.config.min_size,
+            "max_size": model.config.max_size,
+        },
+        "export_threshold": 0.5,
+    }
+    args = train_detector.get_args_parser().parse_args(
+        ["--data", "../data/cells", "--format", "coco", "--annotations", "cells.json", "--output-dir",
+         str(output_dir), "--model-size", "tiny"]
+    )  # fmt: skip
+    return finish_run(model, CellDetectorImageProcessor(), output_dir, eval_results, args)
+
+
+def prepost_run(output_dir: Path) -> Path:
+    """As `train/train_prepost.py`: operating points chosen on validation scores, evaluated on test scores."""
+    torch.manual_seed(0)
+    label_names = ["Negative", "Positive"]
+    validation_labels = [0, 0, 0, 0, 0, 0, 1, 1, 1]
+    validation_scores = [0.1, 0.2, 0.35, 0.3, 0.55, 0.15, 0.6, 0.4, 0.8]
+    test_labels = [0, 0, 0, 0, 0, 1, 1, 1]
+    test_scores = [0.05, 0.3, 0.45, 0.2, 0.62, 0.7, 0.38, 0.9]
+    points = select_operating_points(validation_labels, validation_scores)
+    threshold = points["balanced"]["threshold"]
+    config = prepost_config("tiny", pos_weight=2.0, decision_threshold=threshold, operating_points=points)
+    model = PrePostFusionForImageClassification(config).eval()
+    split_labels = {"train": [0] * 14 + [1] * 7, "validation": validation_labels, "test": test_labels}
+    eval_results = {
+        "task": "prepost-classification",
+        "model_type": "prepost_fusion",
+        "evaluated_on": "test",
+        "label_names": label_names,
+        "metrics": evaluate_binary(test_labels, test_scores, threshold, points),
+        "data": {
+            "source": "../shared/data/iarc-colposcopy-atlas",
+            "post_view": "acetic",
+            "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
+            "split_by": "case",
+            "seed": 42,
+            "class_counts": {name: class_counts(labels, label_names) for name, labels in split_labels.items()},
+            "skipped": {"no normal saline view": 13, "no acetic acid view": 1},
+            "skipped_cases": [["case_17", "no normal saline view"]],
+        },
+        "training": {
+            "stages": [
+                stage_summary("stage1_frozen_backbones", 1e-4, False, "loss", 0.69),
+                stage_summary("stage2_full", 1e-5, True, "loss", 0.68),
+            ],
+            "pos_weight": 2.0,
+            "augmentation": "flip",
+            "batch_size": 8,
+            "stage2_batch_size": 8,
+            "model_size": "tiny",
+            "share_backbone": False,
+            "decision_threshold": "balanced",
+        },
+    }
+    args = train_prepost.get_args_parser().parse_args(
+        ["--data", "../shared/data/iarc-colposcopy-atlas", "--output-dir", str(output_dir), "--model-size", "tiny",
+         "--decision-threshold", "balanced"]
+    )  # fmt: skip
+    return finish_run(model, PrePostFusionImageProcessor(), output_dir, eval_results, args)
+
+
+RUNS = {"colponet": colponet_run, "cell_detector": detector_run, "prepost_fusion": prepost_run}

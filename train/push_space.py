@@ -1,0 +1,74 @@
+"""Publish the demo Space (Gradio) to the Hugging Face Hub, in one commit.
+
+    python -m train.push_space --space-id OWNER/NAME [--model colponet=OWNER/NAME[@REVISION] ...] \
+        [--private] [--commit-message MSG] [--dry-run] [--staging-dir DIR]
+
+Uploads `app.py`, `requirements.txt`, `cervix_hf/` and a `README.md` whose front matter makes it a Gradio Space
+(`sdk: gradio`, `app_file: app.py`, `models:` the model repos). The app loads the repos of `cervix_hf/hub.py`, or
+those given with `--model`, which are set as the Space's `CERVIX_HF_<MODEL_TYPE>_REPO` variables. `--dry-run`
+stages the folder, lists it and touches no network.
+
+The token comes from HF_TOKEN or `hf auth login` and is never printed; HF_ENDPOINT selects another Hub.
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from cervix_hf.hub import PUBLISHED_MODELS
+from cervix_hf.model_card import ModelCardError
+from cervix_hf.publishing import PublishError, push_space, space_models, stage_space
+from train.push_to_hub import print_staged
+
+
+def model_repo(value: str) -> tuple[str, str]:
+    model_type, _, reference = value.partition("=")
+    if model_type not in PUBLISHED_MODELS or reference.partition("@")[0].count("/") != 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give MODEL_TYPE=OWNER/NAME[@REVISION] with MODEL_TYPE one of {', '.join(PUBLISHED_MODELS)}."
+        )
+    return model_type, reference
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--space-id", required=True, help="OWNER/NAME of the Space")
+    parser.add_argument(
+        "--model", type=model_repo, action="append", default=[], metavar="MODEL_TYPE=OWNER/NAME[@REVISION]",
+        help="load this model type from another repo, optionally at a revision (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--private", action="store_true", help="create the Space private")
+    parser.add_argument("--commit-message", help="default: Upload the cervix_hf demo")
+    parser.add_argument("--dry-run", action="store_true", help="stage and list the files; no network")
+    parser.add_argument(
+        "--staging-dir", type=Path, help="where to stage (default: a temporary folder, kept with --dry-run)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    models = dict(args.model)
+    try:
+        if args.dry_run:
+            staging_dir = args.staging_dir or Path(tempfile.mkdtemp(prefix="cervix_hf-space-"))
+            print_staged(staging_dir, stage_space(staging_dir, models))
+            print(f"Dry run: nothing uploaded to {args.space_id}; it would load {space_models(models)}.")
+            return 0
+        commit = push_space(
+            args.space_id,
+            models=models,
+            private=args.private,
+            commit_message=args.commit_message,
+            staging_dir=args.staging_dir,
+        )
+    except (PublishError, ModelCardError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"Committed {commit.oid} to {commit.repo_url}: {commit.commit_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
