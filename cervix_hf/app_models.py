@@ -1,0 +1,397 @@
+"""Where the app's three models come from, and loading each of them once, lazily, for every request to share.
+
+For each task the first source that is available and loads is used:
+
+1. its command-line flag or environment variable (`--colponet` / `CERVIX_HF_COLPONET`, `--cell-detector` /
+   `CERVIX_HF_CELL_DETECTOR`, `--prepost` / `CERVIX_HF_PREPOST`): a saved folder, or a Hub repo id with an optional
+   revision, `owner/name@revision`;
+2. the folder the training script writes, `checkpoints/<task>/` (`colponet`, `cell-detector`, `prepost`);
+3. the published Hub repo (`cervix_hf.hub.model_repo_id`), when the Hub answers within `HUB_CHECK_TIMEOUT` seconds
+   or the repo is in the local Hugging Face cache (with `HF_HUB_OFFLINE=1` only the cache is looked at);
+4. otherwise the model's default configuration with untrained (random) weights, so the app always starts; every
+   result of that model then carries `UNTRAINED_WARNING`.
+
+`ModelSlot.resolve` only looks (does the folder exist, does the Hub know the repo); `ModelSlot.get` reads the weights
+on first use, once, under a lock, and falls through to the next source if they fail to load.
+"""
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from huggingface_hub import HfApi, ModelCard, hf_hub_download, is_offline_mode, try_to_load_from_cache
+from huggingface_hub.errors import EntryNotFoundError
+
+from .cell_detector import CellDetectorForObjectDetection, CellDetectorImageProcessor
+from .colponet import ColpoNetForImageClassification, ColpoNetImageProcessor
+from .hub import model_repo_id
+from .inference import load_classifier, load_detector, load_prepost
+from .model_presets import cell_detector_config, colponet_config, prepost_config
+from .prepost import PrePostFusionForImageClassification, PrePostFusionImageProcessor
+
+logger = logging.getLogger(__name__)
+
+UNTRAINED_WARNING = "UNTRAINED MODEL: output is meaningless"
+# Long enough for a slow Hub, short enough that an unreachable one does not stall the start-up.
+HUB_CHECK_TIMEOUT = 5.0
+DEFAULT_CHECKPOINTS_DIR = Path("checkpoints")
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    """
+    One of the app's models: how to name it, where its weights are looked for, and how to build it untrained.
+
+    Args:
+        name (`str`): `colponet`, `cell_detector` or `prepost`; gives the flag (`--cell-detector`) and the
+            environment variable (`CERVIX_HF_CELL_DETECTOR`).
+        title (`str`): what the app calls it.
+        model_type (`str`): its `config.model_type`, the key of its published repo in `cervix_hf.hub`.
+        checkpoint_folder (`str`): the folder under `checkpoints/` its training command writes.
+        train_command (`str`): the command that trains it, for the start-up log.
+        load (`Callable[[str, str | None], tuple]`): (model id, revision) -> (model in eval mode, processor).
+        build_untrained (`Callable[[str], tuple]`): size (see `cervix_hf.model_presets`) -> (model with random
+            weights in eval mode, default processor).
+    """
+
+    name: str
+    title: str
+    model_type: str
+    checkpoint_folder: str
+    train_command: str
+    load: Callable
+    build_untrained: Callable
+
+    @property
+    def env_var(self) -> str:
+        return f"CERVIX_HF_{self.name.upper()}"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _untrained(model_class, config_factory, processor_class):
+    return lambda size: (model_class(config_factory(size)).eval(), processor_class())
+
+
+TASKS = (
+    ModelTask(
+        name="colponet",
+        title="ColpoNet: cervix type (Type 1/2/3)",
+        model_type="colponet",
+        checkpoint_folder="colponet",
+        train_command="python -m train.train_colponet --data DATA --output-dir checkpoints/colponet",
+        load=load_classifier,
+        build_untrained=_untrained(ColpoNetForImageClassification, colponet_config, ColpoNetImageProcessor),
+    ),
+    ModelTask(
+        name="cell_detector",
+        title="Cell detector (Faster R-CNN)",
+        model_type="cell_detector",
+        checkpoint_folder="cell-detector",
+        train_command="python -m train.train_detector --data DATA --output-dir checkpoints/cell-detector",
+        load=load_detector,
+        build_untrained=_untrained(CellDetectorForObjectDetection, cell_detector_config, CellDetectorImageProcessor),
+    ),
+    ModelTask(
+        name="prepost",
+        title="Pre/post fusion: Negative/Positive",
+        model_type="prepost_fusion",
+        checkpoint_folder="prepost",
+        train_command="python -m train.train_prepost --data PAIRS --output-dir checkpoints/prepost",
+        load=load_prepost,
+        build_untrained=_untrained(PrePostFusionForImageClassification, prepost_config, PrePostFusionImageProcessor),
+    ),
+)
+TASKS_BY_NAME = {task.name: task for task in TASKS}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """
+    A place a model can be loaded from.
+
+    Args:
+        kind (`str`): `"folder"`, `"hub"` or `"untrained"`.
+        location (`str`, *optional*): the folder, or the Hub repo id.
+        revision (`str`, *optional*): the Hub revision asked for (branch, tag or commit); `None` is the default branch.
+        origin (`str`): why this source is tried (e.g. `"--colponet / CERVIX_HF_COLPONET"`).
+        commit (`str`, *optional*): the Hub commit the revision pointed to when the Hub was asked.
+    """
+
+    kind: str
+    location: str | None = None
+    revision: str | None = None
+    origin: str = ""
+    commit: str | None = None
+
+    @property
+    def pinned_revision(self) -> str | None:
+        """The commit the Hub named when asked, so that weights and card come from the revision it reported."""
+        return self.commit or self.revision
+
+    def describe(self) -> str:
+        if self.kind == "folder":
+            return f"local folder {self.location}"
+        if self.kind == "hub":
+            commit = f" (commit {self.commit[:10]})" if self.commit else ""
+            return f"Hub repo {self.location} @ {self.revision or 'main'}{commit}"
+        return "untrained default configuration"
+
+
+UNTRAINED_SOURCE = ModelSource("untrained", origin="no trained weights found")
+
+
+def parse_model_reference(value: str, origin: str) -> ModelSource:
+    """A flag's or environment variable's value as a source: an existing folder, else `owner/name[@revision]`."""
+    path = Path(value).expanduser()
+    repo_id, revision = _split_revision(value)
+    if not path.exists() and _HUB_ID.match(repo_id):
+        return ModelSource("hub", repo_id, revision, origin)
+    return ModelSource("folder", str(path.resolve()), origin=origin)
+
+
+@dataclass
+class LoadedModel:
+    """
+    A model ready for inference, and where it came from.
+
+    Args:
+        model (`PreTrainedModel`): in eval mode, shared by every request (never modify it).
+        processor: its image processor.
+        source (`ModelSource`): where it was loaded from.
+        card (`str`, *optional*): its model card (README.md) without the YAML header, when it has one.
+        notes (`list[str]`): the sources tried before this one, each with why it was not used.
+    """
+
+    model: object
+    processor: object
+    source: ModelSource
+    card: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trained(self) -> bool:
+        return self.source.kind != "untrained"
+
+    @property
+    def warning(self) -> str | None:
+        """`UNTRAINED_WARNING` for an untrained model, else `None`."""
+        return None if self.trained else UNTRAINED_WARNING
+
+
+class ModelSlot:
+    """
+    One task's model, resolved and loaded on first use and then shared; safe to call from several threads.
+
+    Args:
+        task (`ModelTask`): which model.
+        requested (`str`, *optional*): the flag's or environment variable's value (a folder or
+            `owner/name[@revision]`).
+        checkpoints_dir (`str` or `Path`, *optional*, defaults to `checkpoints`): holds `<task.checkpoint_folder>/`.
+        untrained_size (`str`, *optional*, defaults to `"resnet-50"`): size of the untrained fallback (the default
+            configuration; `"tiny"` for tests).
+        hub_timeout (`float`, *optional*, defaults to `HUB_CHECK_TIMEOUT`): seconds to wait for the Hub.
+    """
+
+    def __init__(
+        self,
+        task: ModelTask,
+        requested: str | None = None,
+        checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR,
+        untrained_size: str = "resnet-50",
+        hub_timeout: float = HUB_CHECK_TIMEOUT,
+    ):
+        self.task = task
+        self.untrained_size = untrained_size
+        self.hub_timeout = hub_timeout
+        self.sources = []
+        if requested:
+            self.sources.append(parse_model_reference(requested, f"{task.flag} / {task.env_var}"))
+        folder = Path(checkpoints_dir) / task.checkpoint_folder
+        self.sources.append(ModelSource("folder", str(folder.resolve()), origin="the training script's folder"))
+        self.sources.append(
+            ModelSource("hub", *_split_revision(model_repo_id(task.model_type)), origin="the published repo")
+        )
+        self._lock = threading.Lock()
+        self._plan: list[tuple[ModelSource, str | None]] | None = None
+        self._loaded: LoadedModel | None = None
+
+    def resolve(self) -> list[tuple[ModelSource, str | None]]:
+        """
+        Every source with `None` if it is available or the reason it is not, in the order they are tried. Checked
+        once (the Hub is asked at most once per source); no weights are read.
+        """
+        with self._lock:
+            if self._plan is None:
+                self._plan = [self._check(source) for source in self.sources]
+            return self._plan
+
+    def plan_message(self) -> str:
+        """One paragraph for the start-up log: where the model will come from, or how to get real weights."""
+        notes = []
+        for source, reason in self.resolve():
+            if reason is None:
+                skipped = f" Not available before it: {'; '.join(notes)}." if notes else ""
+                return f"{self.task.title}: will load from {source.describe()} on first use.{skipped}"
+            notes.append(_note(source, reason))
+        tried = "; ".join(notes)
+        return (
+            f"{self.task.title}: no trained weights found ({tried}). Its tab uses the default configuration with "
+            f"UNTRAINED weights, and every result says '{UNTRAINED_WARNING}'. To get real weights: train it "
+            f"({self.task.train_command}), or point {self.task.flag} / {self.task.env_var} at a saved folder or a Hub "
+            "repo id (owner/name[@revision]), or run where the Hugging Face Hub is reachable (without HF_HUB_OFFLINE) "
+            f"so that {self.sources[-1].location} can be downloaded."
+        )
+
+    def get(self) -> LoadedModel:
+        """The model, loaded on the first call (later calls, from any thread, return the same object)."""
+        loaded = self._loaded
+        if loaded is None:
+            plan = self.resolve()
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load(plan)
+                loaded = self._loaded
+        return loaded
+
+    def _check(self, source: ModelSource) -> tuple[ModelSource, str | None]:
+        if source.kind == "folder":
+            folder = Path(source.location)
+            if not folder.is_dir():
+                return source, "no such folder"
+            if not (folder / "config.json").is_file():
+                return source, "the folder has no config.json, so it is not a saved model"
+            return source, None
+        try:
+            cached = isinstance(try_to_load_from_cache(source.location, "config.json", revision=source.revision), str)
+        except ValueError as error:  # not a valid repo id
+            return source, f"not a valid Hub repo id ({_first_line(error)})"
+        if is_offline_mode():
+            return source, None if cached else "not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+        try:
+            info = HfApi().model_info(source.location, revision=source.revision, timeout=self.hub_timeout)
+        # Whatever the Hub's answer (unreachable, unknown repo, gated, timed out), the app must still start.
+        except Exception as error:
+            if cached:
+                return source, None
+            return source, f"the Hub did not provide it ({type(error).__name__}: {_first_line(error)})"
+        return replace(source, commit=info.sha), None
+
+    def _load(self, plan: list[tuple[ModelSource, str | None]]) -> LoadedModel:
+        notes = []
+        for source, reason in plan:
+            if reason is not None:
+                notes.append(_note(source, reason))
+                continue
+            try:
+                model, processor = self.task.load(source.location, source.pinned_revision)
+            # A folder or repo that exists but does not load (wrong model, corrupt weights) falls through, logged.
+            except Exception as error:
+                notes.append(_note(source, f"could not be loaded ({_first_line(error)})"))
+                logger.warning("%s: could not load %s: %s", self.task.title, source.describe(), error)
+                continue
+            logger.info("%s: loaded from %s.", self.task.title, source.describe())
+            return LoadedModel(model, processor, source, _read_card(source), notes)
+        model, processor = self.task.build_untrained(self.untrained_size)
+        logger.warning("%s: using UNTRAINED weights. %s", self.task.title, "; ".join(notes))
+        return LoadedModel(model, processor, UNTRAINED_SOURCE, None, notes)
+
+
+class AppModels:
+    """The app's model slots, by task name (`colponet`, `cell_detector`, `prepost`)."""
+
+    def __init__(self, slots: Mapping[str, ModelSlot]):
+        self._slots = dict(slots)
+
+    @classmethod
+    def from_settings(
+        cls,
+        requested: Mapping[str, str | None] | None = None,
+        checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR,
+        untrained_size: str = "resnet-50",
+    ) -> "AppModels":
+        """
+        A slot per task. `requested` maps task names to a folder or Hub id (see `requested_models`); a task absent
+        from it is looked for in `checkpoints_dir`, then on the Hub.
+        """
+        requested = requested or {}
+        unknown = set(requested) - set(TASKS_BY_NAME)
+        if unknown:
+            raise ValueError(f"Unknown task(s) {sorted(unknown)}; the app's tasks are {', '.join(TASKS_BY_NAME)}.")
+        return cls(
+            {task.name: ModelSlot(task, requested.get(task.name), checkpoints_dir, untrained_size) for task in TASKS}
+        )
+
+    def __getitem__(self, name: str) -> ModelSlot:
+        return self._slots[name]
+
+    def __iter__(self) -> Iterator[ModelSlot]:
+        return iter(self._slots.values())
+
+    def log_plan(self) -> None:
+        """Resolves every model and logs where each will come from (and how to get real weights where none are)."""
+        for slot in self:
+            message = slot.plan_message()
+            if any(reason is None for _, reason in slot.resolve()):
+                logger.info(message)
+            else:
+                logger.warning(message)
+
+
+def requested_models(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Task name -> folder or Hub id, from the flags (by task name) or else the environment variables."""
+    environ = os.environ if environ is None else environ
+    requested = {task.name: flags.get(task.name) or environ.get(task.env_var) for task in TASKS}
+    return {name: value for name, value in requested.items() if value}
+
+
+def _split_revision(reference: str) -> tuple[str, str | None]:
+    repo_id, _, revision = reference.partition("@")
+    return repo_id, revision or None
+
+
+def _read_card(source: ModelSource) -> str | None:
+    """The model card's text (README.md without its YAML header), or `None` where there is none."""
+    try:
+        if source.kind == "folder":
+            path = Path(source.location) / "README.md"
+            if not path.is_file():
+                return None
+        else:
+            path = hf_hub_download(source.location, "README.md", revision=source.pinned_revision)
+        return ModelCard(Path(path).read_text(encoding="utf-8"), ignore_metadata_errors=True).text
+    # A missing or unreadable card only leaves the Models tab without it.
+    except (OSError, ValueError, EntryNotFoundError) as error:
+        logger.info("No model card for %s: %s", source.describe(), _first_line(error))
+        return None
+
+
+def _note(source: ModelSource, reason: str) -> str:
+    return f"{source.describe()} ({source.origin}): {reason}"
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+__all__ = [
+    "AppModels",
+    "HUB_CHECK_TIMEOUT",
+    "LoadedModel",
+    "ModelSlot",
+    "ModelSource",
+    "ModelTask",
+    "TASKS",
+    "TASKS_BY_NAME",
+    "UNTRAINED_WARNING",
+    "parse_model_reference",
+    "requested_models",
+]

@@ -1,0 +1,339 @@
+"""The app over real HTTP on loopback, through gradio_client: every endpoint against direct model calls, bad input,
+load, the untrained fallback and `python app.py` itself."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from cervix_hf import load_image
+from cervix_hf.app_models import UNTRAINED_WARNING, AppModels
+from cervix_hf.inference import (
+    classify_cervix_type,
+    classify_prepost,
+    detect_cells,
+    load_classifier,
+    load_detector,
+    load_prepost,
+)
+from cervix_hf.visualization import attention_received, grad_cam, overlay_heatmap
+
+from .conftest import SHARED_DATA, free_port, launch_app, require_data
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EDF_IMAGE = SHARED_DATA / "isbi2014-edf" / "EDF010.png"
+IARC_CASE = SHARED_DATA / "iarc-colposcopy-atlas" / "images_low_grade" / "case_AABB"
+
+
+@pytest.fixture(scope="module")
+def client(running_app):
+    return Client(running_app.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def photos(intel_sample):
+    return [
+        intel_sample / "train" / f"Type_{n}" / name for n, name in ((1, "1202.jpg"), (2, "1407.jpg"), (3, "1265.jpg"))
+    ]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    case = require_data(IARC_CASE)
+    return case / "1_After_normal_saline.jpg", case / "2_After_acetic_acid.jpg"
+
+
+def value(output):
+    """An output's value: the app returns some outputs as component updates (value plus label)."""
+    return output["value"] if isinstance(output, dict) and output.get("__type__") == "update" else output
+
+
+def label_probabilities(output) -> dict[str, float]:
+    return {item["label"]: item["confidence"] for item in value(output)["confidences"]}
+
+
+def read_rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_cervix_type_matches_the_model_called_directly(client, app_checkpoints, photos):
+    model, processor = load_classifier(str(app_checkpoints["colponet"]))
+    for photo in photos:
+        verdict, probabilities, details = client.predict(handle_file(photo), False, api_name="/classify_cervix_type")
+        expected = classify_cervix_type(model, processor, photo)
+        assert expected.classified and details["classified"]
+        assert label_probabilities(probabilities) == pytest.approx(expected.probabilities, abs=1e-5)
+        assert details["label"] == expected.label == value(probabilities)["label"]
+        assert f"Most probable: {expected.label}" in verdict and expected.quality.message in verdict
+        assert details["trained"] is True and UNTRAINED_WARNING not in verdict
+        assert details["model"] == f"local folder {app_checkpoints['colponet']}"
+
+
+def test_grad_cam_is_the_heat_map_of_the_predicted_class_over_the_photo(client, app_checkpoints, photos):
+    model, processor = load_classifier(str(app_checkpoints["colponet"]))
+    heatmap = client.predict(handle_file(photos[1]), False, api_name="/cervix_grad_cam")
+    image = load_image(photos[1])
+    cam, target = grad_cam(model, processor(image, return_tensors="pt")["pixel_values"])
+    expected = np.asarray(overlay_heatmap(image, cam), dtype=np.int16)
+    shown = read_rgb(value(heatmap))
+    assert shown.shape == expected.shape == (image.height, image.width, 3)
+    assert np.abs(shown - expected).mean() < 2  # sent as JPEG
+    assert model.config.id2label[target] in heatmap["label"]
+    assert np.abs(shown - np.asarray(image, dtype=np.int16)).mean() > 5  # coloured, not the bare photo
+
+
+def test_a_blurred_photo_is_rejected_unless_the_user_overrides(client, app_checkpoints, photos, tmp_path):
+    blurred = tmp_path / "blurred.jpg"
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(cv2.imread(str(photos[0])), (0, 0), 4))
+    verdict, probabilities, details = client.predict(handle_file(blurred), False, api_name="/classify_cervix_type")
+    assert not details["classified"] and not details["quality"]["is_acceptable"]
+    assert "Not classified" in verdict and "rejected as too blurry" in verdict and not value(probabilities)
+    assert value(client.predict(handle_file(blurred), False, api_name="/cervix_grad_cam")) is None
+
+    verdict, probabilities, details = client.predict(handle_file(blurred), True, api_name="/classify_cervix_type")
+    model, processor = load_classifier(str(app_checkpoints["colponet"]))
+    expected = classify_cervix_type(model, processor, blurred, ignore_quality_gate=True)
+    assert details["classified"] and "override" in verdict
+    assert label_probabilities(probabilities) == pytest.approx(expected.probabilities, abs=1e-5)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
+def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints, threshold):
+    summary, annotated, counts, csv_path, json_path = client.predict(
+        handle_file(EDF_IMAGE), threshold, api_name="/detect_cells"
+    )
+    model, processor = load_detector(str(app_checkpoints["cell_detector"]))
+    expected = detect_cells(model, processor, EDF_IMAGE, threshold)
+    assert counts["headers"] == ["class", "cells"]
+    assert counts["data"] == [["nucleus", len(expected)], ["total", len(expected)]]
+    assert f"{len(expected)} cell(s) found" in summary
+    exported = json.loads(Path(json_path).read_text())
+    assert exported[0]["image"] == EDF_IMAGE.name and len(exported[0]["detections"]) == len(expected)
+    for row, detection in zip(exported[0]["detections"], expected, strict=True):
+        assert row["label"] == detection.label and row["score"] == pytest.approx(detection.score, abs=1e-5)
+        assert [row[k] for k in ("xmin", "ymin", "xmax", "ymax")] == pytest.approx(detection.box, abs=1e-2)
+    csv_lines = Path(csv_path).read_text().splitlines()
+    assert csv_lines[0] == "image,label,score,xmin,ymin,xmax,ymax" and len(csv_lines) == len(expected) + 1
+    shown = value(annotated)
+    assert Image.open(shown["image"]).size == (1024, 1024)
+    assert [a["label"] for a in shown["annotations"]] == (["nucleus"] if expected else [])
+    assert annotated["color_map"] == {"nucleus": "#e6194b"}
+
+
+def test_operating_point_presets_are_the_models_thresholds(client, app_checkpoints):
+    model, _ = load_prepost(str(app_checkpoints["prepost"]))
+    for name, point in model.config.operating_points.items():
+        slider, info = client.predict(name, 0.5, api_name="/prepost_operating_point")
+        assert value(slider) == pytest.approx(point["threshold"]) and name in info
+    slider, _ = client.predict("model default", 0.5, api_name="/prepost_operating_point")
+    assert value(slider) == pytest.approx(model.config.decision_threshold)
+    slider, _ = client.predict("custom threshold", 0.3, api_name="/prepost_operating_point")
+    assert value(slider) == 0.3 and slider["interactive"] is True
+
+
+@pytest.mark.parametrize("operating_point, threshold", [("screening", 0.5), ("custom threshold", 0.9)])
+def test_prepost_matches_the_model_called_directly(client, app_checkpoints, pair, operating_point, threshold):
+    verdict, probabilities, attention, details = client.predict(
+        handle_file(pair[0]), handle_file(pair[1]), operating_point, threshold, api_name="/classify_prepost"
+    )
+    model, processor = load_prepost(str(app_checkpoints["prepost"]))
+    used = (
+        threshold if operating_point == "custom threshold" else model.config.operating_points["screening"]["threshold"]
+    )
+    expected = classify_prepost(model, processor, pair[0], pair[1], used)
+    assert details["probability"] == pytest.approx(expected.probability, abs=1e-5)
+    assert details["threshold"] == pytest.approx(used) and details["label"] == expected.label
+    assert f"Decision: {expected.label}" in verdict
+    assert label_probabilities(probabilities)["Positive"] == pytest.approx(expected.probability, abs=1e-5)
+    post = load_image(pair[1])
+    heat = overlay_heatmap(post, attention_received(expected.pre_to_post_attention))
+    assert np.abs(read_rgb(value(attention)) - np.asarray(heat, dtype=np.int16)).mean() < 2  # sent as JPEG
+
+
+def test_models_tab_says_where_each_model_came_from_and_that_it_is_trained(client, app_checkpoints):
+    cards = client.predict(api_name="/models")
+    for card, task in zip(cards, ("colponet", "cell_detector", "prepost"), strict=True):
+        assert f"**Loaded from:** local folder {app_checkpoints[task]}\n" in card
+        assert "**Trained:** yes\n" in card
+
+
+BAD_INPUTS = {
+    "truncated JPEG": ("truncated.jpg", "is truncated or corrupt"),
+    "text file named .jpg": ("notes.jpg", "not an image file"),
+    "enormous (decompression bomb)": ("enormous.png", "over the limit of 100,000,000 pixels"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, photos):
+    folder = tmp_path_factory.mktemp("bad-input")
+    data = photos[0].read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "notes.jpg").write_text("Patient notes, not a photo.\n")
+    Image.new("1", (12_000, 12_000)).save(folder / "enormous.png")  # 144 megapixels in 17 kB
+    return folder
+
+
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_bad_image_gets_a_clear_error_and_the_next_request_succeeds(client, bad_files, photos, pair, kind):
+    name, message = BAD_INPUTS[kind]
+    bad = handle_file(bad_files / name)
+    calls = {
+        "/classify_cervix_type": (bad, False),
+        "/cervix_grad_cam": (bad, False),
+        "/detect_cells": (bad, 0.5),
+        "/classify_prepost": (handle_file(pair[0]), bad, "model default", 0.5),
+    }
+    for api_name, arguments in calls.items():
+        with pytest.raises(Exception, match=f"Cannot load image '{name}': .*{message}"):
+            client.predict(*arguments, api_name=api_name)
+    _, _, details = client.predict(handle_file(photos[0]), False, api_name="/classify_cervix_type")
+    assert details["classified"]
+
+
+BAD_PREPOST_REQUESTS = {
+    "no post-stain image": ((True, False), ("model default", 0.5), "The post-stain image is missing: upload both"),
+    "no pre-stain image": ((False, True), ("model default", 0.5), "The pre-stain image is missing"),
+    "threshold above 1": ((True, True), ("custom threshold", 1.5), "The threshold must be from 0 to 1, got 1.5"),
+    "threshold not a number": ((True, True), ("custom threshold", "high"), "must be a number from 0 to 1, got 'high'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PREPOST_REQUESTS)
+def test_bad_prepost_request_gets_a_clear_error_and_the_next_request_succeeds(client, pair, case):
+    given, settings, message = BAD_PREPOST_REQUESTS[case]
+    images = [handle_file(path) if present else None for present, path in zip(given, pair, strict=True)]
+    with pytest.raises(Exception, match=message):
+        client.predict(*images, *settings, api_name="/classify_prepost")
+    _, _, _, details = client.predict(handle_file(pair[0]), handle_file(pair[1]), api_name="/classify_prepost")
+    assert details["label"] in ("Negative", "Positive")
+
+
+def test_no_image_gets_a_clear_error(client):
+    with pytest.raises(Exception, match="No photo: upload an image file"):
+        client.predict(None, False, api_name="/classify_cervix_type")
+    with pytest.raises(Exception, match="The threshold must be a number"):
+        client.predict(handle_file(EDF_IMAGE), None, api_name="/detect_cells")
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counting open files needs /proc")
+def test_forty_requests_from_four_clients_all_succeed_without_leaking_files(running_app, photos, pair):
+    requests = [
+        ("/classify_cervix_type", lambda i: (handle_file(photos[i % 3]), False)),
+        ("/detect_cells", lambda i: (handle_file(EDF_IMAGE), 0.5)),
+        ("/classify_prepost", lambda i: (handle_file(pair[0]), handle_file(pair[1]), "model default", 0.5)),
+    ]
+    clients = [Client(running_app.local_url, verbose=False) for _ in range(4)]
+    for client in clients:  # warm up: models loaded, connections open
+        client.predict(handle_file(photos[0]), False, api_name="/classify_cervix_type")
+    before = open_files()
+
+    def run(worker: int) -> list:
+        results = []
+        for i in range(10):
+            api_name, arguments = requests[(worker + i) % 3]
+            results.append((api_name, clients[worker].predict(*arguments(i), api_name=api_name)))
+        return results
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [result for batch in pool.map(run, range(4)) for result in batch]
+    assert len(results) == 40
+    for api_name, outputs in results:
+        if api_name == "/classify_prepost":
+            assert outputs[3]["label"] in ("Negative", "Positive")
+        elif api_name == "/detect_cells":
+            assert outputs[2]["data"][-1][0] == "total"
+        else:
+            assert outputs[2]["classified"]
+    deadline = time.monotonic() + 5
+    while open_files() > before + 5 and time.monotonic() < deadline:  # sockets of finished requests closing
+        time.sleep(0.2)
+    assert open_files() <= before + 5, f"{open_files() - before} more open files after 40 requests"
+
+
+@pytest.fixture(scope="module")
+def untrained_app(tmp_path_factory):
+    """The app on a fresh machine: no flag, no checkpoints folder, the Hub offline (conftest sets HF_HUB_OFFLINE).
+    Tiny untrained models stand in for the default ResNet-50 ones to keep the test fast."""
+    models = AppModels.from_settings(checkpoints_dir=tmp_path_factory.mktemp("empty"), untrained_size="tiny")
+    import app
+
+    demo = launch_app(app.build_demo(models))
+    yield demo
+    demo.close()
+
+
+def test_every_result_of_an_untrained_model_says_so(untrained_app, photos, pair):
+    client = Client(untrained_app.local_url, verbose=False)
+    verdict, probabilities, details = client.predict(handle_file(photos[0]), False, api_name="/classify_cervix_type")
+    assert UNTRAINED_WARNING in verdict and UNTRAINED_WARNING in probabilities["label"]
+    assert details["warning"] == UNTRAINED_WARNING and details["trained"] is False
+    assert UNTRAINED_WARNING in client.predict(handle_file(photos[0]), False, api_name="/cervix_grad_cam")["label"]
+
+    summary, annotated, counts, csv_path, json_path = client.predict(
+        handle_file(EDF_IMAGE), 0.5, api_name="/detect_cells"
+    )
+    assert all(UNTRAINED_WARNING in text for text in (summary, annotated["label"], counts["headers"][1]))
+    assert all("UNTRAINED_MODEL" in Path(path).name for path in (csv_path, json_path))
+
+    verdict, probabilities, attention, details = client.predict(
+        handle_file(pair[0]), handle_file(pair[1]), api_name="/classify_prepost"
+    )
+    assert all(UNTRAINED_WARNING in text for text in (verdict, probabilities["label"], attention["label"]))
+    assert details["warning"] == UNTRAINED_WARNING
+    with pytest.raises(Exception, match="This model has no 'screening' operating point"):
+        client.predict("screening", 0.5, api_name="/prepost_operating_point")
+
+    for card in client.predict(api_name="/models"):
+        assert "**Loaded from:** untrained default configuration\n" in card and UNTRAINED_WARNING in card
+
+
+def test_python_app_py_starts_logs_where_models_come_from_and_serves(app_checkpoints, photos, tmp_path):
+    """The Space's entry point as a user runs it: flags, environment variables and the start-up log."""
+    log = tmp_path / "app.log"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "CERVIX_HF_COLPONET": str(app_checkpoints["colponet"]),
+        "CERVIX_HF_EXAMPLES": str(SHARED_DATA),
+    }
+    env.pop("CERVIX_HF_CELL_DETECTOR", None)
+    env.pop("CERVIX_HF_PREPOST", None)
+    port = free_port()
+    with log.open("w") as output:
+        command = [sys.executable, "app.py", "--port", str(port), "--checkpoints-dir", str(tmp_path / "none"),
+                   "--cell-detector", str(app_checkpoints["cell_detector"])]  # fmt: skip
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            deadline = time.monotonic() + 120
+            while "Running on local URL" not in log.read_text():
+                assert process.poll() is None, f"app.py exited:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"app.py did not start in 120 s:\n{log.read_text()}"
+                time.sleep(0.5)
+            _, _, details = Client(url, verbose=False).predict(
+                handle_file(photos[0]), False, api_name="/classify_cervix_type"
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    text = log.read_text()
+    assert details["model"] == f"local folder {app_checkpoints['colponet']}" and details["trained"]
+    assert f"will load from local folder {app_checkpoints['cell_detector']}" in text  # the flag
+    assert "Pre/post fusion: Negative/Positive: no trained weights found" in text
+    assert "To get real weights: train it (python -m train.train_prepost" in text and "CERVIX_HF_PREPOST" in text

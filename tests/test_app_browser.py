@@ -1,0 +1,125 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright (never a downloaded browser). Each tab gets an
+upload, its result must show, and every tab is saved as a screenshot (in `$CERVIX_HF_TEST_ARTIFACTS` too when set).
+
+`scripts/test.sh` installs Chromium where it is missing, so this runs in CI; it skips only without /usr/bin/chromium.
+"""
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from .conftest import INTEL_SAMPLE, SHARED_DATA
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+RESULT_TIMEOUT_MS = 60_000
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian's Chromium is not installed at {CHROMIUM} "
+                       "(apt-get install chromium; scripts/test.sh does it)"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser_page(running_app):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.requested_hosts = set()
+        page.on("request", lambda request: page.requested_hosts.add(urlparse(request.url).netloc))
+        page.goto(running_app.local_url, wait_until="networkidle")
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def screenshot(browser_page, tmp_path):
+    def save(name: str) -> Path:
+        path = tmp_path / f"{name}.png"
+        browser_page.wait_for_timeout(1000)  # let toasts and images finish fading in
+        browser_page.screenshot(path=path, full_page=True)
+        artifacts = os.environ.get("CERVIX_HF_TEST_ARTIFACTS")
+        if artifacts:
+            Path(artifacts).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(artifacts) / path.name)
+        assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+        return path
+
+    return save
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def upload(page, component_id: str, path: Path) -> None:
+    page.locator(f"#{component_id} input[type=file]").set_input_files(path)
+
+
+def test_page_shows_the_banner_and_fetches_nothing_from_the_network(browser_page, running_app):
+    assert browser_page.get_by_text("Research demo, not a diagnosis.").first.is_visible()
+    assert [tab.strip() for tab in browser_page.get_by_role("tab").all_inner_texts()] == [
+        "Cervix type", "Cell detection", "Pre/post fusion", "Models",
+    ]  # fmt: skip
+    assert browser_page.requested_hosts == {urlparse(running_app.local_url).netloc}
+
+
+def test_cervix_type_tab_classifies_an_uploaded_photo(browser_page, screenshot):
+    open_tab(browser_page, "Cervix type")
+    upload(browser_page, "cervix-photo", INTEL_SAMPLE / "train" / "Type_2" / "1407.jpg")
+    browser_page.get_by_text("Most probable:").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert browser_page.get_by_text("Image accepted").is_visible()
+    browser_page.locator("#cervix-grad-cam img").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert browser_page.get_by_text("Grad-CAM for").is_visible()
+    screenshot("cervix-type")
+
+
+def test_cell_detection_tab_draws_boxes_and_counts(browser_page, screenshot):
+    open_tab(browser_page, "Cell detection")
+    browser_page.locator("#cells-threshold input[type=number]").fill("0")  # the tiny test model scores low
+    upload(browser_page, "cells-image", SHARED_DATA / "isbi2014-edf" / "EDF010.png")
+    browser_page.get_by_text("cell(s) found").wait_for(timeout=RESULT_TIMEOUT_MS)
+    browser_page.locator("#cells-annotated img").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert browser_page.get_by_text("nucleus").first.is_visible()
+    for kind in ("csv", "json"):  # the page shows each file's name and extension apart
+        assert browser_page.locator(f"#cells-{kind}").inner_text().split()[2:4] == ["EDF010_detections", f".{kind}"]
+    screenshot("cell-detection")
+
+
+def test_prepost_tab_decides_on_an_uploaded_pair(browser_page, screenshot):
+    open_tab(browser_page, "Pre/post fusion")
+    case = SHARED_DATA / "iarc-colposcopy-atlas" / "images_low_grade" / "case_AABB"
+    upload(browser_page, "prepost-pre", case / "1_After_normal_saline.jpg")
+    upload(browser_page, "prepost-post", case / "2_After_acetic_acid.jpg")
+    browser_page.get_by_role("button", name="Classify the pair").click()
+    browser_page.get_by_text("Decision:").wait_for(timeout=RESULT_TIMEOUT_MS)
+    browser_page.locator("#prepost-attention img").wait_for(timeout=RESULT_TIMEOUT_MS)
+    screenshot("prepost")
+
+
+def test_models_tab_says_where_each_model_came_from(browser_page, screenshot):
+    open_tab(browser_page, "Models")
+    loaded_from = browser_page.locator("li", has_text="Loaded from: local folder")
+    loaded_from.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert loaded_from.count() == 3
+    assert browser_page.locator("li", has_text="Trained: yes").count() == 3
+    screenshot("models")
+
+
+def test_a_bad_file_shows_its_error_in_the_page(browser_page, tmp_path, screenshot):
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_text("Patient notes, not a photo.\n")
+    open_tab(browser_page, "Cervix type")
+    browser_page.locator("#cervix-photo").get_by_role("button", name="Remove Image").click()
+    upload(browser_page, "cervix-photo", not_a_photo)
+    browser_page.get_by_text("Cannot load image 'notes.jpg': not an image file").wait_for(timeout=RESULT_TIMEOUT_MS)
+    screenshot("bad-file")

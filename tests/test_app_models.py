@@ -1,0 +1,132 @@
+"""Where the app's models come from (flag, environment, checkpoints folder, Hub, untrained) and its example images."""
+
+import dataclasses
+import shutil
+import threading
+import time
+
+import pytest
+
+from cervix_hf import app_models
+from cervix_hf.app_examples import find_examples
+from cervix_hf.app_models import (
+    TASKS_BY_NAME,
+    UNTRAINED_WARNING,
+    AppModels,
+    ModelSlot,
+    parse_model_reference,
+    requested_models,
+)
+
+from .conftest import SHARED_DATA, require_data
+
+COLPONET = TASKS_BY_NAME["colponet"]
+
+
+def test_flags_win_over_environment_variables():
+    environ = {"CERVIX_HF_COLPONET": "from/env", "CERVIX_HF_PREPOST": "/models/prepost", "OTHER": "x"}
+    requested = requested_models({"colponet": "from/flag", "cell_detector": None}, environ)
+    assert requested == {"colponet": "from/flag", "prepost": "/models/prepost"}
+    assert [task.flag for task in TASKS_BY_NAME.values()] == ["--colponet", "--cell-detector", "--prepost"]
+    assert [task.env_var for task in TASKS_BY_NAME.values()] == [
+        "CERVIX_HF_COLPONET", "CERVIX_HF_CELL_DETECTOR", "CERVIX_HF_PREPOST",
+    ]  # fmt: skip
+
+
+def test_a_reference_is_a_folder_when_it_exists_else_a_hub_id_with_optional_revision(tmp_path):
+    (tmp_path / "owner" / "name").mkdir(parents=True)
+    assert parse_model_reference("someone/colponet@v1.0", "flag") == app_models.ModelSource(
+        "hub", "someone/colponet", "v1.0", "flag"
+    )
+    assert parse_model_reference("someone/colponet", "flag").revision is None
+    folder = parse_model_reference(str(tmp_path / "owner" / "name"), "flag")
+    assert (folder.kind, folder.location) == ("folder", str(tmp_path / "owner" / "name"))
+    assert parse_model_reference("no/such/folder", "flag").kind == "folder"
+
+
+def test_sources_are_tried_in_order_flag_checkpoints_hub(tmp_path, tiny_colponet_dir):
+    shutil.copytree(tiny_colponet_dir, tmp_path / "checkpoints" / "colponet")
+    slot = ModelSlot(COLPONET, requested=str(tmp_path / "missing"), checkpoints_dir=tmp_path / "checkpoints")
+    plan = slot.resolve()
+    assert [source.origin for source, _ in plan] == [
+        "--colponet / CERVIX_HF_COLPONET", "the training script's folder", "the published repo",
+    ]  # fmt: skip
+    assert plan[0][1] == "no such folder" and plan[1][1] is None
+    assert "HF_HUB_OFFLINE is set" in plan[2][1]  # conftest switches the Hub off
+    loaded = slot.get()
+    assert loaded.trained and loaded.source.location == str(tmp_path / "checkpoints" / "colponet")
+    assert loaded.notes == [f"local folder {tmp_path / 'missing'} (--colponet / CERVIX_HF_COLPONET): no such folder"]
+    assert "will load from local folder" in slot.plan_message()
+
+
+def test_nothing_to_load_gives_the_untrained_default_and_says_how_to_get_weights(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    slot = ModelSlot(COLPONET, requested=str(broken), checkpoints_dir=tmp_path, untrained_size="tiny")
+    message = slot.plan_message()  # the broken folder looks available until its weights are read
+    assert message.startswith("ColpoNet: cervix type (Type 1/2/3): will load from local folder")
+    loaded = slot.get()
+    assert not loaded.trained and loaded.warning == UNTRAINED_WARNING
+    assert loaded.source.describe() == "untrained default configuration"
+    assert "could not be loaded" in loaded.notes[0]
+    empty = ModelSlot(COLPONET, checkpoints_dir=tmp_path / "none", untrained_size="tiny")
+    message = empty.plan_message()
+    assert "no trained weights found" in message and "UNTRAINED" in message
+    assert "python -m train.train_colponet" in message and "CERVIX_HF_COLPONET" in message
+
+
+def test_an_unreachable_hub_fails_fast(monkeypatch, tmp_path):
+    # Online mode, but the Hub's address refuses connections (a closed loopback port): no hang, a reason instead.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    slot = ModelSlot(COLPONET, checkpoints_dir=tmp_path, hub_timeout=2.0)
+    start = time.monotonic()
+    (_, hub_reason) = slot.resolve()[-1]
+    assert time.monotonic() - start < 10
+    assert hub_reason.startswith("the Hub did not provide it (ConnectError"), hub_reason
+
+
+def test_a_model_loads_once_however_many_requests_ask_at_once(tmp_path, tiny_colponet_dir):
+    calls = []
+
+    def counting_load(model_id, revision):
+        calls.append(model_id)
+        time.sleep(0.2)  # let every thread arrive while the first one loads
+        return COLPONET.load(model_id, revision)
+
+    slot = ModelSlot(dataclasses.replace(COLPONET, load=counting_load), requested=str(tiny_colponet_dir))
+    loaded = []
+    threads = [threading.Thread(target=lambda: loaded.append(slot.get())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(calls) == 1 and len(loaded) == 8 and all(model is loaded[0] for model in loaded)
+
+
+def test_app_models_reject_unknown_tasks():
+    with pytest.raises(ValueError, match="Unknown task"):
+        AppModels.from_settings({"segmenter": "x"})
+
+
+def test_examples_are_found_in_the_shared_data_layout():
+    require_data(SHARED_DATA)
+    examples = find_examples(SHARED_DATA)
+    assert [path.split("/")[-2] for path in examples.cervix_type] == ["Type_1", "Type_2", "Type_3"]
+    assert [path.split("/")[-1] for path in examples.cells] == ["EDF000.png", "EDF001.png", "EDF002.png"]
+    assert len(examples.prepost) == 3
+    for pre, post in examples.prepost:
+        assert pre.endswith("_After_normal_saline.jpg") and post.endswith("_After_acetic_acid.jpg")
+    case_aaan = examples.prepost[0]  # views 2 (saline), then 3 and 4 (acetic acid): the first of each
+    assert case_aaan[0].endswith("case_AAAN/2_After_normal_saline.jpg")
+    assert case_aaan[1].endswith("case_AAAN/3_After_acetic_acid.jpg")
+
+
+def test_examples_are_optional_and_sipakmed_clusters_count_as_cells(tmp_path):
+    assert find_examples(None) == find_examples(tmp_path / "missing") == find_examples(tmp_path)
+    cluster = tmp_path / "im_Parabasal" / "im_Parabasal"
+    (cluster / "CROPPED").mkdir(parents=True)
+    for path in (cluster / "001.bmp", cluster / "CROPPED" / "001_01.bmp"):
+        path.write_bytes(b"BM")
+    assert find_examples(tmp_path).cells == [str(cluster / "001.bmp")]
