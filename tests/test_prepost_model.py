@@ -155,3 +155,16 @@ def test_remote_code_and_pipeline_in_a_fresh_process(tiny_prepost_dir, tmp_path)
     assert remote["pipeline"]["threshold"] == 0.2
     assert remote["pipeline"]["probability"] == pytest.approx(probability, abs=1e-6)
     assert remote["pipeline"]["label"] == ("Positive" if probability >= 0.2 else "Negative")
+
+
+def test_an_undefined_operating_point_is_saved_and_refused_with_its_reason(tmp_path):
+    reason = "sensitivity and specificity need both classes (only Negative cases)."
+    undefined = {"threshold": None, "sensitivity": None, "specificity": None, "achieved": False, "reason": reason}
+    model = PrePostFusionForImageClassification(prepost_config("tiny", operating_points={"screening": undefined}))
+    model.save_pretrained(tmp_path)
+    PrePostFusionImageProcessor().save_pretrained(tmp_path)
+    classify = pipeline("prepost-classification", model=str(tmp_path), trust_remote_code=True)
+    pre, post = pair()
+    with pytest.raises(ValueError, match="only Negative cases"):
+        classify({"pre": pre, "post": post}, operating_point="screening")
+    assert classify({"pre": pre, "post": post})["threshold"] == 0.5

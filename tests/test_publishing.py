@@ -254,7 +254,9 @@ def test_the_space_is_published_with_its_front_matter_and_model_repos(hub, onlin
     project = tmp_path / "project"
     project.mkdir()
     (project / "app.py").write_text("import cervix_hf\n")
-    (project / "requirements.txt").write_text((PROJECT_ROOT / "requirements.txt").read_text() + "gradio==5.9.1\n")
+    # A pin other than the installed gradio shows that sdk_version is read from requirements.txt.
+    pins = [line for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("gradio")]
+    (project / "requirements.txt").write_text("\n".join(pins + ["gradio==5.9.1"]) + "\n")
     shutil.copytree(PROJECT_ROOT / "cervix_hf", project / "cervix_hf", ignore=shutil.ignore_patterns("__pycache__"))
     commit = push_space("tester/demo", models={"colponet": "tester/colponet@v1"}, project_root=project)
     repo = hub.repo("tester/demo", "space")

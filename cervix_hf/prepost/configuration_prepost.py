@@ -106,7 +106,9 @@ class PrePostFusionConfig(PreTrainedConfig):
                     f"`operating_points` has unknown names {sorted(unknown)}; use {', '.join(OPERATING_POINT_NAMES)}."
                 )
             for name, point in self.operating_points.items():
-                if not 0.0 <= float(point.get("threshold", -1)) <= 1.0:
+                threshold = point.get("threshold") if isinstance(point, dict) else None
+                # None: the validation split could not define the point (e.g. one class only); `reason` says why.
+                if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
                     raise ValueError(f"`operating_points[{name!r}]` needs a `threshold` in [0, 1], got {point!r}.")
         if getattr(self.backbone_config, "model_type", None) != "resnet":
             raise ValueError("`backbone_config` must describe a ResNet (model_type 'resnet').")

@@ -38,7 +38,10 @@ class PrePostClassificationPipeline(Pipeline):
                 raise ValueError(
                     f"Unknown operating point {operating_point!r}; this model has {sorted(points) or 'none'}."
                 )
-            return float(points[operating_point]["threshold"])
+            point = points[operating_point]
+            if point.get("threshold") is None:
+                raise ValueError(f"The operating point {operating_point!r} is undefined: {point.get('reason')}")
+            return float(point["threshold"])
         return float(config.decision_threshold if threshold is None else threshold)
 
     def preprocess(self, inputs):
