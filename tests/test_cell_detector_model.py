@@ -171,3 +171,41 @@ def test_detected_boxes_are_in_original_image_pixels(tiny_detector_dir):
     assert boxes.numel() > 0
     assert (boxes[:, 2] <= 640 + 1e-3).all() and (boxes[:, 3] <= 512 + 1e-3).all()
     assert np.allclose(outputs.image_sizes[0].tolist(), [512, 640])
+
+
+@pytest.mark.slow
+def test_a_drawn_cell_is_found_where_it_was_drawn_after_resize_and_post_processing():
+    """Train the tiny detector briefly on bright discs; on a 512 px image (resized to 256 inside the model) the best
+    detection must cover the disc in the original image's pixels."""
+    import random
+
+    from torchvision.ops import box_iou
+
+    def field(size, box):
+        image = Image.new("RGB", size, (30, 30, 30))
+        ImageDraw.Draw(image).ellipse(box, fill=(230, 230, 230))
+        return image
+
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    model = CellDetectorForObjectDetection(cell_detector_config("tiny", id2label={0: "cell"}))
+    processor = CellDetectorImageProcessor()
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    model.train()
+    for _ in range(60):
+        images, annotations = [], []
+        for _ in range(2):
+            x, y, size = rng.randint(10, 180), rng.randint(10, 180), rng.randint(30, 60)
+            images.append(field((256, 256), (x, y, x + size, y + size)))
+            annotations.append({"boxes": [[x, y, x + size + 1, y + size + 1]], "class_labels": [0]})
+        loss = model(**processor(images, annotations=annotations, return_tensors="pt")).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    drawn = (200, 120, 300, 220)
+    found = detect_cells(model, processor, field((512, 512), drawn), threshold=0.0)
+    assert found, "nothing detected"
+    best = max(found, key=lambda detection: detection.score)
+    iou = box_iou(torch.tensor([best.box]), torch.tensor([[200.0, 120.0, 301.0, 221.0]]))[0, 0]
+    assert iou > 0.6, (best, float(iou))
