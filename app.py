@@ -274,19 +274,17 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
             return checked_threshold(threshold), "your threshold"
         if operating_point == MODEL_DEFAULT:
             return config.decision_threshold, "the model's decision threshold"
-        points = config.operating_points or {}
-        if operating_point not in points:
-            raise bad_input(
-                f"This model has no {operating_point!r} operating point (it has: {', '.join(points) or 'none'}). "
-                f"Choose another, or '{CUSTOM_THRESHOLD}'."
-            )
-        point = points[operating_point]
+        try:
+            value = config.threshold_for(operating_point)
+        except ValueError as err:
+            raise bad_input(f"{err} Choose another, or '{CUSTOM_THRESHOLD}'.") from None
+        point = config.operating_points[operating_point]
         described = f"the {operating_point} operating point"
         if point.get("sensitivity") is not None and point.get("specificity") is not None:
             described += f": validation sensitivity {point['sensitivity']:.2f}, specificity {point['specificity']:.2f}"
         if point.get("achieved") is False:
             described += f"; its target was not reached: {point.get('reason')}"
-        return float(point["threshold"]), described
+        return value, described
 
     def show_operating_point(operating_point, threshold):
         value, described = resolve_threshold(operating_point, threshold)

@@ -293,6 +293,8 @@ class ModelSlot:
                 continue
             try:
                 model, processor = self.task.load(source.location, source.pinned_revision)
+                if model.config.model_type != self.task.model_type:
+                    raise ValueError(f"it holds a {model.config.model_type!r} model, not {self.task.model_type!r}")
             # A folder or repo that exists but does not load (wrong model, corrupt weights) falls through, logged.
             except Exception as error:
                 notes.append(_note(source, f"could not be loaded ({_first_line(error)})"))

@@ -296,7 +296,7 @@ def test_every_result_of_an_untrained_model_says_so(untrained_app, photos, pair)
     )
     assert all(UNTRAINED_WARNING in text for text in (verdict, probabilities["label"], attention["label"]))
     assert details["warning"] == UNTRAINED_WARNING
-    with pytest.raises(Exception, match="This model has no 'screening' operating point"):
+    with pytest.raises(Exception, match="Unknown operating point 'screening'; this model has none"):
         client.predict("screening", 0.5, api_name="/prepost_operating_point")
 
     for card in client.predict(api_name="/models"):

@@ -130,3 +130,17 @@ def test_examples_are_optional_and_sipakmed_clusters_count_as_cells(tmp_path):
     for path in (cluster / "001.bmp", cluster / "CROPPED" / "001_01.bmp"):
         path.write_bytes(b"BM")
     assert find_examples(tmp_path).cells == [str(cluster / "001.bmp")]
+
+
+def test_a_model_of_another_type_falls_through_to_the_next_source(tmp_path, tiny_colponet_dir):
+    from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
+    from cervix_hf.model_presets import prepost_config
+
+    wrong = tmp_path / "prepost"
+    PrePostFusionForImageClassification(prepost_config("tiny")).save_pretrained(wrong)
+    PrePostFusionImageProcessor().save_pretrained(wrong)
+    shutil.copytree(tiny_colponet_dir, tmp_path / "checkpoints" / "colponet")
+    slot = ModelSlot(COLPONET, requested=str(wrong), checkpoints_dir=tmp_path / "checkpoints")
+    loaded = slot.get()
+    assert loaded.model.config.model_type == "colponet"
+    assert "'prepost_fusion' model, not 'colponet'" in loaded.notes[0]

@@ -229,3 +229,11 @@ def test_pretrained_backbone_with_mismatched_architecture_is_a_clear_error(tmp_p
     model.config.use_pretrained_backbone = True
     with pytest.raises(ValueError, match="backbone_config"):
         load_pretrained_backbone(model)
+
+
+def test_quality_thresholds_given_at_call_time_are_used():
+    processor = ColpoNetImageProcessor()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8))
+    assert processor(image, return_quality_report=True)["quality_reports"][0].is_acceptable
+    strict = processor(image, return_quality_report=True, quality_laplacian_threshold=1e9)["quality_reports"][0]
+    assert strict.laplacian_threshold == 1e9 and not strict.is_acceptable

@@ -65,6 +65,11 @@ def test_saved_model_reproduces_the_test_probabilities(iarc_run):
         assert prediction.probability == pytest.approx(row["probability"], abs=1e-5)
 
 
-def test_an_unknown_decision_threshold_name_is_a_clear_error():
+def test_an_unknown_or_undefined_decision_threshold_is_a_clear_error():
+    from cervix_hf import PrePostFusionConfig
+
     with pytest.raises(SystemExit, match="--decision-threshold"):
-        train_prepost.resolve_threshold("strict", {})
+        train_prepost.resolve_threshold("strict", PrePostFusionConfig())
+    undefined = {"threshold": None, "achieved": False, "reason": "only Positive cases in validation"}
+    with pytest.raises(SystemExit, match="only Positive cases"):
+        train_prepost.resolve_threshold("screening", PrePostFusionConfig(operating_points={"screening": undefined}))

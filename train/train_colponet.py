@@ -6,7 +6,7 @@ Reproduce the published model (Intel & MobileODT competition data, `microsoft/re
 
 Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_colponet ...`` (or ``accelerate launch -m ...``).
 
-Smoke run on the real sample shipped beside the project (a tiny backbone, a few minutes on 2 CPU cores)::
+Smoke run on the real sample beside the project (a tiny backbone, under a minute on 2 CPU cores)::
 
     python -m train.train_colponet --data ../shared/data/intel-mobileodt-sample --output-dir runs/colponet-smoke \
         --model-size tiny --stage1-epochs 2 --stage2-epochs 2 --batch-size 8
@@ -194,10 +194,9 @@ def main(args: argparse.Namespace) -> dict:
         greater_is_better=False,
         processing_class=processor,
     )
+    prediction = trainer.predict(datasets["test"])  # on every rank: prediction gathers across processes
     if not trainer.is_world_process_zero():
         return {}
-
-    prediction = trainer.predict(datasets["test"])
     probabilities = torch.softmax(torch.as_tensor(prediction.predictions), dim=-1).numpy()
     test_labels = np.asarray(subset["test"][1])
     eval_results = {

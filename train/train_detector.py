@@ -77,7 +77,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def load_records(args: argparse.Namespace) -> DetectionRecords:
+def load_records(args: argparse.Namespace) -> tuple[DetectionRecords, str]:
+    """The records and the format they were read in (`--format auto` resolved)."""
     data_format = args.format
     if data_format == "auto":
         if any(args.data.glob("EDF*_GT.png")):
@@ -98,7 +99,7 @@ def load_records(args: argparse.Namespace) -> DetectionRecords:
     records = readers[data_format]()
     for warning in records.warnings:
         logger.warning(warning)
-    return records
+    return records, data_format
 
 
 def split_records(records: DetectionRecords, args: argparse.Namespace) -> dict[str, DetectionRecords]:
@@ -186,7 +187,7 @@ def build_model(args: argparse.Namespace, label_names: list[str]) -> CellDetecto
 def main(args: argparse.Namespace) -> dict:
     validate_common_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    records = load_records(args)
+    records, data_format = load_records(args)
     splits = split_records(records, args)
     label_names = list(records.label_names)
     model = build_model(args, label_names)
@@ -235,7 +236,7 @@ def main(args: argparse.Namespace) -> dict:
         "metrics": metrics,
         "data": {
             "source": str(args.data),
-            "format": args.format,
+            "format": data_format,
             "test_images": [Path(p).name for p in paths],
             "seed": args.seed,
             "images_per_split": {name: len(split) for name, split in splits.items()},

@@ -92,12 +92,13 @@ def build_model(args: argparse.Namespace, pos_weight: float | None) -> PrePostFu
     return model
 
 
-def resolve_threshold(value: str, operating_points: dict) -> float:
+def resolve_threshold(value: str, config) -> float:
+    """`--decision-threshold`: an operating point's name (chosen on validation, saved in `config`) or a number."""
     if value in OPERATING_POINT_NAMES:
-        threshold = operating_points[value]["threshold"]
-        if threshold is None:
-            raise SystemExit(f"--decision-threshold {value}: {operating_points[value]['reason']}")
-        return float(threshold)
+        try:
+            return config.threshold_for(value)
+        except ValueError as err:
+            raise SystemExit(f"--decision-threshold {value}: {err}") from None
     try:
         threshold = float(value)
     except ValueError:
@@ -161,16 +162,16 @@ def main(args: argparse.Namespace) -> dict:
         greater_is_better=False,
         processing_class=processor,
     )
+    # On every rank: prediction gathers across processes.
+    validation_labels, validation_scores = scores_of(trainer, datasets["validation"])
+    test_labels, test_scores = scores_of(trainer, datasets["test"])
     if not trainer.is_world_process_zero():
         return {}
-
-    validation_labels, validation_scores = scores_of(trainer, datasets["validation"])
     operating_points = select_operating_points(
         validation_labels, validation_scores, args.target_sensitivity, args.target_specificity
     )
     model.config.operating_points = operating_points
-    model.config.decision_threshold = resolve_threshold(args.decision_threshold, operating_points)
-    test_labels, test_scores = scores_of(trainer, datasets["test"])
+    model.config.decision_threshold = resolve_threshold(args.decision_threshold, model.config)
     metrics = evaluate_binary(test_labels, test_scores, model.config.decision_threshold, operating_points)
     eval_results = {
         "task": "prepost-classification",

@@ -72,13 +72,16 @@ class ColpoNetImageProcessor(TorchvisionBackend):
     quality_fft_threshold = DEFAULT_FFT_THRESHOLD
     do_sharpen = False
 
-    def assess_quality(self, images) -> list[ImageQualityReport]:
-        """The quality gate's report for each image (a PIL image, an HxWxC array or a list of them)."""
+    def assess_quality(
+        self, images, laplacian_threshold: float | None = None, fft_threshold: float | None = None
+    ) -> list[ImageQualityReport]:
+        """The quality gate's report for each image (a PIL image, an HxWxC array or a list of them), at the given
+        thresholds or this processor's."""
         return [
             assess_image_quality(
                 image,
-                laplacian_threshold=self.quality_laplacian_threshold,
-                fft_threshold=self.quality_fft_threshold,
+                laplacian_threshold=self.quality_laplacian_threshold if laplacian_threshold is None else laplacian_threshold,
+                fft_threshold=self.quality_fft_threshold if fft_threshold is None else fft_threshold,
             )
             for image in _as_list(images)
         ]
@@ -90,7 +93,11 @@ class ColpoNetImageProcessor(TorchvisionBackend):
         """
         images = _as_list(images)
         do_sharpen = kwargs.get("do_sharpen", self.do_sharpen)
-        reports = self.assess_quality(images) if return_quality_report else None
+        reports = None
+        if return_quality_report:
+            reports = self.assess_quality(
+                images, kwargs.get("quality_laplacian_threshold"), kwargs.get("quality_fft_threshold")
+            )
         if do_sharpen:
             images = [sharpen_image(_to_rgb_array(image)) for image in images]
         batch = super().preprocess(images, *args, **kwargs)

@@ -118,5 +118,24 @@ class PrePostFusionConfig(PreTrainedConfig):
                 f"([{self.backbone_config.stage_names[-1]!r}]): the fusion reads the last feature map."
             )
 
+    def threshold_for(self, operating_point: str | None = None) -> float:
+        """
+        The threshold of a named operating point, or `decision_threshold` for `None`.
+
+        Raises:
+            `ValueError`: the model has no such point, or training could not define it (the reason is given).
+        """
+        if operating_point is None:
+            return float(self.decision_threshold)
+        points = self.operating_points or {}
+        if operating_point not in points:
+            raise ValueError(
+                f"Unknown operating point {operating_point!r}; this model has {', '.join(sorted(points)) or 'none'}."
+            )
+        point = points[operating_point]
+        if point.get("threshold") is None:
+            raise ValueError(f"The operating point {operating_point!r} is undefined: {point.get('reason')}")
+        return float(point["threshold"])
+
 
 __all__ = ["PrePostFusionConfig", "PREPOST_LABELS", "OPERATING_POINT_NAMES"]

@@ -29,20 +29,11 @@ class PrePostClassificationPipeline(Pipeline):
         return {}, {}, {"threshold": self._resolve_threshold(threshold, operating_point)}
 
     def _resolve_threshold(self, threshold, operating_point) -> float:
-        config = self.model.config
         if threshold is not None and operating_point is not None:
             raise ValueError("Pass either `threshold` or `operating_point`, not both.")
-        if operating_point is not None:
-            points = config.operating_points or {}
-            if operating_point not in points:
-                raise ValueError(
-                    f"Unknown operating point {operating_point!r}; this model has {sorted(points) or 'none'}."
-                )
-            point = points[operating_point]
-            if point.get("threshold") is None:
-                raise ValueError(f"The operating point {operating_point!r} is undefined: {point.get('reason')}")
-            return float(point["threshold"])
-        return float(config.decision_threshold if threshold is None else threshold)
+        if threshold is not None:
+            return float(threshold)
+        return self.model.config.threshold_for(operating_point)
 
     def preprocess(self, inputs):
         if not isinstance(inputs, dict) or not {"pre", "post"} <= set(inputs):
