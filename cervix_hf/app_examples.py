@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import IMAGE_EXTENSIONS
+from .data.prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
 
 MAX_DEPTH = 4
 EXAMPLES_PER_TAB = 3
 
 _CERVIX_TYPE_FOLDER = re.compile(r"^Type_[123]$")
 _EDF_IMAGE = re.compile(r"^EDF\d+\.png$", re.IGNORECASE)
-_VIEW_NUMBER = re.compile(r"^(\d+)_")
 
 
 @dataclass
@@ -54,9 +54,9 @@ def find_examples(root: str | Path | None, per_tab: int = EXAMPLES_PER_TAB) -> A
         if folder.name.startswith("im_"):
             examples.cells.extend(str(folder / name) for name in images if name.lower().endswith(".bmp"))
         examples.cells.extend(str(folder / name) for name in images if _EDF_IMAGE.match(name))
-        pre, post = _first_view(images, "After_normal_saline"), _first_view(images, "After_acetic_acid")
+        pre, post = first_view(folder, IARC_PRE_VIEW[1]), first_view(folder, IARC_POST_VIEWS["acetic"][1])
         if pre and post:
-            examples.prepost.append((str(folder / pre), str(folder / post)))
+            examples.prepost.append((pre, post))
     examples.cervix_type = [photos_by_type[name] for name in sorted(photos_by_type)][:per_tab]
     examples.cells = examples.cells[:per_tab]
     examples.prepost = examples.prepost[:per_tab]
@@ -72,12 +72,6 @@ def _image_folders(root: Path):
         images = sorted(name for name in files if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
         if images:
             yield Path(folder), images
-
-
-def _first_view(names: list[str], step: str) -> str | None:
-    """The lowest-numbered `N_<step>.<ext>` view (e.g. `1_After_normal_saline.jpg`), or `None`."""
-    views = [name for name in names if _VIEW_NUMBER.match(name) and Path(name).stem.split("_", 1)[1] == step]
-    return min(views, key=lambda name: int(_VIEW_NUMBER.match(name).group(1)), default=None)
 
 
 __all__ = ["AppExamples", "EXAMPLES_PER_TAB", "MAX_DEPTH", "find_examples"]

@@ -205,7 +205,7 @@ def read_iarc_atlas(root: Union[str, Path], post: str = "acetic") -> PairRecords
     labelled_by_folder = []
     for folder, folder_grade in case_folders:
         case_id = folder.name.removeprefix("case_")
-        views = {name: _first_view(folder, pattern) for name, pattern in (IARC_PRE_VIEW, IARC_POST_VIEWS[post])}
+        views = {name: first_view(folder, pattern) for name, pattern in (IARC_PRE_VIEW, IARC_POST_VIEWS[post])}
         missing = [name for name, path in views.items() if path is None]
         histopathology_label = _histopathology_label(histopathology.get(case_id, ""))
         if missing:
@@ -387,8 +387,9 @@ def _histopathology_label(diagnosis: str) -> Optional[int]:
     return None
 
 
-def _first_view(case_folder: Path, pattern: str) -> Optional[str]:
-    """The lowest-numbered file of `case_folder` matching `pattern` (numbers compared as numbers), or None."""
+def first_view(case_folder: Path, pattern: str) -> Optional[str]:
+    """The lowest-numbered file of an IARC case folder matching `pattern` (e.g. `IARC_PRE_VIEW[1]`; numbers compared
+    as numbers), or None."""
     views = [path for path in case_folder.glob(pattern) if path.is_file()]
     if not views:
         return None
