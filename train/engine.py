@@ -29,13 +29,11 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from cervix_hf.files import atomic_write_text
-from cervix_hf.model_card import ModelCardError, write_model_card
+from cervix_hf.model_card import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardError, write_model_card
 
 logger = logging.getLogger(__name__)
 
 STAGE_DONE_FILE = "stage_done.json"
-EVAL_RESULTS_FILE = "eval_results.json"
-TRAINING_ARGS_FILE = "training_args.json"
 
 
 class NonFiniteLossError(FloatingPointError):
