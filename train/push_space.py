@@ -19,7 +19,7 @@ from pathlib import Path
 from cervix_hf.hub import PUBLISHED_MODELS
 from cervix_hf.model_card import ModelCardError
 from cervix_hf.publishing import PublishError, push_space, space_models, stage_space
-from train.push_to_hub import print_staged
+from .push_to_hub import print_staged
 
 
 def model_repo(value: str) -> tuple[str, str]:

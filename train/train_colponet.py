@@ -38,8 +38,8 @@ from cervix_hf.data import (
 from cervix_hf.metrics import compute_classification_metrics
 from cervix_hf.model_presets import MODEL_SIZES, colponet_config
 from cervix_hf.quality_filter import filter_by_quality
-from train.engine import TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
-from train.presets import CLASSIFICATION_PRESETS, classification_train_transform
+from .engine import TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+from .presets import CLASSIFICATION_PRESETS, classification_train_transform
 
 logger = logging.getLogger("train.train_colponet")
 

@@ -49,7 +49,7 @@ from cervix_hf.detection_export import write_detections
 from cervix_hf.inference import CellDetection
 from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import MODEL_SIZES, cell_detector_config
-from train.engine import CervixTrainer, TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+from .engine import CervixTrainer, TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
 
 logger = logging.getLogger("train.train_detector")
 

@@ -42,7 +42,7 @@ from cervix_hf.data import (
 from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_points
 from cervix_hf.model_presets import MODEL_SIZES, prepost_config
 from cervix_hf.prepost import OPERATING_POINT_NAMES
-from train.engine import TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+from .engine import TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
 
 logger = logging.getLogger("train.train_prepost")
 
