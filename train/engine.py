@@ -1,21 +1,26 @@
 """The training engine shared by every cervix_hf training script.
 
-Built on transformers' `Trainer`, so one command runs on a CPU, one GPU, or several GPUs under
-`torchrun --nproc_per_node N -m train.<script> ...` or `accelerate launch -m train.<script> ...`.
+Built on transformers' `Trainer`, so one command runs on a CPU, one GPU, or several processes under
+`torchrun --nproc_per_node N -m train.<script> ...` or `accelerate launch -m train.<script> ...` (one process per GPU,
+or several CPU processes over gloo where there is no GPU).
 
 What it adds to `Trainer`:
+- `start_run`: one seed for initialisation, data order and augmentation, set before the model is built; the
+  process group joined before any work, and `on_main_process` for work done once (the quality gate) whose result
+  every process needs;
 - training in named stages (e.g. frozen backbone, then everything), each in its own folder under the output
   directory so `--resume` continues the stage that was interrupted and skips the ones that finished;
 - early stopping, best-checkpoint selection and reduce-on-plateau learning rate on one metric;
 - a stop with a clear error on a non-finite loss;
 - the end of a run: `save_pretrained` of model and processor, `eval_results.json`, `training_args.json` and the
-  model card `README.md` (`cervix_hf.model_card`).
+  model card `README.md` (`cervix_hf.model_card`), written by the main process alone once every process is done.
 """
 
 import argparse
 import json
 import logging
 import math
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file
 from torch import nn
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from cervix_hf.files import atomic_write_text
@@ -91,6 +98,46 @@ def validate_common_args(args: argparse.Namespace) -> None:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if args.workers < 0:
         raise SystemExit(f"--workers must be 0 or more, got {args.workers}.")
+
+
+def _cpu_processes() -> bool:
+    """Several processes and no GPU: accelerate runs them over gloo only when told to use the CPU (otherwise every
+    process trains alone on the whole data set and writes the same files)."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start_run(args: argparse.Namespace) -> PartialState:
+    """
+    What every training script does first: checks the common arguments, joins the process group (under `torchrun`
+    or `accelerate launch`), logs at INFO on the main process only, and seeds Python, NumPy and torch with `--seed`
+    before anything random happens, so model initialisation, data order and augmentation all follow the seed.
+    """
+    validate_common_args(args)
+    state = PartialState(cpu=_cpu_processes())
+    logging.basicConfig(
+        level=logging.INFO if state.is_main_process else logging.WARNING,
+        format=f"%(asctime)s [rank {state.process_index}] %(name)s %(levelname)s %(message)s"
+        if state.num_processes > 1
+        else "%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    set_seed(args.seed)
+    return state
+
+
+def on_main_process(state: PartialState, function: Callable[[], Any]) -> Any:
+    """Runs `function` on the main process alone and returns its result (or raises its error) on every process."""
+    outcome = [None]
+    if state.is_main_process:
+        try:
+            outcome = [(True, function())]
+        except BaseException as err:  # every process must learn of it, or the others wait forever
+            outcome = [(False, err)]
+    if state.num_processes > 1:
+        broadcast_object_list(outcome, from_process=0)
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
 
 
 class CervixTrainer(Trainer):
@@ -167,6 +214,9 @@ def run_stages(
             seed=args.seed,
             dataloader_num_workers=args.workers,
             dataloader_pin_memory=torch.cuda.is_available(),
+            use_cpu=_cpu_processes(),
+            # Every trainable parameter takes part in every forward pass (frozen ones are not DDP's to track).
+            ddp_find_unused_parameters=False,
             remove_unused_columns=False,
             report_to="none",
             disable_tqdm=args.no_progress_bar,
@@ -210,6 +260,7 @@ def run_stages(
                 per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
                 dataloader_num_workers=args.workers,
                 dataloader_pin_memory=torch.cuda.is_available(),
+                use_cpu=_cpu_processes(),
                 remove_unused_columns=False,
                 report_to="none",
                 disable_tqdm=args.no_progress_bar,

@@ -38,7 +38,7 @@ from cervix_hf.data import (
 from cervix_hf.metrics import compute_classification_metrics
 from cervix_hf.model_presets import MODEL_SIZES, colponet_config
 from cervix_hf.quality_filter import filter_by_quality
-from .engine import TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+from .engine import TrainingStage, add_common_args, finish_run, on_main_process, run_stages, start_run
 from .presets import CLASSIFICATION_PRESETS, classification_train_transform
 
 logger = logging.getLogger("train.train_colponet")
@@ -135,10 +135,9 @@ def compute_metrics_for(label_names: list[str]):
 
 
 def main(args: argparse.Namespace) -> dict:
-    validate_common_args(args)
+    state = start_run(args)
     if args.stage1_epochs <= 0 and args.stage2_epochs <= 0:
         raise SystemExit("Nothing to train: both --stage1-epochs and --stage2-epochs are 0.")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     records = load_records(args.data)
     label_names = list(records.label_names)
     paths, labels = list(records.paths), list(records.labels)
@@ -149,13 +148,16 @@ def main(args: argparse.Namespace) -> dict:
     train_paths, train_labels = subset["train"]
     processor = build_processor(args)
     if args.quality_gate != "off":
-        gate = filter_by_quality(
-            train_paths,
-            [label_names[label] for label in train_labels],  # names, so the gate's log reads per class
-            laplacian_threshold=processor.quality_laplacian_threshold,
-            fft_threshold=processor.quality_fft_threshold,
-            mode=args.quality_gate,
-            logger=logger,
+        gate = on_main_process(  # reads every training photo: once, not on every process
+            state,
+            lambda: filter_by_quality(
+                train_paths,
+                [label_names[label] for label in train_labels],  # names, so the gate's log reads per class
+                laplacian_threshold=processor.quality_laplacian_threshold,
+                fft_threshold=processor.quality_fft_threshold,
+                mode=args.quality_gate,
+                logger=logger,
+            ),
         )
         quality_summary.update(
             checked=gate.num_images,
@@ -194,8 +196,8 @@ def main(args: argparse.Namespace) -> dict:
         greater_is_better=False,
         processing_class=processor,
     )
-    prediction = trainer.predict(datasets["test"])  # on every rank: prediction gathers across processes
-    if not trainer.is_world_process_zero():
+    prediction = trainer.predict(datasets["test"])  # on every process: each predicts its share, then they gather
+    if not state.is_main_process:  # the main process alone writes the model, its evaluation and its card
         return {}
     probabilities = torch.softmax(torch.as_tensor(prediction.predictions), dim=-1).numpy()
     test_labels = np.asarray(subset["test"][1])

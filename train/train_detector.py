@@ -49,7 +49,7 @@ from cervix_hf.detection_export import write_detections
 from cervix_hf.inference import CellDetection
 from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import MODEL_SIZES, cell_detector_config
-from .engine import CervixTrainer, TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+from .engine import CervixTrainer, TrainingStage, add_common_args, finish_run, run_stages, start_run
 
 logger = logging.getLogger("train.train_detector")
 
@@ -185,8 +185,7 @@ def build_model(args: argparse.Namespace, label_names: list[str]) -> CellDetecto
 
 
 def main(args: argparse.Namespace) -> dict:
-    validate_common_args(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    state = start_run(args)
     records, data_format = load_records(args)
     splits = split_records(records, args)
     label_names = list(records.label_names)
@@ -209,7 +208,7 @@ def main(args: argparse.Namespace) -> dict:
         processing_class=processor,
         trainer_class=DetectionTrainer,
     )
-    if not trainer.is_world_process_zero():
+    if not state.is_main_process:  # the main process alone evaluates on the test split and writes the run
         return {}
 
     batch_size = args.eval_batch_size or args.batch_size

@@ -42,7 +42,7 @@ from cervix_hf.data import (
 from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_points
 from cervix_hf.model_presets import MODEL_SIZES, prepost_config
 from cervix_hf.prepost import OPERATING_POINT_NAMES
-from .engine import TrainingStage, add_common_args, finish_run, run_stages, validate_common_args
+from .engine import TrainingStage, add_common_args, finish_run, run_stages, start_run
 
 logger = logging.getLogger("train.train_prepost")
 
@@ -124,10 +124,9 @@ def scores_of(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(args: argparse.Namespace) -> dict:
-    validate_common_args(args)
+    state = start_run(args)
     if args.stage1_epochs <= 0 and args.stage2_epochs <= 0:
         raise SystemExit("Nothing to train: both --stage1-epochs and --stage2-epochs are 0.")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     records = load_records(args)
     for reason, count in records.skipped.items():
         logger.warning("Skipped %d case(s): %s.", count, reason)
@@ -162,10 +161,10 @@ def main(args: argparse.Namespace) -> dict:
         greater_is_better=False,
         processing_class=processor,
     )
-    # On every rank: prediction gathers across processes.
+    # On every process: each predicts its share, then they gather.
     validation_labels, validation_scores = scores_of(trainer, datasets["validation"])
     test_labels, test_scores = scores_of(trainer, datasets["test"])
-    if not trainer.is_world_process_zero():
+    if not state.is_main_process:  # the main process alone writes the model, its evaluation and its card
         return {}
     operating_points = select_operating_points(
         validation_labels, validation_scores, args.target_sensitivity, args.target_specificity
