@@ -109,13 +109,14 @@ def _cpu_processes() -> bool:
 def start_run(args: argparse.Namespace) -> PartialState:
     """
     What every training script does first: checks the common arguments, joins the process group (under `torchrun`
-    or `accelerate launch`), logs at INFO on the main process only, and seeds Python, NumPy and torch with `--seed`
-    before anything random happens, so model initialisation, data order and augmentation all follow the seed.
+    or `accelerate launch`), logs at INFO (with each process's rank when there are several), and seeds Python,
+    NumPy and torch with `--seed` before anything random happens, so model initialisation, data order and
+    augmentation all follow the seed.
     """
     validate_common_args(args)
     state = PartialState(cpu=_cpu_processes())
     logging.basicConfig(
-        level=logging.INFO if state.is_main_process else logging.WARNING,
+        level=logging.INFO,
         format=f"%(asctime)s [rank {state.process_index}] %(name)s %(levelname)s %(message)s"
         if state.num_processes > 1
         else "%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -243,7 +244,8 @@ def run_stages(
             "train_loss": result.training_loss,
             "best_metric": trainer.state.best_metric,
             "metric_for_best_model": metric_for_best_model,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
+            # relative to --output-dir: the published eval file names no folder of the machine that trained it
+            "best_checkpoint": _relative_path(trainer.state.best_model_checkpoint, args.output_dir),
             "log_history": trainer.state.log_history,
         }
         if trainer.is_world_process_zero():
@@ -316,6 +318,12 @@ def finish_run(model, processor, output_dir: Path, eval_results: dict, args: arg
         )
         raise
     return output_dir
+
+
+def _relative_path(path: str | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
 
 
 def _write_json(path: Path, payload: dict) -> None:
