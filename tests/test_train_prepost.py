@@ -51,6 +51,47 @@ def test_operating_points_are_chosen_on_validation_and_saved_in_the_config(iarc_
     assert results["metrics"]["threshold"] == model.config.decision_threshold
 
 
+def rates(labels: list[int], scores: list[float], threshold: float) -> tuple[float, float]:
+    """(sensitivity, specificity) with Positive when score >= threshold, counted by hand."""
+    positive = [s >= threshold for s in scores]
+    tp = sum(p and y == 1 for p, y in zip(positive, labels))
+    tn = sum(not p and y == 0 for p, y in zip(positive, labels))
+    return tp / labels.count(1), tn / labels.count(0)
+
+
+@pytest.mark.slow
+def test_operating_points_are_those_of_the_saved_validation_scores(iarc_run):
+    """Recomputed here from the validation cases saved in the run, by the rules the README states."""
+    output_dir, results = iarc_run
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    validation = saved["validation_predictions"]
+    assert len(validation) == sum(saved["data"]["class_counts"]["validation"].values())
+    assert not {row["case_id"] for row in validation} & {row["case_id"] for row in saved["predictions"]}
+    labels = [row["label"] for row in validation]
+    scores = [row["probability"] for row in validation]
+    candidates = sorted({0.0, 1.0, *scores})
+    measured = {t: rates(labels, scores, t) for t in candidates}
+    screening = max(t for t in candidates if measured[t][0] >= 0.9)
+    confirmatory = min(t for t in candidates if measured[t][1] >= 0.9)
+    best_j = max(sens + spec - 1 for sens, spec in measured.values())
+    balanced = min((t for t in candidates if measured[t][0] + measured[t][1] - 1 == best_j),
+                   key=lambda t: (abs(t - 0.5), t))  # fmt: skip
+    points = PrePostFusionForImageClassification.from_pretrained(output_dir).config.operating_points
+    assert points["screening"]["threshold"] == pytest.approx(screening)
+    assert points["confirmatory"]["threshold"] == pytest.approx(confirmatory)
+    assert points["balanced"]["threshold"] == pytest.approx(balanced)
+    # and the saved model gives those validation scores
+    model = PrePostFusionForImageClassification.from_pretrained(output_dir).eval()
+    processor = PrePostFusionImageProcessor.from_pretrained(output_dir)
+    from cervix_hf.data import read_iarc_atlas
+
+    records = {r.case_id: r for r in read_iarc_atlas(SHARED_DATA / "iarc-colposcopy-atlas").records}
+    for row in validation[:3]:
+        record = records[row["case_id"]]
+        prediction = classify_prepost(model, processor, record.pre_path, record.post_path)
+        assert prediction.probability == pytest.approx(row["probability"], abs=1e-5)
+
+
 @pytest.mark.slow
 def test_saved_model_reproduces_the_test_probabilities(iarc_run):
     output_dir, results = iarc_run

@@ -123,6 +123,13 @@ def scores_of(trainer, dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(prediction.label_ids).reshape(-1).astype(int), scores
 
 
+def case_predictions(split, labels: np.ndarray, scores: np.ndarray) -> list[dict]:
+    return [
+        {"case_id": record.case_id, "label": int(label), "probability": float(score)}
+        for record, label, score in zip(split.records, labels, scores)
+    ]
+
+
 def main(args: argparse.Namespace) -> dict:
     state = start_run(args)
     if args.stage1_epochs <= 0 and args.stage2_epochs <= 0:
@@ -200,10 +207,9 @@ def main(args: argparse.Namespace) -> dict:
             "share_backbone": model.config.share_backbone,
             "decision_threshold": args.decision_threshold,
         },
-        "predictions": [
-            {"case_id": record.case_id, "label": int(label), "probability": float(score)}
-            for record, label, score in zip(splits["test"].records, test_labels, test_scores)
-        ],
+        "predictions": case_predictions(splits["test"], test_labels, test_scores),
+        # the scores the operating points were chosen on, so anyone can choose them again
+        "validation_predictions": case_predictions(splits["validation"], validation_labels, validation_scores),
     }
     finish_run(model, processor, args.output_dir, eval_results, args)
     report = metrics["report"]
