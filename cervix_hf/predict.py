@@ -10,12 +10,13 @@ import argparse
 import json
 import sys
 
+from .cli import DefaultsHelpFormatter
 from .image_io import ImageLoadError
 from .inference import DISCLAIMER, classify_cervix_type, load_classifier
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("images", nargs="+", help="photo files")
     parser.add_argument("--model", required=True, help="saved model folder or Hub repo id")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.hub import PUBLISHED_MODELS
 from cervix_hf.model_card import ModelCardError
 from cervix_hf.publishing import PublishError, push_space, space_models, stage_space
@@ -32,7 +33,7 @@ def model_repo(value: str) -> tuple[str, str]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--space-id", required=True, help="OWNER/NAME of the Space")
     parser.add_argument(
         "--model", type=model_repo, action="append", default=[], metavar="MODEL_TYPE=OWNER/NAME[@REVISION]",

@@ -16,13 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.hub import DEFAULT_REVISION
 from cervix_hf.model_card import ModelCardError
 from cervix_hf.publishing import PublishError, push_to_hub, stage_model
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model-dir", required=True, type=Path, help="a training run's output folder")
     parser.add_argument("--repo-id", required=True, help="OWNER/NAME of the model repo")
     parser.add_argument("--private", action="store_true", help="create the repo private")

@@ -10,12 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.hub import DEFAULT_REVISION
 from cervix_hf.model_card import ModelCardError, write_model_card
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model-dir", required=True, type=Path, help="a training run's output folder")
     parser.add_argument("--repo-id", help="repo the card's code loads from (default: the published one)")
     parser.add_argument("--revision", default=DEFAULT_REVISION, help="branch the card's code pins")

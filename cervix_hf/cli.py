@@ -1,0 +1,124 @@
+"""cervix_hf's commands under one name: train, predict, render model cards, publish to the Hub, serve the app.
+
+`cervix-hf` (or `python -m cervix_hf`) runs the same commands as the modules do:
+
+    cervix-hf train colponet|detector|prepost ...   python -m train.train_<model>
+    cervix-hf predict ...                            python -m cervix_hf.predict
+    cervix-hf render-card ...                        python -m train.render_card
+    cervix-hf push-to-hub ...                        python -m train.push_to_hub
+    cervix-hf push-space ...                         python -m train.push_space
+    cervix-hf app ...                                python app.py
+
+Each command is its module's own `get_args_parser()` and `main`, imported only when it runs;
+`cervix-hf COMMAND --help` lists its options with their defaults.
+"""
+
+import argparse
+import copy
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+
+from . import __version__
+
+PROG = "cervix-hf"
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """
+    Help that ends each option with its default, also for options without a help text, unless it has none (`None`,
+    an unset flag, an empty list) or the help already says what the default is.
+    """
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and _has_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"  # argparse leaves out the help of an option that has none
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if _has_default(action) and "default" not in help_text:
+            return f"{help_text} (default: %(default)s)"
+        return help_text
+
+
+def _has_default(action: argparse.Action) -> bool:
+    if action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS):
+        return False
+    return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+
+
+@dataclass(frozen=True)
+class Command:
+    """
+    One subcommand. `module` is spelled as in a checkout; `train.<script>` is looked up in the training package
+    ([`training_package`]). The training scripts' `main(args)` takes the parsed arguments, as torchvision's
+    references do; the other commands' `main(argv)` takes the argument list (`parses_argv`).
+    """
+
+    name: str
+    module: str
+    summary: str
+    parses_argv: bool = True
+
+
+COMMANDS = (
+    Command("train colponet", "train.train_colponet", "fine-tune ColpoNet (cervix type 1/2/3)", parses_argv=False),
+    Command("train detector", "train.train_detector", "train the cell detector", parses_argv=False),
+    Command("train prepost", "train.train_prepost", "train the pre/post fusion model", parses_argv=False),
+    Command("predict", "cervix_hf.predict", "classify colposcopy photos with a saved ColpoNet"),
+    Command("render-card", "train.render_card", "render a trained model folder's model card again"),
+    Command("push-to-hub", "train.push_to_hub", "publish a trained model folder to the Hub, in one commit"),
+    Command("push-space", "train.push_space", "publish the demo Space to the Hub, in one commit"),
+    Command("app", "cervix_hf.app", "serve the Gradio app"),
+)
+
+
+def training_package() -> str:
+    """
+    The package of the training and publishing scripts: `cervix_hf.train` where cervix_hf is installed (from a
+    wheel, or with `pip install -e .`), the top-level `train` of a checkout that is only on `sys.path`.
+    """
+    return "cervix_hf.train" if importlib.util.find_spec("cervix_hf.train") else "train"
+
+
+def import_command_module(command: Command):
+    package, _, name = command.module.partition(".")
+    return importlib.import_module(f"{training_package()}.{name}" if package == "train" else command.module)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The top level only: it picks the command; the command's own parser reads everything after it."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Options of a command, with their defaults: {PROG} COMMAND --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    groups = {}
+    for command in COMMANDS:
+        group, _, name = command.name.rpartition(" ")
+        if group and group not in groups:
+            group_parser = commands.add_parser(group, help=f"{group} a model", description=f"{group} a model")
+            groups[group] = group_parser.add_subparsers(title="models", metavar="MODEL", required=True)
+        # No options here (not even --help), so that everything after the name is left for the command's parser.
+        leaf = (groups[group] if group else commands).add_parser(name, help=command.summary, add_help=False)
+        leaf.set_defaults(command=command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    selected, command_argv = get_args_parser().parse_known_args(argv)
+    command = selected.command
+    module = import_command_module(command)
+    parser = module.get_args_parser()
+    parser.prog = f"{PROG} {command.name}"
+    parser.formatter_class = DefaultsHelpFormatter
+    # --help and usage errors come from here, under this command's name; a `main(argv)` parses the list again.
+    args = parser.parse_args(command_argv)
+    result = module.main(command_argv if command.parses_argv else args)
+    return result if isinstance(result, int) else 0  # a training run returns its results
