@@ -38,10 +38,11 @@ from PIL import Image
 from cervix_hf import load_image
 from cervix_hf.app_models import TASKS_BY_NAME
 from cervix_hf.inference import classify_cervix_type, classify_prepost, detect_cells
+from cervix_hf.sample_data import sample_data_dir
 from cervix_hf.visualization import grad_cam, overlay_heatmap
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_DATA = sample_data_dir()
 TARGET_CLASSIFIER_OVERHEAD = 1.2
 START_TIMEOUT = 300
 

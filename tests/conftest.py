@@ -1,4 +1,10 @@
-"""Shared fixtures. The suite never touches the network: the Hub is switched off before anything imports it."""
+"""Shared fixtures. The suite never touches the network: the Hub is switched off before anything imports it.
+
+Real-data tests read the sample data found by `cervix_hf.sample_data` (`$CERVIX_HF_SAMPLE_DATA`, else
+`../shared/data` from the repository root). Locally a test whose prerequisite is missing skips, and `-ra` names it
+in the summary; under CI (`CI` set) nothing may pass by skipping: missing sample data stops the run at once with
+what is missing, and any test that would skip fails with its reason.
+"""
 
 import os
 import socket
@@ -10,12 +16,39 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from cervix_hf.sample_data import SAMPLE_DATA_ENV, missing_sample_data, sample_data_dir  # noqa: E402
+
+SHARED_DATA = sample_data_dir()
+UNDER_CI = bool(os.environ.get("CI"))
+
+
+def pytest_sessionstart(session):
+    missing = missing_sample_data()
+    if UNDER_CI and missing:
+        pytest.exit(
+            "CI must run every test, but the real sample data is missing: "
+            + ", ".join(map(str, missing))
+            + f". Put the shared data beside the repository (../shared/data) or set {SAMPLE_DATA_ENV} to its folder.",
+            returncode=1,
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI a skipped test is a failure that says what was missing."""
+    outcome = yield
+    report = outcome.get_result()
+    if UNDER_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI runs every test, but this one would skip: {reason}"
+
+
 INTEL_SAMPLE = SHARED_DATA / "intel-mobileodt-sample"
 
 
 def require_data(path: Path) -> Path:
-    """Skips the calling test, with the reason, when the real sample data is not beside the project."""
+    """Skips the calling test, with the reason, when the real sample data is missing (a failure under CI)."""
     if not path.exists():
         pytest.skip(f"real sample data not found at {path}")
     return path
@@ -65,7 +98,7 @@ def app_checkpoints(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def running_app(app_checkpoints, tmp_path_factory):
     """The app serving `app_checkpoints` over HTTP on a free loopback port, in this process, examples included."""
-    import app
+    from cervix_hf import app
     from cervix_hf.app_models import AppModels
 
     models = AppModels.from_settings(
@@ -86,7 +119,7 @@ def free_port() -> int:
 
 def launch_app(demo):
     """Launches a `build_demo()` app on a free port of 127.0.0.1 without blocking; `demo.local_url` is its address."""
-    import app
+    from cervix_hf import app
 
     demo.launch(
         server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **app.LAUNCH_SETTINGS
