@@ -271,7 +271,7 @@ def untrained_app(tmp_path_factory):
     """The app on a fresh machine: no flag, no checkpoints folder, the Hub offline (conftest sets HF_HUB_OFFLINE).
     Tiny untrained models stand in for the default ResNet-50 ones to keep the test fast."""
     models = AppModels.from_settings(checkpoints_dir=tmp_path_factory.mktemp("empty"), untrained_size="tiny")
-    import app
+    from cervix_hf import app
 
     demo = launch_app(app.build_demo(models))
     yield demo
