@@ -18,6 +18,7 @@ from .cell_detector import (
     CellDetectorConfig,
     CellDetectorForObjectDetection,
     CellDetectorImageProcessor,
+    CellDetectorModel,
 )
 from .image_io import ImageLoadError, load_image
 from .prepost import (
@@ -26,6 +27,7 @@ from .prepost import (
     PrePostFusionConfig,
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
+    PrePostFusionModel,
 )
 from .pretrained_backbone import PretrainedBackboneUnavailableError, load_pretrained_backbone
 from .registration import register_auto_classes
@@ -39,6 +41,7 @@ __all__ = [
     "CellDetectorConfig",
     "CellDetectorForObjectDetection",
     "CellDetectorImageProcessor",
+    "CellDetectorModel",
     "COLPONET_LABELS",
     "ColpoNetConfig",
     "ColpoNetForImageClassification",
@@ -51,6 +54,7 @@ __all__ = [
     "PrePostFusionConfig",
     "PrePostFusionForImageClassification",
     "PrePostFusionImageProcessor",
+    "PrePostFusionModel",
     "PretrainedBackboneUnavailableError",
     "assess_image_quality",
     "load_image",

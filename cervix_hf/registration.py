@@ -17,7 +17,12 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .cell_detector import CellDetectorConfig, CellDetectorForObjectDetection, CellDetectorImageProcessor
+from .cell_detector import (
+    CellDetectorConfig,
+    CellDetectorForObjectDetection,
+    CellDetectorImageProcessor,
+    CellDetectorModel,
+)
 from .colponet import ColpoNetConfig, ColpoNetForImageClassification, ColpoNetImageProcessor, ColpoNetModel
 from .prepost import (
     PIPELINE_TASK,
@@ -25,9 +30,12 @@ from .prepost import (
     PrePostFusionConfig,
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
+    PrePostFusionModel,
 )
 
-# (config, base model or None, {auto class name: (auto class, task model)}, image processor) for every model.
+# (config, base model, {auto class name: (auto class, task model)}, image processor) for every model. The base model
+# (features, no task head) is what `AutoModel` loads, as transformers' `ResNetModel` beside
+# `ResNetForImageClassification`.
 MODEL_FAMILIES = (
     (
         ColpoNetConfig,
@@ -37,13 +45,13 @@ MODEL_FAMILIES = (
     ),
     (
         CellDetectorConfig,
-        None,  # a detector has no headless base model
+        CellDetectorModel,
         {"AutoModelForObjectDetection": (AutoModelForObjectDetection, CellDetectorForObjectDetection)},
         CellDetectorImageProcessor,
     ),
     (
         PrePostFusionConfig,
-        None,  # two images in, one decision out: no headless base model
+        PrePostFusionModel,
         {"AutoModelForImageClassification": (AutoModelForImageClassification, PrePostFusionForImageClassification)},
         PrePostFusionImageProcessor,
     ),
@@ -53,9 +61,8 @@ MODEL_FAMILIES = (
 def register_auto_classes() -> None:
     for config_class, base_model, task_models, processor_class in MODEL_FAMILIES:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        if base_model is not None:
-            AutoModel.register(config_class, base_model, exist_ok=True)
-            base_model.register_for_auto_class("AutoModel")
+        AutoModel.register(config_class, base_model, exist_ok=True)
+        base_model.register_for_auto_class("AutoModel")
         AutoImageProcessor.register(
             config_class, image_processor_classes={"torchvision": processor_class}, exist_ok=True
         )

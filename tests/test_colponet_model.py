@@ -92,6 +92,7 @@ def test_save_writes_safetensors_auto_map_and_model_code(tiny_colponet_dir):
     config = json.loads((tiny_colponet_dir / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_colponet.ColpoNetConfig",
+        "AutoModel": "modeling_colponet.ColpoNetModel",
         "AutoModelForImageClassification": "modeling_colponet.ColpoNetForImageClassification",
     }
     processor = json.loads((tiny_colponet_dir / "preprocessor_config.json").read_text())

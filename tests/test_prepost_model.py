@@ -61,7 +61,7 @@ def test_forward_returns_loss_probabilities_and_attention_both_ways():
 def test_shared_backbone_halves_backbone_parameters_and_reads_both_images():
     separate = PrePostFusionForImageClassification(prepost_config("tiny"))
     shared = PrePostFusionForImageClassification(prepost_config("tiny", share_backbone=True))
-    backbone = sum(p.numel() for p in shared.backbone.parameters())
+    backbone = sum(p.numel() for p in shared.prepost.backbone.parameters())
     assert sum(p.numel() for p in separate.parameters()) - sum(p.numel() for p in shared.parameters()) == backbone
     inputs = PrePostFusionImageProcessor()(*pair(), return_tensors="pt")
     assert shared.eval()(**inputs).probabilities.shape == (1,)

@@ -2,4 +2,10 @@
 
 from .configuration_cell_detector import SIPAKMED_LABELS, CellDetectorConfig
 from .image_processing_cell_detector import CellDetectorImageProcessor
-from .modeling_cell_detector import CellDetectorForObjectDetection, CellDetectorOutput, CellDetectorPreTrainedModel
+from .modeling_cell_detector import (
+    CellDetectorForObjectDetection,
+    CellDetectorModel,
+    CellDetectorModelOutput,
+    CellDetectorOutput,
+    CellDetectorPreTrainedModel,
+)

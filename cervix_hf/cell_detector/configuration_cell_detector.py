@@ -14,7 +14,7 @@ class CellDetectorConfig(PreTrainedConfig):
     r"""
     Configuration of [`CellDetectorForObjectDetection`]: torchvision's Faster R-CNN (region proposal network and
     RoI heads) over a ResNet-50 backbone (transformers' ResNet, the `microsoft/resnet-50` architecture) with a
-    feature pyramid.
+    feature pyramid; and of [`CellDetectorModel`], that backbone and feature pyramid alone.
 
     **Who owns what.** Resizing and normalisation are owned by the model, as in torchvision's Faster R-CNN: each
     image is resized so its short side is `min_size` (long side at most `max_size`) and normalised with

@@ -13,6 +13,9 @@ The contract, stated once (it is torchvision's `FasterRCNN` contract, batched th
 - inference (`model.eval()`): the output holds up to `config.detections_per_image` detections per image, padded:
   `pred_boxes` (xyxy, pixels of the unpadded input image), `scores`, `pred_labels` (in `[0, num_labels)`, -1 for
   padding) and `detection_mask`; `image_sizes` is each input's unpadded (height, width).
+
+[`CellDetectorModel`] takes the same input and returns the detector's features: the feature pyramid over the
+resized, normalised images (see [`CellDetectorModelOutput`]).
 """
 
 from collections import OrderedDict
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from transformers import PreTrainedModel
@@ -57,6 +61,25 @@ class CellDetectorOutput(ModelOutput):
     scores: torch.FloatTensor | None = None
     pred_labels: torch.LongTensor | None = None
     detection_mask: torch.BoolTensor | None = None
+    image_sizes: torch.LongTensor | None = None
+
+
+@dataclass
+class CellDetectorModelOutput(ModelOutput):
+    """
+    Args:
+        feature_maps (`tuple(torch.FloatTensor)`):
+            The feature pyramid that the region proposal network and RoI heads read, finest level first: one map
+            per backbone stage in `backbone_config.out_features` (strides 4, 8, 16 and 32 for the default four
+            stages), then the max-pooled extra level (stride 64); each of shape
+            `(batch_size, fpn_out_channels, padded_height / stride, padded_width / stride)`, where the padded size
+            is the resized batch's, a multiple of 32.
+        image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`):
+            (height, width) of each image after resizing (short side `config.min_size`, long side at most
+            `config.max_size`), before padding: the part of the feature maps that shows the image.
+    """
+
+    feature_maps: tuple[torch.FloatTensor, ...] | None = None
     image_sizes: torch.LongTensor | None = None
 
 
@@ -104,6 +127,78 @@ class CellDetectorPreTrainedModel(PreTrainedModel):
         # pyramid, region proposal network and RoI heads are initialised by their constructors, as in torchvision.
         pass
 
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """
+        `True`: the last `config.trainable_backbone_stages` backbone stages train, the earlier ones and the stem stay
+        frozen. `False`: the whole backbone is frozen. Batch norm is frozen either way.
+        """
+        # `base_model` is torchvision's FasterRCNN in the detector and the features model itself in
+        # `CellDetectorModel`: both hold the backbone with its feature pyramid as `backbone`.
+        backbone = self.base_model.backbone
+        stages = [backbone.body.embedder] + list(backbone.body.encoder.stages)
+        trainable_stages = self.config.trainable_backbone_stages if trainable else 0
+        for index, stage in enumerate(stages):
+            stage.requires_grad_(index >= len(stages) - trainable_stages)
+        for batch_norm in backbone.batch_norms():
+            batch_norm.requires_grad_(False)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Saves as transformers does, and also names [`CellDetectorModel`] in `config.json`'s `auto_map`, so that
+        `AutoModel.from_pretrained(..., trust_remote_code=True)` loads the features model: transformers writes only
+        the saved class's own entry."""
+        base = CellDetectorModel
+        if base._auto_class is not None:
+            entry = {base._auto_class: f"{base.__module__.rsplit('.', 1)[-1]}.{base.__name__}"}
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **entry}
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+
+def _resizing_and_normalisation(config: CellDetectorConfig) -> dict:
+    """torchvision's `GeneralizedRCNNTransform` arguments: the detector and its features model see the same images."""
+    return {
+        "min_size": config.min_size,
+        "max_size": config.max_size,
+        "image_mean": config.image_mean,
+        "image_std": config.image_std,
+    }
+
+
+class CellDetectorModel(CellDetectorPreTrainedModel):
+    """
+    The cell detector's features: its ResNet backbone and feature pyramid, without the region proposal network and
+    RoI heads. Input as for [`CellDetectorForObjectDetection`] (`[0, 1]` pixels, resized and normalised here the
+    same way); loading a saved detector into it keeps the detector's backbone weights.
+    """
+
+    def __init__(self, config: CellDetectorConfig):
+        super().__init__(config)
+        self.transform = GeneralizedRCNNTransform(**_resizing_and_normalisation(config))  # no weights
+        self.backbone = CellDetectorBackboneWithFPN(config)
+        self.post_init()
+        self.set_backbone_trainable(True)
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        pixel_mask: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CellDetectorModelOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
+            Images in `[0, 1]`, from [`CellDetectorImageProcessor`].
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+            1 on real pixels, 0 on padding. Without it every pixel is real.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        images, _ = _unpad(pixel_values, pixel_mask)
+        resized, _ = self.transform(images)
+        output = CellDetectorModelOutput(
+            feature_maps=tuple(self.backbone(resized.tensors).values()),
+            image_sizes=torch.tensor(resized.image_sizes, device=pixel_values.device),
+        )
+        return output if return_dict else output.to_tuple()
+
 
 class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
     """Faster R-CNN finding and classifying cells; see the module docstring for the input and output contract."""
@@ -117,10 +212,7 @@ class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
         self.detector = FasterRCNN(
             CellDetectorBackboneWithFPN(config),
             num_classes=config.num_labels + 1,  # the one place background is added: torchvision's class 0
-            min_size=config.min_size,
-            max_size=config.max_size,
-            image_mean=config.image_mean,
-            image_std=config.image_std,
+            **_resizing_and_normalisation(config),
             rpn_anchor_generator=anchor_generator,
             rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n,
             rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n // 2,
@@ -133,19 +225,6 @@ class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
         )
         self.post_init()
         self.set_backbone_trainable(True)
-
-    def set_backbone_trainable(self, trainable: bool) -> None:
-        """
-        `True`: the last `config.trainable_backbone_stages` backbone stages train, the earlier ones and the stem stay
-        frozen. `False`: the whole backbone is frozen. Batch norm is frozen either way.
-        """
-        body = self.detector.backbone.body
-        stages = [body.embedder] + list(body.encoder.stages)
-        trainable_stages = self.config.trainable_backbone_stages if trainable else 0
-        for index, stage in enumerate(stages):
-            stage.requires_grad_(index >= len(stages) - trainable_stages)
-        for batch_norm in self.detector.backbone.batch_norms():
-            batch_norm.requires_grad_(False)
 
     def forward(
         self,
@@ -218,4 +297,10 @@ def _pad_detections(detections: list[dict], image_sizes: torch.Tensor, max_detec
     )
 
 
-__all__ = ["CellDetectorPreTrainedModel", "CellDetectorForObjectDetection", "CellDetectorOutput"]
+__all__ = [
+    "CellDetectorPreTrainedModel",
+    "CellDetectorModel",
+    "CellDetectorForObjectDetection",
+    "CellDetectorModelOutput",
+    "CellDetectorOutput",
+]

@@ -137,6 +137,16 @@ class ColpoNetPreTrainedModel(PreTrainedModel):
         """Freezes (`False`) or unfreezes (`True`) the ResNet backbone, for staged fine-tuning."""
         self.base_model.backbone.requires_grad_(trainable)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Saves as transformers does, and also names [`ColpoNetModel`] in `config.json`'s `auto_map`, so that
+        `AutoModel.from_pretrained(..., trust_remote_code=True)` loads the features model: transformers writes only
+        the saved class's own entry."""
+        base = ColpoNetModel
+        if base._auto_class is not None:
+            entry = {base._auto_class: f"{base.__module__.rsplit('.', 1)[-1]}.{base.__name__}"}
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **entry}
+        super().save_pretrained(save_directory, *args, **kwargs)
+
 
 class ColpoNetModel(ColpoNetPreTrainedModel):
     """ColpoNet without its classifier: backbone, channel reduction, dense block, inception block, pooling."""

@@ -2,5 +2,11 @@
 
 from .configuration_prepost import OPERATING_POINT_NAMES, PREPOST_LABELS, PrePostFusionConfig
 from .image_processing_prepost import PrePostFusionImageProcessor
-from .modeling_prepost import PrePostFusionForImageClassification, PrePostFusionOutput, PrePostFusionPreTrainedModel
+from .modeling_prepost import (
+    PrePostFusionForImageClassification,
+    PrePostFusionModel,
+    PrePostFusionModelOutput,
+    PrePostFusionOutput,
+    PrePostFusionPreTrainedModel,
+)
 from .pipeline_prepost import PIPELINE_TASK, PrePostClassificationPipeline

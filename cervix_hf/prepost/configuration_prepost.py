@@ -13,9 +13,10 @@ OPERATING_POINT_NAMES = ("screening", "balanced", "confirmatory")
 
 class PrePostFusionConfig(PreTrainedConfig):
     r"""
-    Configuration of [`PrePostFusionForImageClassification`]: two ResNet-50 backbones (or one shared) read a
-    pre-stain and a post-stain image of the same cervix; their spatial feature tokens are fused by multi-head
-    attention, each image's tokens attending to the other's; one logit gives the probability of Positive.
+    Configuration of [`PrePostFusionModel`] and [`PrePostFusionForImageClassification`]: two ResNet-50 backbones
+    (or one shared) read a pre-stain and a post-stain image of the same cervix; their spatial feature tokens are
+    fused by multi-head attention, each image's tokens attending to the other's; one logit gives the probability of
+    Positive.
 
     Resizing and normalisation are owned by [`PrePostFusionImageProcessor`].
 

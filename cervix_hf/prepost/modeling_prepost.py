@@ -19,6 +19,28 @@ from .pipeline_prepost import PIPELINE_TASK, PrePostClassificationPipeline
 
 
 @dataclass
+class PrePostFusionModelOutput(ModelOutput):
+    """
+    Args:
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, 2 * fusion_hidden_size)`):
+            The fused features of the case: the pre-stain tokens after attending to the post-stain image, averaged
+            over positions, then the post-stain tokens after attending to the pre-stain image, averaged.
+        pre_to_post_attentions (`torch.FloatTensor` of shape `(batch_size, num_heads, pre_tokens, post_tokens)`):
+            How much each pre-stain position attends to each post-stain position (rows sum to 1); tokens are the
+            backbone's last feature map in row-major order (7x7 for 224x224 inputs).
+        post_to_pre_attentions (`torch.FloatTensor` of shape `(batch_size, num_heads, post_tokens, pre_tokens)`):
+            The other direction.
+        feature_map_size (`tuple[int, int]`):
+            (height, width) of the token grid, to reshape the attentions for display.
+    """
+
+    pooler_output: torch.FloatTensor | None = None
+    pre_to_post_attentions: torch.FloatTensor | None = None
+    post_to_pre_attentions: torch.FloatTensor | None = None
+    feature_map_size: tuple[int, int] | None = None
+
+
+@dataclass
 class PrePostFusionOutput(ModelOutput):
     """
     Args:
@@ -28,13 +50,8 @@ class PrePostFusionOutput(ModelOutput):
             Logit of Positive.
         probabilities (`torch.FloatTensor` of shape `(batch_size,)`):
             `sigmoid(logits)`: the probability of Positive, compared with `config.decision_threshold`.
-        pre_to_post_attentions (`torch.FloatTensor` of shape `(batch_size, num_heads, pre_tokens, post_tokens)`):
-            How much each pre-stain position attends to each post-stain position (rows sum to 1); tokens are the
-            backbone's last feature map in row-major order (7x7 for 224x224 inputs).
-        post_to_pre_attentions (`torch.FloatTensor` of shape `(batch_size, num_heads, post_tokens, pre_tokens)`):
-            The other direction.
-        feature_map_size (`tuple[int, int]`):
-            (height, width) of the token grid, to reshape the attentions for display.
+        pre_to_post_attentions, post_to_pre_attentions, feature_map_size:
+            As in [`PrePostFusionModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
@@ -81,12 +98,35 @@ class PrePostFusionPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, nn.MultiheadAttention):
             module._reset_parameters()
-        elif isinstance(module, PrePostFusionForImageClassification):
+        elif isinstance(module, PrePostFusionModel):
             init.normal_(module.stream_embeddings, std=0.02)
 
+    def _backbones(self) -> tuple[nn.Module, nn.Module]:
+        """(pre-stain backbone, post-stain backbone): the same module twice when shared."""
+        model = self.base_model
+        if self.config.share_backbone:
+            return model.backbone, model.backbone
+        return model.pre_backbone, model.post_backbone
 
-class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
-    """Negative/Positive from a pre-stain and a post-stain image of the same cervix."""
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """Freezes (`False`) or unfreezes (`True`) the backbones, for staged fine-tuning."""
+        for backbone in self._backbones():
+            backbone.requires_grad_(trainable)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Saves as transformers does, and also names [`PrePostFusionModel`] in `config.json`'s `auto_map`, so that
+        `AutoModel.from_pretrained(..., trust_remote_code=True)` loads the features model: transformers writes only
+        the saved class's own entry."""
+        base = PrePostFusionModel
+        if base._auto_class is not None:
+            entry = {base._auto_class: f"{base.__module__.rsplit('.', 1)[-1]}.{base.__name__}"}
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **entry}
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class PrePostFusionModel(PrePostFusionPreTrainedModel):
+    """The fused features of a pre-stain and a post-stain image: backbones, token projection, cross-attention both
+    ways, pooling; [`PrePostFusionForImageClassification`] without its classifier."""
 
     def __init__(self, config: PrePostFusionConfig):
         super().__init__(config)
@@ -102,6 +142,55 @@ class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
         self.stream_embeddings = nn.Parameter(torch.empty(2, config.fusion_hidden_size))
         self.pre_to_post = PrePostCrossAttention(config)
         self.post_to_pre = PrePostCrossAttention(config)
+        self.post_init()
+
+    def _tokens(self, backbone: nn.Module, pixel_values: torch.Tensor, stream: int):
+        # Only the last stage is used: calling the encoder directly lets the earlier stages' outputs be freed
+        # (the backbone's own forward keeps them all), which is measurably faster on the CPU.
+        feature_map = backbone.encoder(backbone.embedder(pixel_values)).last_hidden_state  # (batch, C, H, W)
+        tokens = feature_map.flatten(2).transpose(1, 2)  # (batch, height * width, channels)
+        tokens = self.projection_norm(self.projection(tokens)) + self.stream_embeddings[stream]
+        return tokens, tuple(feature_map.shape[-2:])
+
+    def forward(
+        self,
+        pre_pixel_values: torch.FloatTensor,
+        post_pixel_values: torch.FloatTensor,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> PrePostFusionModelOutput | tuple:
+        r"""
+        pre_pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
+            Pre-stain images (e.g. after normal saline), from [`PrePostFusionImageProcessor`].
+        post_pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
+            Post-stain images of the same cervices (e.g. after acetic acid), in the same order.
+        """
+        if pre_pixel_values.shape[0] != post_pixel_values.shape[0]:
+            raise ValueError(
+                f"Got {pre_pixel_values.shape[0]} pre-stain but {post_pixel_values.shape[0]} post-stain images: "
+                "every case needs both."
+            )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        pre_backbone, post_backbone = self._backbones()
+        pre_tokens, grid = self._tokens(pre_backbone, pre_pixel_values, stream=0)
+        post_tokens, _ = self._tokens(post_backbone, post_pixel_values, stream=1)
+        pre_fused, pre_to_post = self.pre_to_post(pre_tokens, post_tokens)
+        post_fused, post_to_pre = self.post_to_pre(post_tokens, pre_tokens)
+        output = PrePostFusionModelOutput(
+            pooler_output=torch.cat([pre_fused.mean(dim=1), post_fused.mean(dim=1)], dim=-1),
+            pre_to_post_attentions=pre_to_post,
+            post_to_pre_attentions=post_to_pre,
+            feature_map_size=grid,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
+    """Negative/Positive from a pre-stain and a post-stain image of the same cervix."""
+
+    def __init__(self, config: PrePostFusionConfig):
+        super().__init__(config)
+        self.prepost = PrePostFusionModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(2 * config.fusion_hidden_size, 1)
         self.post_init()
@@ -119,25 +208,6 @@ class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
         }
         super().save_pretrained(save_directory, *args, **kwargs)
 
-    def _backbones(self) -> tuple[nn.Module, nn.Module]:
-        """(pre-stain backbone, post-stain backbone): the same module twice when shared."""
-        if self.config.share_backbone:
-            return self.backbone, self.backbone
-        return self.pre_backbone, self.post_backbone
-
-    def set_backbone_trainable(self, trainable: bool) -> None:
-        """Freezes (`False`) or unfreezes (`True`) the backbones, for staged fine-tuning."""
-        for backbone in self._backbones():
-            backbone.requires_grad_(trainable)
-
-    def _tokens(self, backbone: nn.Module, pixel_values: torch.Tensor, stream: int):
-        # Only the last stage is used: calling the encoder directly lets the earlier stages' outputs be freed
-        # (the backbone's own forward keeps them all), which is measurably faster on the CPU.
-        feature_map = backbone.encoder(backbone.embedder(pixel_values)).last_hidden_state  # (batch, C, H, W)
-        tokens = feature_map.flatten(2).transpose(1, 2)  # (batch, height * width, channels)
-        tokens = self.projection_norm(self.projection(tokens)) + self.stream_embeddings[stream]
-        return tokens, tuple(feature_map.shape[-2:])
-
     def forward(
         self,
         pre_pixel_values: torch.FloatTensor,
@@ -154,19 +224,9 @@ class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
         labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
             1 for Positive, 0 for Negative; when given, the loss is returned.
         """
-        if pre_pixel_values.shape[0] != post_pixel_values.shape[0]:
-            raise ValueError(
-                f"Got {pre_pixel_values.shape[0]} pre-stain but {post_pixel_values.shape[0]} post-stain images: "
-                "every case needs both."
-            )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        pre_backbone, post_backbone = self._backbones()
-        pre_tokens, grid = self._tokens(pre_backbone, pre_pixel_values, stream=0)
-        post_tokens, _ = self._tokens(post_backbone, post_pixel_values, stream=1)
-        pre_fused, pre_to_post = self.pre_to_post(pre_tokens, post_tokens)
-        post_fused, post_to_pre = self.post_to_pre(post_tokens, pre_tokens)
-        pooled = torch.cat([pre_fused.mean(dim=1), post_fused.mean(dim=1)], dim=-1)
-        logits = self.classifier(self.dropout(pooled)).squeeze(-1)
+        fused = self.prepost(pre_pixel_values, post_pixel_values, return_dict=True)
+        logits = self.classifier(self.dropout(fused.pooler_output)).squeeze(-1)
         loss = None
         if labels is not None:
             pos_weight = None
@@ -179,11 +239,17 @@ class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
             loss=loss,
             logits=logits,
             probabilities=torch.sigmoid(logits),
-            pre_to_post_attentions=pre_to_post,
-            post_to_pre_attentions=post_to_pre,
-            feature_map_size=grid,
+            pre_to_post_attentions=fused.pre_to_post_attentions,
+            post_to_pre_attentions=fused.post_to_pre_attentions,
+            feature_map_size=fused.feature_map_size,
         )
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["PrePostFusionPreTrainedModel", "PrePostFusionForImageClassification", "PrePostFusionOutput"]
+__all__ = [
+    "PrePostFusionPreTrainedModel",
+    "PrePostFusionModel",
+    "PrePostFusionForImageClassification",
+    "PrePostFusionModelOutput",
+    "PrePostFusionOutput",
+]
