@@ -134,8 +134,20 @@ class ColpoNetPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.num_batches_tracked)
 
     def set_backbone_trainable(self, trainable: bool) -> None:
-        """Freezes (`False`) or unfreezes (`True`) the ResNet backbone, for staged fine-tuning."""
+        """Freezes (`False`) or unfreezes (`True`) the ResNet backbone, for staged fine-tuning. A frozen backbone also
+        runs in inference mode, in training too (see `train`)."""
         self.base_model.backbone.requires_grad_(trainable)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        """As `nn.Module.train`, except that a frozen backbone stays in inference mode, as a frozen Keras layer does:
+        its batch norm keeps the running statistics it was given (ImageNet's, when training started there) instead
+        of re-estimating them from the fine-tuning batches."""
+        super().train(mode)
+        backbone = self.base_model.backbone
+        if not any(parameter.requires_grad for parameter in backbone.parameters()):
+            backbone.eval()
+        return self
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Saves as transformers does, and also names [`ColpoNetModel`] in `config.json`'s `auto_map`, so that

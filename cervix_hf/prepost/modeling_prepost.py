@@ -109,9 +109,21 @@ class PrePostFusionPreTrainedModel(PreTrainedModel):
         return model.pre_backbone, model.post_backbone
 
     def set_backbone_trainable(self, trainable: bool) -> None:
-        """Freezes (`False`) or unfreezes (`True`) the backbones, for staged fine-tuning."""
+        """Freezes (`False`) or unfreezes (`True`) the backbones, for staged fine-tuning. Frozen backbones also run
+        in inference mode, in training too (see `train`)."""
         for backbone in self._backbones():
             backbone.requires_grad_(trainable)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        """As `nn.Module.train`, except that frozen backbones stay in inference mode, as a frozen Keras layer does:
+        their batch norm keeps the running statistics it was given (ImageNet's, when training started there)
+        instead of re-estimating them from the fine-tuning batches."""
+        super().train(mode)
+        for backbone in self._backbones():
+            if not any(parameter.requires_grad for parameter in backbone.parameters()):
+                backbone.eval()
+        return self
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Saves as transformers does, and also names [`PrePostFusionModel`] in `config.json`'s `auto_map`, so that
