@@ -4,6 +4,8 @@ from pathlib import Path
 import evaluate
 import numpy as np
 import pytest
+from scipy.special import softmax
+from sklearn.metrics import roc_auc_score
 
 from cervix_hf.metrics import ClassificationMetrics, compute_classification_metrics
 from cervix_hf.metrics import classification as classification_module
@@ -109,6 +111,59 @@ def test_log_loss_is_clipped_and_renormalised_like_kaggle():
     # Rows that do not sum to 1 are renormalised: [0.2, 0.1, 0.1] counts as [0.5, 0.25, 0.25].
     results = compute_classification_metrics([0], [[0.2, 0.1, 0.1]], LABEL_NAMES)
     assert results["log_loss"] == pytest.approx(math.log(2))
+
+
+def test_roc_auc_ranks_the_probabilities_as_given():
+    # float32 softmax rows:
+    #   true  class 0    class 1  class 2
+    #   0     4.2e-18    0.9933   0.0067
+    #   1     8.3e-27    0.9526   0.0474
+    #   2     8.3e-27    0.0474   0.9526
+    # One-vs-rest: class 0's 4.2e-18 outranks both 8.3e-27 -> 1; class 1's 0.9526 beats 0.0474 but not 0.9933 -> 1/2;
+    # class 2's 0.9526 beats both -> 1. Macro = 5/6. Clipped to 1e-15 and renormalised, class 0's three scores
+    # differ only by the row sums' last bits and the true one ranks last: 0, and a macro AUC of 1/2.
+    probabilities = softmax(np.array([[-40, 0, -5], [-60, 0, -3], [-60, -3, 0]], dtype=np.float32), axis=1)
+    results = compute_classification_metrics([0, 1, 2], probabilities, LABEL_NAMES)
+    assert results["roc_auc"] == pytest.approx(5 / 6)
+
+
+def _random_probabilities(kind, rng, num_samples, num_classes):
+    if kind == "dirichlet(0.05) float32":  # mostly near-one-hot rows, with values far below 1e-15 and exact zeros
+        return rng.dirichlet([0.05] * num_classes, num_samples).astype(np.float32)
+    if kind == "tenths":  # many exact ties and zeros: rows of tenths summing to 1
+        tenths = np.stack([rng.multinomial(10, [1 / num_classes] * num_classes) for _ in range(num_samples)])
+        return tenths / 10
+    # One-hot rows mixed with Dirichlet(0.05) rows.
+    probabilities = np.eye(num_classes)[rng.integers(0, num_classes, num_samples)]
+    soft = rng.random(num_samples) < 0.5
+    probabilities[soft] = rng.dirichlet([0.05] * num_classes, soft.sum())
+    return probabilities
+
+
+@pytest.mark.parametrize("kind", ["dirichlet(0.05) float32", "tenths", "one-hot and dirichlet(0.05)"])
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_roc_auc_agrees_with_sklearn_on_random_probabilities(kind, num_classes):
+    rng = np.random.default_rng(num_classes)
+    label_names = LABEL_NAMES[:num_classes]
+    for _ in range(25):
+        num_samples = int(rng.integers(num_classes, 30))
+        # Every class present, so the AUC is defined.
+        references = np.concatenate([np.arange(num_classes), rng.integers(0, num_classes, num_samples - num_classes)])
+        probabilities = _random_probabilities(kind, rng, num_samples, num_classes)
+        scores = np.asarray(probabilities, dtype=np.float64)
+        if num_classes == 2:
+            expected = roc_auc_score(references, scores[:, 1])
+        else:
+            expected = roc_auc_score(references, scores, multi_class="ovr", average="macro")
+        results = compute_classification_metrics(references, probabilities, label_names)
+        assert results["roc_auc"] == pytest.approx(expected, rel=1e-12), (references.tolist(), scores.tolist())
+
+
+def test_roc_auc_ranks_rows_that_do_not_sum_to_one():
+    # Half-precision softmax rows miss a sum of 1 by up to ~1e-3; each class's column is ranked as given. Here every
+    # sample's true class holds its column's highest score: AUC 1.
+    probabilities = [[0.2, 0.1, 0.1], [0.1, 0.4, 0.1], [0.1, 0.1, 0.3]]
+    assert compute_classification_metrics([0, 1, 2], probabilities, LABEL_NAMES)["roc_auc"] == 1.0
 
 
 def test_two_classes():

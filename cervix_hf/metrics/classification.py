@@ -15,7 +15,8 @@ KAGGLE_LOG_LOSS_EPS = 1e-15
 _DESCRIPTION = """
 Multi-class classification metrics: accuracy, per-class precision/recall/F1 with support (scikit-learn's
 `classification_report`), the confusion matrix and, when class probabilities are given, the multi-class log loss
-(the Intel & MobileODT competition metric, clipped as Kaggle does) and the macro one-vs-rest ROC-AUC.
+(the Intel & MobileODT competition metric, clipped as Kaggle does) and the macro one-vs-rest ROC-AUC, which ranks the
+probabilities as given (unclipped, not renormalised).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -37,8 +38,9 @@ Returns:
         "precision", "recall", "f1-score" and "support".
     confusion_matrix (`list[list[int]]`): rows are true classes, columns predicted classes.
     log_loss (`float`): only when `prediction_scores` is given.
-    roc_auc (`float` or `None`): macro one-vs-rest ROC-AUC, only when `prediction_scores` is given; `None` when a
-        class is absent from `references`, with the reason in `roc_auc_reason`.
+    roc_auc (`float` or `None`): macro one-vs-rest ROC-AUC of the probabilities as given (with two classes, the AUC
+        of class 1's probabilities), only when `prediction_scores` is given; `None` when a class is absent from
+        `references`, with the reason in `roc_auc_reason`.
 
 Examples:
     >>> metric = ClassificationMetrics()
@@ -142,27 +144,37 @@ def _classification_metrics(references, predictions, probabilities, label_names)
     if probabilities is None:
         return results
 
-    probabilities = _clip_and_renormalise(probabilities, references, len(labels))
-    results["log_loss"] = float(log_loss(references, probabilities, labels=labels))
+    probabilities = _validate_probabilities(probabilities, len(references), len(labels))
+    results["log_loss"] = float(log_loss(references, _clip_and_renormalise(probabilities), labels=labels))
     missing = [name for label, name in zip(labels, label_names) if label not in set(references.tolist())]
     if missing:
         results["roc_auc"] = None
         results["roc_auc_reason"] = f"ROC-AUC is undefined: no reference sample of class(es) {missing}."
+    elif len(labels) == 2:
+        # sklearn's binary convention; with rows summing to 1 it is also the macro one-vs-rest AUC.
+        results["roc_auc"] = float(roc_auc_score(references, probabilities[:, 1]))
     else:
-        # For two classes sklearn expects the positive class's scores; macro one-vs-rest AUC equals that AUC.
-        scores = probabilities[:, 1] if len(labels) == 2 else probabilities
-        results["roc_auc"] = float(roc_auc_score(references, scores, multi_class="ovr", average="macro", labels=labels))
+        # One-vs-rest per class, averaged: sklearn's multi_class="ovr" on the probabilities as given. Clipping or
+        # renormalising would tie scores below the clip and reorder exact ties by last-bit differences; the
+        # one-hot form also accepts rows that miss a sum of 1 by half-precision rounding.
+        one_hot_references = np.eye(len(labels), dtype=np.int64)[references]
+        results["roc_auc"] = float(roc_auc_score(one_hot_references, probabilities, average="macro"))
     return results
 
 
-def _clip_and_renormalise(probabilities, references, num_classes) -> np.ndarray:
+def _validate_probabilities(probabilities, num_samples, num_classes) -> np.ndarray:
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape != (len(references), num_classes):
+    if probabilities.shape != (num_samples, num_classes):
         raise ValueError(
-            f"prediction_scores must have shape (num_samples, num_classes) = ({len(references)}, {num_classes}), "
+            f"prediction_scores must have shape (num_samples, num_classes) = ({num_samples}, {num_classes}), "
             f"got {probabilities.shape}."
         )
     if (probabilities < 0).any():
         raise ValueError("prediction_scores must be probabilities, got negative values: apply a softmax to logits.")
+    return probabilities
+
+
+def _clip_and_renormalise(probabilities: np.ndarray) -> np.ndarray:
+    """Kaggle's log-loss input: each probability clipped to [eps, 1 - eps], then each row divided by its sum."""
     probabilities = np.clip(probabilities, KAGGLE_LOG_LOSS_EPS, 1 - KAGGLE_LOG_LOSS_EPS)
     return probabilities / probabilities.sum(axis=1, keepdims=True)
