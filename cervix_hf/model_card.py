@@ -2,8 +2,8 @@
 
 A card is one Jinja template per model, `model_cards/<model_type>.md.j2` (with the shared macros of
 `model_cards/_macros.md.j2`), rendered by huggingface_hub's `ModelCard.from_template` from the model folder's
-`config.json`, `preprocessor_config.json`, `eval_results.json` and `training_args.json`. The templates live at the
-repository root, beside this package, because the project runs from a clone.
+`config.json`, `preprocessor_config.json`, `eval_results.json` and `training_args.json`. The templates live in
+`model_cards/` at the repository root and travel inside the installed package (`cervix_hf/model_cards/`).
 
 The template sees those files only as tracked fields (`ev`, `config`, `processor`, `args`): a string field prints
 as itself, but a number can only be printed through `num`, `pct`, `count` or `val`, and every printed value records
@@ -16,7 +16,7 @@ which file and key it came from and where it landed in the card. [`render_model_
 - parsed the card's `model-index` metadata back and compared it with the evaluation file;
 - refused numbers in tables that no file gave, tables without rows, and missing or empty required sections.
 
-Render a card for an existing checkpoint with `python -m train.render_card --model-dir DIR`.
+Render a card for an existing checkpoint with `cervix-hf render-card --model-dir DIR`.
 """
 
 import json
@@ -47,7 +47,15 @@ SOURCE_FILES = {
     "args": TRAINING_ARGS_FILE,
 }
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "model_cards"
+
+def _templates_dir() -> Path:
+    """The templates inside the installed package, else at the root of the checkout this package runs from."""
+    package_dir = Path(__file__).resolve().parent
+    installed, checkout = package_dir / "model_cards", package_dir.parent / "model_cards"
+    return checkout if checkout.is_dir() and not installed.is_dir() else installed
+
+
+TEMPLATES_DIR = _templates_dir()
 MACROS_TEMPLATE = "_macros.md.j2"
 
 # The weights inherit the research-only terms of their training data (see each card's licence section).
@@ -336,8 +344,8 @@ def build_model_card(
 def _read_template(path: Path) -> str:
     if not path.is_file():
         raise ModelCardError(
-            f"Model card template {path} not found: the templates live in model_cards/ at the repository root; "
-            "run from a full clone of the repository."
+            f"Model card template {path} not found (the project's templates are model_cards/ in a checkout and "
+            "cervix_hf/model_cards/ in an installed package: reinstall cervix_hf, or restore the folder)."
         )
     return path.read_text(encoding="utf-8")
 

@@ -8,7 +8,8 @@ goes up in one `create_commit`, so the repo never holds half an upload.
 The token comes from `HF_TOKEN` or `hf auth login`, read by huggingface_hub; this module never prints, logs or
 writes it. `HF_ENDPOINT` points everything at another Hub. With `HF_HUB_OFFLINE=1` nothing is attempted.
 
-Commands: `python -m train.push_to_hub`, `python -m train.push_space`.
+Commands: `cervix-hf push-to-hub` and `cervix-hf push-space` (`python -m train.push_to_hub`, `python -m
+train.push_space`).
 """
 
 import importlib.metadata
@@ -38,6 +39,7 @@ from .model_card import (
 )
 from .registration import MODEL_FAMILIES
 
+# The checkout this package runs from (directly or installed with `pip install -e .`): the Space is staged from it.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "cervix_hf"
 # What a user of a published model needs besides the files `save_pretrained` writes.
@@ -177,7 +179,10 @@ def stage_space(staging_dir, models: Optional[dict[str, str]] = None, project_ro
         raise PublishError(f"Staging folder {staging_dir} is not empty: give a new or empty folder.")
     missing = [name for name in (*SPACE_FILES, PACKAGE_NAME) if not (project_root / name).exists()]
     if missing:
-        raise PublishError(f"{project_root} has no {', '.join(missing)}: the Space is the project's app.")
+        raise PublishError(
+            f"{project_root} has no {', '.join(missing)}: the Space is staged from a checkout of the project (its "
+            "app.py, requirements.txt and cervix_hf/); run from a clone, where `pip install -e .` installs cervix-hf."
+        )
     staging_dir.mkdir(parents=True, exist_ok=True)
     for name in SPACE_FILES:
         shutil.copy2(project_root / name, staging_dir / name)
@@ -327,7 +332,9 @@ def _space_card(models: dict[str, str], requirements: Path) -> SpaceCard:
     )
     template = TEMPLATES_DIR / SPACE_TEMPLATE
     if not template.is_file():
-        raise ModelCardError(f"Space card template {template} not found: run from a full clone of the repository.")
+        raise ModelCardError(
+            f"Space card template {template} not found (model_cards/ in a checkout, cervix_hf/model_cards/ installed)."
+        )
     return SpaceCard.from_template(
         card_data,
         template_path=str(template),
