@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from cervix_hf.metrics import (
     binary_report,
@@ -57,6 +58,31 @@ def test_report_at_one_threshold_matches_hand_arithmetic():
 def test_the_threshold_itself_counts_as_positive():
     # 0.6 scores exactly the threshold: Positive, so the Negative case 3 is a false positive.
     assert binary_report(LABELS, SCORES, threshold=0.6)["confusion_matrix"] == [[3, 1], [1, 1]]
+
+
+@pytest.mark.parametrize(
+    "score, threshold",
+    [(0.3, 0.1 + 0.2), (0.1 + 0.2, 0.3)],
+    ids=["threshold-above-by-rounding", "threshold-below-by-rounding"],
+)
+def test_a_score_equal_to_the_threshold_up_to_rounding_is_positive_everywhere(score, threshold):
+    # 0.1 + 0.2 is 0.30000000000000004: either way round, the Negative case scored "0.3" is a false positive.
+    results = evaluate_binary([0, 1], [score, 0.9], threshold=threshold)
+    assert results["report"]["confusion_matrix"] == [[0, 1], [0, 1]]
+    assert results["intervals"]["specificity"]["estimate"] == 0.0
+    # One table row near 0.3, at the chosen threshold, with the report's counts.
+    rows = [row for row in results["threshold_table"] if math.isclose(row["threshold"], 0.3)]
+    assert [row["threshold"] for row in rows] == [threshold]
+    assert (rows[0]["tp"], rows[0]["fp"], rows[0]["tn"], rows[0]["fn"]) == (1, 1, 0, 0)
+    assert [row["fp"] for row in threshold_table([0, 1], [score, 0.9], [0.3, 0.1 + 0.2])] == [1, 1]
+
+
+def test_a_score_below_the_threshold_by_more_than_rounding_is_negative():
+    # 1e-6 below the threshold, or float32's 0.699999988 for a threshold of 0.7: Negative, as a model comparing its
+    # float32 probability with the threshold decides.
+    assert evaluate_binary([0, 1], [0.3, 0.9], threshold=0.3 + 1e-6)["report"]["confusion_matrix"] == [[1, 0], [0, 1]]
+    float32_score = float(np.float32(0.7))
+    assert binary_report([0, 1], [float32_score, 0.9], threshold=0.7)["confusion_matrix"] == [[1, 0], [0, 1]]
 
 
 def test_undefined_ratios_are_none_not_zero():
@@ -152,6 +178,35 @@ def test_bootstrap_and_wilson_intervals():
     #   half = z / 2.920730 * sqrt(0 + z^2/16) = 0.671055 * 0.489991 = 0.328811 -> [0.3424, 1] (capped at 1)
     assert intervals["sensitivity"]["wilson"] == pytest.approx([0.3424, 1.0], abs=1e-4)
     assert bootstrap_intervals(LABELS, SCORES, 0.5, n_resamples=500, seed=1) == intervals
+
+
+def test_bootstrap_interval_is_the_2_5_and_97_5_percentiles_of_the_documented_resampling():
+    labels, scores = _forty_nine_cases()
+    # The resampling the docstring states, at the defaults (2000 resamples, 95%, seed 0): Positive cases first.
+    labels, scores = np.array(labels), np.array(scores)
+    correct = (scores >= 0.5) == labels
+    rng = np.random.default_rng(0)
+    expected = {}
+    for name, label in (("sensitivity", 1), ("specificity", 0)):
+        class_correct = correct[labels == label]
+        resampled = class_correct[rng.integers(0, len(class_correct), size=(2000, len(class_correct)))].mean(axis=1)
+        expected[name] = np.percentile(resampled, [2.5, 97.5])
+        assert not np.allclose(expected[name], np.percentile(resampled, [10, 90]))  # an 80% interval would differ
+    for intervals in (bootstrap_intervals(labels, scores, 0.5), evaluate_binary(labels, scores, 0.5)["intervals"]):
+        assert intervals["confidence"] == 0.95
+        for name in ("sensitivity", "specificity"):
+            assert intervals[name]["bootstrap"] == pytest.approx(expected[name].tolist(), abs=1e-12)
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+@pytest.mark.parametrize("total", [1, 4, 13])
+def test_wilson_intervals_agree_with_scipy(total, confidence):
+    for successes in range(total + 1):
+        # All cases Positive, `successes` of them found at 0.5.
+        scores = [0.9] * successes + [0.1] * (total - successes)
+        wilson = bootstrap_intervals([1] * total, scores, 0.5, n_resamples=1, confidence=confidence)["sensitivity"]
+        expected = binomtest(successes, total).proportion_ci(confidence_level=confidence, method="wilson")
+        assert wilson["wilson"] == pytest.approx([expected.low, expected.high], abs=1e-12)
 
 
 def test_a_class_without_cases_has_no_interval():

@@ -1,9 +1,13 @@
 """Threshold analysis of a binary classifier (Negative = 0, Positive = 1) from one list of (label, score) pairs.
 
 Every number comes from `labels` (0/1) and `scores` (the probability of Positive), with one decision rule used
-everywhere: a case is predicted Positive when `score >= threshold`. [`evaluate_binary`] gathers what a model card
-needs and checks, with [`check_binary_consistency`], that none of it contradicts the rest. Ratios with a zero
-denominator (e.g. PPV when nothing is predicted Positive) are `None`, never a silent 0.
+everywhere: a case is predicted Positive when `score >= threshold`, a score that equals the threshold up to float
+rounding included. "Up to float rounding" is a relative difference of at most `THRESHOLD_RELATIVE_TOLERANCE` (1e-9):
+a threshold computed as 0.1 + 0.2 (0.30000000000000004) counts a score of 0.3 as Positive, as a threshold of 0.3
+counts a score of 0.1 + 0.2. Distinct float32 scores differ relatively by at least 6e-8, so the tolerance never
+merges two model outputs. [`evaluate_binary`] gathers what a model card needs and checks, with
+[`check_binary_consistency`], that none of it contradicts the rest. Ratios with a zero denominator (e.g. PPV when
+nothing is predicted Positive) are `None`, never a silent 0.
 """
 
 import math
@@ -14,7 +18,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, classification_report, confusion_matrix, roc_auc_score
 
 LABEL_NAMES = ["Negative", "Positive"]
-DECISION_RULE = "Positive when score >= threshold"
+THRESHOLD_RELATIVE_TOLERANCE = 1e-9
+DECISION_RULE = "Positive when score >= threshold (a score equal to the threshold up to float rounding included)"
 DEFAULT_THRESHOLDS = np.round(np.arange(0, 1.0001, 0.05), 2)
 
 
@@ -28,7 +33,7 @@ def binary_report(labels: Sequence[int], scores: Sequence[float], threshold: flo
         scores (`Sequence[float]`):
             Probability of Positive of each case, in [0, 1].
         threshold (`float`):
-            Decision threshold in [0, 1]: Positive when `score >= threshold`.
+            Decision threshold in [0, 1]: Positive when `score >= threshold`, up to float rounding.
 
     Returns:
         `dict` with `threshold`, `decision_rule`, `num_cases`, `num_positive`, `num_negative`, `prevalence` (the
@@ -84,7 +89,9 @@ def bootstrap_intervals(
       Positive cases and as many Negative cases from the Negative cases as the data holds (stratified by label), so
       every resample has both classes and the same prevalence, and sensitivity and specificity are defined in every
       resample. The interval is the `(1 - confidence) / 2` and `(1 + confidence) / 2` quantiles of the resampled
-      values.
+      values (numpy's default, linear interpolation), e.g. the 2.5th and 97.5th percentiles at 95%. To reproduce
+      it: `rng = numpy.random.default_rng(seed)`, then for the Positive cases, and after them the Negative cases
+      (each in input order), `rng.integers(0, total, size=(n_resamples, total))` indexes the resamples.
     - Wilson score interval, a closed form for a proportion that stays inside [0, 1] and behaves with few cases
       (e.g. 4 Positive cases), where the bootstrap can only take 5 values.
 
@@ -97,7 +104,7 @@ def bootstrap_intervals(
         scores (`Sequence[float]`):
             Probability of Positive of each case, in [0, 1].
         threshold (`float`):
-            Decision threshold in [0, 1]: Positive when `score >= threshold`.
+            Decision threshold in [0, 1]: Positive when `score >= threshold`, up to float rounding.
         n_resamples (`int`, *optional*, defaults to 2000):
             Number of bootstrap resamples.
         confidence (`float`, *optional*, defaults to 0.95):
@@ -153,7 +160,7 @@ def threshold_table(
     labels: Sequence[int], scores: Sequence[float], thresholds: Sequence[float] = DEFAULT_THRESHOLDS
 ) -> list[dict]:
     r"""
-    Counts and rates at each threshold (Positive when `score >= threshold`).
+    Counts and rates at each threshold (Positive when `score >= threshold`, up to float rounding).
 
     Args:
         labels (`Sequence[int]`):
@@ -198,11 +205,11 @@ def select_operating_points(
     target_specificity: float = 0.9,
 ) -> dict:
     r"""
-    Thresholds for three uses, chosen on these scores (Positive when `score >= threshold`).
+    Thresholds for three uses, chosen on these scores (Positive when `score >= threshold`, up to float rounding).
 
     The candidate thresholds are 0, 1 and every distinct score. Predictions change only where the threshold crosses
     a score, so the candidates give every distinct outcome and the choice is exact, not limited to a grid; the one
-    outcome they may miss is "all Negative" when a score is exactly 1, which no threshold in [0, 1] gives.
+    outcome they may miss is "all Negative" when a score is 1 (up to rounding), which no threshold in [0, 1] gives.
 
     - `screening`: the highest threshold whose sensitivity is at least `target_sensitivity` (miss few Positive
       cases, then raise as few false alarms as possible).
@@ -211,9 +218,9 @@ def select_operating_points(
       to 0.5, then the lower one.
 
     Threshold 0 predicts every case Positive, so the screening target is always reached, if need be by flagging
-    everything: read its specificity. The confirmatory target is out of reach only when Negative cases score exactly
-    1; the point is then the one of highest specificity (the lowest such threshold), with `achieved` False and the
-    reason.
+    everything: read its specificity. The confirmatory target is out of reach only when Negative cases score 1 (up
+    to rounding); the point is then the one of highest specificity (the lowest such threshold), with `achieved`
+    False and the reason.
     Thresholds chosen on a test set are optimistic for that set: choose them on validation data.
 
     Args:
@@ -297,7 +304,7 @@ def evaluate_binary(
         scores (`Sequence[float]`):
             Probability of Positive of each case, in [0, 1].
         threshold (`float`):
-            The model's decision threshold in [0, 1]: Positive when `score >= threshold`.
+            The model's decision threshold in [0, 1]: Positive when `score >= threshold`, up to float rounding.
         operating_points (`dict`, *optional*):
             Operating points chosen on other (validation) cases, as [`select_operating_points`] returns them: each
             is measured again on these cases (`test_sensitivity`, `test_specificity`, `chosen_on: "validation"`).
@@ -328,7 +335,9 @@ def evaluate_binary(
                 "test_sensitivity": measured.get("sensitivity"),
                 "test_specificity": measured.get("specificity"),
             }
-    table_thresholds = np.union1d(DEFAULT_THRESHOLDS, [report["threshold"]])
+    # The chosen threshold takes the place of a grid threshold equal to it up to rounding: one row per threshold.
+    grid = [value for value in DEFAULT_THRESHOLDS if not _same_threshold(value, report["threshold"])]
+    table_thresholds = np.union1d(grid, [report["threshold"]])
     results = {
         "num_cases": report["num_cases"],
         "num_positive": report["num_positive"],
@@ -399,7 +408,7 @@ def check_binary_consistency(results: dict) -> None:
         expect(f"intervals {name} successes / total", [intervals[name]["successes"], intervals[name]["total"]],
                [successes, total])  # fmt: skip
 
-    rows = [row for row in results["threshold_table"] if _same(row["threshold"], results["threshold"])]
+    rows = [row for row in results["threshold_table"] if row["threshold"] == results["threshold"]]
     if not rows:
         problems.append(f"the threshold table has no row at the chosen threshold {results['threshold']}")
     for row in rows:
@@ -436,7 +445,9 @@ def _validate_threshold(threshold: float) -> float:
 
 
 def _predict(scores: np.ndarray, threshold: float) -> np.ndarray:
-    return (scores >= threshold).astype(np.int64)
+    """The decision rule (`DECISION_RULE`), applied here only: Positive at or above the threshold, or below it by
+    float rounding only."""
+    return (scores >= threshold * (1 - THRESHOLD_RELATIVE_TOLERANCE)).astype(np.int64)
 
 
 def _confusion_counts(labels: np.ndarray, predictions: np.ndarray) -> tuple[int, int, int, int]:
@@ -485,6 +496,11 @@ def _same(found, expected) -> bool:
     if found is None or expected is None:
         return found is None and expected is None
     return math.isclose(found, expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _same_threshold(first: float, second: float) -> bool:
+    """Equal up to float rounding, as the decision rule counts a score equal to the threshold."""
+    return math.isclose(first, second, rel_tol=THRESHOLD_RELATIVE_TOLERANCE, abs_tol=0)
 
 
 def _class_presence(num_positive: int, num_cases: int) -> str:
