@@ -82,15 +82,23 @@ def _pycocotools_reference(truths, found, max_dets):
     for image_id, (truth, prediction) in enumerate(zip(truths, found), start=1):
         images.append({"id": image_id})
         for (x0, y0, x1, y1), label in zip(truth["boxes"], truth["labels"]):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
-                                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label) + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
         for (x0, y0, x1, y1), label, score in zip(prediction["boxes"], prediction["labels"], prediction["scores"]):
-            results.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
-                            "score": float(score)})  # fmt: skip
+            box = [x0, y0, x1 - x0, y1 - y0]
+            results.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": box, "score": float(score)})
+    categories = [{"id": 1, "name": "nucleus"}, {"id": 2, "name": "cell"}]
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth = COCO()
-        ground_truth.dataset = {"images": images, "annotations": annotations,
-                                "categories": [{"id": 1, "name": "nucleus"}, {"id": 2, "name": "cell"}]}  # fmt: skip
+        ground_truth.dataset = {"images": images, "annotations": annotations, "categories": categories}
         ground_truth.createIndex()
         evaluator = COCOeval(ground_truth, ground_truth.loadRes(results), iouType="bbox")
         evaluator.params.maxDets = [1, 10, max_dets]
