@@ -27,6 +27,7 @@ from cervix_hf.inference import (
 )
 from cervix_hf.visualization import attention_received, grad_cam, overlay_heatmap
 
+from . import expectations
 from .conftest import SHARED_DATA, free_port, launch_app, require_data
 
 pytestmark = pytest.mark.slow
@@ -71,11 +72,12 @@ def test_cervix_type_matches_the_model_called_directly(client, app_checkpoints, 
     model, processor = load_classifier(str(app_checkpoints["colponet"]))
     for photo in photos:
         verdict, probabilities, details = client.predict(handle_file(photo), False, api_name="/classify_cervix_type")
-        expected = classify_cervix_type(model, processor, photo)
-        assert expected.classified and details["classified"]
-        assert label_probabilities(probabilities) == pytest.approx(expected.probabilities, abs=1e-5)
-        assert details["label"] == expected.label == value(probabilities)["label"]
-        assert f"Most probable: {expected.label}" in verdict and expected.quality.message in verdict
+        expected = expectations.type_probabilities(model, processor, photo)
+        best = max(expected, key=expected.get)
+        assert details["classified"] and details["quality"]["is_acceptable"]
+        assert label_probabilities(probabilities) == pytest.approx(expected, abs=1e-5)
+        assert details["label"] == best == value(probabilities)["label"]
+        assert f"Most probable: {best}" in verdict and "sharp enough" in verdict
         assert details["trained"] is True and UNTRAINED_WARNING not in verdict
         assert details["model"] == f"local folder {app_checkpoints['colponet']}"
 
@@ -108,26 +110,38 @@ def test_a_blurred_photo_is_rejected_unless_the_user_overrides(client, app_check
     assert label_probabilities(probabilities) == pytest.approx(expected.probabilities, abs=1e-5)
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.5])
-def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints, threshold):
+def median_threshold(model) -> float:
+    """A threshold that keeps about half of the model's detections on EDF_IMAGE, and equals none of their scores."""
+    scores = sorted(score for _, score, _ in expectations.detections(model, EDF_IMAGE, 0.0))
+    assert len(scores) >= 4, "the tiny detector should find several candidates"
+    middle = len(scores) // 2
+    return (scores[middle - 1] + scores[middle]) / 2
+
+
+@pytest.mark.parametrize("threshold_rule", ["zero", "median score"])
+def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints, threshold_rule):
+    model, _ = load_detector(str(app_checkpoints["cell_detector"]))
+    threshold = 0.0 if threshold_rule == "zero" else median_threshold(model)
     summary, annotated, counts, csv_path, json_path = client.predict(
         handle_file(EDF_IMAGE), threshold, api_name="/detect_cells"
     )
-    model, processor = load_detector(str(app_checkpoints["cell_detector"]))
-    expected = detect_cells(model, processor, EDF_IMAGE, threshold)
+    expected = expectations.detections(model, EDF_IMAGE, threshold)
+    assert expected, "a threshold that keeps nothing would check nothing"
+    if threshold_rule == "median score":
+        assert len(expected) < len(expectations.detections(model, EDF_IMAGE, 0.0))
     assert counts["headers"] == ["class", "cells"]
     assert counts["data"] == [["nucleus", len(expected)], ["total", len(expected)]]
     assert f"{len(expected)} cell(s) found" in summary
     exported = json.loads(Path(json_path).read_text())
     assert exported[0]["image"] == EDF_IMAGE.name and len(exported[0]["detections"]) == len(expected)
-    for row, detection in zip(exported[0]["detections"], expected, strict=True):
-        assert row["label"] == detection.label and row["score"] == pytest.approx(detection.score, abs=1e-5)
-        assert [row[k] for k in ("xmin", "ymin", "xmax", "ymax")] == pytest.approx(detection.box, abs=1e-2)
+    for row, (label, score, box) in zip(exported[0]["detections"], expected, strict=True):
+        assert row["label"] == label and row["score"] == pytest.approx(score, abs=1e-5)
+        assert [row[k] for k in ("xmin", "ymin", "xmax", "ymax")] == pytest.approx(box, abs=1e-2)
     csv_lines = Path(csv_path).read_text().splitlines()
     assert csv_lines[0] == "image,label,score,xmin,ymin,xmax,ymax" and len(csv_lines) == len(expected) + 1
     shown = value(annotated)
     assert Image.open(shown["image"]).size == (1024, 1024)
-    assert [a["label"] for a in shown["annotations"]] == (["nucleus"] if expected else [])
+    assert [a["label"] for a in shown["annotations"]] == ["nucleus"]  # one mask per class
     assert annotated["color_map"] == {"nucleus": "#e6194b"}
 
 
@@ -151,11 +165,13 @@ def test_prepost_matches_the_model_called_directly(client, app_checkpoints, pair
     used = (
         threshold if operating_point == "custom threshold" else model.config.operating_points["screening"]["threshold"]
     )
-    expected = classify_prepost(model, processor, pair[0], pair[1], used)
-    assert details["probability"] == pytest.approx(expected.probability, abs=1e-5)
-    assert details["threshold"] == pytest.approx(used) and details["label"] == expected.label
-    assert f"Decision: {expected.label}" in verdict
-    assert label_probabilities(probabilities)["Positive"] == pytest.approx(expected.probability, abs=1e-5)
+    probability = expectations.positive_probability(model, processor, pair[0], pair[1])
+    label = "Positive" if probability >= used else "Negative"
+    assert details["probability"] == pytest.approx(probability, abs=1e-5)
+    assert details["threshold"] == pytest.approx(used) and details["label"] == label
+    assert f"Decision: {label}" in verdict
+    assert label_probabilities(probabilities)["Positive"] == pytest.approx(probability, abs=1e-5)
+    expected = classify_prepost(model, processor, pair[0], pair[1], used)  # for its attention map
     post = load_image(pair[1])
     heat = overlay_heatmap(post, attention_received(expected.pre_to_post_attention))
     assert np.abs(read_rgb(value(attention)) - np.asarray(heat, dtype=np.int16)).mean() < 2  # sent as JPEG
@@ -231,35 +247,43 @@ def open_files() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def answer(api_name: str, outputs) -> tuple:
+    """What identifies one answer of an endpoint: the numbers a user reads."""
+    if api_name == "/classify_cervix_type":
+        return outputs[2]["label"], tuple(sorted(label_probabilities(outputs[1]).items()))
+    if api_name == "/detect_cells":
+        return outputs[0], tuple(map(tuple, outputs[2]["data"]))
+    return outputs[3]["label"], round(outputs[3]["probability"], 6), outputs[3]["threshold"]
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counting open files needs /proc")
-def test_forty_requests_from_four_clients_all_succeed_without_leaking_files(running_app, photos, pair):
-    requests = [
-        ("/classify_cervix_type", lambda i: (handle_file(photos[i % 3]), False)),
-        ("/detect_cells", lambda i: (handle_file(EDF_IMAGE), 0.5)),
-        ("/classify_prepost", lambda i: (handle_file(pair[0]), handle_file(pair[1]), "model default", 0.5)),
-    ]
+def test_forty_requests_from_four_clients_get_their_own_answers_without_leaking_files(running_app, photos, pair):
+    edf_images = [SHARED_DATA / "isbi2014-edf" / f"EDF01{n}.png" for n in (0, 1)]
+    requests = (  # 12 different requests, so an answer sent to the wrong request shows
+        [("/classify_cervix_type", (handle_file(photo), False)) for photo in photos]
+        + [("/detect_cells", (handle_file(image), t)) for image in edf_images for t in (0.0, 0.05)]
+        + [("/classify_prepost", (handle_file(pair[0]), handle_file(pair[1]), "custom threshold", t))
+           for t in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    )  # fmt: skip
     clients = [Client(running_app.local_url, verbose=False) for _ in range(4)]
-    for client in clients:  # warm up: models loaded, connections open
-        client.predict(handle_file(photos[0]), False, api_name="/classify_cervix_type")
+    # each request alone, one at a time: the answer it must get under load
+    alone = [answer(api_name, clients[0].predict(*arguments, api_name=api_name)) for api_name, arguments in requests]
+    assert len(set(alone)) == len(requests), "the requests must have different answers to catch crossed ones"
     before = open_files()
 
-    def run(worker: int) -> list:
+    def run(worker: int) -> list[tuple[int, tuple]]:
         results = []
         for i in range(10):
-            api_name, arguments = requests[(worker + i) % 3]
-            results.append((api_name, clients[worker].predict(*arguments(i), api_name=api_name)))
+            index = (3 * worker + 5 * i) % len(requests)
+            api_name, arguments = requests[index]
+            results.append((index, answer(api_name, clients[worker].predict(*arguments, api_name=api_name))))
         return results
 
     with ThreadPoolExecutor(4) as pool:
         results = [result for batch in pool.map(run, range(4)) for result in batch]
-    assert len(results) == 40
-    for api_name, outputs in results:
-        if api_name == "/classify_prepost":
-            assert outputs[3]["label"] in ("Negative", "Positive")
-        elif api_name == "/detect_cells":
-            assert outputs[2]["data"][-1][0] == "total"
-        else:
-            assert outputs[2]["classified"]
+    assert len(results) == 40 and len({index for index, _ in results}) == len(requests)
+    for index, got in results:
+        assert got == alone[index], f"request {index} ({requests[index][0]}) got another answer under load"
     deadline = time.monotonic() + 5
     while open_files() > before + 5 and time.monotonic() < deadline:  # sockets of finished requests closing
         time.sleep(0.2)

@@ -22,6 +22,8 @@ from cervix_hf import (
 from cervix_hf.inference import classify_cervix_type, classify_prepost, detect_cells
 from cervix_hf.model_presets import cell_detector_config, prepost_config
 
+from . import expectations
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,18 +39,11 @@ def colponet(tiny_colponet_dir):
     return model, ColpoNetImageProcessor.from_pretrained(tiny_colponet_dir)
 
 
-def direct_type_probabilities(model, processor, image) -> dict[str, float]:
-    """Softmax of the model's logits, named by the config's id2label: the model's own answer."""
-    with torch.no_grad():
-        logits = model(pixel_values=processor(image, return_tensors="pt")["pixel_values"]).logits[0]
-    return {model.config.id2label[index]: float(p) for index, p in enumerate(logits.softmax(-1))}
-
-
 def test_cervix_type_probabilities_are_the_models_under_their_own_names(colponet):
     model, processor = colponet
     for seed in range(4):
         photo = textured_photo(seed)
-        expected = direct_type_probabilities(model, processor, photo)
+        expected = expectations.type_probabilities(model, processor, photo)
         assert len(set(np.round(list(expected.values()), 6))) == 3  # distinct, so any mix-up of names shows
         prediction = classify_cervix_type(model, processor, photo, ignore_quality_gate=True)
         assert prediction.probabilities.keys() == expected.keys()
@@ -72,7 +67,7 @@ def test_the_predict_command_prints_the_models_probabilities(colponet, tiny_colp
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2
     for path, row in zip(paths, rows):
-        expected = direct_type_probabilities(model, processor, Image.open(path).convert("RGB"))
+        expected = expectations.type_probabilities(model, processor, Image.open(path).convert("RGB"))
         assert row["label"] == max(expected, key=expected.get)
         assert row["probabilities"] == pytest.approx(expected, abs=1e-6)
 
@@ -108,15 +103,12 @@ def test_detector_boxes_scale_with_the_image_they_are_drawn_on(detector):
 def test_detect_cells_returns_the_models_boxes_in_the_photos_pixels(detector):
     model, processor = detector
     photo = textured_photo(3, size=(200, 150))
-    pixels = torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 255
-    with torch.no_grad():
-        direct = model(pixel_values=pixels)
-    keep = direct.detection_mask[0] & (direct.scores[0] > 0.0)
+    expected = expectations.detections(model, photo, threshold=0.0)
     found = detect_cells(model, processor, photo, threshold=0.0)
-    assert len(found) == int(keep.sum()) > 0
-    np.testing.assert_allclose([d.box for d in found], direct.pred_boxes[0][keep].numpy(), atol=1e-3)
-    np.testing.assert_allclose([d.score for d in found], direct.scores[0][keep].numpy(), atol=1e-6)
-    assert [d.label for d in found] == [model.config.id2label[int(i)] for i in direct.pred_labels[0][keep]]
+    assert len(found) == len(expected) > 0
+    assert [d.label for d in found] == [label for label, _, _ in expected]
+    np.testing.assert_allclose([d.score for d in found], [score for _, score, _ in expected], atol=1e-6)
+    np.testing.assert_allclose([d.box for d in found], [box for _, _, box in expected], atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +136,7 @@ def test_the_fusion_decision_reads_the_pre_stain_image(fusion):
 def test_the_fusion_probability_is_the_sigmoid_of_the_models_logit(fusion):
     model, processor = fusion
     pre, post = textured_photo(20), textured_photo(21)
-    with torch.no_grad():
-        logit = model(**processor(pre, post, return_tensors="pt")).logits[0]
+    expected = expectations.positive_probability(model, processor, pre, post)
     prediction = classify_prepost(model, processor, pre, post, threshold=0.5)
-    assert prediction.probability == pytest.approx(float(torch.sigmoid(logit)), abs=1e-6)
-    assert prediction.label == ("Positive" if prediction.probability >= 0.5 else "Negative")
+    assert prediction.probability == pytest.approx(expected, abs=1e-6)
+    assert prediction.label == ("Positive" if expected >= 0.5 else "Negative")
