@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor, load_pretrained_backbone
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
     ImageClassificationDataset,
     class_counts,
@@ -47,7 +48,9 @@ SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], add_help=add_help, formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--data", required=True, type=Path, help="competition folder or <root>/<class>/*.jpg")
     parser.add_argument(
         "--from-checkpoint", type=Path, help="start from a saved ColpoNet folder instead of a fresh model"

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor, load_pretrained_backbone
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
     DETECTION_PRESETS,
     DetectionDataset,
@@ -57,7 +58,9 @@ FORMATS = ("auto", "sipakmed", "isbi2014", "csv", "coco", "voc")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], add_help=add_help, formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (or image root with --annotations)")
     parser.add_argument("--format", default="auto", choices=FORMATS)
     parser.add_argument("--annotations", type=Path, help="CSV/COCO file or VOC folder (with --format csv|coco|voc)")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor, load_pretrained_backbone
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
     PAIR_PRESETS,
     PairDataset,
@@ -48,7 +49,9 @@ logger = logging.getLogger("train.train_prepost")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], add_help=add_help, formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--data", required=True, type=Path, help="pairs CSV, or the IARC colposcopy atlas folder")
     parser.add_argument("--post", default="acetic", choices=("acetic", "lugol"), help="IARC post-stain view")
     parser.add_argument("--from-checkpoint", type=Path, help="start from a saved pre/post model folder")
