@@ -7,6 +7,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Au
 
 from .colponet import ImageQualityReport
 from .image_io import load_image
+from .tiling import detect_tiled
 
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
 
@@ -85,12 +86,23 @@ def load_detector(model_id: str, revision: str | None = None):
 
 
 @torch.inference_mode()
-def detect_cells(model, processor, image, threshold: float = 0.5) -> list[CellDetection]:
-    """Cells found in `image` (a path, file, PIL image or array) scoring above `threshold`, best first."""
+def detect_cells(
+    model, processor, image, threshold: float = 0.5, tile_size: int | None = None, overlap: int = 128
+) -> list[CellDetection]:
+    """
+    Cells found in `image` (a path, file, PIL image or array) scoring above `threshold`, best first.
+
+    With `tile_size`, an image larger than `tile_size` pixels on a side is detected tile by tile (square tiles
+    sharing at least `overlap` pixels, merged by `cervix_hf.tiling.detect_tiled`), so a whole slide is not shrunk
+    to the model's input size; pick a `tile_size` at which the model keeps the tiles' scale (its `min_size`).
+    """
     image = load_image(image)
-    inputs = processor(image, return_tensors="pt")
-    outputs = model(**inputs)
-    result = processor.post_process_object_detection(outputs, threshold, target_sizes=[(image.height, image.width)])[0]
+
+    def detect(tile):
+        outputs = model(**processor(tile, return_tensors="pt"))
+        return processor.post_process_object_detection(outputs, threshold, target_sizes=[(tile.height, tile.width)])[0]
+
+    result = detect(image) if tile_size is None else detect_tiled(detect, image, tile_size, overlap)
     return [
         CellDetection(model.config.id2label[int(label)], float(score), tuple(float(v) for v in box))
         for score, label, box in zip(result["scores"], result["labels"], result["boxes"])
