@@ -20,7 +20,9 @@ class CellDetectorConfig(PreTrainedConfig):
     image is resized so its short side is `min_size` (long side at most `max_size`) and normalised with
     `image_mean`/`image_std` inside `forward`, and the detections are mapped back to the input image's pixels.
     [`CellDetectorImageProcessor`] only converts images to `[0, 1]` tensors, pads a batch, and rescales boxes to
-    `target_sizes` in post-processing. Anchor sizes are in pixels of the resized image.
+    `target_sizes` in post-processing. Anchor sizes are in pixels of the resized image. With `keep_input_scale`
+    the model does not resize at all (it still normalises): it trains on crops and detects whole images or tiles at
+    the data's own scale.
 
     **Labels.** `num_labels` (from `id2label`) counts cell classes only. The background class that torchvision
     needs is added in one place, `CellDetectorForObjectDetection`: its box predictor has `num_labels + 1` outputs
@@ -36,8 +38,12 @@ class CellDetectorConfig(PreTrainedConfig):
         use_pretrained_backbone (`bool`, *optional*, defaults to `True`):
             Whether training starts the backbone from `backbone`'s weights.
         trainable_backbone_stages (`int`, *optional*, defaults to 3):
-            How many of the backbone's last stages are trained (0-4); the stem and earlier stages are frozen, as
-            torchvision's `trainable_backbone_layers`. Batch norm is always frozen (small detection batches).
+            How many of the backbone's last stages are trained (0-5, 5 meaning the stem too); earlier stages are
+            frozen, as torchvision's `trainable_backbone_layers`.
+        freeze_batch_norm (`bool`, *optional*, defaults to `True`):
+            Whether batch norm keeps its loaded statistics and affine weights in training (torchvision's
+            `FrozenBatchNorm2d`: right for an ImageNet backbone and small batches). A backbone trained from random
+            weights needs `False`, so that batch norm of the trained stages normalises its features.
         fpn_out_channels (`int`, *optional*, defaults to 256):
             Channels of every feature-pyramid level.
         anchor_sizes (`list[int]`, *optional*, defaults to `[16, 32, 64, 128, 256]`):
@@ -46,9 +52,13 @@ class CellDetectorConfig(PreTrainedConfig):
         anchor_aspect_ratios (`list[float]`, *optional*, defaults to `[0.5, 1.0, 2.0]`):
             Height/width ratios of the anchors at every level.
         min_size (`int`, *optional*, defaults to 1024):
-            Short side of the resized image.
+            Short side of the resized image (unused with `keep_input_scale`).
         max_size (`int`, *optional*, defaults to 1333):
-            Upper bound on the long side of the resized image.
+            Upper bound on the long side of the resized image (unused with `keep_input_scale`).
+        keep_input_scale (`bool`, *optional*, defaults to `False`):
+            Whether images enter the network at their own size instead of being resized to `min_size`: training
+            crops and whole test images then show nuclei at one scale. Large slides go through tiles
+            (`detect_cells(..., tile_size=...)`).
         image_mean (`list[float]`, *optional*, defaults to ImageNet's mean):
             Per-channel mean subtracted from `[0, 1]` pixels.
         image_std (`list[float]`, *optional*, defaults to ImageNet's standard deviation):
@@ -59,6 +69,14 @@ class CellDetectorConfig(PreTrainedConfig):
             Proposals per pyramid level kept before NMS (training; half at inference).
         rpn_post_nms_top_n (`int`, *optional*, defaults to 2000):
             Proposals kept after NMS (training; half at inference).
+        rpn_batch_size_per_image (`int`, *optional*, defaults to 256):
+            Anchors sampled per image for the region proposal network's loss.
+        rpn_positive_fraction (`float`, *optional*, defaults to 0.5):
+            Largest fraction of those anchors that are positive.
+        box_batch_size_per_image (`int`, *optional*, defaults to 512):
+            Proposals sampled per image for the RoI heads' loss; fewer cost less where an image holds few objects.
+        box_positive_fraction (`float`, *optional*, defaults to 0.25):
+            Largest fraction of those proposals that are positive.
         box_score_threshold (`float`, *optional*, defaults to 0.05):
             Detections scoring lower are dropped inside the model (post-processing applies its own threshold).
         box_nms_threshold (`float`, *optional*, defaults to 0.5):
@@ -82,16 +100,22 @@ class CellDetectorConfig(PreTrainedConfig):
     backbone_config: dict | PreTrainedConfig | None = None
     use_pretrained_backbone: bool = True
     trainable_backbone_stages: int = 3
+    freeze_batch_norm: bool = True
     fpn_out_channels: int = 256
     anchor_sizes: list[int] | tuple[int, ...] = (16, 32, 64, 128, 256)
     anchor_aspect_ratios: list[float] | tuple[float, ...] = (0.5, 1.0, 2.0)
     min_size: int = 1024
     max_size: int = 1333
+    keep_input_scale: bool = False
     image_mean: list[float] | tuple[float, ...] = (0.485, 0.456, 0.406)
     image_std: list[float] | tuple[float, ...] = (0.229, 0.224, 0.225)
     rpn_nms_threshold: float = 0.7
     rpn_pre_nms_top_n: int = 2000
     rpn_post_nms_top_n: int = 2000
+    rpn_batch_size_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.25
     box_score_threshold: float = 0.05
     box_nms_threshold: float = 0.5
     detections_per_image: int = 300
@@ -108,15 +132,16 @@ class CellDetectorConfig(PreTrainedConfig):
 
     def _validate(self):
         for name in ("fpn_out_channels", "min_size", "max_size", "rpn_pre_nms_top_n", "rpn_post_nms_top_n",
-                     "detections_per_image"):  # fmt: skip
+                     "detections_per_image", "rpn_batch_size_per_image", "box_batch_size_per_image"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         if self.max_size < self.min_size:
             raise ValueError(f"`max_size` ({self.max_size}) must be at least `min_size` ({self.min_size}).")
-        if not 0 <= self.trainable_backbone_stages <= 4:
-            raise ValueError(f"`trainable_backbone_stages` must be 0-4, got {self.trainable_backbone_stages!r}.")
-        for name in ("rpn_nms_threshold", "box_score_threshold", "box_nms_threshold"):
+        if not 0 <= self.trainable_backbone_stages <= 5:
+            raise ValueError(f"`trainable_backbone_stages` must be 0-5, got {self.trainable_backbone_stages!r}.")
+        for name in ("rpn_nms_threshold", "box_score_threshold", "box_nms_threshold", "rpn_positive_fraction",
+                     "box_positive_fraction"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)!r}.")
         if any(size <= 0 for size in self.anchor_sizes) or any(r <= 0 for r in self.anchor_aspect_ratios):

@@ -95,18 +95,21 @@ class CellDetectorBackboneWithFPN(nn.Module):
             extra_blocks=LastLevelMaxPool(),
         )
         self.out_channels = config.fpn_out_channels
+        self.freeze_batch_norm = config.freeze_batch_norm
 
     def forward(self, pixel_values: torch.Tensor) -> OrderedDict:
         feature_maps = self.body(pixel_values).feature_maps
         return self.fpn(OrderedDict((str(i), fmap) for i, fmap in enumerate(feature_maps)))
 
     def train(self, mode: bool = True):
-        """Batch norm stays frozen (eval statistics) in training too: detection batches are too small to estimate
-        them. This is torchvision's `FrozenBatchNorm2d`, kept as `BatchNorm2d` modules so inference runs the
-        native batch-norm kernel and ResNet checkpoints load unchanged."""
+        """With `config.freeze_batch_norm`, batch norm stays frozen (eval statistics) in training too: detection
+        batches are too small to estimate them. This is torchvision's `FrozenBatchNorm2d`, kept as `BatchNorm2d`
+        modules so inference runs the native batch-norm kernel and ResNet checkpoints load unchanged. Without it,
+        batch norm trains in the stages that train and stays frozen in the frozen ones."""
         super().train(mode)
         for module in self.batch_norms():
-            module.eval()
+            if self.freeze_batch_norm or not module.weight.requires_grad:
+                module.eval()
         return self
 
     def batch_norms(self) -> list[nn.BatchNorm2d]:
@@ -129,8 +132,9 @@ class CellDetectorPreTrainedModel(PreTrainedModel):
 
     def set_backbone_trainable(self, trainable: bool) -> None:
         """
-        `True`: the last `config.trainable_backbone_stages` backbone stages train, the earlier ones and the stem stay
-        frozen. `False`: the whole backbone is frozen. Batch norm is frozen either way.
+        `True`: the last `config.trainable_backbone_stages` backbone stages train (5: the stem too), the earlier ones
+        stay frozen. `False`: the whole backbone is frozen. Batch norm is frozen either way with
+        `config.freeze_batch_norm`, else it trains with its stage.
         """
         # `base_model` is torchvision's FasterRCNN in the detector and the features model itself in
         # `CellDetectorModel`: both hold the backbone with its feature pyramid as `backbone`.
@@ -139,8 +143,9 @@ class CellDetectorPreTrainedModel(PreTrainedModel):
         trainable_stages = self.config.trainable_backbone_stages if trainable else 0
         for index, stage in enumerate(stages):
             stage.requires_grad_(index >= len(stages) - trainable_stages)
-        for batch_norm in backbone.batch_norms():
-            batch_norm.requires_grad_(False)
+        if self.config.freeze_batch_norm:
+            for batch_norm in backbone.batch_norms():
+                batch_norm.requires_grad_(False)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Saves as transformers does, and also names [`CellDetectorModel`] in `config.json`'s `auto_map`, so that
@@ -163,6 +168,18 @@ def _resizing_and_normalisation(config: CellDetectorConfig) -> dict:
     }
 
 
+class InputScaleTransform(GeneralizedRCNNTransform):
+    """torchvision's normalisation and batching without its resize (`config.keep_input_scale`)."""
+
+    def resize(self, image, target=None):
+        return image, target
+
+
+def _transform(config: CellDetectorConfig) -> GeneralizedRCNNTransform:
+    transform_class = InputScaleTransform if config.keep_input_scale else GeneralizedRCNNTransform
+    return transform_class(**_resizing_and_normalisation(config))
+
+
 class CellDetectorModel(CellDetectorPreTrainedModel):
     """
     The cell detector's features: its ResNet backbone and feature pyramid, without the region proposal network and
@@ -172,7 +189,7 @@ class CellDetectorModel(CellDetectorPreTrainedModel):
 
     def __init__(self, config: CellDetectorConfig):
         super().__init__(config)
-        self.transform = GeneralizedRCNNTransform(**_resizing_and_normalisation(config))  # no weights
+        self.transform = _transform(config)  # no weights
         self.backbone = CellDetectorBackboneWithFPN(config)
         self.post_init()
         self.set_backbone_trainable(True)
@@ -222,7 +239,12 @@ class CellDetectorForObjectDetection(CellDetectorPreTrainedModel):
             box_score_thresh=config.box_score_threshold,
             box_nms_thresh=config.box_nms_threshold,
             box_detections_per_img=config.detections_per_image,
+            rpn_batch_size_per_image=config.rpn_batch_size_per_image,
+            rpn_positive_fraction=config.rpn_positive_fraction,
+            box_batch_size_per_image=config.box_batch_size_per_image,
+            box_positive_fraction=config.box_positive_fraction,
         )
+        self.detector.transform = _transform(config)
         self.post_init()
         self.set_backbone_trainable(True)
 
