@@ -1,10 +1,12 @@
 """The detector settings that the nuclei recipe uses: input at its own scale, batch norm trained from random
 weights, the stem trained, the samplers' sizes, and the named size and augmentation that hold them."""
 
+import PIL.Image
 import pytest
 import torch
 
 from cervix_hf import CellDetectorConfig, CellDetectorForObjectDetection, CellDetectorModel
+from cervix_hf.data import detection_train_transform
 from cervix_hf.model_presets import cell_detector_config
 
 
@@ -59,3 +61,17 @@ def test_sampler_settings_reach_torchvision():
 def test_bad_recipe_values_name_the_argument(argument, value):
     with pytest.raises(ValueError, match=argument):
         CellDetectorConfig(**{argument: value})
+
+
+def test_nuclei_augmentation_crops_without_changing_the_nuclei_size():
+    image = PIL.Image.new("RGB", (300, 200), "white")
+    boxes = [(40 + 60 * i, 90, 60 + 60 * i, 110) for i in range(4)]  # four 20 px nuclei in a row
+    transform = detection_train_transform("nuclei", crop_size=96)
+    torch.manual_seed(0)
+    for _ in range(20):
+        cropped, kept, labels = transform(image, boxes, [0, 1, 2, 3])
+        assert cropped.size == (96, 96) and len(kept) == len(labels)
+        assert (kept >= 0).all() and (kept <= 96).all()
+        sides = kept[:, 2:] - kept[:, :2]
+        assert (sides <= 20 + 1e-4).all()  # cut by the crop at most, never zoomed
+    assert detection_train_transform("none", crop_size=256)(image, boxes, [0] * 4)[0].size == (256, 256)  # padded

@@ -9,7 +9,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-DETECTION_PRESETS = ("none", "flip", "default")
+DETECTION_PRESETS = ("none", "flip", "default", "nuclei")
 
 
 class RandomRightAngleRotation(v2.Transform):
@@ -70,7 +70,7 @@ class DetectionTransform:
         return f"{type(self).__name__}({self.pipeline})"
 
 
-def detection_train_transform(preset: str = "default") -> Optional[DetectionTransform]:
+def detection_train_transform(preset: str = "default", crop_size: Optional[int] = None) -> Optional[DetectionTransform]:
     r"""
     Augmentation for Pap-smear detection training, as a [`DetectionTransform`] (`None` for `"none"`).
 
@@ -79,13 +79,23 @@ def detection_train_transform(preset: str = "default") -> Optional[DetectionTran
             `"none"`: no augmentation. `"flip"`: horizontal and vertical flips. `"default"`: flips, a rotation by a
             multiple of 90 degrees (cells have no up or down), a zoom by 0.8-1.25 on a fixed canvas (the cells'
             size changes, so the image processor's resize does not undo it; the area uncovered by zooming out is
-            white, like an empty slide) and colour jitter for staining differences.
+            white, like an empty slide) and colour jitter for staining differences. `"nuclei"`: for a detector that
+            keeps the input's scale (`keep_input_scale`): flips, right-angle rotations and brightness/contrast
+            jitter, no zoom (the nuclei's size in pixels is what it learns).
+        crop_size (`int`, *optional*):
+            Side of a random square crop taken first (padded with white where the image is smaller); boxes cut by
+            the crop are clipped to it. Many small crops per image give many training steps at little cost.
     """
+    crop = [] if crop_size is None else [v2.RandomCrop(crop_size, pad_if_needed=True, fill=255)]
     if preset == "none":
-        return None
-    flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+        return DetectionTransform(crop) if crop else None
+    flips = crop + [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if preset == "flip":
         return DetectionTransform(flips)
+    if preset == "nuclei":
+        return DetectionTransform(
+            flips + [RandomRightAngleRotation(), v2.ColorJitter(brightness=0.2, contrast=0.2)], min_size=4
+        )
     if preset == "default":
         return DetectionTransform(
             flips
