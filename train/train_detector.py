@@ -15,6 +15,16 @@ test mAP@.5 0.17 when last run)::
         --epochs 60 --lr 1e-3 --batch-size 2 --min-size 1024 --max-size 1024 \
         --early-stopping-patience 20 --plateau-patience 8
 
+Nuclei from a few images (the ``nuclei`` recipe, ``cervix_hf.detector_recipes``: native scale, 320 px crops, a
+small ResNet trained from random weights; the benchmark ``python -m benchmarks.detector_accuracy`` runs it beside the
+classical baseline)::
+
+    python -m train.train_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
+        --test-names EDF010 EDF011 --output-dir runs/edf-nuclei --recipe nuclei
+
+On ISBI 2014 data the test split is also scored by the classical baseline (``cervix_hf.classical_detection``),
+stored as ``classical_baseline`` in ``eval_results.json`` and shown beside the model in its card.
+
 Other formats: ``--format csv|coco|voc --annotations FILE_OR_DIR --data IMAGE_ROOT``. Without ``--test-names``
 the images are split 70:20:10 (stratified by each image's most frequent class, ``--seed``).
 
@@ -32,6 +42,7 @@ import numpy as np
 import torch
 
 from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor, load_pretrained_backbone
+from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
     DETECTION_PRESETS,
@@ -47,6 +58,7 @@ from cervix_hf.data import (
     stratified_split,
 )
 from cervix_hf.detection_export import write_detections
+from cervix_hf.detector_recipes import DETECTOR_RECIPES
 from cervix_hf.inference import CellDetection
 from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import MODEL_SIZES, cell_detector_config
@@ -74,10 +86,45 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", default=26, type=float)
     parser.add_argument("--lr", default=1e-4, type=float)
     parser.add_argument("--augmentation", default="default", choices=DETECTION_PRESETS)
+    parser.add_argument("--crop-size", type=int, help="side of random square training crops (default: whole images)")
+    parser.add_argument("--crops-per-image", default=1, type=int, help="training samples per image per epoch")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(DETECTOR_RECIPES),
+        help="named recipe (cervix_hf.detector_recipes): its model config and training settings replace the "
+        "defaults of --model-size, --augmentation, --crop-size, --crops-per-image, --epochs, --lr, --batch-size, "
+        "--early-stopping-patience, --plateau-patience and --export-threshold; flags given still win",
+    )
     parser.add_argument("--export-threshold", default=0.5, type=float, help="score threshold of detections.csv")
     parser = add_common_args(parser)
     parser.set_defaults(batch_size=2)
     return parser
+
+
+RECIPE_ARGS = {
+    "model_size": "model_size",
+    "augmentation": "augmentation",
+    "crop_size": "crop_size",
+    "crops_per_image": "crops_per_image",
+    "epochs": "epochs",
+    "lr": "learning_rate",
+    "batch_size": "batch_size",
+    "early_stopping_patience": "early_stopping_patience",
+    "plateau_patience": "plateau_patience",
+    "export_threshold": "score_threshold",
+}
+
+
+def apply_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with `--recipe`'s settings wherever a setting still has the parser's default."""
+    if not args.recipe:
+        return args
+    recipe = DETECTOR_RECIPES[args.recipe]
+    defaults = get_args_parser(add_help=False).parse_args(["--data", ".", "--output-dir", "."])
+    for arg_name, recipe_field in RECIPE_ARGS.items():
+        if getattr(args, arg_name) == getattr(defaults, arg_name):
+            setattr(args, arg_name, getattr(recipe, recipe_field))
+    return args
 
 
 def load_records(args: argparse.Namespace) -> tuple[DetectionRecords, str]:
@@ -179,7 +226,8 @@ def build_model(args: argparse.Namespace, label_names: list[str]) -> CellDetecto
                 f"but --data has the classes {label_names}."
             )
         return model
-    overrides = {"id2label": dict(enumerate(label_names)), **sizes}
+    recipe_config = DETECTOR_RECIPES[args.recipe].config if args.recipe else {}
+    overrides = {**recipe_config, "id2label": dict(enumerate(label_names)), **sizes}
     if args.no_pretrained_backbone:
         overrides["use_pretrained_backbone"] = False
     model = CellDetectorForObjectDetection(cell_detector_config(args.model_size, **overrides))
@@ -187,17 +235,31 @@ def build_model(args: argparse.Namespace, label_names: list[str]) -> CellDetecto
     return model
 
 
+def classical_baseline(dataset: DetectionDataset, truths: list, label_names: list[str]) -> dict:
+    """The classical nucleus detector (`cervix_hf.classical_detection`) on the test split, scored by the same code."""
+    detector = ClassicalNucleusDetector()
+    found = [detector(record.image_path) for record in dataset.records]
+    return {
+        "method": "cervix_hf.classical_detection.ClassicalNucleusDetector",
+        "settings": detector.to_dict(),
+        "metrics": compute_detection_metrics(truths, found, label_names),
+    }
+
+
 def main(args: argparse.Namespace) -> dict:
+    args = apply_recipe(args)
     state = start_run(args)
     records, data_format = load_records(args)
     splits = split_records(records, args)
     label_names = list(records.label_names)
     model = build_model(args, label_names)
     processor = CellDetectorImageProcessor()
-    transform = detection_train_transform(args.augmentation)
+    transform = detection_train_transform(args.augmentation, crop_size=args.crop_size)
     datasets = {
         name: DetectionDataset(split, transform if name == "train" else None) for name, split in splits.items()
     }
+    # Each epoch draws --crops-per-image augmented samples (different random crops) from every training image.
+    datasets["train"] = torch.utils.data.ConcatDataset([datasets["train"]] * args.crops_per_image)
     trainer, stage_summaries = run_stages(
         model,
         [TrainingStage("train", args.lr, args.epochs, train_backbone=True)],
@@ -217,6 +279,7 @@ def main(args: argparse.Namespace) -> dict:
     batch_size = args.eval_batch_size or args.batch_size
     truths, predictions, paths = predict_dataset(model, processor, datasets["test"], batch_size)
     metrics = compute_detection_metrics(truths, predictions, label_names)
+    baseline = classical_baseline(datasets["test"], truths, label_names) if data_format == "isbi2014" else None
     per_image = [
         (
             path,
@@ -252,8 +315,12 @@ def main(args: argparse.Namespace) -> dict:
             "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
             "min_size": model.config.min_size,
             "max_size": model.config.max_size,
+            "recipe": DETECTOR_RECIPES[args.recipe].to_dict() if args.recipe else None,
+            "crop_size": args.crop_size,
+            "crops_per_image": args.crops_per_image,
         },
         "export_threshold": args.export_threshold,
+        "classical_baseline": baseline,
     }
     finish_run(model, processor, args.output_dir, eval_results, args)
     logger.info(
