@@ -207,6 +207,13 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
             "headers": ["class", result_label("cells", loaded)],
             "data": [[label, counts[label]] for label in labels] + [["total", len(detections)]],
         }
+        cells = {
+            "headers": ["cell", "class", result_label("score", loaded), "xmin", "ymin", "xmax", "ymax"],
+            "data": [
+                [number, cell.label, round(cell.score, 4), *(round(v, 1) for v in cell.box)]
+                for number, cell in enumerate(detections, start=1)
+            ],
+        }
         display, masks = detection_masks(image, detections)
         colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
         folder = exports.new()
@@ -227,6 +234,7 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
             table,
             str(csv_path),
             str(json_path),
+            cells,
         )
 
     with gr.Tab("Cell detection"):
@@ -253,6 +261,13 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
                 counts = gr.Dataframe(
                     headers=["class", "cells"], datatype=["str", "number"], label="Cells per class", interactive=False
                 )
+                cells = gr.Dataframe(
+                    headers=["cell", "class", "score", "xmin", "ymin", "xmax", "ymax"],
+                    datatype=["number", "str", "number", "number", "number", "number", "number"],
+                    label="Each cell, best score first (box in pixels)",
+                    interactive=False,
+                    elem_id="cells-table",
+                )
                 with gr.Row():
                     csv_file = gr.File(label="Detections (CSV)", elem_id="cells-csv")
                     json_file = gr.File(label="Detections (JSON)", elem_id="cells-json")
@@ -260,7 +275,7 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
         [button.click, image.upload, threshold.release],
         detect,
         [image, threshold],
-        [summary, annotated, counts, csv_file, json_file],
+        [summary, annotated, counts, csv_file, json_file, cells],
         api_name="detect_cells",
         preprocess=False,
     )

@@ -122,7 +122,7 @@ def median_threshold(model) -> float:
 def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints, threshold_rule):
     model, _ = load_detector(str(app_checkpoints["cell_detector"]))
     threshold = 0.0 if threshold_rule == "zero" else median_threshold(model)
-    summary, annotated, counts, csv_path, json_path = client.predict(
+    summary, annotated, counts, csv_path, json_path, cells = client.predict(
         handle_file(EDF_IMAGE), threshold, api_name="/detect_cells"
     )
     expected = expectations.detections(model, EDF_IMAGE, threshold)
@@ -132,6 +132,12 @@ def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints
     assert counts["headers"] == ["class", "cells"]
     assert counts["data"] == [["nucleus", len(expected)], ["total", len(expected)]]
     assert f"{len(expected)} cell(s) found" in summary
+    # Each box's score, class and place, one row per cell in the model's order (best first).
+    assert cells["headers"] == ["cell", "class", "score", "xmin", "ymin", "xmax", "ymax"]
+    assert len(cells["data"]) == len(expected)
+    for number, (row, (label, score, box)) in enumerate(zip(cells["data"], expected, strict=True), start=1):
+        assert row[:2] == [number, label] and row[2] == pytest.approx(score, abs=1e-4)
+        assert row[3:] == pytest.approx(box, abs=0.06)
     exported = json.loads(Path(json_path).read_text())
     assert exported[0]["image"] == EDF_IMAGE.name and len(exported[0]["detections"]) == len(expected)
     for row, (label, score, box) in zip(exported[0]["detections"], expected, strict=True):
@@ -309,10 +315,11 @@ def test_every_result_of_an_untrained_model_says_so(untrained_app, photos, pair)
     assert details["warning"] == UNTRAINED_WARNING and details["trained"] is False
     assert UNTRAINED_WARNING in client.predict(handle_file(photos[0]), False, api_name="/cervix_grad_cam")["label"]
 
-    summary, annotated, counts, csv_path, json_path = client.predict(
+    summary, annotated, counts, csv_path, json_path, cells = client.predict(
         handle_file(EDF_IMAGE), 0.5, api_name="/detect_cells"
     )
-    assert all(UNTRAINED_WARNING in text for text in (summary, annotated["label"], counts["headers"][1]))
+    texts = (summary, annotated["label"], counts["headers"][1], cells["headers"][2])
+    assert all(UNTRAINED_WARNING in text for text in texts)
     assert all("UNTRAINED_MODEL" in Path(path).name for path in (csv_path, json_path))
 
     verdict, probabilities, attention, details = client.predict(
