@@ -75,3 +75,20 @@ def test_nuclei_augmentation_crops_without_changing_the_nuclei_size():
         sides = kept[:, 2:] - kept[:, :2]
         assert (sides <= 20 + 1e-4).all()  # cut by the crop at most, never zoomed
     assert detection_train_transform("none", crop_size=256)(image, boxes, [0] * 4)[0].size == (256, 256)  # padded
+
+
+def test_a_recipe_replaces_the_training_defaults_and_a_given_flag_wins():
+    from cervix_hf.detector_recipes import DETECTOR_RECIPES
+    from train.train_detector import apply_recipe, get_args_parser
+
+    recipe = DETECTOR_RECIPES["nuclei"]
+    parser = get_args_parser()
+    args = apply_recipe(parser.parse_args(["--data", "d", "--output-dir", "o", "--recipe", "nuclei", "--epochs", "2"]))
+    assert args.epochs == 2  # given on the command line
+    assert (args.crop_size, args.crops_per_image, args.lr, args.batch_size, args.augmentation) == (
+        recipe.crop_size, recipe.crops_per_image, recipe.learning_rate, recipe.batch_size, recipe.augmentation,
+    )  # fmt: skip
+    plain = apply_recipe(parser.parse_args(["--data", "d", "--output-dir", "o"]))
+    assert (plain.crop_size, plain.crops_per_image, plain.augmentation) == (None, 1, "default")
+    config = cell_detector_config(recipe.model_size, **recipe.config)
+    assert config.keep_input_scale and not config.freeze_batch_norm and config.trainable_backbone_stages == 5
