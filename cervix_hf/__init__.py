@@ -30,7 +30,7 @@ from .prepost import (
     PrePostFusionModel,
 )
 from .pretrained_backbone import PretrainedBackboneUnavailableError, load_pretrained_backbone
-from .registration import register_auto_classes
+from .registry import register_auto_classes
 
 register_auto_classes()
 

@@ -17,21 +17,18 @@ on first use, once, under a lock, and falls through to the next source if they f
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, hf_hub_download, is_offline_mode, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError
 
-from .cell_detector import CellDetectorForObjectDetection, CellDetectorImageProcessor
-from .colponet import ColpoNetForImageClassification, ColpoNetImageProcessor
-from .hub import model_repo_id
-from .inference import load_classifier, load_detector, load_prepost
-from .model_presets import cell_detector_config, colponet_config, prepost_config
-from .prepost import PrePostFusionForImageClassification, PrePostFusionImageProcessor
+from .hub import is_repo_reference, model_repo_id, split_revision
+from .inference import load_pretrained
+from .registry import FAMILIES, ModelFamily
 
 logger = logging.getLogger(__name__)
 
@@ -40,76 +37,35 @@ UNTRAINED_WARNING = "UNTRAINED MODEL: output is meaningless"
 HUB_CHECK_TIMEOUT = 5.0
 DEFAULT_CHECKPOINTS_DIR = Path("checkpoints")
 
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-
 
 @dataclass(frozen=True)
 class ModelTask:
     """
-    One of the app's models: how to name it, where its weights are looked for, and how to build it untrained.
+    One of the app's models: its record, and how its weights are loaded.
 
     Args:
-        name (`str`): `colponet`, `cell_detector` or `prepost`; gives the flag (`--cell-detector`) and the
-            environment variable (`CERVIX_HF_CELL_DETECTOR`).
-        title (`str`): what the app calls it.
-        model_type (`str`): its `config.model_type`, the key of its published repo in `cervix_hf.hub`.
-        checkpoint_folder (`str`): the folder under `checkpoints/` its training command writes.
-        train_command (`str`): the command that trains it, for the start-up log.
+        family (`ModelFamily`): the model's record (`cervix_hf.registry`): its name (`colponet`, `cell_detector`,
+            `prepost`) gives the flag (`--cell-detector`) and the environment variable (`CERVIX_HF_CELL_DETECTOR`).
         load (`Callable[[str, str | None], tuple]`): (model id, revision) -> (model in eval mode, processor).
-        build_untrained (`Callable[[str], tuple]`): size (see `cervix_hf.model_presets`) -> (model with random
-            weights in eval mode, default processor).
     """
 
-    name: str
-    title: str
-    model_type: str
-    checkpoint_folder: str
-    train_command: str
+    family: ModelFamily
     load: Callable
-    build_untrained: Callable
 
-    @property
-    def env_var(self) -> str:
-        return f"CERVIX_HF_{self.name.upper()}"
+    name = property(lambda self: self.family.name)
+    title = property(lambda self: self.family.title)
+    model_type = property(lambda self: self.family.model_type)
+    checkpoint_folder = property(lambda self: self.family.checkpoint_folder)
+    train_command = property(lambda self: self.family.train_command)
+    env_var = property(lambda self: self.family.env_var)
+    flag = property(lambda self: self.family.flag)
 
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+    def build_untrained(self, size: str) -> tuple:
+        """The model of `size` (see `cervix_hf.model_presets`) with random weights in eval mode, and its processor."""
+        return self.family.task_model_class(self.family.config(size)).eval(), self.family.processor_class()
 
 
-def _untrained(model_class, config_factory, processor_class):
-    return lambda size: (model_class(config_factory(size)).eval(), processor_class())
-
-
-TASKS = (
-    ModelTask(
-        name="colponet",
-        title="ColpoNet: cervix type (Type 1/2/3)",
-        model_type="colponet",
-        checkpoint_folder="colponet",
-        train_command="python -m train.train_colponet --data DATA --output-dir checkpoints/colponet",
-        load=load_classifier,
-        build_untrained=_untrained(ColpoNetForImageClassification, colponet_config, ColpoNetImageProcessor),
-    ),
-    ModelTask(
-        name="cell_detector",
-        title="Cell detector (Faster R-CNN)",
-        model_type="cell_detector",
-        checkpoint_folder="cell-detector",
-        train_command="python -m train.train_detector --data DATA --output-dir checkpoints/cell-detector",
-        load=load_detector,
-        build_untrained=_untrained(CellDetectorForObjectDetection, cell_detector_config, CellDetectorImageProcessor),
-    ),
-    ModelTask(
-        name="prepost",
-        title="Pre/post fusion: Negative/Positive",
-        model_type="prepost_fusion",
-        checkpoint_folder="prepost",
-        train_command="python -m train.train_prepost --data PAIRS --output-dir checkpoints/prepost",
-        load=load_prepost,
-        build_untrained=_untrained(PrePostFusionForImageClassification, prepost_config, PrePostFusionImageProcessor),
-    ),
-)
+TASKS = tuple(ModelTask(record, partial(load_pretrained, auto_class=record.task_auto_class)) for record in FAMILIES)
 TASKS_BY_NAME = {task.name: task for task in TASKS}
 
 
@@ -152,9 +108,8 @@ UNTRAINED_SOURCE = ModelSource("untrained", origin="no trained weights found")
 def parse_model_reference(value: str, origin: str) -> ModelSource:
     """A flag's or environment variable's value as a source: an existing folder, else `owner/name[@revision]`."""
     path = Path(value).expanduser()
-    repo_id, revision = _split_revision(value)
-    if not path.exists() and _HUB_ID.match(repo_id):
-        return ModelSource("hub", repo_id, revision, origin)
+    if not path.exists() and is_repo_reference(value):
+        return ModelSource("hub", *split_revision(value), origin)
     return ModelSource("folder", str(path.resolve()), origin=origin)
 
 
@@ -218,7 +173,7 @@ class ModelSlot:
         folder = Path(checkpoints_dir) / task.checkpoint_folder
         self.sources.append(ModelSource("folder", str(folder.resolve()), origin="the training script's folder"))
         self.sources.append(
-            ModelSource("hub", *_split_revision(model_repo_id(task.model_type)), origin="the published repo")
+            ModelSource("hub", *split_revision(model_repo_id(task.model_type)), origin="the published repo")
         )
         self._lock = threading.Lock()
         self._plan: list[tuple[ModelSource, str | None]] | None = None
@@ -353,11 +308,6 @@ def requested_models(flags: Mapping[str, str | None], environ: Mapping[str, str]
     environ = os.environ if environ is None else environ
     requested = {task.name: flags.get(task.name) or environ.get(task.env_var) for task in TASKS}
     return {name: value for name, value in requested.items() if value}
-
-
-def _split_revision(reference: str) -> tuple[str, str | None]:
-    repo_id, _, revision = reference.partition("@")
-    return repo_id, revision or None
 
 
 def _read_card(source: ModelSource) -> str | None:

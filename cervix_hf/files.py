@@ -1,7 +1,18 @@
-"""Writing result files so that a crash never leaves half a file behind."""
+"""The files of a training run's output folder, by name, and writing them so that a crash never leaves half a file.
+
+A run folder (`train/train_*.py --output-dir`) holds what `save_pretrained` writes (`config.json`, the weights,
+`preprocessor_config.json`, the model's code), the run's `eval_results.json` (`cervix_hf.eval_results`) and
+`training_args.json`, and the model card `README.md` rendered from them (`cervix_hf.model_card`).
+"""
 
 from contextlib import contextmanager
 from pathlib import Path
+
+CARD_FILE = "README.md"
+CONFIG_FILE = "config.json"
+PROCESSOR_FILE = "preprocessor_config.json"
+EVAL_RESULTS_FILE = "eval_results.json"
+TRAINING_ARGS_FILE = "training_args.json"
 
 
 @contextmanager

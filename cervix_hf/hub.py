@@ -1,33 +1,45 @@
-"""Where cervix_hf's models and demo are published on the Hugging Face Hub: the one place that names the repos.
+"""Where cervix_hf's models and demo are published on the Hugging Face Hub, and how a repo reference is written.
 
-The app, the model cards and the publishing commands all read the repo ids from here. A Space (or anyone) can
-point the app at other repos without editing code: `CERVIX_HF_<MODEL_TYPE>_REPO` (e.g. `CERVIX_HF_COLPONET_REPO`)
-overrides a model's repo id, as `OWNER/NAME` or `OWNER/NAME@REVISION` to pin a revision (the app splits it);
-`python -m train.push_space --model colponet=OWNER/NAME` sets it as a Space variable.
+The published repo ids are the `repo_id`s of the model records (`cervix_hf.registry`); the app, the model cards and
+the publishing commands read them through `model_repo_id`. A Space (or anyone) can point the app at other repos
+without editing code: `CERVIX_HF_<MODEL_TYPE>_REPO` (e.g. `CERVIX_HF_COLPONET_REPO`) overrides a model's repo id,
+as `OWNER/NAME` or `OWNER/NAME@REVISION` to pin a revision; `python -m train.push_space --model colponet=OWNER/NAME`
+sets it as a Space variable. `split_revision` is the one reader of that `OWNER/NAME[@REVISION]` form.
 """
 
 import os
+import re
 from collections.abc import Mapping
 
+from .registry import FAMILIES, family
+
 # Keyed by `config.model_type`.
-PUBLISHED_MODELS = {
-    "colponet": "cervix-hf/colponet",
-    "cell_detector": "cervix-hf/cell-detector",
-    "prepost_fusion": "cervix-hf/prepost-fusion",
-}
+PUBLISHED_MODELS = {record.model_type: record.repo_id for record in FAMILIES}
 DEFAULT_SPACE_ID = "cervix-hf/cervix-demo"
 DEFAULT_REVISION = "main"
+
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def split_revision(reference: str) -> tuple[str, str | None]:
+    """`OWNER/NAME[@REVISION]` as `(OWNER/NAME, REVISION or None)`."""
+    repo_id, _, revision = reference.partition("@")
+    return repo_id, revision or None
+
+
+def is_repo_reference(reference: str) -> bool:
+    """Whether `reference` has the form `OWNER/NAME[@REVISION]`."""
+    return bool(_REPO_ID.match(split_revision(reference)[0]))
 
 
 def repo_env_var(model_type: str) -> str:
     """The environment variable that overrides `model_type`'s repo id, e.g. `CERVIX_HF_COLPONET_REPO`."""
-    _check_model_type(model_type)
-    return f"CERVIX_HF_{model_type.upper()}_REPO"
+    return family(model_type).repo_env_var
 
 
 def model_repo_id(model_type: str, environ: Mapping[str, str] | None = None) -> str:
     """
-    The Hub repo id to load `model_type` from: `CERVIX_HF_<MODEL_TYPE>_REPO` when set, else
+    The Hub repo to load `model_type` from, `OWNER/NAME[@REVISION]`: `CERVIX_HF_<MODEL_TYPE>_REPO` when set, else
     `PUBLISHED_MODELS[model_type]`.
 
     Args:
@@ -38,8 +50,3 @@ def model_repo_id(model_type: str, environ: Mapping[str, str] | None = None) -> 
     """
     environ = os.environ if environ is None else environ
     return environ.get(repo_env_var(model_type)) or PUBLISHED_MODELS[model_type]
-
-
-def _check_model_type(model_type: str) -> None:
-    if model_type not in PUBLISHED_MODELS:
-        raise ValueError(f"Unknown model type {model_type!r}; published models: {', '.join(PUBLISHED_MODELS)}.")

@@ -8,6 +8,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Au
 from .colponet import ImageQualityReport
 from .image_io import load_image
 from .tiling import detect_tiled
+from .visualization import grad_cam
 
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
 
@@ -38,11 +39,21 @@ class CervixTypePrediction:
         }
 
 
-def load_classifier(model_id: str, revision: str | None = None):
-    """A ColpoNet (or any image classifier) and its processor from a folder or a Hub repo id, in eval mode."""
-    model = AutoModelForImageClassification.from_pretrained(model_id, revision=revision)
+def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoModelForImageClassification):
+    """A model (the task model `auto_class` loads) and its processor from a folder or a Hub repo id, in eval mode."""
+    model = auto_class.from_pretrained(model_id, revision=revision)
     processor = AutoImageProcessor.from_pretrained(model_id, revision=revision)
     return model.eval(), processor
+
+
+def load_classifier(model_id: str, revision: str | None = None):
+    """A ColpoNet (or any image classifier) and its processor from a folder or a Hub repo id, in eval mode."""
+    return load_pretrained(model_id, revision, AutoModelForImageClassification)
+
+
+def passes_quality_gate(quality: ImageQualityReport, ignore_quality_gate: bool = False) -> bool:
+    """Whether a photo with this quality report is classified: the gate passed it, or the user overrode the gate."""
+    return quality.is_acceptable or ignore_quality_gate
 
 
 @torch.inference_mode()
@@ -54,7 +65,7 @@ def classify_cervix_type(model, processor, image, ignore_quality_gate: bool = Fa
     image = load_image(image)
     inputs = processor(image, return_tensors="pt", return_quality_report=True)
     quality = inputs.pop("quality_reports")[0]
-    if not (quality.is_acceptable or ignore_quality_gate):
+    if not passes_quality_gate(quality, ignore_quality_gate):
         return CervixTypePrediction(quality=quality, classified=False)
     logits = model(pixel_values=inputs["pixel_values"]).logits[0]
     probabilities = logits.softmax(-1).tolist()
@@ -63,6 +74,34 @@ def classify_cervix_type(model, processor, image, ignore_quality_gate: bool = Fa
     return CervixTypePrediction(
         quality=quality, classified=True, label=names[best], probabilities=dict(zip(names, probabilities))
     )
+
+
+@dataclass
+class CervixTypeExplanation:
+    """
+    What drove the cervix-type prediction of one photo, or why there is none.
+
+    Args:
+        quality (`ImageQualityReport`): the quality gate's report.
+        heatmap (`torch.Tensor`, *optional*): the Grad-CAM map on the model's last feature map (non-negative, not
+            normalised); `None` when the photo was not classified.
+        label (`str`, *optional*): the type it explains, the most probable one.
+    """
+
+    quality: ImageQualityReport
+    heatmap: torch.Tensor | None = None
+    label: str | None = None
+
+
+@torch.inference_mode()
+def explain_cervix_type(model, processor, image, ignore_quality_gate: bool = False) -> CervixTypeExplanation:
+    """Grad-CAM of the most probable type of `image`, under the same quality-gate decision as `classify_cervix_type`."""
+    inputs = processor(load_image(image), return_tensors="pt", return_quality_report=True)
+    quality = inputs.pop("quality_reports")[0]
+    if not passes_quality_gate(quality, ignore_quality_gate):
+        return CervixTypeExplanation(quality)
+    heatmap, target = grad_cam(model, inputs["pixel_values"])
+    return CervixTypeExplanation(quality, heatmap, model.config.id2label[target])
 
 
 @dataclass
@@ -80,9 +119,7 @@ class CellDetection:
 
 def load_detector(model_id: str, revision: str | None = None):
     """A cell detector and its processor from a folder or a Hub repo id, in eval mode."""
-    model = AutoModelForObjectDetection.from_pretrained(model_id, revision=revision)
-    processor = AutoImageProcessor.from_pretrained(model_id, revision=revision)
-    return model.eval(), processor
+    return load_pretrained(model_id, revision, AutoModelForObjectDetection)
 
 
 @torch.inference_mode()
@@ -120,12 +157,14 @@ class PrePostPrediction:
         threshold (`float`): the threshold the decision used.
         pre_to_post_attention (`torch.Tensor` of shape `(height, width, height, width)`): attention of each
             pre-stain position to each post-stain position, averaged over heads, on the backbone's token grid.
+        threshold_origin (`str`): where the threshold came from, in words (see [`prepost_threshold`]).
     """
 
     label: str
     probability: float
     threshold: float
     pre_to_post_attention: torch.Tensor
+    threshold_origin: str = ""
 
     def to_dict(self) -> dict:
         return {"label": self.label, "probability": self.probability, "threshold": self.threshold}
@@ -136,15 +175,50 @@ def load_prepost(model_id: str, revision: str | None = None):
     return load_classifier(model_id, revision)
 
 
+class OperatingPointError(ValueError):
+    """The threshold asked for cannot be used: both a threshold and an operating point, or a point the model lacks."""
+
+
+def prepost_threshold(
+    config, operating_point: str | None = None, threshold: float | None = None
+) -> tuple[float, str]:
+    """
+    The threshold a pre/post decision uses, and where it came from in words: `threshold` when given, else the named
+    operating point's (chosen on the validation split, saved in `config`), else `config.decision_threshold`.
+
+    Raises:
+        [`OperatingPointError`]: both are given, or the model has no such operating point, or training could not
+        define it.
+    """
+    try:
+        value = config.threshold_for(operating_point, threshold)
+    except ValueError as error:
+        raise OperatingPointError(str(error)) from None
+    if threshold is not None:
+        return value, "your threshold"
+    if operating_point is None:
+        return value, "the model's decision threshold"
+    point = config.operating_points[operating_point]
+    origin = f"the {operating_point} operating point"
+    if point.get("sensitivity") is not None and point.get("specificity") is not None:
+        origin += f": validation sensitivity {point['sensitivity']:.2f}, specificity {point['specificity']:.2f}"
+    if point.get("achieved") is False:
+        origin += f"; its target was not reached: {point.get('reason')}"
+    return value, origin
+
+
 @torch.inference_mode()
-def classify_prepost(model, processor, pre_image, post_image, threshold: float | None = None) -> PrePostPrediction:
+def classify_prepost(
+    model, processor, pre_image, post_image, threshold: float | None = None, operating_point: str | None = None
+) -> PrePostPrediction:
     """
-    Negative/Positive for one case. `threshold` defaults to the model's `config.decision_threshold`; a case is
-    Positive when its probability is at or above it.
+    Negative/Positive for one case, at `threshold`, else at the named `operating_point` (`"screening"`,
+    `"balanced"`, `"confirmatory"`), else at the model's `config.decision_threshold` ([`prepost_threshold`]); a case
+    is Positive when its probability is at or above it.
     """
-    threshold = model.config.decision_threshold if threshold is None else threshold
+    threshold, origin = prepost_threshold(model.config, operating_point, threshold)
     outputs = model(**processor(load_image(pre_image), load_image(post_image), return_tensors="pt"))
     decision = processor.post_process_classification(outputs, threshold)[0]
     height, width = outputs.feature_map_size
     attention = outputs.pre_to_post_attentions[0].mean(0).reshape(height, width, height, width)
-    return PrePostPrediction(decision["label"], decision["probability"], decision["threshold"], attention)
+    return PrePostPrediction(decision["label"], decision["probability"], decision["threshold"], attention, origin)

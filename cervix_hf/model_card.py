@@ -31,14 +31,11 @@ import jinja2
 import jinja2.meta
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .files import atomic_write_text
-from .hub import DEFAULT_REVISION, PUBLISHED_MODELS
+from .eval_results import eval_results_problems
+from .files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE, atomic_write_text
+from .hub import DEFAULT_REVISION
+from .registry import FAMILIES_BY_TYPE
 
-CARD_FILE = "README.md"
-CONFIG_FILE = "config.json"
-PROCESSOR_FILE = "preprocessor_config.json"
-EVAL_RESULTS_FILE = "eval_results.json"
-TRAINING_ARGS_FILE = "training_args.json"
 # Where each tracked source of a template comes from.
 SOURCE_FILES = {
     "eval": EVAL_RESULTS_FILE,
@@ -78,34 +75,6 @@ REQUIRED_SECTIONS = (
     "Hardware and software",
     "Citation and data licences",
 )
-MODEL_SECTIONS = {
-    "colponet": ("Quality gate", "Classification report", "Confusion matrix"),
-    "cell_detector": ("Per-class average precision",),
-    "prepost_fusion": ("Sensitivity and specificity", "Confusion matrix", "Threshold table", "Operating points"),
-}
-PIPELINE_TAGS = {"colponet": "image-classification", "cell_detector": "object-detection",
-                 "prepost_fusion": "image-classification"}  # fmt: skip
-# model-index entries: (metric type, metric name, path in eval_results.json); entries whose value is null are left out.
-INDEX_METRICS = {
-    "colponet": (
-        ("accuracy", "Accuracy", ("metrics", "accuracy")),
-        ("f1", "Macro F1", ("metrics", "classification_report", "macro avg", "f1-score")),
-        ("log_loss", "Log loss", ("metrics", "log_loss")),
-        ("roc_auc", "Macro ROC-AUC (one-vs-rest)", ("metrics", "roc_auc")),
-    ),
-    "cell_detector": (
-        ("mean_average_precision", "mAP@[.5:.95]", ("metrics", "map")),
-        ("mean_average_precision_50", "mAP@.5", ("metrics", "map_50")),
-        ("mean_average_recall", "mAR@[.5:.95]", ("metrics", "mar")),
-    ),
-    "prepost_fusion": (
-        ("sensitivity", "Sensitivity at the decision threshold", ("metrics", "report", "sensitivity")),
-        ("specificity", "Specificity at the decision threshold", ("metrics", "report", "specificity")),
-        ("accuracy", "Accuracy at the decision threshold", ("metrics", "report", "accuracy")),
-        ("roc_auc", "ROC-AUC", ("metrics", "report", "roc_auc")),
-        ("average_precision", "PR-AUC (average precision)", ("metrics", "report", "pr_auc")),
-    ),
-}
 INDEX_DIGITS = 4
 NOT_AVAILABLE = "n/a"
 
@@ -241,10 +210,11 @@ def check_model_card(card_text: str, values: list[CardValue], model_dir) -> None
     """
     sources = read_sources(Path(model_dir))
     model_type = sources["config"].get("model_type")
-    problems = _eval_problems(sources["eval"], model_type)
+    problems = eval_results_problems(sources["eval"])
     problems += _value_problems(card_text, values, sources)
     problems += _index_problems(card_text, sources["eval"], model_type)
-    problems += _section_problems(card_text, REQUIRED_SECTIONS + MODEL_SECTIONS.get(model_type, ()))
+    record = FAMILIES_BY_TYPE.get(model_type)
+    problems += _section_problems(card_text, REQUIRED_SECTIONS + (record.card_sections if record else ()))
     problems += _table_problems(card_text, values)
     if problems:
         raise ModelCardError(f"The model card of {model_dir} is wrong:\n- " + "\n- ".join(problems))
@@ -260,7 +230,7 @@ def check_eval_results(eval_results: dict, model_type: str, name: str = EVAL_RES
     Raises:
         [`ModelCardError`]: listing every contradiction.
     """
-    problems = _eval_problems(eval_results, model_type)
+    problems = eval_results_problems(eval_results)
     if problems:
         raise ModelCardError(f"{name} contradicts itself:\n- " + "\n- ".join(problems))
 
@@ -294,7 +264,7 @@ def build_model_card(
     model_dir = Path(model_dir)
     sources = read_sources(model_dir)
     model_type = sources["config"].get("model_type")
-    if model_type not in PUBLISHED_MODELS:
+    if model_type not in FAMILIES_BY_TYPE:
         raise ModelCardError(f"{model_dir / CONFIG_FILE}: no model card for model_type {model_type!r}.")
     if sources["eval"].get("model_type") != model_type:
         raise ModelCardError(
@@ -302,13 +272,14 @@ def build_model_card(
             f"{CONFIG_FILE} holds a {model_type!r}: the files come from different runs."
         )
     check_eval_results(sources["eval"], model_type, str(model_dir / EVAL_RESULTS_FILE))
-    template_path = Path(template_path) if template_path else TEMPLATES_DIR / f"{model_type}.md.j2"
+    record = FAMILIES_BY_TYPE[model_type]
+    template_path = Path(template_path) if template_path else TEMPLATES_DIR / record.card_template
     template_str = _read_template(TEMPLATES_DIR / MACROS_TEMPLATE) + _read_template(template_path)
 
     printer = _Printer()
-    repo_id = repo_id or PUBLISHED_MODELS[model_type]
+    repo_id = repo_id or record.repo_id
     dataset = _dataset_of(model_type, sources["eval"])
-    card_data = _card_data(model_type, sources, repo_id, dataset)
+    card_data = _card_data(record, sources, repo_id, dataset)
     template_kwargs = {
         "ev": _Field(printer, "eval", (), sources["eval"]),
         "config": _Field(printer, "config", (), sources["config"]),
@@ -361,31 +332,31 @@ def _check_template_names(template_str: str, template_path: Path, provided: set[
         raise ModelCardError(f"{template_path} uses {', '.join(unknown)}, which the renderer does not provide.")
 
 
-def _card_data(model_type: str, sources: dict, repo_id: str, dataset: Dataset) -> ModelCardData:
+def _card_data(record, sources: dict, repo_id: str, dataset: Dataset) -> ModelCardData:
     eval_results, config = sources["eval"], sources["config"]
     index = []
-    for metric_type, metric_name, path in INDEX_METRICS[model_type]:
-        value = _lookup_or_none(eval_results, path)
+    for metric in record.index_metrics:
+        value = _lookup_or_none(eval_results, metric.path)
         if value is not None:
             index.append(
                 EvalResult(
-                    task_type=PIPELINE_TAGS[model_type],
+                    task_type=record.pipeline_tag,
                     dataset_type=dataset.slug,
                     dataset_name=dataset.name,
                     dataset_split=eval_results.get("evaluated_on", "test"),
-                    metric_type=metric_type,
-                    metric_name=metric_name,
+                    metric_type=metric.type,
+                    metric_name=metric.name,
                     metric_value=round(float(value), INDEX_DIGITS),
                 )
             )
     return ModelCardData(
         **MODEL_LICENSE,
         library_name="transformers",
-        pipeline_tag=PIPELINE_TAGS[model_type],
-        tags=["medical", "cervical-cancer", "research-only", "custom_code", model_type],
+        pipeline_tag=record.pipeline_tag,
+        tags=["medical", "cervical-cancer", "research-only", "custom_code", record.model_type],
         base_model=config.get("backbone") if config.get("use_pretrained_backbone") else None,
         datasets=[dataset.slug],
-        metrics=[metric_type for metric_type, _, _ in INDEX_METRICS[model_type]],
+        metrics=[metric.type for metric in record.index_metrics],
         model_name=repo_id.split("/")[-1],
         eval_results=index or None,
     )
@@ -638,7 +609,9 @@ def _index_problems(card_text: str, eval_results: dict, model_type: str) -> list
         return [f"the card's metadata cannot be parsed: {err}"]
     shown = {result.metric_type: result.metric_value for result in card.data.eval_results or []}
     problems = []
-    for metric_type, _, path in INDEX_METRICS.get(model_type, ()):
+    record = FAMILIES_BY_TYPE.get(model_type)
+    for metric in record.index_metrics if record else ():
+        metric_type, path = metric.type, metric.path
         expected, value = _lookup_or_none(eval_results, path), shown.get(metric_type)
         if expected is None:
             if metric_type in shown:
@@ -741,105 +714,6 @@ def _table_problems(card_text: str, values: list[CardValue]) -> list[str]:
 
 def _is_table_rule(line: str) -> bool:
     return bool(re.fullmatch(r"\s*\|?(\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*\|?\s*", line.rstrip("\n")))
-
-
-def _eval_problems(eval_results: dict, model_type: str) -> list[str]:
-    missing = [key for key in ("model_type", "label_names", "metrics", "data", "training", "software")
-               if key not in eval_results]  # fmt: skip
-    if missing:
-        return [f"{EVAL_RESULTS_FILE} lacks {', '.join(missing)}: it was not written by a training script's finish_run"]
-    checks = {"colponet": _classification_problems, "cell_detector": _detection_problems,
-              "prepost_fusion": _binary_problems}  # fmt: skip
-    try:
-        return checks[model_type](eval_results) if model_type in checks else []
-    except (KeyError, IndexError, TypeError, ZeroDivisionError) as err:
-        return [f"{EVAL_RESULTS_FILE} does not have the layout of a {model_type} evaluation ({err!r})"]
-
-
-def _classification_problems(eval_results: dict) -> list[str]:
-    metrics, names = eval_results["metrics"], eval_results["label_names"]
-    matrix, report = metrics["confusion_matrix"], metrics["classification_report"]
-    split = eval_results.get("evaluated_on", "test")
-    split_counts = eval_results["data"]["class_counts"].get(split)
-    if len(matrix) != len(names) or any(len(row) != len(names) for row in matrix):
-        return [f"metrics.confusion_matrix is not {len(names)}x{len(names)} for the classes {names}"]
-    problems = []
-    expect = _expecter(problems)
-    total = sum(map(sum, matrix))
-    per_class = {"precision": [], "recall": [], "f1-score": [], "support": []}
-    for index, name in enumerate(names):
-        support, predicted, hits = sum(matrix[index]), sum(row[index] for row in matrix), matrix[index][index]
-        recall, precision = _safe_ratio(hits, support), _safe_ratio(hits, predicted)
-        scores = {"precision": precision, "recall": recall, "f1-score": _safe_ratio(2 * precision * recall,
-                  precision + recall), "support": support}  # fmt: skip
-        for metric, value in scores.items():
-            expect(f"metrics.classification_report.{name}.{metric}", report[name][metric], value)
-            per_class[metric].append(value)
-        if split_counts is not None:
-            expect(f"data.class_counts.{split}.{name}", split_counts.get(name), support)
-    expect("metrics.accuracy", metrics["accuracy"], _safe_ratio(sum(matrix[i][i] for i in range(len(names))), total))
-    supports = per_class.pop("support")
-    for metric, values in per_class.items():
-        macro = sum(values) / len(names)
-        weighted = _safe_ratio(sum(value * support for value, support in zip(values, supports)), total)
-        expect(f"metrics.classification_report.macro avg.{metric}", report["macro avg"][metric], macro)
-        expect(f"metrics.classification_report.weighted avg.{metric}", report["weighted avg"][metric], weighted)
-    for average in ("macro avg", "weighted avg"):
-        expect(f"metrics.classification_report.{average}.support", report[average]["support"], total)
-    return problems
-
-
-def _detection_problems(eval_results: dict) -> list[str]:
-    metrics, data = eval_results["metrics"], eval_results["data"]
-    split = eval_results.get("evaluated_on", "test")
-    problems = []
-    expect = _expecter(problems)
-    per_class = metrics["per_class"]
-    for overall, per in (("map", "ap"), ("map_50", "ap_50"), ("mar", "recall")):
-        scored = [scores[per] for scores in per_class.values() if scores[per] is not None]
-        expect(f"metrics.{overall}", metrics[overall], sum(scored) / len(scored) if scored else None)
-    split_boxes = data["boxes_per_class_per_split"][split]
-    for name, scores in per_class.items():
-        expect(f"metrics.per_class.{name}.num_ground_truth", scores["num_ground_truth"], split_boxes.get(name, 0))
-        if (scores["ap"] is None) != (scores["num_ground_truth"] == 0):
-            problems.append(f"metrics.per_class.{name}.ap must be null exactly when the class has no ground truth")
-    expect("metrics.num_images", metrics["num_images"], data["images_per_split"][split])
-    return problems
-
-
-def _binary_problems(eval_results: dict) -> list[str]:
-    from .metrics.binary import check_binary_consistency  # the metric module's own definition of consistent
-
-    metrics = eval_results["metrics"]
-    problems = []
-    try:
-        check_binary_consistency(metrics)
-    except ValueError as err:
-        problems.append(str(err))
-    expect = _expecter(problems)
-    split = eval_results.get("evaluated_on", "test")
-    split_counts = eval_results["data"]["class_counts"][split]
-    for name, count in zip(eval_results["label_names"], ("num_negative", "num_positive")):
-        expect(f"data.class_counts.{split}.{name}", split_counts.get(name), metrics[count])
-    return problems
-
-
-def _expecter(problems: list[str]):
-    def expect(path: str, found, expected) -> None:
-        same = (found is None and expected is None) or (
-            found is not None
-            and expected is not None
-            and math.isclose(float(found), float(expected), rel_tol=1e-9, abs_tol=1e-9)
-        )
-        if not same:
-            problems.append(f"{path} is {found!r}, but the rest of {EVAL_RESULTS_FILE} gives {expected!r}")
-
-    return expect
-
-
-def _safe_ratio(numerator: float, denominator: float) -> float:
-    """scikit-learn's `zero_division=0`."""
-    return numerator / denominator if denominator else 0.0
 
 
 def _lookup_or_none(data, path: tuple):

@@ -26,18 +26,10 @@ import httpx2  # huggingface_hub's HTTP client: its connection errors are not OS
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants, get_token
 from huggingface_hub.hf_api import CommitInfo
 
-from .hub import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var
-from .model_card import (
-    CARD_FILE,
-    CONFIG_FILE,
-    EVAL_RESULTS_FILE,
-    PROCESSOR_FILE,
-    TEMPLATES_DIR,
-    TRAINING_ARGS_FILE,
-    ModelCardError,
-    write_model_card,
-)
-from .registration import MODEL_FAMILIES
+from .files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
+from .hub import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var, split_revision
+from .model_card import TEMPLATES_DIR, ModelCardError, write_model_card
+from .registry import FAMILIES_BY_TYPE
 
 # The checkout this package runs from (directly or installed with `pip install -e .`): the Space is staged from it.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -254,13 +246,11 @@ def _model_classes(model_dir: Path):
     if not config_path.is_file():
         raise PublishError(f"{config_path} is missing: --model-dir must be a saved model folder.")
     model_type = json.loads(config_path.read_text()).get("model_type")
-    for config_class, _, task_models, processor_class in MODEL_FAMILIES:
-        if config_class.model_type == model_type:
-            _, model_class = next(iter(task_models.values()))  # each family has one task model
-            return model_class, processor_class
-    known = ", ".join(config_class.model_type for config_class, *_ in MODEL_FAMILIES)
-    raise PublishError(f"{config_path} holds a {model_type!r} model; cervix_hf publishes {known}.")
-
+    if model_type not in FAMILIES_BY_TYPE:
+        known = ", ".join(FAMILIES_BY_TYPE)
+        raise PublishError(f"{config_path} holds a {model_type!r} model; cervix_hf publishes {known}.")
+    record = FAMILIES_BY_TYPE[model_type]
+    return record.task_model_class, record.processor_class
 
 def _online_api(endpoint: Optional[str]) -> HfApi:
     """An `HfApi` for `endpoint`, after checking, without any request, that publishing can start."""
@@ -325,7 +315,7 @@ def _space_card(models: dict[str, str], requirements: Path) -> SpaceCard:
         sdk_version=_gradio_version(requirements),
         python_version=".".join(platform.python_version_tuple()[:2]),
         app_file="app.py",
-        models=[reference.partition("@")[0] for reference in models.values()],  # OWNER/NAME[@REVISION]
+        models=[split_revision(reference)[0] for reference in models.values()],
         license="other",
         short_description="Research demo, never a diagnosis",
         tags=["medical", "cervical-cancer", "research-only"],

@@ -17,6 +17,7 @@ from cervix_hf import (
     PrePostFusionImageProcessor,
 )
 from cervix_hf.data import class_counts
+from cervix_hf.eval_results import EvalResults, StageSummary
 from cervix_hf.metrics import (
     compute_classification_metrics,
     compute_detection_metrics,
@@ -30,13 +31,13 @@ from train.engine import finish_run
 SPLITS = ("train", "validation", "test")
 
 
-def stage_summary(name: str, learning_rate: float, train_backbone: bool, metric: str, best: float) -> dict:
+def stage_summary(name: str, learning_rate: float, train_backbone: bool, metric: str, best: float) -> StageSummary:
     """A stage summary as `train.engine.run_stages` writes it."""
-    return {
-        "stage": name, "name": name, "learning_rate": learning_rate, "epochs": 1.0, "train_backbone": train_backbone,
-        "batch_size": None, "global_step": 3, "epochs_run": 1.0, "train_loss": 1.0986, "best_metric": best,
-        "metric_for_best_model": metric, "best_checkpoint": f"{name}/checkpoint-3", "log_history": [],
-    }  # fmt: skip
+    return StageSummary(
+        stage=name, name=name, learning_rate=learning_rate, epochs=1.0, train_backbone=train_backbone,
+        batch_size=None, global_step=3, epochs_run=1.0, train_loss=1.0986, best_metric=best,
+        metric_for_best_model=metric, best_checkpoint=f"{name}/checkpoint-3", log_history=[],
+    )  # fmt: skip
 
 
 def colponet_run(output_dir: Path) -> Path:
@@ -45,13 +46,11 @@ def colponet_run(output_dir: Path) -> Path:
     model = ColpoNetForImageClassification(colponet_config("tiny", class_weights=[1.2, 0.8, 1.0])).eval()
     test_labels = [0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
     probabilities = np.random.default_rng(0).dirichlet(np.ones(3), size=len(test_labels))
-    eval_results = {
-        "task": "image-classification",
-        "model_type": "colponet",
-        "evaluated_on": "test",
-        "label_names": label_names,
-        "metrics": compute_classification_metrics(test_labels, probabilities, label_names),
-        "data": {
+    eval_results = EvalResults(
+        model_type="colponet",
+        label_names=label_names,
+        metrics=compute_classification_metrics(test_labels, probabilities, label_names),
+        data={
             "source": "../shared/data/intel-mobileodt-sample",
             "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
             "seed": 42,
@@ -70,7 +69,7 @@ def colponet_run(output_dir: Path) -> Path:
                 "fft_threshold": 0.0,
             },  # fmt: skip
         },
-        "training": {
+        training={
             "stages": [
                 stage_summary("stage1_frozen_backbone", 1e-4, False, "log_loss", 1.0984),
                 stage_summary("stage2_full", 1e-5, True, "log_loss", 1.0981),
@@ -80,7 +79,7 @@ def colponet_run(output_dir: Path) -> Path:
             "batch_size": 16,
             "model_size": "tiny",
         },
-    }
+    )
     args = train_colponet.get_args_parser().parse_args(
         ["--data", "../shared/data/intel-mobileodt-sample", "--output-dir", str(output_dir), "--model-size", "tiny"]
     )
@@ -100,13 +99,11 @@ def detector_run(output_dir: Path) -> Path:
          "scores": np.array([0.9, 0.7, 0.4])},
         {"boxes": np.array([[70, 70, 90, 90]]), "labels": np.array([0]), "scores": np.array([0.6])},
     ]  # fmt: skip
-    eval_results = {
-        "task": "object-detection",
-        "model_type": "cell_detector",
-        "evaluated_on": "test",
-        "label_names": label_names,
-        "metrics": compute_detection_metrics(truths, predictions, label_names),
-        "data": {
+    eval_results = EvalResults(
+        model_type="cell_detector",
+        label_names=label_names,
+        metrics=compute_detection_metrics(truths, predictions, label_names),
+        data={
             "source": "../data/cells",
             "format": "coco",
             "test_images": ["a.png", "b.png"],
@@ -119,16 +116,19 @@ def detector_run(output_dir: Path) -> Path:
             },  # fmt: skip
             "reader_warnings": [],
         },
-        "training": {
+        training={
             "stages": [stage_summary("train", 1e-3, True, "map", 0.12)],
             "augmentation": "flip",
             "batch_size": 2,
             "model_size": "tiny",
             "min_size": model.config.min_size,
             "max_size": model.config.max_size,
+            "recipe": None,
+            "crop_size": None,
+            "crops_per_image": 1,
         },
-        "export_threshold": 0.5,
-    }
+        extra={"export_threshold": 0.5, "classical_baseline": None},
+    )
     args = train_detector.get_args_parser().parse_args(
         ["--data", "../data/cells", "--format", "coco", "--annotations", "cells.json", "--output-dir",
          str(output_dir), "--model-size", "tiny"]
@@ -149,13 +149,11 @@ def prepost_run(output_dir: Path) -> Path:
     config = prepost_config("tiny", pos_weight=2.0, decision_threshold=threshold, operating_points=points)
     model = PrePostFusionForImageClassification(config).eval()
     split_labels = {"train": [0] * 14 + [1] * 7, "validation": validation_labels, "test": test_labels}
-    eval_results = {
-        "task": "prepost-classification",
-        "model_type": "prepost_fusion",
-        "evaluated_on": "test",
-        "label_names": label_names,
-        "metrics": evaluate_binary(test_labels, test_scores, threshold, points),
-        "data": {
+    eval_results = EvalResults(
+        model_type="prepost_fusion",
+        label_names=label_names,
+        metrics=evaluate_binary(test_labels, test_scores, threshold, points),
+        data={
             "source": "../shared/data/iarc-colposcopy-atlas",
             "post_view": "acetic",
             "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
@@ -165,7 +163,7 @@ def prepost_run(output_dir: Path) -> Path:
             "skipped": {"no normal saline view": 13, "no acetic acid view": 1},
             "skipped_cases": [["case_17", "no normal saline view"]],
         },
-        "training": {
+        training={
             "stages": [
                 stage_summary("stage1_frozen_backbones", 1e-4, False, "loss", 0.69),
                 stage_summary("stage2_full", 1e-5, True, "loss", 0.68),
@@ -178,7 +176,7 @@ def prepost_run(output_dir: Path) -> Path:
             "share_backbone": False,
             "decision_threshold": "balanced",
         },
-    }
+    )
     args = train_prepost.get_args_parser().parse_args(
         ["--data", "../shared/data/iarc-colposcopy-atlas", "--output-dir", str(output_dir), "--model-size", "tiny",
          "--decision-threshold", "balanced"]

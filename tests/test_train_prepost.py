@@ -110,7 +110,7 @@ def test_an_unknown_or_undefined_decision_threshold_is_a_clear_error():
     from cervix_hf import PrePostFusionConfig
 
     with pytest.raises(SystemExit, match="--decision-threshold"):
-        train_prepost.resolve_threshold("strict", PrePostFusionConfig())
+        train_prepost.threshold_from_argument("strict", PrePostFusionConfig())
     undefined = {"threshold": None, "achieved": False, "reason": "only Positive cases in validation"}
     with pytest.raises(SystemExit, match="only Positive cases"):
-        train_prepost.resolve_threshold("screening", PrePostFusionConfig(operating_points={"screening": undefined}))
+        train_prepost.threshold_from_argument("screening", PrePostFusionConfig(operating_points={"screening": undefined}))

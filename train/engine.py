@@ -35,8 +35,9 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from cervix_hf.files import atomic_write_text
-from cervix_hf.model_card import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardError, write_model_card
+from cervix_hf.eval_results import EvalResults, StageSummary
+from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text
+from cervix_hf.model_card import ModelCardError, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,12 @@ def run_stages(
     """
     if not any(stage.epochs > 0 for stage in stages):
         raise ValueError("Nothing to train: every stage has 0 epochs.")
+    trainer_kwargs = {
+        "processing_class": processing_class,
+        "eval_dataset": eval_dataset,
+        "data_collator": data_collator,
+        "compute_metrics": compute_metrics,
+    }
     trainer = None
     summaries = []
     for stage in stages:
@@ -191,87 +198,96 @@ def run_stages(
             logger.info("Stage %s already finished: reloaded its best weights from %s.", stage.name, stage_dir)
             continue
         model.set_backbone_trainable(stage.train_backbone)
-        training_args = TrainingArguments(
-            output_dir=str(stage_dir),
-            num_train_epochs=stage.epochs,
-            max_steps=args.max_steps,
-            learning_rate=stage.learning_rate,
-            weight_decay=args.weight_decay,
-            per_device_train_batch_size=stage.batch_size or args.batch_size,
-            per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
-            lr_scheduler_type="reduce_lr_on_plateau",
-            lr_scheduler_kwargs={
-                "mode": "max" if greater_is_better else "min",
-                "factor": 0.1,
-                "patience": args.plateau_patience,
-            },
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model=metric_for_best_model,
-            greater_is_better=greater_is_better,
-            logging_steps=args.logging_steps,
-            seed=args.seed,
-            dataloader_num_workers=args.workers,
-            dataloader_pin_memory=torch.cuda.is_available(),
-            use_cpu=_cpu_processes(),
-            # Every trainable parameter takes part in every forward pass (frozen ones are not DDP's to track).
-            ddp_find_unused_parameters=False,
-            remove_unused_columns=False,
-            report_to="none",
-            disable_tqdm=args.no_progress_bar,
-        )
         trainer = trainer_class(
             model=model,
-            args=training_args,
-            processing_class=processing_class,
+            args=_stage_arguments(args, stage, stage_dir, metric_for_best_model, greater_is_better),
             train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            data_collator=data_collator,
-            compute_metrics=compute_metrics,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)],
+            **trainer_kwargs,
         )
-        checkpoint = get_last_checkpoint(str(stage_dir)) if args.resume and stage_dir.is_dir() else None
-        if checkpoint:
-            logger.info("Resuming stage %s from %s.", stage.name, checkpoint)
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        summary = {
-            "stage": stage.name,
-            **asdict(stage),
-            "global_step": trainer.state.global_step,
-            "epochs_run": trainer.state.epoch,
-            "train_loss": result.training_loss,
-            "best_metric": trainer.state.best_metric,
-            "metric_for_best_model": metric_for_best_model,
-            # relative to --output-dir: the published eval file names no folder of the machine that trained it
-            "best_checkpoint": _relative_path(trainer.state.best_model_checkpoint, args.output_dir),
-            "log_history": trainer.state.log_history,
-        }
+        summary = _train_stage(trainer, stage, stage_dir, args, metric_for_best_model)
         if trainer.is_world_process_zero():
             trainer.save_model(str(stage_dir))
             _write_json(done_file, summary)
         summaries.append(summary)
     model.set_backbone_trainable(True)
     if trainer is None:  # every stage had finished before --resume: a trainer only to evaluate and predict
-        trainer = trainer_class(
-            model=model,
-            processing_class=processing_class,
-            args=TrainingArguments(
-                output_dir=str(args.output_dir),
-                per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
-                dataloader_num_workers=args.workers,
-                dataloader_pin_memory=torch.cuda.is_available(),
-                use_cpu=_cpu_processes(),
-                remove_unused_columns=False,
-                report_to="none",
-                disable_tqdm=args.no_progress_bar,
-            ),
-            eval_dataset=eval_dataset,
-            data_collator=data_collator,
-            compute_metrics=compute_metrics,
-        )
+        trainer = trainer_class(model=model, args=_training_arguments(args, args.output_dir), **trainer_kwargs)
     return trainer, summaries
+
+
+def _train_stage(trainer: CervixTrainer, stage: TrainingStage, stage_dir: Path, args, metric: str) -> StageSummary:
+    """Trains one stage (continuing its last checkpoint with `--resume`) and summarises it."""
+    checkpoint = get_last_checkpoint(str(stage_dir)) if args.resume and stage_dir.is_dir() else None
+    if checkpoint:
+        logger.info("Resuming stage %s from %s.", stage.name, checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    return StageSummary(
+        stage=stage.name,
+        **asdict(stage),
+        global_step=trainer.state.global_step,
+        epochs_run=trainer.state.epoch,
+        train_loss=result.training_loss,
+        best_metric=trainer.state.best_metric,
+        metric_for_best_model=metric,
+        # relative to --output-dir: the published eval file names no folder of the machine that trained it
+        best_checkpoint=_relative_path(trainer.state.best_model_checkpoint, args.output_dir),
+        log_history=trainer.state.log_history,
+    )
+
+
+def _stage_arguments(
+    args: argparse.Namespace, stage: TrainingStage, stage_dir: Path, metric: str, greater_is_better: bool
+) -> TrainingArguments:
+    """One stage's `TrainingArguments`: evaluated and saved every epoch, the best checkpoint on `metric` kept."""
+    return _training_arguments(
+        args,
+        stage_dir,
+        num_train_epochs=stage.epochs,
+        max_steps=args.max_steps,
+        learning_rate=stage.learning_rate,
+        weight_decay=args.weight_decay,
+        per_device_train_batch_size=stage.batch_size or args.batch_size,
+        lr_scheduler_type="reduce_lr_on_plateau",
+        lr_scheduler_kwargs={"mode": "max" if greater_is_better else "min", "factor": 0.1,
+                             "patience": args.plateau_patience},  # fmt: skip
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=greater_is_better,
+        logging_steps=args.logging_steps,
+        seed=args.seed,
+        # Every trainable parameter takes part in every forward pass (frozen ones are not DDP's to track).
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _training_arguments(args: argparse.Namespace, output_dir: Path, **stage_settings) -> TrainingArguments:
+    """`TrainingArguments` for `output_dir`: what every trainer of a run shares, plus a stage's `stage_settings`."""
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
+        dataloader_num_workers=args.workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=_cpu_processes(),
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=args.no_progress_bar,
+        **stage_settings,
+    )
+
+
+def training_summary(args: argparse.Namespace, stages: list[StageSummary], **settings) -> dict:
+    """The `training` entry of `eval_results.json`: the stages, the settings every script shares, then `settings`."""
+    return {
+        "stages": stages,
+        "augmentation": args.augmentation,
+        "batch_size": args.batch_size,
+        "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
+        **settings,
+    }
 
 
 def software_versions() -> dict[str, str]:
@@ -296,16 +312,17 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def finish_run(model, processor, output_dir: Path, eval_results: dict, args: argparse.Namespace) -> Path:
+def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, args: argparse.Namespace) -> Path:
     """
-    Writes what a run publishes: the model and processor, `eval_results.json`, `training_args.json` and the model
-    card `README.md`.
+    Writes what a run publishes: the model and processor, `eval_results.json` (checked against its contract first,
+    `cervix_hf.eval_results`), `training_args.json` and the model card `README.md`.
     """
+    eval_results.software = software_versions()
+    eval_results.validate()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    eval_results = {**eval_results, "software": software_versions()}
-    _write_json(output_dir / EVAL_RESULTS_FILE, eval_results)
+    _write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
     _write_json(output_dir / TRAINING_ARGS_FILE, vars(args))
     # The card is rendered from the files just written and checked against them; it comes last, so a card that
     # fails its check leaves the run's results saved.

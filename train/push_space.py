@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.hub import PUBLISHED_MODELS
+from cervix_hf.hub import PUBLISHED_MODELS, is_repo_reference
 from cervix_hf.model_card import ModelCardError
 from cervix_hf.publishing import PublishError, push_space, space_models, stage_space
 from .push_to_hub import print_staged
@@ -25,7 +25,7 @@ from .push_to_hub import print_staged
 
 def model_repo(value: str) -> tuple[str, str]:
     model_type, _, reference = value.partition("=")
-    if model_type not in PUBLISHED_MODELS or reference.partition("@")[0].count("/") != 1:
+    if model_type not in PUBLISHED_MODELS or not is_repo_reference(reference):
         raise argparse.ArgumentTypeError(
             f"{value!r}: give MODEL_TYPE=OWNER/NAME[@REVISION] with MODEL_TYPE one of {', '.join(PUBLISHED_MODELS)}."
         )

@@ -39,7 +39,16 @@ from cervix_hf.data import (
 from cervix_hf.metrics import compute_classification_metrics
 from cervix_hf.model_presets import MODEL_SIZES, colponet_config
 from cervix_hf.quality_filter import filter_by_quality
-from .engine import TrainingStage, add_common_args, finish_run, on_main_process, run_stages, start_run
+from cervix_hf.eval_results import EvalResults
+from .engine import (
+    TrainingStage,
+    add_common_args,
+    finish_run,
+    on_main_process,
+    run_stages,
+    start_run,
+    training_summary,
+)
 from .presets import CLASSIFICATION_PRESETS, classification_train_transform
 
 logger = logging.getLogger("train.train_colponet")
@@ -204,13 +213,11 @@ def main(args: argparse.Namespace) -> dict:
         return {}
     probabilities = torch.softmax(torch.as_tensor(prediction.predictions), dim=-1).numpy()
     test_labels = np.asarray(subset["test"][1])
-    eval_results = {
-        "task": "image-classification",
-        "model_type": model.config.model_type,
-        "evaluated_on": "test",
-        "label_names": label_names,
-        "metrics": compute_classification_metrics(test_labels, probabilities, label_names),
-        "data": {
+    eval_results = EvalResults(
+        model_type=model.config.model_type,
+        label_names=label_names,
+        metrics=compute_classification_metrics(test_labels, probabilities, label_names),
+        data={
             "source": str(args.data),
             "split_fractions": dict(zip(("train", "validation", "test"), SPLIT_FRACTIONS)),
             "seed": args.seed,
@@ -221,26 +228,22 @@ def main(args: argparse.Namespace) -> dict:
                 "fft_threshold": processor.quality_fft_threshold,
             },
         },
-        "training": {
-            "stages": stage_summaries,
-            "class_weights": class_weights,
-            "augmentation": args.augmentation,
-            "batch_size": args.batch_size,
-            "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
+        training=training_summary(args, stage_summaries, class_weights=class_weights),
+        extra={
+            "predictions": [
+                {"path": path, "label": label_names[label], "probabilities": dict(zip(label_names, map(float, probs)))}
+                for path, label, probs in zip(subset["test"][0], test_labels, probabilities)
+            ],
         },
-        "predictions": [
-            {"path": path, "label": label_names[label], "probabilities": dict(zip(label_names, map(float, probs)))}
-            for path, label, probs in zip(subset["test"][0], test_labels, probabilities)
-        ],
-    }
+    )
     finish_run(model, processor, args.output_dir, eval_results, args)
     logger.info(
         "Held-out accuracy %.3f, log loss %.3f. Model and eval_results.json in %s.",
-        eval_results["metrics"]["accuracy"],
-        eval_results["metrics"]["log_loss"],
+        eval_results.metrics["accuracy"],
+        eval_results.metrics["log_loss"],
         args.output_dir,
     )
-    return eval_results
+    return eval_results.to_dict()
 
 
 if __name__ == "__main__":

@@ -59,10 +59,19 @@ from cervix_hf.data import (
 )
 from cervix_hf.detection_export import write_detections
 from cervix_hf.detector_recipes import DETECTOR_RECIPES
+from cervix_hf.eval_results import EvalResults
 from cervix_hf.inference import CellDetection
 from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import MODEL_SIZES, cell_detector_config
-from .engine import CervixTrainer, TrainingStage, add_common_args, finish_run, run_stages, start_run
+from .engine import (
+    CervixTrainer,
+    TrainingStage,
+    add_common_args,
+    finish_run,
+    run_stages,
+    start_run,
+    training_summary,
+)
 
 logger = logging.getLogger("train.train_detector")
 
@@ -293,13 +302,11 @@ def main(args: argparse.Namespace) -> dict:
     ]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_detections(per_image, args.output_dir / "detections.csv", args.output_dir / "detections.json")
-    eval_results = {
-        "task": "object-detection",
-        "model_type": model.config.model_type,
-        "evaluated_on": "test",
-        "label_names": label_names,
-        "metrics": metrics,
-        "data": {
+    eval_results = EvalResults(
+        model_type=model.config.model_type,
+        label_names=label_names,
+        metrics=metrics,
+        data={
             "source": str(args.data),
             "format": data_format,
             "test_images": [Path(p).name for p in paths],
@@ -308,20 +315,17 @@ def main(args: argparse.Namespace) -> dict:
             "boxes_per_class_per_split": {name: split.box_counts() for name, split in splits.items()},
             "reader_warnings": records.warnings,
         },
-        "training": {
-            "stages": stage_summaries,
-            "augmentation": args.augmentation,
-            "batch_size": args.batch_size,
-            "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
-            "min_size": model.config.min_size,
-            "max_size": model.config.max_size,
-            "recipe": DETECTOR_RECIPES[args.recipe].to_dict() if args.recipe else None,
-            "crop_size": args.crop_size,
-            "crops_per_image": args.crops_per_image,
-        },
-        "export_threshold": args.export_threshold,
-        "classical_baseline": baseline,
-    }
+        training=training_summary(
+            args,
+            stage_summaries,
+            min_size=model.config.min_size,
+            max_size=model.config.max_size,
+            recipe=DETECTOR_RECIPES[args.recipe].to_dict() if args.recipe else None,
+            crop_size=args.crop_size,
+            crops_per_image=args.crops_per_image,
+        ),
+        extra={"export_threshold": args.export_threshold, "classical_baseline": baseline},
+    )
     finish_run(model, processor, args.output_dir, eval_results, args)
     logger.info(
         "Test mAP@[.5:.95] %.3f, mAP@.5 %.3f on %d images. Model, eval_results.json and detections in %s.",
@@ -330,7 +334,7 @@ def main(args: argparse.Namespace) -> dict:
         len(paths),
         args.output_dir,
     )
-    return eval_results
+    return eval_results.to_dict()
 
 
 if __name__ == "__main__":

@@ -40,10 +40,11 @@ from cervix_hf.data import (
     read_iarc_atlas,
     read_pairs_csv,
 )
+from cervix_hf.eval_results import EvalResults
 from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_points
 from cervix_hf.model_presets import MODEL_SIZES, prepost_config
 from cervix_hf.prepost import OPERATING_POINT_NAMES
-from .engine import TrainingStage, add_common_args, finish_run, run_stages, start_run
+from .engine import TrainingStage, add_common_args, finish_run, run_stages, start_run, training_summary
 
 logger = logging.getLogger("train.train_prepost")
 
@@ -95,7 +96,7 @@ def build_model(args: argparse.Namespace, pos_weight: float | None) -> PrePostFu
     return model
 
 
-def resolve_threshold(value: str, config) -> float:
+def threshold_from_argument(value: str, config) -> float:
     """`--decision-threshold`: an operating point's name (chosen on validation, saved in `config`) or a number."""
     if value in OPERATING_POINT_NAMES:
         try:
@@ -180,15 +181,13 @@ def main(args: argparse.Namespace) -> dict:
         validation_labels, validation_scores, args.target_sensitivity, args.target_specificity
     )
     model.config.operating_points = operating_points
-    model.config.decision_threshold = resolve_threshold(args.decision_threshold, model.config)
+    model.config.decision_threshold = threshold_from_argument(args.decision_threshold, model.config)
     metrics = evaluate_binary(test_labels, test_scores, model.config.decision_threshold, operating_points)
-    eval_results = {
-        "task": "prepost-classification",
-        "model_type": model.config.model_type,
-        "evaluated_on": "test",
-        "label_names": list(records.label_names),
-        "metrics": metrics,
-        "data": {
+    eval_results = EvalResults(
+        model_type=model.config.model_type,
+        label_names=list(records.label_names),
+        metrics=metrics,
+        data={
             "source": str(args.data),
             "post_view": args.post if args.data.is_dir() else None,
             "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
@@ -200,20 +199,20 @@ def main(args: argparse.Namespace) -> dict:
             "skipped": records.skipped,
             "skipped_cases": records.skipped_cases,
         },
-        "training": {
-            "stages": stage_summaries,
-            "pos_weight": pos_weight,
-            "augmentation": args.augmentation,
-            "batch_size": args.batch_size,
-            "stage2_batch_size": args.stage2_batch_size,
-            "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
-            "share_backbone": model.config.share_backbone,
-            "decision_threshold": args.decision_threshold,
+        training=training_summary(
+            args,
+            stage_summaries,
+            pos_weight=pos_weight,
+            stage2_batch_size=args.stage2_batch_size,
+            share_backbone=model.config.share_backbone,
+            decision_threshold=args.decision_threshold,
+        ),
+        extra={
+            "predictions": case_predictions(splits["test"], test_labels, test_scores),
+            # the scores the operating points were chosen on, so anyone can choose them again
+            "validation_predictions": case_predictions(splits["validation"], validation_labels, validation_scores),
         },
-        "predictions": case_predictions(splits["test"], test_labels, test_scores),
-        # the scores the operating points were chosen on, so anyone can choose them again
-        "validation_predictions": case_predictions(splits["validation"], validation_labels, validation_scores),
-    }
+    )
     finish_run(model, processor, args.output_dir, eval_results, args)
     report = metrics["report"]
     logger.info(
@@ -226,7 +225,7 @@ def main(args: argparse.Namespace) -> dict:
         report["roc_auc"],
         args.output_dir,
     )
-    return eval_results
+    return eval_results.to_dict()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from .intel_mobileodt import (
     read_intel_mobileodt,
 )
 from .prepost import (
-    PAIR_LABELS,
     PAIR_PRESETS,
     PairDataset,
     PairRecord,
@@ -51,7 +50,6 @@ __all__ = [
     "ISBI2014_EDF_LABELS",
     "ImageClassificationDataset",
     "ImageFolderRecords",
-    "PAIR_LABELS",
     "PAIR_PRESETS",
     "PairDataset",
     "PairRecord",

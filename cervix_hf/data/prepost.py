@@ -15,11 +15,11 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..image_io import ImageLoadError, load_image
+from ..prepost.configuration_prepost import PREPOST_LABELS
 from .splits import stratified_split
 
 logger = logging.getLogger(__name__)
 
-PAIR_LABELS = ["Negative", "Positive"]
 PAIR_CSV_COLUMNS = ("pre", "post", "label")
 PAIR_PRESETS = ("none", "flip", "default")
 
@@ -83,7 +83,7 @@ class PairRecords:
     """
 
     records: list[PairRecord]
-    label_names: list[str] = field(default_factory=lambda: list(PAIR_LABELS))
+    label_names: list[str] = field(default_factory=lambda: list(PREPOST_LABELS))
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_cases: list[tuple[str, str]] = field(default_factory=list)
 

@@ -17,7 +17,9 @@ from typing import Optional, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, classification_report, confusion_matrix, roc_auc_score
 
-LABEL_NAMES = ["Negative", "Positive"]
+from ..prepost.configuration_prepost import PREPOST_LABELS
+from .consistency import expecter
+
 THRESHOLD_RELATIVE_TOLERANCE = 1e-9
 DECISION_RULE = "Positive when score >= threshold (a score equal to the threshold up to float rounding included)"
 DEFAULT_THRESHOLDS = np.round(np.arange(0, 1.0001, 0.05), 2)
@@ -49,7 +51,7 @@ def binary_report(labels: Sequence[int], scores: Sequence[float], threshold: flo
     predictions = _predict(scores, threshold)
     tn, fp, fn, tp = _confusion_counts(labels, predictions)
     report = classification_report(
-        labels, predictions, labels=[0, 1], target_names=LABEL_NAMES, output_dict=True, zero_division=np.nan
+        labels, predictions, labels=[0, 1], target_names=list(PREPOST_LABELS), output_dict=True, zero_division=np.nan
     )
     num_positive = int(labels.sum())
     results = {
@@ -138,7 +140,7 @@ def bootstrap_intervals(
         class_correct = correct[labels == label]
         total = len(class_correct)
         if total == 0:
-            reason = f"no {LABEL_NAMES[label]} case: {name} is undefined."
+            reason = f"no {PREPOST_LABELS[label]} case: {name} is undefined."
             results[name] = dict.fromkeys(("estimate", "bootstrap", "wilson"), None)
             results[name].update(successes=0, total=0, reason=reason)
             continue
@@ -514,3 +516,22 @@ def _wilson_interval(successes: int, total: int, confidence: float) -> list[floa
     centre = (proportion + z**2 / (2 * total)) / denominator
     half_width = z / denominator * math.sqrt(proportion * (1 - proportion) / total + z**2 / (4 * total**2))
     return [max(0.0, centre - half_width), min(1.0, centre + half_width)]
+
+
+def eval_results_problems(eval_results: dict) -> list[str]:
+    """
+    The contradictions in a binary classifier's `eval_results.json`: [`check_binary_consistency`] of its metrics,
+    and the evaluated split's class counts against them.
+    """
+    metrics = eval_results["metrics"]
+    problems = []
+    try:
+        check_binary_consistency(metrics)
+    except ValueError as err:
+        problems.append(str(err))
+    expect = expecter(problems)
+    split = eval_results.get("evaluated_on", "test")
+    split_counts = eval_results["data"]["class_counts"][split]
+    for name, count in zip(eval_results["label_names"], ("num_negative", "num_positive")):
+        expect(f"data.class_counts.{split}.{name}", split_counts.get(name), metrics[count])
+    return problems

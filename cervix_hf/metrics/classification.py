@@ -9,6 +9,8 @@ import evaluate
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss, roc_auc_score
 
+from .consistency import expecter, safe_ratio
+
 # The Kaggle multi-class log loss clips probabilities to [eps, 1 - eps] and renormalises each row.
 KAGGLE_LOG_LOSS_EPS = 1e-15
 
@@ -178,3 +180,40 @@ def _clip_and_renormalise(probabilities: np.ndarray) -> np.ndarray:
     """Kaggle's log-loss input: each probability clipped to [eps, 1 - eps], then each row divided by its sum."""
     probabilities = np.clip(probabilities, KAGGLE_LOG_LOSS_EPS, 1 - KAGGLE_LOG_LOSS_EPS)
     return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def eval_results_problems(eval_results: dict) -> list[str]:
+    """
+    The contradictions in a classifier's `eval_results.json`: class counts, supports, per-class and averaged rates
+    and accuracy checked against the confusion matrix.
+    """
+    metrics, names = eval_results["metrics"], eval_results["label_names"]
+    matrix, report = metrics["confusion_matrix"], metrics["classification_report"]
+    split = eval_results.get("evaluated_on", "test")
+    split_counts = eval_results["data"]["class_counts"].get(split)
+    if len(matrix) != len(names) or any(len(row) != len(names) for row in matrix):
+        return [f"metrics.confusion_matrix is not {len(names)}x{len(names)} for the classes {names}"]
+    problems = []
+    expect = expecter(problems)
+    total = sum(map(sum, matrix))
+    per_class = {"precision": [], "recall": [], "f1-score": [], "support": []}
+    for index, name in enumerate(names):
+        support, predicted, hits = sum(matrix[index]), sum(row[index] for row in matrix), matrix[index][index]
+        recall, precision = safe_ratio(hits, support), safe_ratio(hits, predicted)
+        scores = {"precision": precision, "recall": recall, "f1-score": safe_ratio(2 * precision * recall,
+                  precision + recall), "support": support}  # fmt: skip
+        for metric, value in scores.items():
+            expect(f"metrics.classification_report.{name}.{metric}", report[name][metric], value)
+            per_class[metric].append(value)
+        if split_counts is not None:
+            expect(f"data.class_counts.{split}.{name}", split_counts.get(name), support)
+    expect("metrics.accuracy", metrics["accuracy"], safe_ratio(sum(matrix[i][i] for i in range(len(names))), total))
+    supports = per_class.pop("support")
+    for metric, values in per_class.items():
+        macro = sum(values) / len(names)
+        weighted = safe_ratio(sum(value * support for value, support in zip(values, supports)), total)
+        expect(f"metrics.classification_report.macro avg.{metric}", report["macro avg"][metric], macro)
+        expect(f"metrics.classification_report.weighted avg.{metric}", report["weighted avg"][metric], weighted)
+    for average in ("macro avg", "weighted avg"):
+        expect(f"metrics.classification_report.{average}.support", report[average]["support"], total)
+    return problems

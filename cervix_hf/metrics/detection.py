@@ -13,6 +13,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from .consistency import expecter
+
 
 def compute_detection_metrics(
     ground_truths: Sequence[dict],
@@ -119,3 +121,25 @@ def _xywh(box) -> list[float]:
 def _mean_valid(values: np.ndarray) -> float:
     valid = values[values > -1]
     return float(valid.mean()) if valid.size else 0.0
+
+
+def eval_results_problems(eval_results: dict) -> list[str]:
+    """
+    The contradictions in a detector's `eval_results.json`: mean AP and recall against the per-class ones, and
+    ground-truth boxes and images against the evaluated split.
+    """
+    metrics, data = eval_results["metrics"], eval_results["data"]
+    split = eval_results.get("evaluated_on", "test")
+    problems = []
+    expect = expecter(problems)
+    per_class = metrics["per_class"]
+    for overall, per in (("map", "ap"), ("map_50", "ap_50"), ("mar", "recall")):
+        scored = [scores[per] for scores in per_class.values() if scores[per] is not None]
+        expect(f"metrics.{overall}", metrics[overall], sum(scored) / len(scored) if scored else None)
+    split_boxes = data["boxes_per_class_per_split"][split]
+    for name, scores in per_class.items():
+        expect(f"metrics.per_class.{name}.num_ground_truth", scores["num_ground_truth"], split_boxes.get(name, 0))
+        if (scores["ap"] is None) != (scores["num_ground_truth"] == 0):
+            problems.append(f"metrics.per_class.{name}.ap must be null exactly when the class has no ground truth")
+    expect("metrics.num_images", metrics["num_images"], data["images_per_split"][split])
+    return problems

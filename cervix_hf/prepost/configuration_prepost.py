@@ -119,13 +119,19 @@ class PrePostFusionConfig(PreTrainedConfig):
                 f"([{self.backbone_config.stage_names[-1]!r}]): the fusion reads the last feature map."
             )
 
-    def threshold_for(self, operating_point: str | None = None) -> float:
+    def threshold_for(self, operating_point: str | None = None, threshold: float | None = None) -> float:
         """
-        The threshold of a named operating point, or `decision_threshold` for `None`.
+        The threshold of a decision: `threshold` when given, else the named operating point's, else
+        `decision_threshold`.
 
         Raises:
-            `ValueError`: the model has no such point, or training could not define it (the reason is given).
+            `ValueError`: both are given, or the model has no such point, or training could not define it (the
+            reason is given).
         """
+        if threshold is not None and operating_point is not None:
+            raise ValueError("Pass either `threshold` or `operating_point`, not both.")
+        if threshold is not None:
+            return float(threshold)
         if operating_point is None:
             return float(self.decision_threshold)
         points = self.operating_points or {}

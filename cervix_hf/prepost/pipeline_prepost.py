@@ -26,14 +26,7 @@ class PrePostClassificationPipeline(Pipeline):
     _load_processor = False
 
     def _sanitize_parameters(self, threshold=None, operating_point=None, **kwargs):
-        return {}, {}, {"threshold": self._resolve_threshold(threshold, operating_point)}
-
-    def _resolve_threshold(self, threshold, operating_point) -> float:
-        if threshold is not None and operating_point is not None:
-            raise ValueError("Pass either `threshold` or `operating_point`, not both.")
-        if threshold is not None:
-            return float(threshold)
-        return self.model.config.threshold_for(operating_point)
+        return {}, {}, {"threshold": self.model.config.threshold_for(operating_point, threshold)}
 
     def preprocess(self, inputs):
         if not isinstance(inputs, dict) or not {"pre", "post"} <= set(inputs):
