@@ -27,9 +27,16 @@ from .app_models import DEFAULT_CHECKPOINTS_DIR, TASKS, AppModels, LoadedModel, 
 from .cli import DefaultsHelpFormatter
 from .detection_export import write_detections
 from .image_io import ImageLoadError, load_image
-from .inference import classify_cervix_type, classify_prepost, detect_cells
+from .inference import (
+    OperatingPointError,
+    classify_cervix_type,
+    classify_prepost,
+    detect_cells,
+    explain_cervix_type,
+    prepost_threshold,
+)
 from .prepost import OPERATING_POINT_NAMES
-from .visualization import attention_received, detection_masks, grad_cam, overlay_heatmap
+from .visualization import attention_received, detection_masks, overlay_heatmap
 
 logger = logging.getLogger("cervix_hf.app")
 
@@ -150,12 +157,11 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
     def explain(photo, ignore_quality_gate):
         image, _ = read_upload(photo, "photo")
         loaded = slot.get()
-        inputs = loaded.processor(image, return_tensors="pt", return_quality_report=True)
-        if not (inputs.pop("quality_reports")[0].is_acceptable or ignore_quality_gate):
+        explanation = explain_cervix_type(loaded.model, loaded.processor, image, bool(ignore_quality_gate))
+        if explanation.heatmap is None:
             return gr.Image(value=None, label="Grad-CAM: the photo was not classified")
-        cam, target = grad_cam(loaded.model, inputs["pixel_values"])
-        title = f"Grad-CAM for {loaded.model.config.id2label[target]}: what drove the prediction (red = most)"
-        return gr.Image(value=overlay_heatmap(image, cam), label=result_label(title, loaded))
+        title = f"Grad-CAM for {explanation.label}: what drove the prediction (red = most)"
+        return gr.Image(value=overlay_heatmap(image, explanation.heatmap), label=result_label(title, loaded))
 
     with gr.Tab("Cervix type"):
         gr.Markdown(
@@ -282,28 +288,22 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
 
 
 def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
-    def resolve_threshold(operating_point, threshold) -> tuple[float, str]:
-        config = slot.get().model.config
+    def chosen_threshold(operating_point, threshold) -> dict:
+        """The radio's choice as `classify_prepost`'s arguments: a named operating point, or the user's threshold."""
         if operating_point == CUSTOM_THRESHOLD:
-            return checked_threshold(threshold), "your threshold"
-        if operating_point == MODEL_DEFAULT:
-            return config.decision_threshold, "the model's decision threshold"
-        try:
-            value = config.threshold_for(operating_point)
-        except ValueError as err:
-            raise bad_input(f"{err} Choose another, or '{CUSTOM_THRESHOLD}'.") from None
-        point = config.operating_points[operating_point]
-        described = f"the {operating_point} operating point"
-        if point.get("sensitivity") is not None and point.get("specificity") is not None:
-            described += f": validation sensitivity {point['sensitivity']:.2f}, specificity {point['specificity']:.2f}"
-        if point.get("achieved") is False:
-            described += f"; its target was not reached: {point.get('reason')}"
-        return value, described
+            return {"threshold": checked_threshold(threshold)}
+        return {"operating_point": None if operating_point == MODEL_DEFAULT else operating_point}
+
+    def unavailable(error: OperatingPointError) -> gr.Error:
+        return bad_input(f"{error} Choose another, or '{CUSTOM_THRESHOLD}'.")
 
     def show_operating_point(operating_point, threshold):
-        value, described = resolve_threshold(operating_point, threshold)
+        try:
+            value, origin = prepost_threshold(slot.get().model.config, **chosen_threshold(operating_point, threshold))
+        except OperatingPointError as error:
+            raise unavailable(error) from None
         slider = gr.Slider(value=value, interactive=operating_point == CUSTOM_THRESHOLD)
-        return slider, f"Threshold {value:.3f}: {described}."
+        return slider, f"Threshold {value:.3f}: {origin}."
 
     def classify(pre_image, post_image, operating_point, threshold):
         missing = [what for what, upload in (("pre-stain", pre_image), ("post-stain", post_image)) if upload is None]
@@ -317,13 +317,16 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
             )
         pre, _ = read_upload(pre_image, "pre-stain image")
         post, _ = read_upload(post_image, "post-stain image")
-        value, described = resolve_threshold(operating_point, threshold)
+        chosen = chosen_threshold(operating_point, threshold)
         loaded = slot.get()
-        prediction = classify_prepost(loaded.model, loaded.processor, pre, post, value)
+        try:
+            prediction = classify_prepost(loaded.model, loaded.processor, pre, post, **chosen)
+        except OperatingPointError as error:
+            raise unavailable(error) from None
         comparison = "≥" if prediction.label == "Positive" else "<"
         verdict = (
             f"**Decision: {prediction.label}**: probability of Positive {prediction.probability:.3f} {comparison} "
-            f"threshold {prediction.threshold:.3f} ({described})."
+            f"threshold {prediction.threshold:.3f} ({prediction.threshold_origin})."
         )
         probabilities = gr.Label(
             value={"Positive": prediction.probability, "Negative": 1.0 - prediction.probability},
