@@ -21,7 +21,7 @@ from .cell_detector import (
     CellDetectorModel,
 )
 from .image_io import ImageLoadError, load_image
-from .prepost import (
+from .prepost_fusion import (
     PREPOST_LABELS,
     PrePostClassificationPipeline,
     PrePostFusionConfig,

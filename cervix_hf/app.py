@@ -35,7 +35,7 @@ from .inference import (
     explain_cervix_type,
     prepost_threshold,
 )
-from .prepost import OPERATING_POINT_NAMES
+from .prepost_fusion import OPERATING_POINT_NAMES
 from .visualization import attention_received, detection_masks, overlay_heatmap
 
 logger = logging.getLogger("cervix_hf.app")

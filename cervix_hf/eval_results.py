@@ -2,7 +2,7 @@
 card is rendered from.
 
 One typed record, [`EvalResults`], is built by every training script (and the tests' hand-made runs), validated
-before it is written (`train.engine.finish_run`) and again when it is read (`cervix_hf.model_card`):
+before it is written (`train.engine.finish_run`) and again when it is read (`cervix_hf.hub.cards`):
 
     {
       "task": the model's pipeline task (from its `ModelFamily`),

@@ -2,7 +2,7 @@
 
 A run folder (`train/train_*.py --output-dir`) holds what `save_pretrained` writes (`config.json`, the weights,
 `preprocessor_config.json`, the model's code), the run's `eval_results.json` (`cervix_hf.eval_results`) and
-`training_args.json`, and the model card `README.md` rendered from them (`cervix_hf.model_card`).
+`training_args.json`, and the model card `README.md` rendered from them (`cervix_hf.hub.cards`).
 """
 
 from contextlib import contextmanager

@@ -49,7 +49,7 @@ from .colponet import (
 from .metrics.binary import eval_results_problems as binary_eval_problems
 from .metrics.classification import eval_results_problems as classification_eval_problems
 from .metrics.detection import eval_results_problems as detection_eval_problems
-from .prepost import (
+from .prepost_fusion import (
     PIPELINE_TASK as PREPOST_PIPELINE_TASK,
     PREPOST_LABELS,
     PrePostClassificationPipeline,

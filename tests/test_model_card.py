@@ -7,7 +7,7 @@ import shutil
 import pytest
 from huggingface_hub import ModelCard
 
-from cervix_hf.model_card import (
+from cervix_hf.hub.cards import (
     REQUIRED_SECTIONS,
     TEMPLATES_DIR,
     ModelCardError,

@@ -159,12 +159,12 @@ def test_an_editable_install_runs_the_checkout(training_run, tmp_path):
     python = fresh_environment(tmp_path / "venv")
     pip("install", "--ignore-installed", *build_isolation(), "--editable", str(REPO_ROOT), python=python)
     found = run_outside(
-        [python, "-c", "import cervix_hf.model_card as m, cervix_hf.train as t; print(m.__file__, t.__file__, "
+        [python, "-c", "import cervix_hf.hub.card_spec as m, cervix_hf.train as t; print(m.__file__, t.__file__, "
          "m.TEMPLATES_DIR, sep='\\n')"],
         cwd=tmp_path,
     ).stdout.split()  # fmt: skip
     assert [Path(path) for path in found] == [
-        REPO_ROOT / "cervix_hf" / "model_card.py",
+        REPO_ROOT / "cervix_hf" / "hub" / "card_spec.py",
         REPO_ROOT / "train" / "__init__.py",
         REPO_ROOT / "model_cards",
     ]

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from transformers import AutoImageProcessor, AutoModelForImageClassification, AutoModelForObjectDetection
 
 from cervix_hf.hub import PUBLISHED_MODELS, model_repo_id, repo_env_var
-from cervix_hf.publishing import PROJECT_ROOT, PublishError, push_space, push_to_hub, stage_space
+from cervix_hf.hub.publishing import PROJECT_ROOT, PublishError, push_space, push_to_hub, stage_space
 from train import push_to_hub as push_to_hub_command
 
 from .hub_server import LocalHub
@@ -161,7 +161,7 @@ def test_a_branch_push_leaves_main_alone_and_the_card_pins_the_branch(hub, publi
     assert set(repo.resolve("main").files) == {".gitattributes"}
     files = repo.resolve("research").files
     assert 'repo_id, revision = "tester/prepost", "research"' in files["README.md"].decode()
-    assert "pipeline_prepost.py" in files
+    assert "pipeline_prepost_fusion.py" in files
     assert hub.unhandled == []
 
 

@@ -13,7 +13,7 @@ What it adds to `Trainer`:
 - early stopping, best-checkpoint selection and reduce-on-plateau learning rate on one metric;
 - a stop with a clear error on a non-finite loss;
 - the end of a run: `save_pretrained` of model and processor, `eval_results.json`, `training_args.json` and the
-  model card `README.md` (`cervix_hf.model_card`), written by the main process alone once every process is done.
+  model card `README.md` (`cervix_hf.hub.cards`), written by the main process alone once every process is done.
 """
 
 import argparse
@@ -37,7 +37,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from cervix_hf.eval_results import EvalResults, StageSummary
 from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text
-from cervix_hf.model_card import ModelCardError, write_model_card
+from cervix_hf.hub.cards import ModelCardError, write_model_card
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
         [--private] [--commit-message MSG] [--dry-run] [--staging-dir DIR]
 
 Uploads `app.py`, `requirements.txt`, `cervix_hf/` and a `README.md` whose front matter makes it a Gradio Space
-(`sdk: gradio`, `app_file: app.py`, `models:` the model repos). The app loads the repos of `cervix_hf/hub.py`, or
+(`sdk: gradio`, `app_file: app.py`, `models:` the model repos). The app loads the repos of `cervix_hf/hub/repos.py`, or
 those given with `--model`, which are set as the Space's `CERVIX_HF_<MODEL_TYPE>_REPO` variables. `--dry-run`
 stages the folder, lists it and touches no network.
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.hub import PUBLISHED_MODELS, is_repo_reference
-from cervix_hf.model_card import ModelCardError
-from cervix_hf.publishing import PublishError, push_space, space_models, stage_space
+from cervix_hf.hub.cards import ModelCardError
+from cervix_hf.hub.publishing import PublishError, push_space, space_models, stage_space
 from .push_to_hub import print_staged
 
 

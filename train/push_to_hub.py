@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.hub import DEFAULT_REVISION
-from cervix_hf.model_card import ModelCardError
-from cervix_hf.publishing import PublishError, push_to_hub, stage_model
+from cervix_hf.hub.cards import ModelCardError
+from cervix_hf.hub.publishing import PublishError, push_to_hub, stage_model
 
 
 def get_args_parser() -> argparse.ArgumentParser:

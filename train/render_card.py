@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.hub import DEFAULT_REVISION
-from cervix_hf.model_card import ModelCardError, write_model_card
+from cervix_hf.hub.cards import ModelCardError, write_model_card
 
 
 def get_args_parser() -> argparse.ArgumentParser:

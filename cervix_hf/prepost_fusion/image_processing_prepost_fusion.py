@@ -9,7 +9,7 @@ from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
-from .configuration_prepost import PREPOST_LABELS
+from .configuration_prepost_fusion import PREPOST_LABELS
 
 
 class PrePostFusionImageProcessor(TorchvisionBackend):

@@ -2,7 +2,7 @@
 
 As timm does: a trained model folder is staged into a temporary folder with `save_pretrained` (the weights, the
 config with its `auto_map` and the model's own `.py` files, exactly as transformers writes them with today's code),
-its model card is rendered and checked there from the run's evaluation (`cervix_hf.model_card`), and the folder
+its model card is rendered and checked there from the run's evaluation (`cervix_hf.hub.cards`), and the folder
 goes up in one `create_commit`, so the repo never holds half an upload.
 
 The token comes from `HF_TOKEN` or `hf auth login`, read by huggingface_hub; this module never prints, logs or
@@ -26,13 +26,14 @@ import httpx2  # huggingface_hub's HTTP client: its connection errors are not OS
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants, get_token
 from huggingface_hub.hf_api import CommitInfo
 
-from .files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
-from .hub import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var, split_revision
-from .model_card import TEMPLATES_DIR, ModelCardError, write_model_card
-from .registry import FAMILIES_BY_TYPE
+from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
+from ..registry import FAMILIES_BY_TYPE
+from .card_spec import TEMPLATES_DIR, ModelCardError
+from .cards import write_model_card
+from .repos import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var, split_revision
 
 # The checkout this package runs from (directly or installed with `pip install -e .`): the Space is staged from it.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_NAME = "cervix_hf"
 # What a user of a published model needs besides the files `save_pretrained` writes.
 RUN_FILES = (EVAL_RESULTS_FILE, TRAINING_ARGS_FILE)
@@ -68,7 +69,7 @@ def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision:
 
     Raises:
         [`PublishError`]: `model_dir` is not a cervix_hf model, or its weights do not match its config.
-        [`~cervix_hf.model_card.ModelCardError`]: the card cannot be rendered or fails its check.
+        [`~cervix_hf.hub.card_spec.ModelCardError`]: the card cannot be rendered or fails its check.
     """
     model_dir, staging_dir = Path(model_dir), Path(staging_dir)
     if staging_dir.exists() and any(staging_dir.iterdir()):

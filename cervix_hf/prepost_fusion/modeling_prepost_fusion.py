@@ -14,8 +14,8 @@ from transformers import initialization as init
 from transformers.backbone_utils import load_backbone
 from transformers.utils import ModelOutput
 
-from .configuration_prepost import PrePostFusionConfig
-from .pipeline_prepost import PIPELINE_TASK, PrePostClassificationPipeline
+from .configuration_prepost_fusion import PrePostFusionConfig
+from .pipeline_prepost_fusion import PIPELINE_TASK, PrePostClassificationPipeline
 
 
 @dataclass
@@ -213,7 +213,7 @@ class PrePostFusionForImageClassification(PrePostFusionPreTrainedModel):
         cervix_hf is not installed."""
         self.config.custom_pipelines = {
             PIPELINE_TASK: {
-                "impl": f"pipeline_prepost.{PrePostClassificationPipeline.__name__}",
+                "impl": f"pipeline_prepost_fusion.{PrePostClassificationPipeline.__name__}",
                 "pt": ["AutoModelForImageClassification"],
                 "type": "image",
             }

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from .registry import FAMILIES, family
+from ..registry import FAMILIES, family
 
 # Keyed by `config.model_type`.
 PUBLISHED_MODELS = {record.model_type: record.repo_id for record in FAMILIES}

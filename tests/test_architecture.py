@@ -1,0 +1,72 @@
+"""The package layout that ARCHITECTURE.md describes: model folders import nothing of cervix_hf outside
+themselves, and no module imports a layer below its own."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from cervix_hf.registry import FAMILIES
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cervix_hf"
+# Top to bottom, as in ARCHITECTURE.md: a module may import its own layer and the layers above it.
+LAYERS = (
+    ("models", ("colponet", "cell_detector", "prepost_fusion")),
+    ("helpers", ("files", "image_io", "pretrained_backbone", "sample_data")),
+    ("data, metrics", ("data", "metrics")),
+    ("registry", ("registry",)),
+    ("contracts", ("eval_results", "model_presets", "detector_recipes")),
+    ("inference", ("inference", "tiling", "visualization", "quality_filter", "detection_export",
+                   "classical_detection")),
+    ("hub", ("hub",)),
+    ("app, CLI", ("app", "app_models", "app_examples", "predict", "cli", "__main__", "__init__")),
+)  # fmt: skip
+LAYER_OF = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}
+
+
+def top_level_name(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The cervix_hf modules `path` imports, as their first name under cervix_hf (`hub`, `registry`, ...)."""
+    package_parts = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[: len(package_parts) - node.level + 1]
+                parts = [*base, *(node.module.split(".") if node.module else [])]
+            else:
+                parts = (node.module or "").split(".")
+            if parts[0] != "cervix_hf":
+                continue
+            if len(parts) > 1:
+                found.add(parts[1])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("cervix_hf."))
+    return found
+
+
+MODULES = sorted(path for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def test_every_module_has_a_layer():
+    assert {top_level_name(path) for path in MODULES} <= set(LAYER_OF)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_no_module_imports_a_lower_layer(path):
+    own = top_level_name(path)
+    below = sorted(name for name in imported_modules(path) if LAYER_OF.get(name, -1) > LAYER_OF[own])
+    assert not below, f"{path.relative_to(PACKAGE)} ({LAYERS[LAYER_OF[own]][0]}) imports the lower layer(s) {below}"
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.model_type)
+def test_a_model_folder_imports_only_itself(family):
+    folder = Path(family.config_class.__module__.replace(".", "/")).parts[1]
+    assert folder == family.model_type  # one stem: the folder is the model type
+    for path in (PACKAGE / folder).glob("*.py"):
+        assert imported_modules(path) <= {folder}, f"{path.name} imports cervix_hf outside its folder"
