@@ -32,32 +32,8 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .cell_detector import (
-    SIPAKMED_LABELS,
-    CellDetectorConfig,
-    CellDetectorForObjectDetection,
-    CellDetectorImageProcessor,
-    CellDetectorModel,
-)
-from .colponet import (
-    COLPONET_LABELS,
-    ColpoNetConfig,
-    ColpoNetForImageClassification,
-    ColpoNetImageProcessor,
-    ColpoNetModel,
-)
-from .metrics.binary import eval_results_problems as binary_eval_problems
-from .metrics.classification import eval_results_problems as classification_eval_problems
-from .metrics.detection import eval_results_problems as detection_eval_problems
-from .prepost_fusion import (
-    PIPELINE_TASK as PREPOST_PIPELINE_TASK,
-    PREPOST_LABELS,
-    PrePostClassificationPipeline,
-    PrePostFusionConfig,
-    PrePostFusionForImageClassification,
-    PrePostFusionImageProcessor,
-    PrePostFusionModel,
-)
+from . import cell_detector, colponet, prepost_fusion
+from .metrics import binary, classification, detection
 
 # The published ResNet-50 size (each config's defaults), and a tiny one for smoke runs and tests on a CPU: the same
 # architecture with a few channels per layer, which trains in seconds and says nothing about the full model's accuracy.
@@ -176,14 +152,14 @@ FAMILIES = (
         model_type="colponet",
         name="colponet",
         title="ColpoNet: cervix type (Type 1/2/3)",
-        config_class=ColpoNetConfig,
-        base_model_class=ColpoNetModel,
-        task_model_class=ColpoNetForImageClassification,
-        processor_class=ColpoNetImageProcessor,
+        config_class=colponet.ColpoNetConfig,
+        base_model_class=colponet.ColpoNetModel,
+        task_model_class=colponet.ColpoNetForImageClassification,
+        processor_class=colponet.ColpoNetImageProcessor,
         task_auto_class=AutoModelForImageClassification,
         pipeline_task="image-classification",
         pipeline_tag="image-classification",
-        label_names=tuple(COLPONET_LABELS),
+        label_names=tuple(colponet.COLPONET_LABELS),
         tiny_config={
             "backbone_config": tiny_backbone_config(["stage4"]),
             "use_pretrained_backbone": False,
@@ -204,20 +180,20 @@ FAMILIES = (
             IndexMetric("log_loss", "Log loss", ("metrics", "log_loss")),
             IndexMetric("roc_auc", "Macro ROC-AUC (one-vs-rest)", ("metrics", "roc_auc")),
         ),
-        eval_problems=classification_eval_problems,
+        eval_problems=classification.eval_results_problems,
     ),
     ModelFamily(
         model_type="cell_detector",
         name="cell_detector",
         title="Cell detector (Faster R-CNN)",
-        config_class=CellDetectorConfig,
-        base_model_class=CellDetectorModel,
-        task_model_class=CellDetectorForObjectDetection,
-        processor_class=CellDetectorImageProcessor,
+        config_class=cell_detector.CellDetectorConfig,
+        base_model_class=cell_detector.CellDetectorModel,
+        task_model_class=cell_detector.CellDetectorForObjectDetection,
+        processor_class=cell_detector.CellDetectorImageProcessor,
         task_auto_class=AutoModelForObjectDetection,
         pipeline_task="object-detection",
         pipeline_tag="object-detection",
-        label_names=tuple(SIPAKMED_LABELS),
+        label_names=tuple(cell_detector.SIPAKMED_LABELS),
         tiny_config={
             "backbone_config": tiny_backbone_config(["stage1", "stage2", "stage3", "stage4"]),
             "use_pretrained_backbone": False,
@@ -239,20 +215,20 @@ FAMILIES = (
             IndexMetric("mean_average_precision_50", "mAP@.5", ("metrics", "map_50")),
             IndexMetric("mean_average_recall", "mAR@[.5:.95]", ("metrics", "mar")),
         ),
-        eval_problems=detection_eval_problems,
+        eval_problems=detection.eval_results_problems,
     ),
     ModelFamily(
         model_type="prepost_fusion",
         name="prepost",
         title="Pre/post fusion: Negative/Positive",
-        config_class=PrePostFusionConfig,
-        base_model_class=PrePostFusionModel,
-        task_model_class=PrePostFusionForImageClassification,
-        processor_class=PrePostFusionImageProcessor,
+        config_class=prepost_fusion.PrePostFusionConfig,
+        base_model_class=prepost_fusion.PrePostFusionModel,
+        task_model_class=prepost_fusion.PrePostFusionForImageClassification,
+        processor_class=prepost_fusion.PrePostFusionImageProcessor,
         task_auto_class=AutoModelForImageClassification,
-        pipeline_task=PREPOST_PIPELINE_TASK,
+        pipeline_task=prepost_fusion.PIPELINE_TASK,
         pipeline_tag="image-classification",
-        label_names=tuple(PREPOST_LABELS),
+        label_names=tuple(prepost_fusion.PREPOST_LABELS),
         tiny_config={
             "backbone_config": tiny_backbone_config(["stage4"]),
             "use_pretrained_backbone": False,
@@ -271,8 +247,8 @@ FAMILIES = (
             IndexMetric("roc_auc", "ROC-AUC", ("metrics", "report", "roc_auc")),
             IndexMetric("average_precision", "PR-AUC (average precision)", ("metrics", "report", "pr_auc")),
         ),
-        eval_problems=binary_eval_problems,
-        pipeline_class=PrePostClassificationPipeline,
+        eval_problems=binary.eval_results_problems,
+        pipeline_class=prepost_fusion.PrePostClassificationPipeline,
     ),
 )
 FAMILIES_BY_TYPE = {family.model_type: family for family in FAMILIES}
