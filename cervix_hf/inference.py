@@ -7,7 +7,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, Au
 
 from .colponet import ImageQualityReport
 from .image_io import load_image
-from .tiling import detect_tiled
+from .cell_detector.tiling_cell_detector import detect_tiled
 from .visualization import grad_cam
 
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
@@ -130,8 +130,8 @@ def detect_cells(
     Cells found in `image` (a path, file, PIL image or array) scoring above `threshold`, best first.
 
     With `tile_size`, an image larger than `tile_size` pixels on a side is detected tile by tile (square tiles
-    sharing at least `overlap` pixels, merged by `cervix_hf.tiling.detect_tiled`), so a whole slide is not shrunk
-    to the model's input size; pick a `tile_size` at which the model keeps the tiles' scale (its `min_size`).
+    sharing at least `overlap` pixels, merged by the detector folder's `detect_tiled`), so a whole slide is not
+    shrunk to the model's input size; pick a `tile_size` at which the model keeps the tiles' scale (its `min_size`).
     """
     image = load_image(image)
 

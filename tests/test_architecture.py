@@ -16,7 +16,7 @@ LAYERS = (
     ("data, metrics", ("data", "metrics")),
     ("registry", ("registry",)),
     ("contracts", ("eval_results", "model_presets", "detector_recipes")),
-    ("inference", ("inference", "tiling", "visualization", "quality_filter", "detection_export",
+    ("inference", ("inference", "visualization", "quality_filter", "detection_export",
                    "classical_detection")),
     ("hub", ("hub",)),
     ("app, CLI", ("app", "app_models", "app_examples", "predict", "cli", "__main__", "__init__")),

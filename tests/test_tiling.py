@@ -11,7 +11,7 @@ from cervix_hf import CellDetectorImageProcessor
 from cervix_hf.cell_detector.modeling_cell_detector import CellDetectorOutput
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.inference import detect_cells
-from cervix_hf.tiling import detect_tiled, tile_origins
+from cervix_hf.cell_detector.tiling_cell_detector import detect_tiled, tile_origins
 
 TILE, OVERLAP, RADIUS = 256, 64, 10
 
@@ -115,3 +115,52 @@ def test_detect_cells_with_tile_size_runs_the_model_on_tiles_and_merges_them():
     assert {cell.label for cell in tiled} == {"nucleus"}
     whole = detect_cells(model, processor, image, threshold=0.0)  # no tile_size: one pass over the image
     assert len(whole) == len(centres)
+
+
+REMOTE_TILED_PIPELINE = """
+import json, sys
+sys.modules["cervix_hf"] = None  # the pipeline must come from the saved folder, not from this project
+from transformers import pipeline
+detector = pipeline("object-detection", model=sys.argv[1], trust_remote_code=True)
+found = {size: detector(sys.argv[2], threshold=0.05, **({"tile_size": int(size), "overlap": 64} if size else {}))
+         for size in ("", sys.argv[3])}
+print(json.dumps(found))
+"""
+
+
+def test_the_saved_detectors_pipeline_tiles_as_detect_cells_does(tmp_path):
+    """`pipeline("object-detection", trust_remote_code=True)` in a fresh process, without cervix_hf, takes
+    `tile_size`/`overlap` and gives the boxes `detect_cells` gives with the same tiles."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from cervix_hf import CellDetectorForObjectDetection
+    from cervix_hf.model_presets import cell_detector_config
+
+    torch.manual_seed(0)
+    config = cell_detector_config("tiny", id2label={0: "nucleus"}, min_size=256, max_size=256)
+    model = CellDetectorForObjectDetection(config).eval()
+    model.save_pretrained(tmp_path / "detector")
+    CellDetectorImageProcessor().save_pretrained(tmp_path / "detector")
+    image, _ = _slide_with_nuclei_on_tile_borders()
+    image.save(tmp_path / "slide.png")
+    script = tmp_path / "remote.py"
+    script.write_text(REMOTE_TILED_PIPELINE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "detector"), str(tmp_path / "slide.png"), str(TILE)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    processor = CellDetectorImageProcessor()
+    for tile_size, found in ((None, remote[""]), (TILE, remote[str(TILE)])):
+        expected = detect_cells(model, processor, image, threshold=0.05, tile_size=tile_size, overlap=64)
+        assert len(found) == len(expected) > 0, tile_size
+        for got, want in zip(found, expected):
+            assert got["label"] == want.label and got["score"] == pytest.approx(want.score, abs=1e-5)
+            assert [got["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] == [int(v) for v in want.box]
+    assert remote[""] != remote[str(TILE)]  # the tiles were really used

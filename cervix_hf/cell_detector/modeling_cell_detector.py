@@ -33,6 +33,7 @@ from transformers.backbone_utils import load_backbone
 from transformers.utils import ModelOutput
 
 from .configuration_cell_detector import CellDetectorConfig
+from .pipeline_cell_detector import PIPELINE_TASK, CellDetectionPipeline
 
 
 @dataclass
@@ -149,8 +150,16 @@ class CellDetectorPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Saves as transformers does, and also names [`CellDetectorModel`] in `config.json`'s `auto_map`, so that
-        `AutoModel.from_pretrained(..., trust_remote_code=True)` loads the features model: transformers writes only
-        the saved class's own entry."""
+        `AutoModel.from_pretrained(..., trust_remote_code=True)` loads the features model (transformers writes only
+        the saved class's own entry), and declares the `object-detection` pipeline with tiling
+        ([`CellDetectionPipeline`], copied beside the weights with this file)."""
+        self.config.custom_pipelines = {
+            PIPELINE_TASK: {
+                "impl": f"pipeline_cell_detector.{CellDetectionPipeline.__name__}",
+                "pt": ["AutoModelForObjectDetection"],
+                "type": "image",
+            }
+        }
         base = CellDetectorModel
         if base._auto_class is not None:
             entry = {base._auto_class: f"{base.__module__.rsplit('.', 1)[-1]}.{base.__name__}"}

@@ -1,6 +1,9 @@
 """Detection on images larger than a detector's input, tile by tile, so that no slide is shrunk until its nuclei
 vanish.
 
+This file is copied next to the weights by `save_pretrained` (the detector's pipeline imports it) and runs as remote
+code: it imports only third-party libraries.
+
 The image is cut into overlapping tiles of one size, each tile is detected at its own resolution, the boxes are
 shifted into the image's pixels and merged. An object that a tile border cuts is seen whole in the neighbouring
 tile when the overlap is wider than the object, so the merge prefers boxes that no interior tile border touches:
