@@ -1,0 +1,59 @@
+"""The README's remaining commands, run as a user runs them: `python -m ...` from the repository root in a fresh
+process. Benchmarks print tables of ratios measured in the same run; these tests check that each runs and prints
+its comparison, never its timings."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .model_runs import colponet_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_module(*arguments: str, timeout: int = 600) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", *arguments], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return result.stdout
+
+
+def test_render_card_writes_the_card_of_a_run_folder(tmp_path):
+    run = colponet_run(tmp_path / "run")
+    (run / "README.md").unlink()
+    run_module("train.render_card", "--model-dir", str(run))
+    card = (run / "README.md").read_text()
+    accuracy = json.loads((run / "eval_results.json").read_text())["metrics"]["accuracy"]
+    assert card.startswith("---") and "Research demo, never a diagnosis" in card
+    assert f"- **Accuracy:** {accuracy:.3f}" in card
+
+
+def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
+    staging = tmp_path / "space"
+    out = run_module("train.push_space", "--space-id", "someone/cervix-demo", "--dry-run", "--staging-dir", str(staging))
+    assert "Dry run: nothing uploaded to someone/cervix-demo" in out
+    for name in ("app.py", "requirements.txt", "README.md", "cervix_hf/__init__.py"):
+        assert (staging / name).is_file(), name
+        assert name in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "module, arguments, comparison",
+    [
+        ("benchmarks.colponet_inference", ["--repeats", "1", "--batch-sizes", "1"], r"ColpoNet \d+\.\d+ G"),
+        ("benchmarks.prepost_inference", ["--repeats", "1"], r"fusion / two ResNet-50 passes = \d+\.\d+"),
+        ("benchmarks.detector_inference", ["--repeats", "1"], r"cell_detector / torchvision = \d+\.\d+"),
+        ("benchmarks.app_latency", ["--requests", "1"], r"classifier through gradio_client: \d+\.\d+x a direct call"),
+    ],
+)
+def test_inference_benchmarks_print_their_ratio_against_the_baseline(module, arguments, comparison):
+    assert re.search(comparison, run_module(module, *arguments))
