@@ -20,7 +20,6 @@ from cervix_hf.app_models import UNTRAINED_WARNING, AppModels
 from cervix_hf.inference import (
     classify_cervix_type,
     classify_prepost,
-    detect_cells,
     load_classifier,
     load_detector,
     load_prepost,

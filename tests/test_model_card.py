@@ -54,7 +54,7 @@ def test_every_run_writes_a_card_with_every_section_and_the_files_numbers(runs, 
     assert card.data.pipeline_tag == {"cell_detector": "object-detection"}.get(model_type, "image-classification")
     assert card.data.base_model is None  # tiny models start from random weights: no ImageNet base to claim
     assert "not a diagnosis" in card.text.lower() and "regulatory approval" in card.text
-    assert f"from_pretrained(repo_id, trust_remote_code=True, revision=revision)" in card.text
+    assert "from_pretrained(repo_id, trust_remote_code=True, revision=revision)" in card.text
     assert eval_results["software"]["torch"] in card.text
     index = {result.metric_type: result.metric_value for result in card.data.eval_results}
     headline = {

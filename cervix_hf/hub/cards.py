@@ -84,14 +84,6 @@ def write_model_card(model_dir, repo_id: Optional[str] = None, revision: str = D
     return path
 
 
-def write_model_card(model_dir, repo_id: Optional[str] = None, revision: str = DEFAULT_REVISION) -> Path:
-    """Renders the card of `model_dir` (see [`render_model_card`]) and saves it as `model_dir/README.md`."""
-    card = render_model_card(model_dir, repo_id=repo_id, revision=revision)
-    path = Path(model_dir) / CARD_FILE
-    atomic_write_text(path, str(card))
-    return path
-
-
 def build_model_card(
     model_dir, repo_id: Optional[str] = None, revision: str = DEFAULT_REVISION, template_path=None
 ) -> tuple[ModelCard, list[CardValue]]:
