@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cervix_hf.colponet.image_quality import (
+from cervix_hf.models.colponet.image_quality import (
     DEFAULT_FFT_LOW_FREQ_SIZE,
     DEFAULT_FFT_THRESHOLD,
     DEFAULT_LAPLACIAN_THRESHOLD,

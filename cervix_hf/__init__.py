@@ -3,7 +3,7 @@
 A research demo, never a diagnosis: no output of these models is a clinical finding.
 """
 
-from .colponet import (
+from .models.colponet import (
     COLPONET_LABELS,
     ColpoNetConfig,
     ColpoNetForImageClassification,
@@ -13,7 +13,7 @@ from .colponet import (
     assess_image_quality,
     sharpen_image,
 )
-from .cell_detector import (
+from .models.cell_detector import (
     SIPAKMED_LABELS,
     CellDetectorConfig,
     CellDetectorForObjectDetection,
@@ -21,7 +21,7 @@ from .cell_detector import (
     CellDetectorModel,
 )
 from .image_io import ImageLoadError, load_image
-from .prepost_fusion import (
+from .models.prepost_fusion import (
     PREPOST_LABELS,
     PrePostClassificationPipeline,
     PrePostFusionConfig,

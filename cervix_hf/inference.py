@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification, AutoModelForObjectDetection
 
-from .colponet import ImageQualityReport
+from .models.colponet import ImageQualityReport
 from .image_io import load_image
-from .cell_detector.tiling_cell_detector import detect_tiled
+from .models.cell_detector.tiling_cell_detector import detect_tiled
 from .visualization import grad_cam
 
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Literal, Optional, Union
 
-from .colponet.image_quality import (
+from .models.colponet.image_quality import (
     DEFAULT_FFT_THRESHOLD,
     DEFAULT_LAPLACIAN_THRESHOLD,
     ImageQualityReport,

@@ -32,7 +32,7 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from . import cell_detector, colponet, prepost_fusion
+from .models import cell_detector, colponet, prepost_fusion
 from .metrics import binary, classification, detection
 
 # The published ResNet-50 size (each config's defaults), and a tiny one for smoke runs and tests on a CPU: the same

@@ -254,7 +254,7 @@ MUTANTS = [
     Mutant(
         "prepost-default-threshold-ignored",
         "without a threshold the fusion decision uses 0.5, not the model's saved decision threshold",
-        "cervix_hf/prepost_fusion/configuration_prepost_fusion.py",
+        "cervix_hf/models/prepost_fusion/configuration_prepost_fusion.py",
         "return float(self.decision_threshold)",
         "return 0.5",
         (
@@ -271,11 +271,11 @@ MUTANTS = [
         "attention = outputs.post_to_pre_attentions[0]",
         (f"{SURVIVORS}::test_the_attention_shown_is_the_pre_to_post_attention", *FUSION_DECISIONS),
     ),
-    # ColpoNet (cervix_hf/colponet/modeling_colponet.py).
+    # ColpoNet (cervix_hf/models/colponet/modeling_colponet.py).
     Mutant(
         "colponet-class-weights-dropped",
         "the loss ignores config.class_weights",
-        "cervix_hf/colponet/modeling_colponet.py",
+        "cervix_hf/models/colponet/modeling_colponet.py",
         "labels.to(logits.device), weight=weight)",
         "labels.to(logits.device), weight=None)",
         (f"{COLPONET}::test_loss_is_class_weighted_cross_entropy",),
@@ -283,16 +283,16 @@ MUTANTS = [
     Mutant(
         "colponet-frozen-backbone-batch-norm-trains",
         "a frozen backbone's batch norm re-estimates its statistics during training",
-        "cervix_hf/colponet/modeling_colponet.py",
+        "cervix_hf/models/colponet/modeling_colponet.py",
         "if not any(parameter.requires_grad for parameter in backbone.parameters()):",
         "if any(parameter.requires_grad for parameter in backbone.parameters()):",
         (f"{FROZEN}::test_frozen_backbone_keeps_its_batch_norm_statistics_after_model_train",),
     ),
-    # Cell detector (cervix_hf/cell_detector/modeling_cell_detector.py).
+    # Cell detector (cervix_hf/models/cell_detector/modeling_cell_detector.py).
     Mutant(
         "detector-targets-without-background-offset",
         "training labels reach torchvision without the +1 for its background class 0",
-        "cervix_hf/cell_detector/modeling_cell_detector.py",
+        "cervix_hf/models/cell_detector/modeling_cell_detector.py",
         '{"boxes": boxes, "labels": classes + 1}',
         '{"boxes": boxes, "labels": classes}',
         (f"{SURVIVORS}::test_a_detector_certain_of_background_pays_for_the_cell_it_misses", *DETECTOR_FAST),
@@ -300,7 +300,7 @@ MUTANTS = [
     Mutant(
         "detector-labels-without-background-offset",
         "predicted labels keep torchvision's background offset (class k reported as k + 1)",
-        "cervix_hf/cell_detector/modeling_cell_detector.py",
+        "cervix_hf/models/cell_detector/modeling_cell_detector.py",
         'classes[i, :count] = detection["labels"] - 1',
         'classes[i, :count] = detection["labels"]',
         (f"{SURVIVORS}::test_a_detector_certain_of_a_class_labels_every_cell_with_it", *DETECTIONS, *DETECTOR_FAST),
@@ -308,16 +308,16 @@ MUTANTS = [
     Mutant(
         "detector-mask-height-width-swapped",
         "the unpadded image size is read as (width, height) from the pixel mask",
-        "cervix_hf/cell_detector/modeling_cell_detector.py",
+        "cervix_hf/models/cell_detector/modeling_cell_detector.py",
         "[pixel_mask.any(dim=2).sum(dim=1), pixel_mask.any(dim=1).sum(dim=1)]",
         "[pixel_mask.any(dim=1).sum(dim=1), pixel_mask.any(dim=2).sum(dim=1)]",
         (f"{DETECTOR}::test_detected_boxes_are_in_original_image_pixels", *DETECTOR_FAST),
     ),
-    # Cell detector image processor (cervix_hf/cell_detector/image_processing_cell_detector.py).
+    # Cell detector image processor (cervix_hf/models/cell_detector/image_processing_cell_detector.py).
     Mutant(
         "detector-box-scale-x-y-swapped",
         "boxes are rescaled with the height ratio on x and the width ratio on y",
-        "cervix_hf/cell_detector/image_processing_cell_detector.py",
+        "cervix_hf/models/cell_detector/image_processing_cell_detector.py",
         "[target_width / width, target_height / height] * 2",
         "[target_height / height, target_width / width] * 2",
         (f"{DETECTOR}::test_post_processing_rescales_boxes_to_the_target_size", *DETECTIONS),
@@ -325,7 +325,7 @@ MUTANTS = [
     Mutant(
         "detector-threshold-inclusive",
         "a detection scoring exactly the threshold is kept (documented: strictly above)",
-        "cervix_hf/cell_detector/image_processing_cell_detector.py",
+        "cervix_hf/models/cell_detector/image_processing_cell_detector.py",
         '(outputs["scores"][index] > threshold)',
         '(outputs["scores"][index] >= threshold)',
         (
@@ -337,16 +337,16 @@ MUTANTS = [
     Mutant(
         "detector-annotation-check-x-y-swapped",
         "training boxes are checked against the image's height on x and its width on y",
-        "cervix_hf/cell_detector/image_processing_cell_detector.py",
+        "cervix_hf/models/cell_detector/image_processing_cell_detector.py",
         "(boxes[:, 2] > width) | (boxes[:, 3] > height)",
         "(boxes[:, 2] > height) | (boxes[:, 3] > width)",
         (f"{SURVIVORS}::test_a_box_inside_a_wide_image_is_accepted", *DETECTOR_FAST),
     ),
-    # ColpoNet image processor (cervix_hf/colponet/image_processing_colponet.py).
+    # ColpoNet image processor (cervix_hf/models/colponet/image_processing_colponet.py).
     Mutant(
         "colponet-normalisation-mean",
         "photos are normalised with mean 0.5 instead of ImageNet's",
-        "cervix_hf/colponet/image_processing_colponet.py",
+        "cervix_hf/models/colponet/image_processing_colponet.py",
         "image_mean = IMAGENET_DEFAULT_MEAN",
         "image_mean = [0.5, 0.5, 0.5]",
         (
@@ -354,11 +354,11 @@ MUTANTS = [
             f"{COLPONET}::test_processor_resizes_any_image_to_224_with_imagenet_normalisation",
         ),
     ),
-    # Pre/post fusion (cervix_hf/prepost_fusion/): processor and model.
+    # Pre/post fusion (cervix_hf/models/prepost_fusion/): processor and model.
     Mutant(
         "prepost-normalisation-std-is-mean",
         "pre/post images are divided by ImageNet's mean instead of its standard deviation",
-        "cervix_hf/prepost_fusion/image_processing_prepost_fusion.py",
+        "cervix_hf/models/prepost_fusion/image_processing_prepost_fusion.py",
         "image_std = IMAGENET_DEFAULT_STD",
         "image_std = IMAGENET_DEFAULT_MEAN",
         (
@@ -369,7 +369,7 @@ MUTANTS = [
     Mutant(
         "prepost-threshold-itself-negative",
         "a probability equal to the threshold is Negative (documented: Positive)",
-        "cervix_hf/prepost_fusion/image_processing_prepost_fusion.py",
+        "cervix_hf/models/prepost_fusion/image_processing_prepost_fusion.py",
         "PREPOST_LABELS[int(p >= threshold)]",
         "PREPOST_LABELS[int(p > threshold)]",
         (
@@ -381,7 +381,7 @@ MUTANTS = [
     Mutant(
         "prepost-post-stream-reads-pre-image",
         "the post-stain stream is fed the pre-stain image: the post-stain image is never read",
-        "cervix_hf/prepost_fusion/modeling_prepost_fusion.py",
+        "cervix_hf/models/prepost_fusion/modeling_prepost_fusion.py",
         "self._tokens(post_backbone, post_pixel_values, stream=1)",
         "self._tokens(post_backbone, pre_pixel_values, stream=1)",
         (*FUSION_DECISIONS, *PREPOST_FAST),
@@ -389,7 +389,7 @@ MUTANTS = [
     Mutant(
         "prepost-cross-attention-backwards",
         "the pre-to-post attention takes post-stain queries and pre-stain keys",
-        "cervix_hf/prepost_fusion/modeling_prepost_fusion.py",
+        "cervix_hf/models/prepost_fusion/modeling_prepost_fusion.py",
         "self.pre_to_post(pre_tokens, post_tokens)",
         "self.pre_to_post(post_tokens, pre_tokens)",
         (
@@ -398,11 +398,11 @@ MUTANTS = [
             *FUSION_DECISIONS,
         ),
     ),
-    # The quality gate (cervix_hf/colponet/image_quality.py, cervix_hf/quality_filter.py).
+    # The quality gate (cervix_hf/models/colponet/image_quality.py, cervix_hf/quality_filter.py).
     Mutant(
         "quality-laplacian-threshold-excluded",
         "a Laplacian variance equal to the threshold is rejected (documented: accepted)",
-        "cervix_hf/colponet/image_quality.py",
+        "cervix_hf/models/colponet/image_quality.py",
         "if lap_var < laplacian_threshold:",
         "if lap_var <= laplacian_threshold:",
         (f"{SURVIVORS}::test_scores_at_the_thresholds_pass_the_gate", QUALITY),
@@ -410,7 +410,7 @@ MUTANTS = [
     Mutant(
         "quality-laplacian-kernel-ksize-3",
         "the Laplacian uses OpenCV's ksize=3 kernel, not the 3x3 kernel of ksize=1 the thresholds were set with",
-        "cervix_hf/colponet/image_quality.py",
+        "cervix_hf/models/colponet/image_quality.py",
         "return float(cv2.Laplacian(gray, cv2.CV_64F).var())",
         "return float(cv2.Laplacian(gray, cv2.CV_64F, ksize=3).var())",
         (QUALITY,),
@@ -418,7 +418,7 @@ MUTANTS = [
     Mutant(
         "quality-upscales-small-photos",
         "small photos are upscaled to 500 px before scoring, which blurs them",
-        "cervix_hf/colponet/image_quality.py",
+        "cervix_hf/models/colponet/image_quality.py",
         "side = min(resize_to, *gray.shape)",
         "side = resize_to",
         (f"{SURVIVORS}::test_a_small_photo_is_scored_at_its_own_size_with_the_band_scaled_to_it", QUALITY),
@@ -426,7 +426,7 @@ MUTANTS = [
     Mutant(
         "quality-gray-from-bgr",
         "RGB photos are converted to grey as if they were BGR",
-        "cervix_hf/colponet/image_quality.py",
+        "cervix_hf/models/colponet/image_quality.py",
         "cv2.COLOR_RGB2GRAY",
         "cv2.COLOR_BGR2GRAY",
         (f"{SURVIVORS}::test_the_working_image_weighs_red_green_and_blue_as_itu_r_601", QUALITY),
@@ -434,7 +434,7 @@ MUTANTS = [
     Mutant(
         "quality-fft-band-not-scaled",
         "the FFT's low-frequency square keeps its 500-px size on smaller working images",
-        "cervix_hf/colponet/image_quality.py",
+        "cervix_hf/models/colponet/image_quality.py",
         "low_freq_size = max(1, round(fft_low_freq_size * gray.shape[0] / resize_to))",
         "low_freq_size = fft_low_freq_size",
         (f"{SURVIVORS}::test_a_small_photo_is_scored_at_its_own_size_with_the_band_scaled_to_it", QUALITY),

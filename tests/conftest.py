@@ -99,7 +99,7 @@ def app_checkpoints(tmp_path_factory) -> dict[str, Path]:
 def running_app(app_checkpoints, tmp_path_factory):
     """The app serving `app_checkpoints` over HTTP on a free loopback port, in this process, examples included."""
     from cervix_hf import app
-    from cervix_hf.app_models import AppModels
+    from cervix_hf.app.models import AppModels
 
     models = AppModels.from_settings(
         {task: str(folder) for task, folder in app_checkpoints.items()},

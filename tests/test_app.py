@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from cervix_hf import load_image
-from cervix_hf.app_models import UNTRAINED_WARNING, AppModels
+from cervix_hf.app.models import UNTRAINED_WARNING, AppModels
 from cervix_hf.inference import (
     classify_cervix_type,
     classify_prepost,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from cervix_hf import app_models
-from cervix_hf.app_examples import find_examples
-from cervix_hf.app_models import (
+from cervix_hf.app import models as app_models
+from cervix_hf.app.examples import find_examples
+from cervix_hf.app.models import (
     TASKS_BY_NAME,
     UNTRAINED_WARNING,
     AppModels,

@@ -11,7 +11,7 @@ from cervix_hf.registry import FAMILIES
 PACKAGE = Path(__file__).resolve().parent.parent / "cervix_hf"
 # Top to bottom, as in ARCHITECTURE.md: a module may import its own layer and the layers above it.
 LAYERS = (
-    ("models", ("colponet", "cell_detector", "prepost_fusion")),
+    ("models", ("models",)),
     ("helpers", ("files", "image_io", "pretrained_backbone", "sample_data")),
     ("data, metrics", ("data", "metrics")),
     ("registry", ("registry",)),
@@ -19,7 +19,7 @@ LAYERS = (
     ("inference", ("inference", "visualization", "quality_filter", "detection_export",
                    "classical_detection")),
     ("hub", ("hub",)),
-    ("app, CLI", ("app", "app_models", "app_examples", "predict", "cli", "__main__", "__init__")),
+    ("app, CLI", ("app", "cli", "predict", "__main__", "__init__")),
 )  # fmt: skip
 LAYER_OF = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}
 
@@ -28,8 +28,8 @@ def top_level_name(path: Path) -> str:
     return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The cervix_hf modules `path` imports, as their first name under cervix_hf (`hub`, `registry`, ...)."""
+def imported_modules(path: Path, depth: int = 1) -> set[str]:
+    """The cervix_hf modules `path` imports, as their first `depth` names under cervix_hf (`hub`, `registry`, ...)."""
     package_parts = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -41,12 +41,14 @@ def imported_modules(path: Path) -> set[str]:
                 parts = (node.module or "").split(".")
             if parts[0] != "cervix_hf":
                 continue
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:
-                found.update(alias.name for alias in node.names)
+            names = [[*parts[1:], alias.name] for alias in node.names]
+            found.update(".".join(name[:depth]) for name in names)
         elif isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("cervix_hf."))
+            found.update(
+                ".".join(alias.name.split(".")[1 : depth + 1])
+                for alias in node.names
+                if alias.name.startswith("cervix_hf.")
+            )
     return found
 
 
@@ -66,7 +68,7 @@ def test_no_module_imports_a_lower_layer(path):
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.model_type)
 def test_a_model_folder_imports_only_itself(family):
-    folder = Path(family.config_class.__module__.replace(".", "/")).parts[1]
-    assert folder == family.model_type  # one stem: the folder is the model type
-    for path in (PACKAGE / folder).glob("*.py"):
-        assert imported_modules(path) <= {folder}, f"{path.name} imports cervix_hf outside its folder"
+    package, layer, folder, _ = family.config_class.__module__.split(".")
+    assert (package, layer, folder) == ("cervix_hf", "models", family.model_type)  # one stem: folder = model type
+    for path in (PACKAGE / "models" / folder).glob("*.py"):
+        assert imported_modules(path, depth=2) <= {f"models.{folder}"}, f"{path.name} imports outside its folder"

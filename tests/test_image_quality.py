@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cervix_hf.colponet.image_quality import (
+from cervix_hf.models.colponet.image_quality import (
     DEFAULT_LAPLACIAN_THRESHOLD,
     assess_image_quality,
     laplacian_variance,

@@ -16,7 +16,7 @@ from cervix_hf import (
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
 )
-from cervix_hf.colponet.image_quality import assess_image_quality, fft_blur_score, working_image
+from cervix_hf.models.colponet.image_quality import assess_image_quality, fft_blur_score, working_image
 from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.inference import classify_prepost, detect_cells
 from cervix_hf.metrics import compute_detection_metrics

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cervix_hf.predict import main
+from cervix_hf.cli.predict import main
 
 
 def test_predict_prints_types_gate_verdicts_and_errors(tiny_colponet_dir, intel_photos, tmp_path, capsys):

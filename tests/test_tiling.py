@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cervix_hf import CellDetectorImageProcessor
-from cervix_hf.cell_detector.modeling_cell_detector import CellDetectorOutput
+from cervix_hf.models.cell_detector.modeling_cell_detector import CellDetectorOutput
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.inference import detect_cells
-from cervix_hf.cell_detector.tiling_cell_detector import detect_tiled, tile_origins
+from cervix_hf.models.cell_detector.tiling_cell_detector import detect_tiled, tile_origins
 
 TILE, OVERLAP, RADIUS = 256, 64, 10
 

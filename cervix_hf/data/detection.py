@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import PIL.Image
 
-from ..cell_detector.configuration_cell_detector import SIPAKMED_LABELS as SIPAKMED_CLASS_NAMES
+from ..models.cell_detector.configuration_cell_detector import SIPAKMED_LABELS as SIPAKMED_CLASS_NAMES
 from .datasets import class_counts
 from .intel_mobileodt import _visible_entries
 

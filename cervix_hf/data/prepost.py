@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..image_io import ImageLoadError, load_image
-from ..prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
+from ..models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
 from .splits import stratified_split
 
 logger = logging.getLogger(__name__)

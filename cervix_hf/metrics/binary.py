@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, classification_report, confusion_matrix, roc_auc_score
 
-from ..prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
+from ..models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
 from .consistency import expecter
 
 THRESHOLD_RELATIVE_TOLERANCE = 1e-9

@@ -23,12 +23,18 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, hf_hub_download, is_offline_mode, try_to_load_from_cache
+from huggingface_hub import (
+    HfApi,
+    ModelCard,
+    hf_hub_download,
+    is_offline_mode,
+    try_to_load_from_cache,
+)
 from huggingface_hub.errors import EntryNotFoundError
 
-from .hub import is_repo_reference, model_repo_id, split_revision
-from .inference import load_pretrained
-from .registry import FAMILIES, ModelFamily
+from ..hub import is_repo_reference, model_repo_id, split_revision
+from ..inference import load_pretrained
+from ..registry import FAMILIES, ModelFamily
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 
-from . import __version__
+from .. import __version__
 
 PROG = "cervix-hf"
 
@@ -68,7 +68,7 @@ COMMANDS = (
     Command("train colponet", "train.train_colponet", "fine-tune ColpoNet (cervix type 1/2/3)", parses_argv=False),
     Command("train detector", "train.train_detector", "train the cell detector", parses_argv=False),
     Command("train prepost", "train.train_prepost", "train the pre/post fusion model", parses_argv=False),
-    Command("predict", "cervix_hf.predict", "classify colposcopy photos with a saved ColpoNet"),
+    Command("predict", "cervix_hf.cli.predict", "classify colposcopy photos with a saved ColpoNet"),
     Command("render-card", "train.render_card", "render a trained model folder's model card again"),
     Command("push-to-hub", "train.push_to_hub", "publish a trained model folder to the Hub, in one commit"),
     Command("push-space", "train.push_space", "publish the demo Space to the Hub, in one commit"),

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import IMAGE_EXTENSIONS
-from .data.prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
+from ..data import IMAGE_EXTENSIONS
+from ..data.prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
 
 MAX_DEPTH = 4
 EXAMPLES_PER_TAB = 3

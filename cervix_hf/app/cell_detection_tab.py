@@ -1,0 +1,113 @@
+"""The Cell detection tab: boxes per class above a score threshold, a per-cell table and a CSV/JSON download."""
+
+from collections import Counter
+from pathlib import Path
+
+import gradio as gr
+
+from ..detection_export import write_detections
+from ..inference import (
+    detect_cells,
+)
+from ..visualization import detection_masks
+from .models import ModelSlot
+from .widgets import (
+    CLASS_COLOURS,
+    DEFAULT_DETECTION_THRESHOLD,
+    DRAWN_IMAGE_FORMAT,
+    IMAGE_SOURCES,
+    ExportFolders,
+    checked_threshold,
+    model_footer,
+    read_upload,
+    result_label,
+    untrained_prefix,
+)
+
+
+def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders) -> None:
+    def detect(image, threshold):
+        threshold = checked_threshold(threshold)
+        image, name = read_upload(image, "image")
+        loaded = slot.get()
+        config = loaded.model.config
+        detections = detect_cells(loaded.model, loaded.processor, image, threshold)
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+        counts = Counter(detection.label for detection in detections)
+        # The header carries the warning: the table is a result too, and its header travels with its data.
+        table = {
+            "headers": ["class", result_label("cells", loaded)],
+            "data": [[label, counts[label]] for label in labels] + [["total", len(detections)]],
+        }
+        cells = {
+            "headers": ["cell", "class", result_label("score", loaded), "xmin", "ymin", "xmax", "ymax"],
+            "data": [
+                [number, cell.label, round(cell.score, 4), *(round(v, 1) for v in cell.box)]
+                for number, cell in enumerate(detections, start=1)
+            ],
+        }
+        display, masks = detection_masks(image, detections)
+        colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
+        folder = exports.new()
+        stem = Path(name).stem + ("_UNTRAINED_MODEL" if loaded.warning else "")
+        csv_path, json_path = folder / f"{stem}_detections.csv", folder / f"{stem}_detections.json"
+        write_detections([(name, detections)], csv_path, json_path)
+        summary = (
+            f"**{len(detections)} cell(s) found** scoring above {threshold:.2f}: "
+            + (", ".join(f"{counts[label]} {label}" for label in labels if counts[label]) or "none")
+            + "."
+        )
+        annotated = gr.AnnotatedImage(
+            value=(display, masks), color_map=colours, label=result_label("Detected cells, coloured by class", loaded)
+        )
+        return (
+            untrained_prefix(loaded) + summary + model_footer(loaded),
+            annotated,
+            table,
+            str(csv_path),
+            str(json_path),
+            cells,
+        )
+
+    with gr.Tab("Cell detection"):
+        gr.Markdown("A Pap-smear image in; every cell found, with its class and score, out.")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="Pap-smear image", sources=IMAGE_SOURCES, elem_id="cells-image")
+                threshold = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=DEFAULT_DETECTION_THRESHOLD,
+                    step=0.01,
+                    label="Score threshold",
+                    elem_id="cells-threshold",
+                )
+                button = gr.Button("Detect cells", variant="primary")
+                if examples:
+                    gr.Examples([[path] for path in examples], inputs=image, label="Example images")
+            with gr.Column():
+                summary = gr.Markdown("Upload an image to find its cells.", label="Summary")
+                annotated = gr.AnnotatedImage(
+                    label="Detected cells, coloured by class", format=DRAWN_IMAGE_FORMAT, elem_id="cells-annotated"
+                )
+                counts = gr.Dataframe(
+                    headers=["class", "cells"], datatype=["str", "number"], label="Cells per class", interactive=False
+                )
+                cells = gr.Dataframe(
+                    headers=["cell", "class", "score", "xmin", "ymin", "xmax", "ymax"],
+                    datatype=["number", "str", "number", "number", "number", "number", "number"],
+                    label="Each cell, best score first (box in pixels)",
+                    interactive=False,
+                    elem_id="cells-table",
+                )
+                with gr.Row():
+                    csv_file = gr.File(label="Detections (CSV)", elem_id="cells-csv")
+                    json_file = gr.File(label="Detections (JSON)", elem_id="cells-json")
+    gr.on(
+        [button.click, image.upload, threshold.release],
+        detect,
+        [image, threshold],
+        [summary, annotated, counts, csv_file, json_file, cells],
+        api_name="detect_cells",
+        preprocess=False,
+    )

@@ -1,0 +1,89 @@
+"""The Cervix type tab: ColpoNet with its quality gate, and Grad-CAM."""
+
+
+import gradio as gr
+
+from ..inference import (
+    classify_cervix_type,
+    explain_cervix_type,
+)
+from ..visualization import overlay_heatmap
+from .models import ModelSlot
+from .widgets import (
+    DRAWN_IMAGE_FORMAT,
+    IMAGE_SOURCES,
+    OUTPUT_IMAGE_BUTTONS,
+    model_footer,
+    read_upload,
+    result_label,
+    untrained_prefix,
+)
+
+
+def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
+    def classify(photo, ignore_quality_gate):
+        image, _ = read_upload(photo, "photo")
+        loaded = slot.get()
+        prediction = classify_cervix_type(loaded.model, loaded.processor, image, bool(ignore_quality_gate))
+        verdict = f"**Quality gate:** {prediction.quality.message}\n\n"
+        if not prediction.classified:
+            verdict += "**Not classified.** Tick *Classify even if the quality gate rejects the photo* to override."
+        else:
+            overridden = "" if prediction.quality.is_acceptable else " (classified despite the quality gate: override)"
+            verdict += (
+                f"**Most probable: {prediction.label}** ({prediction.probabilities[prediction.label]:.1%}){overridden}."
+            )
+        details = {
+            **prediction.to_dict(),
+            "model": loaded.source.describe(),
+            "trained": loaded.trained,
+            "warning": loaded.warning,
+        }
+        probabilities = gr.Label(
+            value=prediction.probabilities or None, label=result_label("Cervix type probabilities", loaded)
+        )
+        return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, details
+
+    def explain(photo, ignore_quality_gate):
+        image, _ = read_upload(photo, "photo")
+        loaded = slot.get()
+        explanation = explain_cervix_type(loaded.model, loaded.processor, image, bool(ignore_quality_gate))
+        if explanation.heatmap is None:
+            return gr.Image(value=None, label="Grad-CAM: the photo was not classified")
+        title = f"Grad-CAM for {explanation.label}: what drove the prediction (red = most)"
+        return gr.Image(value=overlay_heatmap(image, explanation.heatmap), label=result_label(title, loaded))
+
+    with gr.Tab("Cervix type"):
+        gr.Markdown(
+            "A colposcopy photo in; the transformation-zone type (1, 2 or 3) out. A quality gate first rejects "
+            "blurry photos, which are not classified unless you override it."
+        )
+        with gr.Row():
+            with gr.Column():
+                photo = gr.Image(label="Colposcopy photo", sources=IMAGE_SOURCES, elem_id="cervix-photo")
+                ignore_quality_gate = gr.Checkbox(label="Classify even if the quality gate rejects the photo")
+                button = gr.Button("Classify", variant="primary")
+                if examples:
+                    gr.Examples([[path] for path in examples], inputs=photo, label="Example photos")
+            with gr.Column():
+                verdict = gr.Markdown("Upload a photo to classify it.", label="Verdict")
+                probabilities = gr.Label(label="Cervix type probabilities", num_top_classes=3)
+                heatmap = gr.Image(
+                    label="Grad-CAM",
+                    interactive=False,
+                    format=DRAWN_IMAGE_FORMAT,
+                    buttons=OUTPUT_IMAGE_BUTTONS,
+                    elem_id="cervix-grad-cam",
+                )
+                with gr.Accordion("Details (JSON)", open=False):
+                    details = gr.JSON(label="Details")
+    inputs = [photo, ignore_quality_gate]
+    event = gr.on(
+        [button.click, photo.upload, ignore_quality_gate.input],
+        classify,
+        inputs,
+        [verdict, probabilities, details],
+        api_name="classify_cervix_type",
+        preprocess=False,
+    )
+    event.success(explain, inputs, heatmap, api_name="cervix_grad_cam", preprocess=False)

@@ -1,0 +1,105 @@
+"""The page: the banner and the tabs, the queue, and the command line that serves it."""
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from ..cli import DefaultsHelpFormatter
+from .cell_detection_tab import build_cell_detection_tab
+from .cervix_type_tab import build_cervix_type_tab
+from .examples import find_examples
+from .models import (
+    DEFAULT_CHECKPOINTS_DIR,
+    TASKS,
+    AppModels,
+    requested_models,
+)
+from .models_tab import build_models_tab
+from .prepost_fusion_tab import build_prepost_tab
+from .widgets import ExportFolders
+
+logger = logging.getLogger("cervix_hf.app")
+EXAMPLES_ENV_VAR = "CERVIX_HF_EXAMPLES"
+BANNER = (
+    "# cervix_hf: cervical-cancer image models\n"
+    "⚠️ **Research demo, not a diagnosis.** These models were trained on small public research datasets. No output "
+    "of this app is a clinical finding, and none of it is approved for clinical use: never use it to decide on a "
+    "patient's care."
+)
+# Requests each event runs at once; more wait in the queue. Inference uses every CPU core, so more would only
+# share them.
+CONCURRENCY_LIMIT = 2
+QUEUE_SIZE = 64
+# What `launch` needs besides the address: a cap on uploads, and the page rendered in the browser (no Node server).
+LAUNCH_SETTINGS = {"max_file_size": "100mb", "ssr_mode": False}
+
+
+def build_demo(models: AppModels | None = None, examples_dir: str | Path | None = None) -> gr.Blocks:
+    """
+    The app. `models` defaults to the environment variables' models, then `checkpoints/` in the current folder, then
+    the Hub; `examples_dir` to `$CERVIX_HF_EXAMPLES` (no examples when unset). Nothing is loaded until a request needs
+    it.
+    """
+    models = models or AppModels.from_settings(requested_models({}))
+    examples = find_examples(examples_dir or os.environ.get(EXAMPLES_ENV_VAR))
+    logger.info(
+        "Examples: %d photo(s), %d Pap-smear image(s), %d pre/post pair(s).",
+        len(examples.cervix_type),
+        len(examples.cells),
+        len(examples.prepost),
+    )
+    exports = ExportFolders()
+    with gr.Blocks(
+        title="cervix_hf: research demo, not a diagnosis", analytics_enabled=False, delete_cache=(3600, 3600)
+    ) as demo:
+        gr.Markdown(BANNER)
+        build_cervix_type_tab(models["colponet"], examples.cervix_type)
+        build_cell_detection_tab(models["cell_detector"], examples.cells, exports)
+        build_prepost_tab(models["prepost"], examples.prepost)
+        build_models_tab(models)
+    return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
+    for task in TASKS:
+        parser.add_argument(
+            task.flag,
+            metavar="DIR_OR_HUB_ID",
+            dest=task.name,
+            help=f"{task.title}: a saved folder or owner/name[@revision] (default: ${task.env_var}, then "
+            f"CHECKPOINTS_DIR/{task.checkpoint_folder}, then the published Hub repo, else untrained)",
+        )
+    parser.add_argument(
+        "--examples", metavar="DIR", help=f"example images (default: ${EXAMPLES_ENV_VAR}; none if unset)"
+    )
+    parser.add_argument(
+        "--checkpoints-dir",
+        default=str(DEFAULT_CHECKPOINTS_DIR),
+        help="folder of the training commands' models, one <task> folder each (relative to the current folder)",
+    )
+    parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860 or the next free one)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests
+    models = AppModels.from_settings(
+        requested_models({task.name: getattr(args, task.name) for task in TASKS}), checkpoints_dir=args.checkpoints_dir
+    )
+    models.log_plan()
+    examples_dir = args.examples or os.environ.get(EXAMPLES_ENV_VAR)
+    if examples_dir and not Path(examples_dir).is_dir():
+        logger.warning("The examples folder %s does not exist: the app starts without examples.", examples_dir)
+    demo = build_demo(models, examples_dir)
+    demo.launch(server_name=args.host, server_port=args.port, **LAUNCH_SETTINGS)
+
+
+if __name__ == "__main__":
+    main()

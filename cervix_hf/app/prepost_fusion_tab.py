@@ -1,0 +1,133 @@
+"""The Pre/post fusion tab: a pre-stain and a post-stain photo, a decision at a chosen threshold or operating point."""
+
+
+import gradio as gr
+
+from ..inference import (
+    OperatingPointError,
+    classify_prepost,
+    prepost_threshold,
+)
+from ..models.prepost_fusion import OPERATING_POINT_NAMES
+from ..visualization import attention_received, overlay_heatmap
+from .models import ModelSlot
+from .widgets import (
+    CUSTOM_THRESHOLD,
+    DRAWN_IMAGE_FORMAT,
+    IMAGE_SOURCES,
+    MODEL_DEFAULT,
+    OUTPUT_IMAGE_BUTTONS,
+    bad_input,
+    checked_threshold,
+    model_footer,
+    read_upload,
+    result_label,
+    untrained_prefix,
+)
+
+
+def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
+    def chosen_threshold(operating_point, threshold) -> dict:
+        """The radio's choice as `classify_prepost`'s arguments: a named operating point, or the user's threshold."""
+        if operating_point == CUSTOM_THRESHOLD:
+            return {"threshold": checked_threshold(threshold)}
+        return {"operating_point": None if operating_point == MODEL_DEFAULT else operating_point}
+
+    def unavailable(error: OperatingPointError) -> gr.Error:
+        return bad_input(f"{error} Choose another, or '{CUSTOM_THRESHOLD}'.")
+
+    def show_operating_point(operating_point, threshold):
+        try:
+            value, origin = prepost_threshold(slot.get().model.config, **chosen_threshold(operating_point, threshold))
+        except OperatingPointError as error:
+            raise unavailable(error) from None
+        slider = gr.Slider(value=value, interactive=operating_point == CUSTOM_THRESHOLD)
+        return slider, f"Threshold {value:.3f}: {origin}."
+
+    def classify(pre_image, post_image, operating_point, threshold):
+        missing = [what for what, upload in (("pre-stain", pre_image), ("post-stain", post_image)) if upload is None]
+        if missing:
+            subject = (
+                "The pre-stain and the post-stain images are" if len(missing) == 2 else f"The {missing[0]} image is"
+            )
+            raise bad_input(
+                f"{subject} missing: upload both images of the same cervix, before the stain (after normal saline) "
+                "and after it (after acetic acid)."
+            )
+        pre, _ = read_upload(pre_image, "pre-stain image")
+        post, _ = read_upload(post_image, "post-stain image")
+        chosen = chosen_threshold(operating_point, threshold)
+        loaded = slot.get()
+        try:
+            prediction = classify_prepost(loaded.model, loaded.processor, pre, post, **chosen)
+        except OperatingPointError as error:
+            raise unavailable(error) from None
+        comparison = "≥" if prediction.label == "Positive" else "<"
+        verdict = (
+            f"**Decision: {prediction.label}**: probability of Positive {prediction.probability:.3f} {comparison} "
+            f"threshold {prediction.threshold:.3f} ({prediction.threshold_origin})."
+        )
+        probabilities = gr.Label(
+            value={"Positive": prediction.probability, "Negative": 1.0 - prediction.probability},
+            label=result_label("Probabilities", loaded),
+        )
+        attention = gr.Image(
+            value=overlay_heatmap(post, attention_received(prediction.pre_to_post_attention)),
+            label=result_label("Where the pre-stain image attends in the post-stain image (red = most)", loaded),
+        )
+        details = {
+            **prediction.to_dict(),
+            "operating_point": operating_point,
+            "model": loaded.source.describe(),
+            "trained": loaded.trained,
+            "warning": loaded.warning,
+        }
+        return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, attention, details
+
+    with gr.Tab("Pre/post fusion"):
+        gr.Markdown(
+            "Two photos of the same cervix in, before the stain (after normal saline) and after it (after acetic "
+            "acid); the probability of Positive and the decision at a threshold out."
+        )
+        with gr.Row():
+            with gr.Column():
+                with gr.Row():
+                    pre = gr.Image(label="Pre-stain image", sources=IMAGE_SOURCES, elem_id="prepost-pre")
+                    post = gr.Image(label="Post-stain image", sources=IMAGE_SOURCES, elem_id="prepost-post")
+                operating_point = gr.Radio(
+                    [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD],
+                    value=MODEL_DEFAULT,
+                    label="Operating point",
+                    info="Chosen on the validation split when the model was trained.",
+                )
+                threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Decision threshold", interactive=False)
+                operating_point_info = gr.Markdown(label="Operating point")
+                button = gr.Button("Classify the pair", variant="primary")
+                if examples:
+                    gr.Examples([list(pair) for pair in examples], inputs=[pre, post], label="Example pairs")
+            with gr.Column():
+                verdict = gr.Markdown("Upload both images to classify the pair.", label="Verdict")
+                probabilities = gr.Label(label="Probabilities")
+                attention = gr.Image(
+                    label="Attention between the two images",
+                    interactive=False,
+                    format=DRAWN_IMAGE_FORMAT,
+                    buttons=OUTPUT_IMAGE_BUTTONS,
+                    elem_id="prepost-attention",
+                )
+                with gr.Accordion("Details (JSON)", open=False):
+                    details = gr.JSON(label="Details")
+    operating_point.input(
+        show_operating_point,
+        [operating_point, threshold],
+        [threshold, operating_point_info],
+        api_name="prepost_operating_point",
+    )
+    gr.on(
+        [button.click, operating_point.input, threshold.release],
+        classify,
+        [pre, post, operating_point, threshold],
+        [verdict, probabilities, attention, details],
+        api_name="classify_prepost",
+        preprocess=False,
+    )
