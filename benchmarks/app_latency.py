@@ -194,7 +194,7 @@ def measure(url: str, images: dict[str, Path], requests: int) -> dict[str, dict[
     models = {name: task.build_untrained("resnet-50") for name, task in TASKS_BY_NAME.items()}
     colponet, colponet_processor = models["colponet"]
     detector, detector_processor = models["cell_detector"]
-    prepost, prepost_processor = models["prepost"]
+    prepost, prepost_processor = models["prepost_fusion"]
 
     def explain():
         image = load_image(images["photo"])

@@ -3,7 +3,7 @@
     python -m benchmarks.detector_accuracy [--recipe nuclei] [--model DIR] [--output-dir DIR]
 
 Trains the detector with the named recipe (`cervix_hf.detector_recipes`) on ISBI 2014 EDF000-EDF009 (two of them
-for validation) through `train.train_detector`, or takes an already trained `--model`, then scores it and the
+for validation) through `train.train_cell_detector`, or takes an already trained `--model`, then scores it and the
 classical baseline (`cervix_hf.classical_detection`) on EDF010-EDF011 with the same reader and the same COCO code
 (`cervix_hf.metrics.compute_detection_metrics`, 300 detections per image): mAP@[.5:.95], mAP@.5, recall at 300
 detections (mean over IoU .5:.95), and precision, recall and F1 at IoU 0.5 at the recipe's score threshold (the
@@ -84,14 +84,14 @@ def cpu_seconds() -> float:
 
 
 def train(args: argparse.Namespace, output_dir: Path) -> tuple[float, float]:
-    """Trains with `train.train_detector` and the recipe; returns the wall and CPU time in seconds."""
-    from train import train_detector
+    """Trains with `train.train_cell_detector` and the recipe; returns the wall and CPU time in seconds."""
+    from train import train_cell_detector
 
     argv = ["--data", str(args.data), "--format", "isbi2014", "--test-names", *TEST_NAMES,
             "--output-dir", str(output_dir), "--recipe", args.recipe, "--seed", str(args.seed),
             "--no-progress-bar", "--no-pretrained-backbone"]  # fmt: skip
     start, start_cpu = time.perf_counter(), cpu_seconds()
-    train_detector.main(train_detector.get_args_parser().parse_args(argv))
+    train_cell_detector.main(train_cell_detector.get_args_parser().parse_args(argv))
     return time.perf_counter() - start, cpu_seconds() - start_cpu
 
 

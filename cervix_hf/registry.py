@@ -1,15 +1,17 @@
 """One record per model: every fact the rest of cervix_hf needs about a model, in one place.
 
-A model is a folder (`cervix_hf/<model folder>/`: configuration, modeling, image processing; self-contained, because
+A model is a folder (`cervix_hf/models/<model_type>/`: configuration, modeling, image processing; self-contained, because
 `save_pretrained` copies it beside the weights as remote code) plus one `ModelFamily` here that points into it.
 Registration with transformers' Auto classes, the model sizes, the published repo ids, the app's model resolution,
 the model cards and publishing all read `FAMILIES`; adding a model is adding a folder and a record (see
 ARCHITECTURE.md).
 
 Each model has one stem, its `model_type` (`colponet`, `cell_detector`, `prepost_fusion`): the folder, the classes,
-the card template, the published repo and its `CERVIX_HF_<MODEL_TYPE>_REPO` variable follow it. `name` is the
-shorter word the app and the command line have always used (`--prepost`, `CERVIX_HF_PREPOST`,
-`python -m train.train_prepost`); it stays so that existing commands and Space variables keep working.
+the card template, the training script `train/train_<model_type>.py`, its `checkpoints/<model_type>` folder, the
+app's flag (`--cell-detector`) and variables (`CERVIX_HF_<MODEL_TYPE>`, `CERVIX_HF_<MODEL_TYPE>_REPO`), the
+`cervix-hf train <model_type>` command and the published repo follow it. The words used before (`--prepost`,
+`CERVIX_HF_PREPOST`, `checkpoints/cell-detector`, `train detector`) are a record's `former_names`, still accepted
+so that existing Space variables, checkpoint folders and commands keep working.
 
 Two registrations, for two kinds of users:
 - in-process (`AutoConfig.register` ...): after `import cervix_hf`, `AutoModel.from_pretrained(dir)` resolves our
@@ -67,8 +69,6 @@ class ModelFamily:
 
     Args:
         model_type (`str`): `config.model_type`, the model's stem; a saved config names it, so it never changes.
-        name (`str`): the app's and the command line's word for it: the app's flag `--<name>` and its variable
-            `CERVIX_HF_<NAME>`.
         title (`str`): what the app calls it.
         config_class, base_model_class, task_model_class, processor_class (`type`): its classes; the base model
             (features, no task head) is what `AutoModel` loads.
@@ -78,8 +78,6 @@ class ModelFamily:
         label_names (`tuple[str, ...]`): its default labels, in class order.
         tiny_config (`Mapping`): the config arguments of the `"tiny"` size.
         repo_id (`str`): its published Hub repo.
-        checkpoint_folder (`str`): the folder under `checkpoints/` the app looks in, as in the training command.
-        training_script (`str`): the module that trains it (`python -m <training_script>`).
         training_data (`str`): what `--data` is, for the command shown to users.
         card_sections (`tuple[str, ...]`): the card sections it requires besides every card's.
         index_metrics (`tuple[IndexMetric, ...]`): the card's model-index entries.
@@ -87,10 +85,12 @@ class ModelFamily:
             defined beside its metrics (`cervix_hf.metrics`).
         pipeline_class (`type`, *optional*): a pipeline class to register for `pipeline_task`, where transformers has
             none.
+        former_names (`tuple[str, ...]`, *optional*): the words used for it before every name followed the stem,
+            still accepted where a user may have saved them: the app's flags and variables, the folders under
+            `checkpoints/`, and `cervix-hf train <name>`.
     """
 
     model_type: str
-    name: str
     title: str
     config_class: type
     base_model_class: type
@@ -102,22 +102,40 @@ class ModelFamily:
     label_names: tuple[str, ...]
     tiny_config: Mapping[str, Any]
     repo_id: str
-    checkpoint_folder: str
-    training_script: str
     training_data: str
     card_sections: tuple[str, ...]
     index_metrics: tuple[IndexMetric, ...]
     eval_problems: Callable[[dict], list[str]]
     pipeline_class: type | None = field(default=None)
+    former_names: tuple[str, ...] = ()
 
     @property
     def env_var(self) -> str:
         """The app's variable naming a folder or Hub id to load it from, e.g. `CERVIX_HF_CELL_DETECTOR`."""
-        return f"CERVIX_HF_{self.name.upper()}"
+        return _env_var(self.model_type)
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        """The app's flag naming a folder or Hub id to load it from, e.g. `--cell-detector`."""
+        return _flag(self.model_type)
+
+    @property
+    def former_env_vars(self) -> tuple[str, ...]:
+        return _unique(_env_var(name) for name in self.former_names if _env_var(name) != self.env_var)
+
+    @property
+    def former_flags(self) -> tuple[str, ...]:
+        return _unique(_flag(name) for name in self.former_names if _flag(name) != self.flag)
+
+    @property
+    def checkpoint_folder(self) -> str:
+        """The folder under `checkpoints/` its training command writes and the app looks in."""
+        return self.model_type
+
+    @property
+    def training_script(self) -> str:
+        """The module that trains it: `python -m train.train_<model_type>`."""
+        return f"train.train_{self.model_type}"
 
     @property
     def repo_env_var(self) -> str:
@@ -147,10 +165,21 @@ class ModelFamily:
         return self.config_class(**{**base, **overrides})
 
 
+def _env_var(name: str) -> str:
+    return "CERVIX_HF_" + name.upper().replace("-", "_")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _unique(names) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
 FAMILIES = (
     ModelFamily(
         model_type="colponet",
-        name="colponet",
         title="ColpoNet: cervix type (Type 1/2/3)",
         config_class=colponet.ColpoNetConfig,
         base_model_class=colponet.ColpoNetModel,
@@ -170,8 +199,6 @@ FAMILIES = (
             "inception_branch_channels": [8, 8, 8, 4, 4, 4],
         },
         repo_id="cervix-hf/colponet",
-        checkpoint_folder="colponet",
-        training_script="train.train_colponet",
         training_data="DATA",
         card_sections=("Quality gate", "Classification report", "Confusion matrix"),
         index_metrics=(
@@ -184,7 +211,6 @@ FAMILIES = (
     ),
     ModelFamily(
         model_type="cell_detector",
-        name="cell_detector",
         title="Cell detector (Faster R-CNN)",
         config_class=cell_detector.CellDetectorConfig,
         base_model_class=cell_detector.CellDetectorModel,
@@ -206,8 +232,6 @@ FAMILIES = (
             "detections_per_image": 50,
         },
         repo_id="cervix-hf/cell-detector",
-        checkpoint_folder="cell-detector",
-        training_script="train.train_detector",
         training_data="DATA",
         card_sections=("Per-class average precision",),
         index_metrics=(
@@ -216,10 +240,10 @@ FAMILIES = (
             IndexMetric("mean_average_recall", "mAR@[.5:.95]", ("metrics", "mar")),
         ),
         eval_problems=detection.eval_results_problems,
+        former_names=("detector", "cell-detector"),
     ),
     ModelFamily(
         model_type="prepost_fusion",
-        name="prepost",
         title="Pre/post fusion: Negative/Positive",
         config_class=prepost_fusion.PrePostFusionConfig,
         base_model_class=prepost_fusion.PrePostFusionModel,
@@ -236,8 +260,6 @@ FAMILIES = (
             "num_attention_heads": 2,
         },
         repo_id="cervix-hf/prepost-fusion",
-        checkpoint_folder="prepost",
-        training_script="train.train_prepost",
         training_data="PAIRS",
         card_sections=("Sensitivity and specificity", "Confusion matrix", "Threshold table", "Operating points"),
         index_metrics=(
@@ -249,6 +271,7 @@ FAMILIES = (
         ),
         eval_problems=binary.eval_results_problems,
         pipeline_class=prepost_fusion.PrePostClassificationPipeline,
+        former_names=("prepost",),
     ),
 )
 FAMILIES_BY_TYPE = {family.model_type: family for family in FAMILIES}

@@ -63,19 +63,19 @@ class Mutant:
     tests: tuple[str, ...]
 
 
-BINARY = "tests/test_binary_metrics.py"
-CLASSIFICATION = "tests/test_metrics.py"
-DETECTION_METRICS = "tests/test_detection_metrics.py"
+BINARY = "tests/test_prepost_fusion_metrics.py"
+CLASSIFICATION = "tests/test_colponet_metrics.py"
+DETECTION_METRICS = "tests/test_cell_detector_metrics.py"
 PREDICTIONS = "tests/test_predictions_follow_the_model.py"
 PREDICT_CLI = "tests/test_predict_cli.py"
 COLPONET = "tests/test_colponet_model.py"
 DETECTOR = "tests/test_cell_detector_model.py"
-PREPOST = "tests/test_prepost_model.py"
+PREPOST = "tests/test_prepost_fusion_model.py"
 FROZEN = "tests/test_frozen_backbone.py"
-QUALITY = "tests/test_image_quality.py"
-DETECTION_DATA = "tests/test_detection_data.py"
-INTEL_DATA = "tests/test_data_intel.py"
-PREPOST_DATA = "tests/test_prepost_data.py"
+QUALITY = "tests/test_colponet_quality_gate.py"
+DETECTION_DATA = "tests/test_cell_detector_data.py"
+INTEL_DATA = "tests/test_colponet_data.py"
+PREPOST_DATA = "tests/test_prepost_fusion_data.py"
 SURVIVORS = "tests/test_mutation_survivors.py"
 
 # The fast tests of the model files, without the ones that start a fresh Python process (about 9 s each).

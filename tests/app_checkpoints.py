@@ -25,12 +25,12 @@ STEPS = 3
 
 
 def train_tiny_checkpoints(shared_data: Path, output_dir: Path) -> dict[str, Path]:
-    """Trains and saves the three models under `output_dir`; returns {task name: folder}, as the app names tasks."""
+    """Trains and saves the three models under `output_dir`; returns {model type: folder}, as the app names tasks."""
     torch.manual_seed(0)
     return {
         "colponet": _train_colponet(shared_data / "intel-mobileodt-sample", output_dir / "colponet"),
-        "cell_detector": _train_detector(shared_data / "isbi2014-edf", output_dir / "cell-detector"),
-        "prepost": _train_prepost(shared_data / "iarc-colposcopy-atlas", output_dir / "prepost"),
+        "cell_detector": _train_detector(shared_data / "isbi2014-edf", output_dir / "cell_detector"),
+        "prepost_fusion": _train_prepost(shared_data / "iarc-colposcopy-atlas", output_dir / "prepost_fusion"),
     }
 
 

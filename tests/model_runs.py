@@ -25,7 +25,7 @@ from cervix_hf.metrics import (
     select_operating_points,
 )
 from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
-from train import train_colponet, train_detector, train_prepost
+from train import train_colponet, train_cell_detector, train_prepost_fusion
 from train.engine import finish_run
 
 SPLITS = ("train", "validation", "test")
@@ -129,7 +129,7 @@ def detector_run(output_dir: Path) -> Path:
         },
         extra={"export_threshold": 0.5, "classical_baseline": None},
     )
-    args = train_detector.get_args_parser().parse_args(
+    args = train_cell_detector.get_args_parser().parse_args(
         ["--data", "../data/cells", "--format", "coco", "--annotations", "cells.json", "--output-dir",
          str(output_dir), "--model-size", "tiny"]
     )  # fmt: skip
@@ -137,7 +137,7 @@ def detector_run(output_dir: Path) -> Path:
 
 
 def prepost_run(output_dir: Path) -> Path:
-    """As `train/train_prepost.py`: operating points chosen on validation scores, evaluated on test scores."""
+    """As `train/train_prepost_fusion.py`: operating points chosen on validation scores, evaluated on test scores."""
     torch.manual_seed(0)
     label_names = ["Negative", "Positive"]
     validation_labels = [0, 0, 0, 0, 0, 0, 1, 1, 1]
@@ -177,7 +177,7 @@ def prepost_run(output_dir: Path) -> Path:
             "decision_threshold": "balanced",
         },
     )
-    args = train_prepost.get_args_parser().parse_args(
+    args = train_prepost_fusion.get_args_parser().parse_args(
         ["--data", "../shared/data/iarc-colposcopy-atlas", "--output-dir", str(output_dir), "--model-size", "tiny",
          "--decision-threshold", "balanced"]
     )  # fmt: skip

@@ -151,7 +151,7 @@ def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints
 
 
 def test_operating_point_presets_are_the_models_thresholds(client, app_checkpoints):
-    model, _ = load_prepost(str(app_checkpoints["prepost"]))
+    model, _ = load_prepost(str(app_checkpoints["prepost_fusion"]))
     for name, point in model.config.operating_points.items():
         slider, info = client.predict(name, 0.5, api_name="/prepost_operating_point")
         assert value(slider) == pytest.approx(point["threshold"]) and name in info
@@ -166,7 +166,7 @@ def test_prepost_matches_the_model_called_directly(client, app_checkpoints, pair
     verdict, probabilities, attention, details = client.predict(
         handle_file(pair[0]), handle_file(pair[1]), operating_point, threshold, api_name="/classify_prepost"
     )
-    model, processor = load_prepost(str(app_checkpoints["prepost"]))
+    model, processor = load_prepost(str(app_checkpoints["prepost_fusion"]))
     used = (
         threshold if operating_point == "custom threshold" else model.config.operating_points["screening"]["threshold"]
     )
@@ -184,7 +184,7 @@ def test_prepost_matches_the_model_called_directly(client, app_checkpoints, pair
 
 def test_models_tab_says_where_each_model_came_from_and_that_it_is_trained(client, app_checkpoints):
     cards = client.predict(api_name="/models")
-    for card, task in zip(cards, ("colponet", "cell_detector", "prepost"), strict=True):
+    for card, task in zip(cards, ("colponet", "cell_detector", "prepost_fusion"), strict=True):
         assert f"**Loaded from:** local folder {app_checkpoints[task]}\n" in card
         assert "**Trained:** yes\n" in card
 
@@ -343,7 +343,7 @@ def test_python_app_py_starts_logs_where_models_come_from_and_serves(app_checkpo
         "CERVIX_HF_EXAMPLES": str(SHARED_DATA),
     }
     env.pop("CERVIX_HF_CELL_DETECTOR", None)
-    env.pop("CERVIX_HF_PREPOST", None)
+    env.pop("CERVIX_HF_PREPOST_FUSION", None)
     port = free_port()
     with log.open("w") as output:
         command = [sys.executable, "app.py", "--port", str(port), "--checkpoints-dir", str(tmp_path / "none"),
@@ -366,4 +366,4 @@ def test_python_app_py_starts_logs_where_models_come_from_and_serves(app_checkpo
     assert details["model"] == f"local folder {app_checkpoints['colponet']}" and details["trained"]
     assert f"will load from local folder {app_checkpoints['cell_detector']}" in text  # the flag
     assert "Pre/post fusion: Negative/Positive: no trained weights found" in text
-    assert "To get real weights: train it (python -m train.train_prepost" in text and "CERVIX_HF_PREPOST" in text
+    assert "To get real weights: train it (python -m train.train_prepost_fusion" in text and "CERVIX_HF_PREPOST_FUSION" in text

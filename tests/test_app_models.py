@@ -24,13 +24,32 @@ COLPONET = TASKS_BY_NAME["colponet"]
 
 
 def test_flags_win_over_environment_variables():
-    environ = {"CERVIX_HF_COLPONET": "from/env", "CERVIX_HF_PREPOST": "/models/prepost", "OTHER": "x"}
+    environ = {"CERVIX_HF_COLPONET": "from/env", "CERVIX_HF_PREPOST_FUSION": "/models/prepost", "OTHER": "x"}
     requested = requested_models({"colponet": "from/flag", "cell_detector": None}, environ)
-    assert requested == {"colponet": "from/flag", "prepost": "/models/prepost"}
-    assert [task.flag for task in TASKS_BY_NAME.values()] == ["--colponet", "--cell-detector", "--prepost"]
+    assert requested == {"colponet": "from/flag", "prepost_fusion": "/models/prepost"}
+    assert [task.flag for task in TASKS_BY_NAME.values()] == ["--colponet", "--cell-detector", "--prepost-fusion"]
     assert [task.env_var for task in TASKS_BY_NAME.values()] == [
-        "CERVIX_HF_COLPONET", "CERVIX_HF_CELL_DETECTOR", "CERVIX_HF_PREPOST",
+        "CERVIX_HF_COLPONET", "CERVIX_HF_CELL_DETECTOR", "CERVIX_HF_PREPOST_FUSION",
     ]  # fmt: skip
+
+
+def test_the_former_names_still_reach_a_model(tmp_path):
+    """Space variables, flags and checkpoint folders saved before every name followed the model type still work."""
+    from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
+    from cervix_hf.app import get_args_parser
+    from cervix_hf.model_presets import prepost_config
+
+    prepost = TASKS_BY_NAME["prepost_fusion"]
+    assert requested_models({}, {"CERVIX_HF_PREPOST": "old/env"}) == {"prepost_fusion": "old/env"}
+    both = {"CERVIX_HF_PREPOST": "old/env", "CERVIX_HF_PREPOST_FUSION": "new/env"}
+    assert requested_models({}, both) == {"prepost_fusion": "new/env"}
+    assert get_args_parser().parse_args(["--prepost", "old/flag"]).prepost_fusion == "old/flag"
+    former = tmp_path / "checkpoints" / "prepost"  # where `train_prepost --output-dir checkpoints/prepost` wrote
+    PrePostFusionForImageClassification(prepost_config("tiny")).save_pretrained(former)
+    PrePostFusionImageProcessor().save_pretrained(former)
+    loaded = ModelSlot(prepost, checkpoints_dir=tmp_path / "checkpoints").get()
+    assert loaded.trained and loaded.source.location == str(former)
+    assert "checkpoints/prepost_fusion" in loaded.notes[0] and "no such folder" in loaded.notes[0]
 
 
 def test_a_reference_is_a_folder_when_it_exists_else_a_hub_id_with_optional_revision(tmp_path):

@@ -72,3 +72,15 @@ def test_a_model_folder_imports_only_itself(family):
     assert (package, layer, folder) == ("cervix_hf", "models", family.model_type)  # one stem: folder = model type
     for path in (PACKAGE / "models" / folder).glob("*.py"):
         assert imported_modules(path, depth=2) <= {f"models.{folder}"}, f"{path.name} imports outside its folder"
+
+
+def test_a_model_s_tests_are_named_after_its_model_type():
+    """A test module about one model starts with `test_<model_type>_`, so one glob finds all of a model's tests."""
+    model_words = ("colpo", "detect", "prepost", "fusion", "tiling", "quality_gate", "intel", "binary", "iarc")
+    prefixes = tuple(f"test_{family.model_type}_" for family in FAMILIES)
+    tests = Path(__file__).resolve().parent
+    for path in tests.glob("test_*.py"):
+        if any(word in path.stem for word in model_words):
+            assert path.name.startswith(prefixes), f"{path.name} is about one model: name it test_<model_type>_*.py"
+    for prefix in prefixes:
+        assert len(list(tests.glob(f"{prefix}*.py"))) >= 3, f"no tests named {prefix}*.py"

@@ -165,7 +165,7 @@ def test_prepost_under_torchrun_counts_each_case_once(tmp_path):
 
     data = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
     runs = single_and_torchrun(
-        ["train.train_prepost", "--data", str(data), "--model-size", "tiny", "--stage1-epochs", "1",
+        ["train.train_prepost_fusion", "--data", str(data), "--model-size", "tiny", "--stage1-epochs", "1",
          "--stage2-epochs", "1", "--batch-size", "4", "--workers", "0", "--no-pretrained-backbone",
          "--no-progress-bar", "--decision-threshold", "0.5"],
         tmp_path,
@@ -190,7 +190,7 @@ def test_detector_under_torchrun_evaluates_each_test_image_once(tmp_path):
     data = require_data(SHARED_DATA / "isbi2014-edf")
     test_names = ["EDF009", "EDF010", "EDF011"]
     runs = single_and_torchrun(
-        ["train.train_detector", "--data", str(data), "--format", "isbi2014", "--test-names", *test_names,
+        ["train.train_cell_detector", "--data", str(data), "--format", "isbi2014", "--test-names", *test_names,
          "--model-size", "tiny", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--min-size", "256",
          "--max-size", "256", "--no-pretrained-backbone", "--no-progress-bar"],
         tmp_path,

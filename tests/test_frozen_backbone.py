@@ -7,7 +7,7 @@ from torch import nn
 
 from cervix_hf import ColpoNetForImageClassification, PrePostFusionForImageClassification, PrePostFusionImageProcessor
 from cervix_hf.model_presets import colponet_config, prepost_config
-from train import train_colponet, train_prepost
+from train import train_colponet, train_prepost_fusion
 
 from .conftest import SHARED_DATA, require_data
 
@@ -133,11 +133,11 @@ def tiny_prepost_dir(tmp_path):
 def test_prepost_stage1_from_a_checkpoint_keeps_both_backbones_and_trains_the_fusion(tiny_prepost_dir, tmp_path):
     data = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
     output_dir = tmp_path / "run"
-    args = train_prepost.get_args_parser().parse_args(
+    args = train_prepost_fusion.get_args_parser().parse_args(
         ["--data", str(data), "--from-checkpoint", str(tiny_prepost_dir), "--output-dir", str(output_dir),
          *TRAINING_ARGS]
     )  # fmt: skip
-    train_prepost.main(args)
+    train_prepost_fusion.main(args)
     checkpoint, trained = saved_weights(tiny_prepost_dir), saved_weights(output_dir)
     assert_backbone_kept_and_head_trained(
         checkpoint, trained, ("prepost.pre_backbone.", "prepost.post_backbone."),

@@ -188,6 +188,19 @@ def test_every_command_has_help_with_its_defaults(command, capsys):
         assert "(default: main)" in help_text  # --revision
 
 
+def test_every_model_has_a_train_command_and_its_former_names_still_run_it(monkeypatch):
+    from cervix_hf.registry import FAMILIES
+
+    assert [command.name for command in cli.COMMANDS if command.name.startswith("train ")] == [
+        f"train {family.model_type}" for family in FAMILIES
+    ]
+    for argv, script in ((["train", "prepost"], "train.train_prepost_fusion"),
+                         (["train", "detector"], "train.train_cell_detector"),
+                         (["train", "cell_detector"], "train.train_cell_detector")):  # fmt: skip
+        chosen, _ = cli.get_args_parser().parse_known_args(argv)
+        assert chosen.command.module == script
+
+
 def test_the_command_names_the_choices_for_a_missing_or_unknown_command(capsys):
     for argv, message in (([], "required: COMMAND"), (["train"], "required: MODEL"), (["fit"], "invalid choice")):
         with pytest.raises(SystemExit) as exit_info:

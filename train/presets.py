@@ -1,31 +1,106 @@
-"""Named augmentation presets, applied to PIL images before the image processor resizes and normalises them."""
+"""Named augmentation presets, one table per model, in one place (as torchvision's reference scripts keep theirs).
+
+Each preset is applied to PIL images before the image processor resizes and normalises them. The transforms that
+move boxes with the pixels (`cervix_hf.data.DetectionTransform`) or a pre/post pair together
+(`cervix_hf.data.PairTransform`) live beside their datasets; which transforms make up a named preset lives here.
+A training script offers `--augmentation` with `choices=<MODEL>_PRESETS` and calls `<model>_train_transform(name)`.
+"""
+
+from typing import Optional
 
 from torchvision.transforms import v2
 
+from cervix_hf.data import DetectionTransform, PairTransform, RandomRightAngleRotation
+
 CLASSIFICATION_PRESETS = ("none", "flip", "default")
+DETECTION_PRESETS = ("none", "flip", "default", "nuclei")
+PAIR_PRESETS = ("none", "flip", "default")
 
 
-def classification_train_transform(preset: str = "default"):
+def _check(preset: str, presets: tuple[str, ...]) -> None:
+    if preset not in presets:
+        raise ValueError(f"Unknown augmentation preset {preset!r}; choose one of {', '.join(presets)}.")
+
+
+def _flips() -> list[v2.Transform]:
+    return [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+
+
+def classification_train_transform(preset: str = "default") -> Optional[v2.Compose]:
     """
-    Augmentation for colposcopy photos.
+    Augmentation for colposcopy photos (`None` for `"none"`).
 
     Args:
         preset (`str`, *optional*, defaults to `"default"`):
             `"none"`: no augmentation. `"flip"`: horizontal and vertical flips. `"default"`: flips, rotation,
             brightness/contrast jitter and a shift-scale-rotate (the seed work's augmentation).
     """
+    _check(preset, CLASSIFICATION_PRESETS)
+    extra = {
+        "none": None,
+        "flip": [],
+        "default": [
+            v2.RandomApply([v2.RandomRotation(degrees=20)], p=0.5),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.9, 1.1)),
+        ],
+    }[preset]
+    return None if extra is None else v2.Compose(_flips() + extra)
+
+
+def detection_train_transform(preset: str = "default", crop_size: Optional[int] = None) -> Optional[DetectionTransform]:
+    r"""
+    Augmentation for Pap-smear detection training, as a [`DetectionTransform`] (`None` for `"none"` without a crop).
+
+    Args:
+        preset (`str`, *optional*, defaults to `"default"`):
+            `"none"`: no augmentation. `"flip"`: horizontal and vertical flips. `"default"`: flips, a rotation by a
+            multiple of 90 degrees (cells have no up or down), a zoom by 0.8-1.25 on a fixed canvas (the cells'
+            size changes, so the image processor's resize does not undo it; the area uncovered by zooming out is
+            white, like an empty slide) and colour jitter for staining differences. `"nuclei"`: for a detector that
+            keeps the input's scale (`keep_input_scale`): flips, right-angle rotations and brightness/contrast
+            jitter, no zoom (the nuclei's size in pixels is what it learns).
+        crop_size (`int`, *optional*):
+            Side of a random square crop taken first (padded with white where the image is smaller); boxes cut by
+            the crop are clipped to it. Many small crops per image give many training steps at little cost.
+    """
+    _check(preset, DETECTION_PRESETS)
+    crop = [] if crop_size is None else [v2.RandomCrop(crop_size, pad_if_needed=True, fill=255)]
     if preset == "none":
-        return None
-    flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
-    if preset == "flip":
-        return v2.Compose(flips)
-    if preset == "default":
-        return v2.Compose(
-            flips
-            + [
-                v2.RandomApply([v2.RandomRotation(degrees=20)], p=0.5),
-                v2.ColorJitter(brightness=0.2, contrast=0.2),
-                v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.9, 1.1)),
-            ]
-        )
-    raise ValueError(f"Unknown augmentation preset {preset!r}; choose one of {', '.join(CLASSIFICATION_PRESETS)}.")
+        return DetectionTransform(crop) if crop else None
+    extra = {
+        "flip": [],
+        "nuclei": [RandomRightAngleRotation(), v2.ColorJitter(brightness=0.2, contrast=0.2)],
+        "default": [
+            RandomRightAngleRotation(),
+            v2.RandomAffine(degrees=0, scale=(0.8, 1.25), fill=255),
+            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03),
+        ],
+    }[preset]
+    return DetectionTransform(crop + _flips() + extra, min_size=4 if preset == "nuclei" else 1.0)
+
+
+def paired_train_transform(preset: str = "default") -> Optional[PairTransform]:
+    r"""
+    Augmentation for pre/post fusion training, as a [`PairTransform`] (`None` for `"none"`).
+
+    Colour jitter, like the geometric transforms, uses the same parameters for both images: what the model learns
+    from is the change of colour from pre to post (acetowhitening, iodine uptake), which a jitter drawn per image
+    could fake or erase; a shared jitter imitates another camera or light for the whole examination.
+
+    Args:
+        preset (`str`, *optional*, defaults to `"default"`):
+            `"none"`: no augmentation. `"flip"`: horizontal and vertical flips. `"default"`: flips, a rotation up to
+            15 degrees, a shift up to 6% and a zoom by 0.9-1.1, and brightness, contrast and saturation jitter of
+            20%.
+    """
+    _check(preset, PAIR_PRESETS)
+    extra = {
+        "none": None,
+        "flip": [],
+        "default": [
+            v2.RandomAffine(degrees=15, translate=(0.06, 0.06), scale=(0.9, 1.1)),
+            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+        ],
+    }[preset]
+    return None if extra is None else PairTransform(_flips() + extra)

@@ -1,17 +1,20 @@
 """cervix_hf's Gradio app: cervix type, cell detection and pre/post fusion. Research demo, never a diagnosis.
 
-    cervix-hf app [--colponet DIR_OR_HUB_ID] [--cell-detector ...] [--prepost ...] [--examples DIR]
+    cervix-hf app [--colponet DIR_OR_HUB_ID] [--cell-detector ...] [--prepost-fusion ...] [--examples DIR]
                   [--checkpoints-dir DIR] [--host 127.0.0.1] [--port 7860]
 
-`python app.py` in a checkout or a Space (the Space's entry point) and `python -m cervix_hf.app` run the same app. One module per tab
-(`cervix_type_tab`, `cell_detection_tab`, `prepost_fusion_tab`, `models_tab`), what they share in `widgets`, where
-the models come from in `models`, example images in `examples`, the page and its command line in `main`.
+`python app.py` in a checkout or a Space (the Space's entry point) and `python -m cervix_hf.app` run the same
+app. One module per tab (`cervix_type_tab`, `cell_detection_tab`, `prepost_fusion_tab`, `models_tab`), what they
+share in `widgets`, where the models come from in `models`, example images in `examples`, the page and its command
+line in `main`.
+
 Each model comes from, in this order: its flag or environment variable (`CERVIX_HF_COLPONET`,
-`CERVIX_HF_CELL_DETECTOR`, `CERVIX_HF_PREPOST`; a saved folder or a Hub id `owner/name[@revision]`); the training
-script's folder `checkpoints/<task>/`; the published Hub repo (`cervix_hf.hub`). Where none loads, its tab runs the
-default configuration with untrained weights and every result says "UNTRAINED MODEL: output is meaningless"; the
-start-up log says how to get real weights. Example images come from `--examples` / `CERVIX_HF_EXAMPLES`
-(see `cervix_hf.app.examples`). Models load on first use; nothing is downloaded to render the page.
+`CERVIX_HF_CELL_DETECTOR`, `CERVIX_HF_PREPOST_FUSION`; a saved folder or a Hub id `owner/name[@revision]`); the
+training script's folder `checkpoints/<model_type>/`; the published Hub repo (`cervix_hf.hub`). Where none loads,
+its tab runs the default configuration with untrained weights and every result says "UNTRAINED MODEL: output is
+meaningless"; the start-up log says how to get real weights. Example images come from `--examples` /
+`CERVIX_HF_EXAMPLES` (see `cervix_hf.app.examples`). Models load on first use; nothing is downloaded to render the
+page.
 """
 
 from .main import LAUNCH_SETTINGS, build_demo, get_args_parser, main

@@ -58,7 +58,7 @@ def build_demo(models: AppModels | None = None, examples_dir: str | Path | None 
         gr.Markdown(BANNER)
         build_cervix_type_tab(models["colponet"], examples.cervix_type)
         build_cell_detection_tab(models["cell_detector"], examples.cells, exports)
-        build_prepost_tab(models["prepost"], examples.prepost)
+        build_prepost_tab(models["prepost_fusion"], examples.prepost)
         build_models_tab(models)
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
 
@@ -68,6 +68,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     for task in TASKS:
         parser.add_argument(
             task.flag,
+            *task.family.former_flags,
             metavar="DIR_OR_HUB_ID",
             dest=task.name,
             help=f"{task.title}: a saved folder or owner/name[@revision] (default: ${task.env_var}, then "

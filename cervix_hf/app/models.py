@@ -3,9 +3,11 @@
 For each task the first source that is available and loads is used:
 
 1. its command-line flag or environment variable (`--colponet` / `CERVIX_HF_COLPONET`, `--cell-detector` /
-   `CERVIX_HF_CELL_DETECTOR`, `--prepost` / `CERVIX_HF_PREPOST`): a saved folder, or a Hub repo id with an optional
-   revision, `owner/name@revision`;
-2. the folder the training script writes, `checkpoints/<task>/` (`colponet`, `cell-detector`, `prepost`);
+   `CERVIX_HF_CELL_DETECTOR`, `--prepost-fusion` / `CERVIX_HF_PREPOST_FUSION`; the former `--prepost` /
+   `CERVIX_HF_PREPOST` still work): a saved folder, or a Hub repo id with an optional revision,
+   `owner/name@revision`;
+2. the folder the training script writes, `checkpoints/<model_type>/` (`colponet`, `cell_detector`,
+   `prepost_fusion`), or one under a former name (`checkpoints/cell-detector`, `checkpoints/prepost`);
 3. the published Hub repo (`cervix_hf.hub.model_repo_id`), when the Hub answers within `HUB_CHECK_TIMEOUT` seconds
    or the repo is in the local Hugging Face cache (with `HF_HUB_OFFLINE=1` only the cache is looked at);
 4. otherwise the model's default configuration with untrained (random) weights, so the app always starts; every
@@ -50,15 +52,16 @@ class ModelTask:
     One of the app's models: its record, and how its weights are loaded.
 
     Args:
-        family (`ModelFamily`): the model's record (`cervix_hf.registry`): its name (`colponet`, `cell_detector`,
-            `prepost`) gives the flag (`--cell-detector`) and the environment variable (`CERVIX_HF_CELL_DETECTOR`).
+        family (`ModelFamily`): the model's record (`cervix_hf.registry`): its `model_type` (`colponet`,
+            `cell_detector`, `prepost_fusion`) names the task and gives the flag (`--cell-detector`) and the
+            environment variable (`CERVIX_HF_CELL_DETECTOR`).
         load (`Callable[[str, str | None], tuple]`): (model id, revision) -> (model in eval mode, processor).
     """
 
     family: ModelFamily
     load: Callable
 
-    name = property(lambda self: self.family.name)
+    name = property(lambda self: self.family.model_type)
     title = property(lambda self: self.family.title)
     model_type = property(lambda self: self.family.model_type)
     checkpoint_folder = property(lambda self: self.family.checkpoint_folder)
@@ -178,6 +181,11 @@ class ModelSlot:
             self.sources.append(parse_model_reference(requested, f"{task.flag} / {task.env_var}"))
         folder = Path(checkpoints_dir) / task.checkpoint_folder
         self.sources.append(ModelSource("folder", str(folder.resolve()), origin="the training script's folder"))
+        for former in task.family.former_names:  # only where it exists: checkpoints trained before the rename
+            if (former_folder := Path(checkpoints_dir) / former).is_dir() and former_folder != folder:
+                self.sources.append(
+                    ModelSource("folder", str(former_folder.resolve()), origin="the training script's former folder")
+                )
         self.sources.append(
             ModelSource("hub", *split_revision(model_repo_id(task.model_type)), origin="the published repo")
         )
@@ -269,7 +277,7 @@ class ModelSlot:
 
 
 class AppModels:
-    """The app's model slots, by task name (`colponet`, `cell_detector`, `prepost`)."""
+    """The app's model slots, by model type (`colponet`, `cell_detector`, `prepost_fusion`)."""
 
     def __init__(self, slots: Mapping[str, ModelSlot]):
         self._slots = dict(slots)
@@ -310,9 +318,16 @@ class AppModels:
 
 
 def requested_models(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Task name -> folder or Hub id, from the flags (by task name) or else the environment variables."""
+    """
+    Model type -> folder or Hub id, from the flags (by model type) or else the environment variables, the current
+    name (`CERVIX_HF_PREPOST_FUSION`) before a former one (`CERVIX_HF_PREPOST`).
+    """
     environ = os.environ if environ is None else environ
-    requested = {task.name: flags.get(task.name) or environ.get(task.env_var) for task in TASKS}
+    requested = {
+        task.name: flags.get(task.name)
+        or next(filter(None, (environ.get(name) for name in (task.env_var, *task.family.former_env_vars))), None)
+        for task in TASKS
+    }
     return {name: value for name, value in requested.items() if value}
 
 

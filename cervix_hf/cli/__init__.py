@@ -2,12 +2,15 @@
 
 `cervix-hf` (or `python -m cervix_hf`) runs the same commands as the modules do:
 
-    cervix-hf train colponet|detector|prepost ...   python -m train.train_<model>
-    cervix-hf predict ...                            python -m cervix_hf.predict
-    cervix-hf render-card ...                        python -m train.render_card
-    cervix-hf push-to-hub ...                        python -m train.push_to_hub
-    cervix-hf push-space ...                         python -m train.push_space
-    cervix-hf app ...                                python app.py
+    cervix-hf train MODEL_TYPE ...   python -m train.train_<model_type>  (colponet, cell_detector, prepost_fusion)
+    cervix-hf predict ...            python -m cervix_hf.predict
+    cervix-hf render-card ...        python -m train.render_card
+    cervix-hf push-to-hub ...        python -m train.push_to_hub
+    cervix-hf push-space ...         python -m train.push_space
+    cervix-hf app ...                python app.py
+
+The `train` commands come from the model records (`cervix_hf.registry`), so a new model gets its own; a model's
+former names (`train detector`, `train prepost`) still work.
 
 Each command is its module's own `get_args_parser()` and `main`, imported only when it runs;
 `cervix-hf COMMAND --help` lists its options with their defaults.
@@ -21,6 +24,7 @@ import sys
 from dataclasses import dataclass
 
 from .. import __version__
+from ..registry import FAMILIES
 
 PROG = "cervix-hf"
 
@@ -62,12 +66,20 @@ class Command:
     module: str
     summary: str
     parses_argv: bool = True
+    aliases: tuple[str, ...] = ()
 
 
 COMMANDS = (
-    Command("train colponet", "train.train_colponet", "fine-tune ColpoNet (cervix type 1/2/3)", parses_argv=False),
-    Command("train detector", "train.train_detector", "train the cell detector", parses_argv=False),
-    Command("train prepost", "train.train_prepost", "train the pre/post fusion model", parses_argv=False),
+    *(
+        Command(
+            f"train {family.model_type}",
+            family.training_script,
+            f"train {family.title}",
+            parses_argv=False,
+            aliases=family.former_names,
+        )
+        for family in FAMILIES
+    ),
     Command("predict", "cervix_hf.cli.predict", "classify colposcopy photos with a saved ColpoNet"),
     Command("render-card", "train.render_card", "render a trained model folder's model card again"),
     Command("push-to-hub", "train.push_to_hub", "publish a trained model folder to the Hub, in one commit"),
@@ -105,7 +117,9 @@ def get_args_parser() -> argparse.ArgumentParser:
             group_parser = commands.add_parser(group, help=f"{group} a model", description=f"{group} a model")
             groups[group] = group_parser.add_subparsers(title="models", metavar="MODEL", required=True)
         # No options here (not even --help), so that everything after the name is left for the command's parser.
-        leaf = (groups[group] if group else commands).add_parser(name, help=command.summary, add_help=False)
+        leaf = (groups[group] if group else commands).add_parser(
+            name, aliases=list(command.aliases), help=command.summary, add_help=False
+        )
         leaf.set_defaults(command=command)
     return parser
 

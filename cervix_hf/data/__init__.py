@@ -14,10 +14,8 @@ from .detection import (
 )
 from .detection_dataset import DetectionDataset, detection_collate
 from .detection_transforms import (
-    DETECTION_PRESETS,
     DetectionTransform,
     RandomRightAngleRotation,
-    detection_train_transform,
 )
 from .intel_mobileodt import (
     IMAGE_EXTENSIONS,
@@ -27,20 +25,17 @@ from .intel_mobileodt import (
     read_intel_mobileodt,
 )
 from .prepost import (
-    PAIR_PRESETS,
     PairDataset,
     PairRecord,
     PairRecords,
     PairTransform,
     case_level_split,
-    paired_train_transform,
     read_iarc_atlas,
     read_pairs_csv,
 )
 from .splits import stratified_split
 
 __all__ = [
-    "DETECTION_PRESETS",
     "DetectionDataset",
     "DetectionRecord",
     "DetectionRecords",
@@ -50,7 +45,6 @@ __all__ = [
     "ISBI2014_EDF_LABELS",
     "ImageClassificationDataset",
     "ImageFolderRecords",
-    "PAIR_PRESETS",
     "PairDataset",
     "PairRecord",
     "PairRecords",
@@ -61,8 +55,6 @@ __all__ = [
     "class_counts",
     "compute_class_weights",
     "detection_collate",
-    "detection_train_transform",
-    "paired_train_transform",
     "read_coco",
     "read_detection_csv",
     "read_iarc_atlas",

@@ -1,15 +1,13 @@
 """Augmentation for detection: torchvision `transforms.v2` moves the boxes with the pixels, then boxes that became
-degenerate are dropped. Named presets for the training scripts."""
+degenerate are dropped. The named presets built from these are in `train/presets.py`."""
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-
-DETECTION_PRESETS = ("none", "flip", "default", "nuclei")
 
 
 class RandomRightAngleRotation(v2.Transform):
@@ -68,41 +66,3 @@ class DetectionTransform:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.pipeline})"
-
-
-def detection_train_transform(preset: str = "default", crop_size: Optional[int] = None) -> Optional[DetectionTransform]:
-    r"""
-    Augmentation for Pap-smear detection training, as a [`DetectionTransform`] (`None` for `"none"`).
-
-    Args:
-        preset (`str`, *optional*, defaults to `"default"`):
-            `"none"`: no augmentation. `"flip"`: horizontal and vertical flips. `"default"`: flips, a rotation by a
-            multiple of 90 degrees (cells have no up or down), a zoom by 0.8-1.25 on a fixed canvas (the cells'
-            size changes, so the image processor's resize does not undo it; the area uncovered by zooming out is
-            white, like an empty slide) and colour jitter for staining differences. `"nuclei"`: for a detector that
-            keeps the input's scale (`keep_input_scale`): flips, right-angle rotations and brightness/contrast
-            jitter, no zoom (the nuclei's size in pixels is what it learns).
-        crop_size (`int`, *optional*):
-            Side of a random square crop taken first (padded with white where the image is smaller); boxes cut by
-            the crop are clipped to it. Many small crops per image give many training steps at little cost.
-    """
-    crop = [] if crop_size is None else [v2.RandomCrop(crop_size, pad_if_needed=True, fill=255)]
-    if preset == "none":
-        return DetectionTransform(crop) if crop else None
-    flips = crop + [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
-    if preset == "flip":
-        return DetectionTransform(flips)
-    if preset == "nuclei":
-        return DetectionTransform(
-            flips + [RandomRightAngleRotation(), v2.ColorJitter(brightness=0.2, contrast=0.2)], min_size=4
-        )
-    if preset == "default":
-        return DetectionTransform(
-            flips
-            + [
-                RandomRightAngleRotation(),
-                v2.RandomAffine(degrees=0, scale=(0.8, 1.25), fill=255),
-                v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03),
-            ]
-        )
-    raise ValueError(f"Unknown augmentation preset {preset!r}; choose one of {', '.join(DETECTION_PRESETS)}.")

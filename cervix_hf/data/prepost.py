@@ -21,7 +21,6 @@ from .splits import stratified_split
 logger = logging.getLogger(__name__)
 
 PAIR_CSV_COLUMNS = ("pre", "post", "label")
-PAIR_PRESETS = ("none", "flip", "default")
 
 # Atlas views, matched by glob pattern: the Lugol file names hold a stray non-ASCII character where the apostrophe
 # was ("Lugol\x92s", "Lugols" or "Lugol's" depending on how the archive was extracted), so never match it exactly.
@@ -321,36 +320,6 @@ class PairTransform:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.pipeline})"
-
-
-def paired_train_transform(preset: str = "default") -> Optional[PairTransform]:
-    r"""
-    Augmentation for pre/post fusion training, as a [`PairTransform`] (`None` for `"none"`).
-
-    Colour jitter, like the geometric transforms, uses the same parameters for both images: what the model learns
-    from is the change of colour from pre to post (acetowhitening, iodine uptake), which a jitter drawn per image
-    could fake or erase; a shared jitter imitates another camera or light for the whole examination.
-
-    Args:
-        preset (`str`, *optional*, defaults to `"default"`):
-            `"none"`: no augmentation. `"flip"`: horizontal and vertical flips. `"default"`: flips, a rotation up to
-            15 degrees, a shift up to 6% and a zoom by 0.9-1.1, and brightness, contrast and saturation jitter of
-            20%.
-    """
-    if preset == "none":
-        return None
-    flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
-    if preset == "flip":
-        return PairTransform(flips)
-    if preset == "default":
-        return PairTransform(
-            flips
-            + [
-                v2.RandomAffine(degrees=15, translate=(0.06, 0.06), scale=(0.9, 1.1)),
-                v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-            ]
-        )
-    raise ValueError(f"Unknown augmentation preset {preset!r}; choose one of {', '.join(PAIR_PRESETS)}.")
 
 
 def _existing_image(image_root: Path, value: str, view: str, where: str) -> str:

@@ -4,14 +4,14 @@ Reproduce the seed work's schedule (two `microsoft/resnet-50` backbones; backbon
 epochs with batch 16, then everything at lr 1e-5 for 20 epochs with batch 8; early stopping and
 reduce-on-plateau on the validation loss)::
 
-    python -m train.train_prepost --data pairs.csv --output-dir checkpoints/prepost
+    python -m train.train_prepost_fusion --data pairs.csv --output-dir checkpoints/prepost_fusion
 
-Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_prepost ...`` (or ``accelerate launch -m ...``).
+Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_prepost_fusion ...`` (or ``accelerate launch -m ...``).
 
 Real-data check on the IARC colposcopy atlas sample beside the project (pre = after normal saline, post = after
 acetic acid; Positive = CIN2 or worse; a tiny backbone on the CPU)::
 
-    python -m train.train_prepost --data ../shared/data/iarc-colposcopy-atlas --output-dir runs/prepost-iarc \
+    python -m train.train_prepost_fusion --data ../shared/data/iarc-colposcopy-atlas --output-dir runs/prepost-iarc \
         --model-size tiny --stage1-epochs 10 --stage2-epochs 10 --stage2-lr 1e-3 --batch-size 8
 
 Data: a CSV (`pre,post,label[,case_id]`) or the IARC atlas layout (`--post acetic|lugol`). Cases are split
@@ -32,11 +32,9 @@ import torch
 from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor, load_pretrained_backbone
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
-    PAIR_PRESETS,
     PairDataset,
     case_level_split,
     class_counts,
-    paired_train_transform,
     read_iarc_atlas,
     read_pairs_csv,
 )
@@ -45,8 +43,9 @@ from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_p
 from cervix_hf.model_presets import MODEL_SIZES, prepost_config
 from cervix_hf.models.prepost_fusion import OPERATING_POINT_NAMES
 from .engine import TrainingStage, add_common_args, finish_run, run_stages, start_run, training_summary
+from .presets import PAIR_PRESETS, paired_train_transform
 
-logger = logging.getLogger("train.train_prepost")
+logger = logging.getLogger("train.train_prepost_fusion")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -16,13 +16,13 @@ from cervix_hf.data import (
     DetectionTransform,
     RandomRightAngleRotation,
     detection_collate,
-    detection_train_transform,
     read_coco,
     read_detection_csv,
     read_isbi2014_edf,
     read_sipakmed,
     read_voc,
 )
+from train.presets import detection_train_transform
 
 EDF_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2014-edf"
 

@@ -2,15 +2,15 @@
 
 Reproduce the SIPaKMeD detector (5 cell classes, one box per cell from its cytoplasm boundary)::
 
-    python -m train.train_detector --data /path/to/SIPaKMeD --output-dir checkpoints/cell-detector
+    python -m train.train_cell_detector --data /path/to/SIPaKMeD --output-dir checkpoints/cell_detector
 
-Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_detector ...`` (or ``accelerate launch -m ...``).
+Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_cell_detector ...`` (or ``accelerate launch -m ...``).
 
 Real-data check on the ISBI 2014 EDF nuclei beside the project (one class; train on EDF000-EDF009 minus two
 for validation, test on EDF010-EDF011; a tiny backbone from random weights, about 4 minutes on 2 CPU cores,
 test mAP@.5 0.17 when last run)::
 
-    python -m train.train_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
+    python -m train.train_cell_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
         --test-names EDF010 EDF011 --output-dir runs/edf-detector --model-size tiny \
         --epochs 60 --lr 1e-3 --batch-size 2 --min-size 1024 --max-size 1024 \
         --early-stopping-patience 20 --plateau-patience 8
@@ -19,7 +19,7 @@ Nuclei from a few images (the ``nuclei`` recipe, ``cervix_hf.detector_recipes``:
 small ResNet trained from random weights; the benchmark ``python -m benchmarks.detector_accuracy`` runs it beside the
 classical baseline)::
 
-    python -m train.train_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
+    python -m train.train_cell_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
         --test-names EDF010 EDF011 --output-dir runs/edf-nuclei --recipe nuclei
 
 On ISBI 2014 data the test split is also scored by the classical baseline (``cervix_hf.classical_detection``),
@@ -45,11 +45,9 @@ from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
-    DETECTION_PRESETS,
     DetectionDataset,
     DetectionRecords,
     detection_collate,
-    detection_train_transform,
     read_coco,
     read_detection_csv,
     read_isbi2014_edf,
@@ -72,8 +70,9 @@ from .engine import (
     start_run,
     training_summary,
 )
+from .presets import DETECTION_PRESETS, detection_train_transform
 
-logger = logging.getLogger("train.train_detector")
+logger = logging.getLogger("train.train_cell_detector")
 
 FORMATS = ("auto", "sipakmed", "isbi2014", "csv", "coco", "voc")
 

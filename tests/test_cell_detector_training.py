@@ -9,7 +9,7 @@ from PIL import Image
 
 from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor
 from cervix_hf.inference import detect_cells
-from train import train_detector
+from train import train_cell_detector
 
 from .conftest import SHARED_DATA, require_data
 
@@ -21,10 +21,10 @@ FAST = ["--model-size", "tiny", "--epochs", "1", "--batch-size", "2", "--workers
 def edf_run(tmp_path_factory):
     data = require_data(SHARED_DATA / "isbi2014-edf")
     output_dir = tmp_path_factory.mktemp("edf-run")
-    args = train_detector.get_args_parser().parse_args(
+    args = train_cell_detector.get_args_parser().parse_args(
         ["--data", str(data), "--test-names", "EDF010", "EDF011", "--output-dir", str(output_dir), *FAST]
     )
-    return output_dir, train_detector.main(args)
+    return output_dir, train_cell_detector.main(args)
 
 
 @pytest.mark.slow
@@ -88,10 +88,10 @@ def test_sipakmed_layout_trains_and_evaluates_with_empty_images(tmp_path):
             cells = [] if cluster == 0 else [(10 + 20 * class_index, 20, 50 + 20 * class_index, 70)]
             _write_sipakmed_cluster(folder, f"{cluster + 1:03d}", cells)
     output_dir = tmp_path / "run"
-    args = train_detector.get_args_parser().parse_args(
+    args = train_cell_detector.get_args_parser().parse_args(
         ["--data", str(root), "--output-dir", str(output_dir), *FAST]
     )
-    results = train_detector.main(args)
+    results = train_cell_detector.main(args)
     assert results["label_names"] == classes
     splits = results["data"]["images_per_split"]
     assert sum(splits.values()) == 20
@@ -99,8 +99,8 @@ def test_sipakmed_layout_trains_and_evaluates_with_empty_images(tmp_path):
 
 
 def test_csv_format_without_annotations_is_a_clear_error(tmp_path):
-    args = train_detector.get_args_parser().parse_args(
+    args = train_cell_detector.get_args_parser().parse_args(
         ["--data", str(tmp_path), "--format", "csv", "--output-dir", str(tmp_path / "out")]
     )
     with pytest.raises(SystemExit, match="--annotations"):
-        train_detector.main(args)
+        train_cell_detector.main(args)

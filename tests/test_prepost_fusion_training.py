@@ -7,7 +7,7 @@ import pytest
 from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
 from cervix_hf.inference import classify_prepost
 from cervix_hf.metrics import check_binary_consistency
-from train import train_prepost
+from train import train_prepost_fusion
 
 from .conftest import SHARED_DATA, require_data
 
@@ -16,12 +16,12 @@ from .conftest import SHARED_DATA, require_data
 def iarc_run(tmp_path_factory):
     data = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
     output_dir = tmp_path_factory.mktemp("prepost-run")
-    args = train_prepost.get_args_parser().parse_args(
+    args = train_prepost_fusion.get_args_parser().parse_args(
         ["--data", str(data), "--output-dir", str(output_dir), "--model-size", "tiny", "--stage1-epochs", "1",
          "--stage2-epochs", "1", "--batch-size", "8", "--workers", "0", "--no-progress-bar",
          "--augmentation", "flip", "--decision-threshold", "balanced"]
     )  # fmt: skip
-    return output_dir, train_prepost.main(args)
+    return output_dir, train_prepost_fusion.main(args)
 
 
 @pytest.mark.slow
@@ -110,7 +110,7 @@ def test_an_unknown_or_undefined_decision_threshold_is_a_clear_error():
     from cervix_hf import PrePostFusionConfig
 
     with pytest.raises(SystemExit, match="--decision-threshold"):
-        train_prepost.threshold_from_argument("strict", PrePostFusionConfig())
+        train_prepost_fusion.threshold_from_argument("strict", PrePostFusionConfig())
     undefined = {"threshold": None, "achieved": False, "reason": "only Positive cases in validation"}
     with pytest.raises(SystemExit, match="only Positive cases"):
-        train_prepost.threshold_from_argument("screening", PrePostFusionConfig(operating_points={"screening": undefined}))
+        train_prepost_fusion.threshold_from_argument("screening", PrePostFusionConfig(operating_points={"screening": undefined}))

@@ -12,11 +12,11 @@ from cervix_hf.data import (
     PairRecords,
     case_level_split,
     class_counts,
-    paired_train_transform,
     read_iarc_atlas,
     read_pairs_csv,
 )
 from cervix_hf.image_io import ImageLoadError
+from train.presets import paired_train_transform
 
 IARC_ATLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "iarc-colposcopy-atlas"
 # The atlas's Lugol file names hold U+0092 where the apostrophe was, as in "6_After_Lugol\x92s_iodine.jpg".
