@@ -8,12 +8,21 @@ from pathlib import Path
 from .files import atomic_open, atomic_write_text
 
 CSV_FIELDS = ("image", "label", "score", "xmin", "ymin", "xmax", "ymax")
+# A text cell starting with one of these is run as a formula by spreadsheet programs (CSV injection, OWASP).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """`value`, with a text cell that a spreadsheet would run as a formula prefixed by `'` (shown as text)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
 
 
 def write_detections(per_image: Iterable[tuple[str, list]], csv_path: Path, json_path: Path) -> None:
     """
     Writes `[(image name, [CellDetection, ...]), ...]` to `csv_path` and `json_path`. An image without detections
     has no CSV row but is listed in the JSON with an empty list, so the files tell "nothing found" from "not run".
+    Text cells of the CSV that a spreadsheet would run as formulas (an image named `=HYPERLINK(...)`) are written
+    as text ([`spreadsheet_safe`]); the JSON keeps the names as they are.
     Each file is written to a temporary name and moved into place, so a crash never leaves half a file.
     """
     per_image = [(str(name), [d.to_dict() for d in detections]) for name, detections in per_image]
@@ -26,4 +35,4 @@ def write_detections(per_image: Iterable[tuple[str, list]], csv_path: Path, json
         writer.writeheader()
         for name, detections in per_image:
             for detection in detections:
-                writer.writerow({"image": name, **detection})
+                writer.writerow({key: spreadsheet_safe(value) for key, value in {"image": name, **detection}.items()})

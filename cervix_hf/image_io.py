@@ -3,6 +3,11 @@
 `load_image` returns a fully decoded RGB `PIL.Image.Image` whatever the source (path, file object, PIL image,
 numpy array) and pixel mode, with EXIF orientation applied, and turns every failure into an `ImageLoadError`
 (a `ValueError`) whose message names the file and says what to do.
+
+Decoding under a budget: with `max_side`, an image larger than the model needs is reduced while it is decoded
+(JPEG decodes at 1/2, 1/4 or 1/8 scale through `Image.draft`; other formats are reduced right after decoding, before
+any RGB or float copy is made), so a request never holds more pixels than the model's bound; with `min_side`, an
+image too small for the model is refused with the size it has and the size it needs.
 """
 
 import io
@@ -21,6 +26,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # with a tile reader, not with this function.
 DEFAULT_MAX_PIXELS = 100_000_000
 
+# `load_image`'s result carries the source's upright (width, height) before any reduction under this `info` key, so
+# that results in pixels (boxes) can be given in the original image's pixels.
+ORIGINAL_SIZE_KEY = "cervix_hf_original_size"
 UPLOADED_IMAGE_NAME = "<uploaded image>"
 IN_MEMORY_IMAGE_NAME = "<in-memory image>"
 
@@ -45,7 +53,9 @@ class ImageLoadError(ValueError):
         super().__init__(f"Cannot load image {shown}: {problem}")
 
 
-def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(
+    source, max_pixels: int | None = DEFAULT_MAX_PIXELS, max_side: int | None = None, min_side: int | None = None
+) -> Image.Image:
     """
     Loads an image as a fully decoded RGB `PIL.Image.Image`.
 
@@ -56,6 +66,12 @@ def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
         max_pixels (`int`, *optional*, defaults to `DEFAULT_MAX_PIXELS`):
             Refuse encoded images with more pixels (width x height, read from the header before decoding);
             `None` disables this check (Pillow's own limit, `PIL.Image.MAX_IMAGE_PIXELS`, still applies).
+        max_side (`int`, *optional*):
+            Reduce an image whose longer side is over `max_side` pixels, keeping its aspect ratio, so that its
+            longer side is at most `max_side` (JPEG is decoded at a reduced scale, so the full-size image is never
+            held in memory). `None` keeps the size.
+        min_side (`int`, *optional*):
+            Refuse an image (after any reduction) whose shorter side is under `min_side` pixels.
 
     Conversion to RGB: EXIF orientation is applied; transparent pixels (RGBA, LA, P or L with transparency) are
     composited on white; 16-bit and 32-bit integer pixels are scaled by the bit depth they use (values up to 65535
@@ -65,18 +81,21 @@ def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
 
     Raises:
         `ImageLoadError`: missing, empty, unreadable, non-image, truncated or corrupt file; an image over
-        `max_pixels` or with zero width or height.
+        `max_pixels`, with zero width or height, or with a side under `min_side`.
     """
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    for argument, value in (("max_pixels", max_pixels), ("max_side", max_side), ("min_side", min_side)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{argument} must be a positive integer or None, got {value!r}")
+    bounds = _Bounds(max_pixels, max_side, min_side)
     if isinstance(source, np.ndarray):
-        return _rgb_from_array(source, IN_MEMORY_IMAGE_NAME)
+        image = _rgb_from_array(source, IN_MEMORY_IMAGE_NAME)
+        return _with_original_size(bounds.fit(image, IN_MEMORY_IMAGE_NAME), image.size)
     if isinstance(source, Image.Image):
-        return _rgb_from_pil(source, getattr(source, "filename", "") or IN_MEMORY_IMAGE_NAME, max_pixels)
+        return _rgb_from_pil(source, getattr(source, "filename", "") or IN_MEMORY_IMAGE_NAME, bounds)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         _check_file(path)
-        return _decode(path, str(path), max_pixels)
+        return _decode(path, str(path), bounds)
     if hasattr(source, "read"):
         name = getattr(source, "name", None)
         name = name if isinstance(name, str) and name else UPLOADED_IMAGE_NAME
@@ -85,7 +104,7 @@ def load_image(source, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Ima
             raise ImageLoadError(name, "the file object returns text, not bytes: open it in binary mode ('rb').")
         if not data:
             raise ImageLoadError(name, "the file is empty (0 bytes). Upload the image again.")
-        return _decode(io.BytesIO(data), name, max_pixels)
+        return _decode(io.BytesIO(data), name, bounds)
     raise ImageLoadError(
         IN_MEMORY_IMAGE_NAME,
         f"unsupported source type {type(source).__name__}: pass a path, a binary file object, a PIL image or a "
@@ -104,7 +123,49 @@ def _check_file(path: Path) -> None:
         )
 
 
-def _decode(file, name: str, max_pixels: int | None) -> Image.Image:
+class _Bounds:
+    """The size limits of one `load_image` call: refused above `max_pixels`, reduced above `max_side`, refused
+    under `min_side`."""
+
+    def __init__(self, max_pixels: int | None, max_side: int | None, min_side: int | None):
+        self.max_pixels, self.max_side, self.min_side = max_pixels, max_side, min_side
+
+    def check_header(self, width: int, height: int, name: str) -> None:
+        if width == 0 or height == 0:
+            raise ImageLoadError(name, f"the image has zero size ({width}x{height} pixels).")
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            raise ImageLoadError(
+                name,
+                f"{width}x{height} = {width * height:,} pixels is over the limit of {self.max_pixels:,} pixels, a "
+                f"guard against decompression bombs. If you trust this file, raise the limit: "
+                f"load_image(..., max_pixels={width * height}) (or max_pixels=None to turn the check off).",
+            )
+
+    def reduce_while_decoding(self, image: Image.Image) -> Image.Image:
+        """Asks the decoder for a reduced scale (JPEG only; a no-op for other formats) before `load`."""
+        if self.max_side is not None and max(image.size) > self.max_side:
+            scale = self.max_side / max(image.size)
+            image.draft(image.mode, (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        return image
+
+    def fit(self, image: Image.Image, name: str, original_size: tuple[int, int] | None = None) -> Image.Image:
+        """The decoded image reduced to `max_side` (antialiased), then checked against `min_side`."""
+        width, height = original_size or image.size
+        if self.max_side is not None and max(image.size) > self.max_side:
+            scale = self.max_side / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        if self.min_side is not None and min(image.size) < self.min_side:
+            reduced = "" if (width, height) == image.size else f", {image.width}x{image.height} once reduced"
+            raise ImageLoadError(
+                name,
+                f"the image is {width}x{height} pixels{reduced}; at least {self.min_side} pixels per side are "
+                "needed. Use a larger image, or a crop less tight around the region of interest.",
+            )
+        return image
+
+
+def _decode(file, name: str, bounds: _Bounds) -> Image.Image:
     """Opens `file` (a path or a binary buffer) and decodes it, turning Pillow's errors into `ImageLoadError`."""
     try:
         with warnings.catch_warnings():
@@ -128,30 +189,35 @@ def _decode(file, name: str, max_pixels: int | None) -> Image.Image:
     except OSError as error:
         raise ImageLoadError(name, f"the file could not be read ({error}).") from error
     with image:
-        return _rgb_from_pil(image, name, max_pixels)
+        return _rgb_from_pil(image, name, bounds)
 
 
-def _rgb_from_pil(image: Image.Image, name: str, max_pixels: int | None) -> Image.Image:
-    width, height = image.size
-    if width == 0 or height == 0:
-        raise ImageLoadError(name, f"the image has zero size ({width}x{height} pixels).")
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageLoadError(
-            name,
-            f"{width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} pixels, a guard "
-            f"against decompression bombs. If you trust this file, raise the limit: "
-            f"load_image(..., max_pixels={width * height}) (or max_pixels=None to turn the check off).",
-        )
+def _rgb_from_pil(image: Image.Image, name: str, bounds: _Bounds) -> Image.Image:
+    bounds.check_header(*image.size, name)
+    original_size = image.size
     try:
+        bounds.reduce_while_decoding(image)
         image.load()
-        image = ImageOps.exif_transpose(image)
+        # Reduced before the orientation and mode conversions below, each of which copies the image.
+        reduced = bounds.fit(image, name, original_size)
+        image = ImageOps.exif_transpose(reduced)
+    except ImageLoadError:
+        raise
     except _DECODE_ERRORS as error:
         raise ImageLoadError(
             name,
             f"the file is truncated or corrupt ({error}). Copy or download it again, or re-export it from the "
             "original.",
         ) from error
-    return _to_rgb(image, name)
+    if image.size != reduced.size:  # turned by 90 degrees
+        original_size = original_size[::-1]
+    return _with_original_size(_to_rgb(image, name), original_size)
+
+
+def _with_original_size(image: Image.Image, original_size: tuple[int, int]) -> Image.Image:
+    """Records the (width, height) the source had, upright, before any `max_side` reduction, in `image.info`."""
+    image.info[ORIGINAL_SIZE_KEY] = tuple(original_size)
+    return image
 
 
 def _to_rgb(image: Image.Image, name: str) -> Image.Image:
@@ -211,4 +277,9 @@ def _stretch(pixels: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.rint((pixels.astype(np.float64) - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageLoadError", "load_image"]
+def original_size(image: Image.Image) -> tuple[int, int]:
+    """The upright (width, height) of the source `image` was loaded from by `load_image`, before any reduction."""
+    return tuple(image.info.get(ORIGINAL_SIZE_KEY, image.size))
+
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageLoadError", "load_image", "original_size"]

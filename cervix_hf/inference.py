@@ -1,16 +1,33 @@
 """Prediction functions shared by the command line, the app and the tests."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageClassification, AutoModelForObjectDetection
+from safetensors import SafetensorError
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForObjectDetection,
+)
 
-from .models.colponet import ImageQualityReport
-from .image_io import load_image
+from .image_io import load_image, original_size
 from .models.cell_detector.tiling_cell_detector import detect_tiled
+from .models.colponet import ImageQualityReport
+from .registry import family
 from .visualization import grad_cam
 
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
+
+
+def load_model_input(image, model_type: str, reduce: bool = True):
+    """
+    `image` (a path, file, PIL image or array) loaded as RGB within `model_type`'s input bounds (its record's
+    `input_max_side` and `input_min_side`): larger images are reduced while decoding, smaller ones refused with an
+    `ImageLoadError` that gives both sizes. `reduce=False` keeps the full size (tiled detection).
+    """
+    record = family(model_type)
+    return load_image(image, max_side=record.input_max_side if reduce else None, min_side=record.input_min_side)
 
 
 @dataclass
@@ -39,9 +56,52 @@ class CervixTypePrediction:
         }
 
 
+class ModelLoadError(ValueError):
+    """A saved model that must not be used: weights missing, extra, of the wrong shape, corrupt, or not safetensors."""
+
+
 def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoModelForImageClassification):
-    """A model (the task model `auto_class` loads) and its processor from a folder or a Hub repo id, in eval mode."""
-    model = auto_class.from_pretrained(model_id, revision=revision)
+    """
+    A model (the task model `auto_class` loads) and its processor from a folder or a Hub repo id, in eval mode.
+
+    Strict, unlike `from_pretrained`'s default: only safetensors weights are read (a pickled `pytorch_model.bin`
+    can run code when loaded), and a checkpoint whose weights do not match the model exactly (missing, unexpected
+    or mismatched keys, which `from_pretrained` would fill with random values) is refused.
+
+    Raises:
+        `ModelLoadError`: naming the folder or repo, the weights file or the keys.
+    """
+    try:
+        model, info = auto_class.from_pretrained(
+            model_id, revision=revision, use_safetensors=True, output_loading_info=True
+        )
+    except SafetensorError as error:
+        raise ModelLoadError(
+            f"Cannot load the model in {model_id}: its weights file (model.safetensors) is corrupt or truncated "
+            f"({error}). Copy or download it again."
+        ) from error
+    except OSError as error:
+        folder = Path(model_id)
+        if folder.is_dir() and not list(folder.glob("*.safetensors")) and list(folder.glob("*.bin")):
+            raise ModelLoadError(
+                f"Cannot load the model in {model_id}: it holds only pickled PyTorch weights (*.bin), which can run "
+                "code when loaded; cervix_hf reads safetensors only. Convert it where you trust the file: "
+                "load it with from_pretrained(..., use_safetensors=False) and save_pretrained() it again."
+            ) from error
+        raise
+    problems = [
+        f"{what.replace('_', ' ')}: {', '.join(sorted(map(str, keys))[:10])}"
+        + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+        for what in ("missing_keys", "unexpected_keys", "mismatched_keys")
+        if (keys := info.get(what))
+    ]
+    if problems or info.get("error_msgs"):
+        raise ModelLoadError(
+            f"The weights in {model_id} do not match its {type(model).__name__} ("
+            + "; ".join(problems + list(info.get("error_msgs") or []))
+            + "). Loading it would fill those weights with random values: use the complete checkpoint that "
+            "save_pretrained wrote, or train it again."
+        )
     processor = AutoImageProcessor.from_pretrained(model_id, revision=revision)
     return model.eval(), processor
 
@@ -62,7 +122,7 @@ def classify_cervix_type(model, processor, image, ignore_quality_gate: bool = Fa
     Runs the quality gate on `image` (a path, file, PIL image or array), then the classifier unless the photo
     is rejected and `ignore_quality_gate` is `False`.
     """
-    image = load_image(image)
+    image = load_model_input(image, "colponet")
     inputs = processor(image, return_tensors="pt", return_quality_report=True)
     quality = inputs.pop("quality_reports")[0]
     if not passes_quality_gate(quality, ignore_quality_gate):
@@ -96,7 +156,7 @@ class CervixTypeExplanation:
 @torch.inference_mode()
 def explain_cervix_type(model, processor, image, ignore_quality_gate: bool = False) -> CervixTypeExplanation:
     """Grad-CAM of the most probable type of `image`, under the same quality-gate decision as `classify_cervix_type`."""
-    inputs = processor(load_image(image), return_tensors="pt", return_quality_report=True)
+    inputs = processor(load_model_input(image, "colponet"), return_tensors="pt", return_quality_report=True)
     quality = inputs.pop("quality_reports")[0]
     if not passes_quality_gate(quality, ignore_quality_gate):
         return CervixTypeExplanation(quality)
@@ -132,14 +192,21 @@ def detect_cells(
     With `tile_size`, an image larger than `tile_size` pixels on a side is detected tile by tile (square tiles
     sharing at least `overlap` pixels, merged by the detector folder's `detect_tiled`), so a whole slide is not
     shrunk to the model's input size; pick a `tile_size` at which the model keeps the tiles' scale (its `min_size`).
+    Without it, an image over the detector's `input_max_side` (4096 px) is reduced to it first. Boxes are in pixels
+    of `image` as given either way.
     """
-    image = load_image(image)
+    image = load_model_input(image, "cell_detector", reduce=tile_size is None)
+    width, height = original_size(image)
 
-    def detect(tile):
+    def detect(tile, target_size=None):
         outputs = model(**processor(tile, return_tensors="pt"))
-        return processor.post_process_object_detection(outputs, threshold, target_sizes=[(tile.height, tile.width)])[0]
+        target_sizes = [target_size or (tile.height, tile.width)]
+        return processor.post_process_object_detection(outputs, threshold, target_sizes=target_sizes)[0]
 
-    result = detect(image) if tile_size is None else detect_tiled(detect, image, tile_size, overlap)
+    if tile_size is None:
+        result = detect(image, (height, width))
+    else:
+        result = detect_tiled(detect, image, tile_size, overlap)
     return [
         CellDetection(model.config.id2label[int(label)], float(score), tuple(float(v) for v in box))
         for score, label, box in zip(result["scores"], result["labels"], result["boxes"])
@@ -217,7 +284,8 @@ def classify_prepost(
     is Positive when its probability is at or above it.
     """
     threshold, origin = prepost_threshold(model.config, operating_point, threshold)
-    outputs = model(**processor(load_image(pre_image), load_image(post_image), return_tensors="pt"))
+    pre_image, post_image = (load_model_input(view, "prepost_fusion") for view in (pre_image, post_image))
+    outputs = model(**processor(pre_image, post_image, return_tensors="pt"))
     decision = processor.post_process_classification(outputs, threshold)[0]
     height, width = outputs.feature_map_size
     attention = outputs.pre_to_post_attentions[0].mean(0).reshape(height, width, height, width)

@@ -1,7 +1,8 @@
 """One record per model: every fact the rest of cervix_hf needs about a model, in one place.
 
-A model is a folder (`cervix_hf/models/<model_type>/`: configuration, modeling, image processing; self-contained, because
-`save_pretrained` copies it beside the weights as remote code) plus one `ModelFamily` here that points into it.
+A model is a folder (`cervix_hf/models/<model_type>/`: configuration, modeling, image processing; self-contained,
+because `save_pretrained` copies it beside the weights as remote code) plus one `ModelFamily` here that points into
+it.
 Registration with transformers' Auto classes, the model sizes, the published repo ids, the app's model resolution,
 the model cards and publishing all read `FAMILIES`; adding a model is adding a folder and a record (see
 ARCHITECTURE.md).
@@ -85,6 +86,11 @@ class ModelFamily:
             defined beside its metrics (`cervix_hf.metrics`).
         pipeline_class (`type`, *optional*): a pipeline class to register for `pipeline_task`, where transformers has
             none.
+        input_max_side (`int`, *optional*, defaults to 2048): the longest side, in pixels, an input image is reduced
+            to before the model sees it (`load_image(max_side=...)`), so that no request holds more pixels than the
+            model needs, whatever the upload's size.
+        input_min_side (`int`, *optional*, defaults to 32): the shortest side, in pixels, an input needs: below it
+            the backbone's stride-32 feature map would be empty, so the image is refused with its size.
         former_names (`tuple[str, ...]`, *optional*): the words used for it before every name followed the stem,
             still accepted where a user may have saved them: the app's flags and variables, the folders under
             `checkpoints/`, and `cervix-hf train <name>`.
@@ -107,6 +113,8 @@ class ModelFamily:
     index_metrics: tuple[IndexMetric, ...]
     eval_problems: Callable[[dict], list[str]]
     pipeline_class: type | None = field(default=None)
+    input_max_side: int = 2048
+    input_min_side: int = 32
     former_names: tuple[str, ...] = ()
 
     @property
@@ -240,6 +248,9 @@ FAMILIES = (
             IndexMetric("mean_average_recall", "mAR@[.5:.95]", ("metrics", "mar")),
         ),
         eval_problems=detection.eval_results_problems,
+        # Four times the default input size's longer side (1333), and room for a 4096-px field of view at full
+        # scale for detectors that keep the input's scale; larger slides go through tiling (`tile_size`).
+        input_max_side=4096,
         former_names=("detector", "cell-detector"),
     ),
     ModelFamily(

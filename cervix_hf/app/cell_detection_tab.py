@@ -28,7 +28,7 @@ from .widgets import (
 def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders) -> None:
     def detect(image, threshold):
         threshold = checked_threshold(threshold)
-        image, name = read_upload(image, "image")
+        image, name = read_upload(image, "image", "cell_detector")
         loaded = slot.get()
         config = loaded.model.config
         detections = detect_cells(loaded.model, loaded.processor, image, threshold)

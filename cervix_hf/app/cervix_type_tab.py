@@ -13,21 +13,25 @@ from .widgets import (
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     OUTPUT_IMAGE_BUTTONS,
+    checked_flag,
     model_footer,
     read_upload,
     result_label,
     untrained_prefix,
 )
 
+OVERRIDE = "Classify even if the quality gate rejects the photo"
+
 
 def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
     def classify(photo, ignore_quality_gate):
-        image, _ = read_upload(photo, "photo")
+        image, _ = read_upload(photo, "photo", "colponet")
         loaded = slot.get()
-        prediction = classify_cervix_type(loaded.model, loaded.processor, image, bool(ignore_quality_gate))
+        override = checked_flag(ignore_quality_gate, OVERRIDE)
+        prediction = classify_cervix_type(loaded.model, loaded.processor, image, override)
         verdict = f"**Quality gate:** {prediction.quality.message}\n\n"
         if not prediction.classified:
-            verdict += "**Not classified.** Tick *Classify even if the quality gate rejects the photo* to override."
+            verdict += f"**Not classified.** Tick *{OVERRIDE}* to override."
         else:
             overridden = "" if prediction.quality.is_acceptable else " (classified despite the quality gate: override)"
             verdict += (
@@ -45,9 +49,10 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
         return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, details
 
     def explain(photo, ignore_quality_gate):
-        image, _ = read_upload(photo, "photo")
+        image, _ = read_upload(photo, "photo", "colponet")
         loaded = slot.get()
-        explanation = explain_cervix_type(loaded.model, loaded.processor, image, bool(ignore_quality_gate))
+        override = checked_flag(ignore_quality_gate, OVERRIDE)
+        explanation = explain_cervix_type(loaded.model, loaded.processor, image, override)
         if explanation.heatmap is None:
             return gr.Image(value=None, label="Grad-CAM: the photo was not classified")
         title = f"Grad-CAM for {explanation.label}: what drove the prediction (red = most)"
@@ -61,7 +66,7 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
         with gr.Row():
             with gr.Column():
                 photo = gr.Image(label="Colposcopy photo", sources=IMAGE_SOURCES, elem_id="cervix-photo")
-                ignore_quality_gate = gr.Checkbox(label="Classify even if the quality gate rejects the photo")
+                ignore_quality_gate = gr.Checkbox(label=OVERRIDE)
                 button = gr.Button("Classify", variant="primary")
                 if examples:
                     gr.Examples([[path] for path in examples], inputs=photo, label="Example photos")

@@ -18,6 +18,7 @@ from .widgets import (
     MODEL_DEFAULT,
     OUTPUT_IMAGE_BUTTONS,
     bad_input,
+    checked_choice,
     checked_threshold,
     model_footer,
     read_upload,
@@ -25,10 +26,13 @@ from .widgets import (
     untrained_prefix,
 )
 
+CHOICES = [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD]
+
 
 def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
     def chosen_threshold(operating_point, threshold) -> dict:
         """The radio's choice as `classify_prepost`'s arguments: a named operating point, or the user's threshold."""
+        checked_choice(operating_point, CHOICES, "The operating point")
         if operating_point == CUSTOM_THRESHOLD:
             return {"threshold": checked_threshold(threshold)}
         return {"operating_point": None if operating_point == MODEL_DEFAULT else operating_point}
@@ -54,8 +58,8 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                 f"{subject} missing: upload both images of the same cervix, before the stain (after normal saline) "
                 "and after it (after acetic acid)."
             )
-        pre, _ = read_upload(pre_image, "pre-stain image")
-        post, _ = read_upload(post_image, "post-stain image")
+        pre, _ = read_upload(pre_image, "pre-stain image", "prepost_fusion")
+        post, _ = read_upload(post_image, "post-stain image", "prepost_fusion")
         chosen = chosen_threshold(operating_point, threshold)
         loaded = slot.get()
         try:
@@ -95,7 +99,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                     pre = gr.Image(label="Pre-stain image", sources=IMAGE_SOURCES, elem_id="prepost-pre")
                     post = gr.Image(label="Post-stain image", sources=IMAGE_SOURCES, elem_id="prepost-post")
                 operating_point = gr.Radio(
-                    [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD],
+                    CHOICES,
                     value=MODEL_DEFAULT,
                     label="Operating point",
                     info="Chosen on the validation split when the model was trained.",

@@ -1,5 +1,7 @@
 """What every tab shares: constants of the page, reading uploads, checking thresholds, labelling results."""
 
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -7,7 +9,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..image_io import ImageLoadError, load_image
+from ..image_io import ImageLoadError
+from ..inference import load_model_input
 from .models import LoadedModel
 
 DEFAULT_DETECTION_THRESHOLD = 0.5
@@ -26,23 +29,63 @@ def bad_input(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def read_upload(upload: dict | None, what: str):
+def read_upload(upload: dict | None, what: str, model_type: str):
     """
     The uploaded file (gradio's file payload, left unprocessed so that this function reads the file itself) as an
-    RGB image, and its original name. Every problem becomes a `gr.Error` with `cervix_hf.load_image`'s message.
+    RGB image within `model_type`'s input bounds (`cervix_hf.inference.load_model_input`: a larger image is reduced
+    while decoding, a smaller one refused), and its original name made safe ([`safe_upload_name`]). Every problem
+    becomes a `gr.Error` with `cervix_hf.load_image`'s message.
     """
     if upload is None:
         raise bad_input(f"No {what}: upload an image file (JPEG, PNG, TIFF or BMP).")
-    if not isinstance(upload, dict) or not upload.get("path"):
+    if not isinstance(upload, dict) or not isinstance(upload.get("path"), str) or not upload["path"]:
         raise bad_input(f"The {what} did not arrive as a file: upload it as an image file.")
-    name = upload.get("orig_name") or Path(upload["path"]).name
+    orig_name = upload.get("orig_name")
+    name = safe_upload_name(orig_name if isinstance(orig_name, str) and orig_name else Path(upload["path"]).name)
     try:
-        return load_image(upload["path"]), name
+        image = load_model_input(upload["path"], model_type)
     except ImageLoadError as error:
         raise bad_input(str(ImageLoadError(name, error.problem))) from error
+    # The app's results (boxes, heat maps) are in the pixels of the image it shows, which is this one.
+    image.info.clear()
+    return image, name
+
+
+# Longest upload name kept (file systems allow 255 bytes; the app adds suffixes such as `_detections.csv`).
+MAX_NAME_LENGTH = 100
+
+
+def safe_upload_name(name: str) -> str:
+    """
+    `name` as a file name the app can use in download names and show: its last path component, characters other
+    than letters, digits, `.`, `-`, `_` and spaces replaced by `_` (NUL, control characters, slashes), no leading
+    dot, at most `MAX_NAME_LENGTH` characters with the extension kept; `"image"` when nothing is left.
+    """
+    base = re.split(r"[\\/]", name)[-1]
+    cleaned = re.sub(r"[^\w.\- ]", "_", base, flags=re.ASCII).strip(" .")
+    stem, dot, extension = cleaned.rpartition(".") if "." in cleaned else (cleaned, "", "")
+    extension = extension[:10]
+    stem = stem[: MAX_NAME_LENGTH - len(dot) - len(extension)].rstrip(" .")
+    return (stem + dot + extension) if stem else "image" + dot + extension
+
+
+def checked_flag(value, what: str) -> bool:
+    """A checkbox's value from an API call: only `true` or `false` (a string such as "false" would read as true)."""
+    if not isinstance(value, bool):
+        raise bad_input(f"{what} must be true or false, got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def checked_choice(value, choices, what: str) -> str:
+    """A radio's value from an API call: one of `choices`, as text."""
+    if not isinstance(value, str) or value not in choices:
+        raise bad_input(f"{what} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+    return value
 
 
 def checked_threshold(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise bad_input(f"The threshold must be a number from 0 to 1, got {value!r}.")
     try:
         threshold = float(value)
     except (TypeError, ValueError):
@@ -64,16 +107,41 @@ def model_footer(loaded: LoadedModel) -> str:
     return f"\n\n*Model: {loaded.source.describe()}. Research demo, not a diagnosis.*"
 
 
+def remove_orphans(parent: Path, prefix: str) -> list[Path]:
+    """Removes the `<prefix><pid>_*` directories in `parent` whose process no longer runs; returns them."""
+    removed = []
+    for folder in parent.glob(f"{prefix}*_*"):
+        pid = folder.name[len(prefix) :].partition("_")[0]
+        if folder.is_dir() and pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class ExportFolders:
     """
     One fresh folder per request for download files, under a temporary directory removed when the app exits.
     gradio serves its own copy of each returned file, so folders older than `lifetime` seconds are deleted as new
-    ones are made, which keeps a long-running app's disk use flat.
+    ones are made, which keeps a long-running app's disk use flat. The directory's name holds the app's process id;
+    an app that was killed (and so could not remove its own) has its directory removed by the next app to start.
     """
 
-    def __init__(self, lifetime: float = 600.0):
+    PREFIX = "cervix_hf_app_"
+
+    def __init__(self, lifetime: float = 600.0, parent: str | None = None):
         self.lifetime = lifetime
-        self._root = tempfile.TemporaryDirectory(prefix="cervix_hf_app_")
+        remove_orphans(Path(parent or tempfile.gettempdir()), self.PREFIX)
+        self._root = tempfile.TemporaryDirectory(prefix=f"{self.PREFIX}{os.getpid()}_", dir=parent)
 
     def new(self) -> Path:
         cutoff = time.time() - self.lifetime
