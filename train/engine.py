@@ -12,6 +12,9 @@ What it adds to `Trainer`:
   directory so `--resume` continues the stage that was interrupted and skips the ones that finished;
 - early stopping, best-checkpoint selection and reduce-on-plateau learning rate on one metric;
 - a stop with a clear error on a non-finite loss;
+- checkpoints written to a temporary folder and renamed to `checkpoint-N` only once complete, so a save cut short
+  (a full disk, a killed job) never leaves a `checkpoint-N` that `--resume` would choke on; `--resume` skips, with a
+  warning, an incomplete one left by an older version;
 - the end of a run: `save_pretrained` of model and processor, `eval_results.json`, `training_args.json` and the
   model card `README.md` (`cervix_hf.hub.cards`), written by the main process alone once every process is done.
 """
@@ -22,6 +25,8 @@ import logging
 import math
 import os
 import platform
+import re
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +38,9 @@ from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from cervix_hf.eval_results import EvalResults, StageSummary
 from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text
@@ -42,6 +49,11 @@ from cervix_hf.hub.cards import ModelCardError, write_model_card
 logger = logging.getLogger(__name__)
 
 STAGE_DONE_FILE = "stage_done.json"
+# A checkpoint is written under `.tmp-checkpoint-N/` and moved to `checkpoint-N` once complete: a name that
+# transformers' `get_last_checkpoint` and checkpoint rotation never pick up.
+STAGING_PREFIX = ".tmp-"
+CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+WEIGHTS_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -143,7 +155,12 @@ def on_main_process(state: PartialState, function: Callable[[], Any]) -> Any:
 
 
 class CervixTrainer(Trainer):
-    """`Trainer` that stops at the first non-finite loss instead of training on garbage."""
+    """
+    `Trainer` that stops at the first non-finite loss instead of training on garbage, and that writes each
+    checkpoint completely before it takes the name `checkpoint-N` (see `_save_checkpoint`).
+    """
+
+    _staging_dir: Path | None = None
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -153,6 +170,77 @@ class CervixTrainer(Trainer):
                 "rate, check the data for corrupt images or labels, or resume from the last good checkpoint."
             )
         return loss
+
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is saved, `Trainer._save_checkpoint` writes `<this folder>/checkpoint-N`.
+        return str(self._staging_dir) if self._staging_dir is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """
+        `Trainer._save_checkpoint`, writing into `.tmp-checkpoint-N/checkpoint-N` (weights, optimizer, scheduler,
+        RNG state, `trainer_state.json` last) and moving the finished folder to `checkpoint-N`: a save cut short
+        leaves only the temporary folder, which `--resume` skips and the next save of that step replaces.
+        """
+        run_dir = Path(super()._get_output_dir(trial))
+        final = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = run_dir / f"{STAGING_PREFIX}{final.name}"
+        staged = staging / final.name
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a save of this step that was cut short
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        # Trainer records the best checkpoint under the folder it wrote: give it the name it is about to take.
+        if self.state.best_model_checkpoint == str(staged):
+            self.state.best_model_checkpoint = str(final)
+            if self.args.should_save:
+                self.state.save_to_json(str(staged / TRAINER_STATE_NAME))
+        self.accelerator.wait_for_everyone()  # every process has written its RNG state into the staged folder
+        if self.args.should_save:
+            if final.exists():  # an incomplete one, left by an older version
+                shutil.rmtree(final)
+            staged.rename(final)
+            staging.rmdir()
+            # Trainer rotated the temporary folder; the checkpoints to keep or delete are beside the new one.
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()  # no process goes on before the checkpoint has its name
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """
+    The latest checkpoint in `folder` that `--resume` can continue from, or None. Incomplete ones are skipped with a
+    warning naming them: a temporary folder of a save cut short, or a `checkpoint-N` without its trainer state or
+    weights (as a save cut short by an older version left it).
+    """
+    candidates = []
+    for path in sorted(Path(folder).iterdir()):
+        if not path.is_dir():
+            continue
+        if path.name.startswith(STAGING_PREFIX + PREFIX_CHECKPOINT_DIR):
+            logger.warning("Ignoring %s: a checkpoint whose save was cut short.", path)
+        elif match := CHECKPOINT_NAME.match(path.name):
+            candidates.append((int(match.group(1)), path))
+    for _, path in sorted(candidates, reverse=True):
+        if _checkpoint_is_complete(path):
+            return str(path)
+        logger.warning("Ignoring %s: it lacks its trainer state or weights (a save cut short).", path)
+    return None
+
+
+def _checkpoint_is_complete(path: Path) -> bool:
+    try:
+        json.loads((path / TRAINER_STATE_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return any((path / name).is_file() for name in WEIGHTS_FILES)
 
 
 def run_stages(
@@ -218,9 +306,11 @@ def run_stages(
 
 def _train_stage(trainer: CervixTrainer, stage: TrainingStage, stage_dir: Path, args, metric: str) -> StageSummary:
     """Trains one stage (continuing its last checkpoint with `--resume`) and summarises it."""
-    checkpoint = get_last_checkpoint(str(stage_dir)) if args.resume and stage_dir.is_dir() else None
+    checkpoint = last_complete_checkpoint(stage_dir) if args.resume and stage_dir.is_dir() else None
     if checkpoint:
         logger.info("Resuming stage %s from %s.", stage.name, checkpoint)
+    elif args.resume:
+        logger.info("Stage %s has no checkpoint to resume from: it starts from the beginning.", stage.name)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     return StageSummary(
         stage=stage.name,
