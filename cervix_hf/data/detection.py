@@ -1,15 +1,15 @@
 """Readers for cell-detection data: SIPaKMeD cluster images, the ISBI 2014 EDF set, and generic CSV, COCO JSON and
 Pascal VOC XML annotations, all returning boxes as xyxy absolute pixel coordinates with 0-based class indices."""
 
-import csv
 import json
 import logging
 import math
 import re
+import reprlib
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, TypeVar, Union
 
 import cv2
 import numpy as np
@@ -17,7 +17,15 @@ import PIL.Image
 
 from ..models.cell_detector.configuration_cell_detector import SIPAKMED_LABELS as SIPAKMED_CLASS_NAMES
 from .datasets import class_counts
-from .intel_mobileodt import _visible_entries
+from .layout import (
+    IMAGE_READ_ERRORS,
+    file_identity,
+    image_size,
+    path_inside,
+    read_csv_rows,
+    read_text,
+    visible_entries,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ _SIPAKMED_LAYOUT = (
 _SIPAKMED_BOUNDARY_FILE = re.compile(r"(?P<image>.+)_(?P<kind>cyt|nuc)(?P<cell>\d+)\.dat", re.IGNORECASE)
 
 Box = tuple[float, float, float, float]
+Size = tuple[float, float]  # (width, height) of an image
+_Label = TypeVar("_Label")
 
 
 @dataclass
@@ -153,11 +163,15 @@ def read_detection_csv(
     csv_path: Union[str, Path],
     image_root: Optional[Union[str, Path]] = None,
     label_names: Optional[Sequence[str]] = None,
+    allow_outside_root: bool = False,
 ) -> DetectionRecords:
     r"""
     Reads boxes from a csv with the header `filename,xmin,ymin,xmax,ymax,label`, one box a row, in absolute pixel
     coordinates (`xmax` and `ymax` are the box's bottom-right corner, not its last pixel). A row whose four box fields
     and label are empty lists an image with no objects. Records follow the order in which images first appear.
+
+    Boxes are clipped to their image when it exists (its size read from the file header), and boxes left with no
+    area dropped, with one logged warning for the file that counts both (also in `warnings`).
 
     Args:
         csv_path (`str` or `Path`):
@@ -166,101 +180,194 @@ def read_detection_csv(
             Folder the filenames are relative to.
         label_names (`Sequence[str]`, *optional*, defaults to the sorted labels of the csv):
             Class names, in class-index order.
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept filenames that are absolute or lead outside `image_root` (through `..` or a symbolic link); by
+            default they are refused, so that a csv from elsewhere cannot make training read any file.
 
     Raises:
-        `ValueError`, naming the file and line: a wrong header, a row with missing fields, an empty filename or a
-        non-number, a box with `xmax <= xmin` or `ymax <= ymin`, or a label not in `label_names`.
+        `ValueError`, naming the file and line: a file that is not UTF-8 csv, a wrong header, a row with missing
+        fields, an empty filename or a non-number, a box with `xmax <= xmin` or `ymax <= ymin`, a label not in
+        `label_names`, a filename outside `image_root`, one image written two ways (e.g. `a.png` and `./a.png`), or an
+        image that exists but cannot be read.
     """
     csv_path = Path(csv_path)
     image_root = csv_path.parent if image_root is None else Path(image_root)
-    with csv_path.open(encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file)
-        header = [name.strip() for name in next(reader, [])]
-        if header != DETECTION_CSV_HEADER:
+    rows = read_csv_rows(csv_path)
+    header_line, header = rows[0] if rows else (1, [])
+    header = [name.strip() for name in header]
+    if header != DETECTION_CSV_HEADER:
+        raise ValueError(
+            f"{csv_path}, line {header_line}: expected the header {','.join(DETECTION_CSV_HEADER)}, got "
+            f"{reprlib.repr(','.join(header))}."
+        )
+    objects: dict[str, list[tuple[Box, str]]] = {}
+    images: dict[str, tuple[Path, str]] = {}  # filename -> (path, where it first appears)
+    first_listed: dict[Path, tuple[str, int]] = {}  # resolved image -> (filename as written, line)
+    for line, row in rows[1:]:
+        where = f"{csv_path}, line {line}"
+        if not any(value.strip() for value in row):
+            continue
+        if len(row) != len(DETECTION_CSV_HEADER):
             raise ValueError(
-                f"{csv_path}, line 1: expected the header {','.join(DETECTION_CSV_HEADER)}, got {','.join(header)!r}."
+                f"{where}: expected {len(DETECTION_CSV_HEADER)} fields, got {len(row)}: {reprlib.repr(row)}."
             )
-        objects: dict[str, list[tuple[Box, str]]] = {}
-        for row in reader:
-            where = f"{csv_path}, line {reader.line_num}"
-            if not any(value.strip() for value in row):
-                continue
-            if len(row) != len(DETECTION_CSV_HEADER):
-                raise ValueError(f"{where}: expected {len(DETECTION_CSV_HEADER)} fields, got {len(row)}: {row}.")
-            filename, *coordinates, label = [value.strip() for value in row]
-            if not filename:
-                raise ValueError(f"{where}: the filename is empty.")
-            image_objects = objects.setdefault(filename, [])
-            if not any(coordinates) and not label:
-                continue
-            if not label:
-                raise ValueError(f"{where}: the box has no label.")
-            _check_label(label, label_names, where)
-            image_objects.append((_parse_box(coordinates, where), label))
-    return _records_from_named_boxes(
-        [(str(image_root / filename), image_objects) for filename, image_objects in objects.items()], label_names
-    )
+        filename, *coordinates, label = [value.strip() for value in row]
+        if not filename:
+            raise ValueError(f"{where}: the filename is empty.")
+        if filename not in images:
+            path = path_inside(image_root, filename, where, allow_outside_root)
+            key = file_identity(path)
+            if key in first_listed:
+                raise ValueError(
+                    f"{where}: {filename!r} is the image listed as {first_listed[key][0]!r} on line "
+                    f"{first_listed[key][1]}; write each image the same way on every line, or its boxes split into "
+                    "two records."
+                )
+            first_listed[key] = (filename, line)
+            images[filename] = (path, where)
+        image_objects = objects.setdefault(filename, [])
+        if not any(coordinates) and not label:
+            continue
+        if not label:
+            raise ValueError(f"{where}: the box has no label.")
+        _check_label(label, label_names, where)
+        image_objects.append((_parse_box(coordinates, where), label))
+
+    clipped = dropped = 0
+    named_boxes = []
+    for filename, (path, where) in images.items():
+        image_objects, image_clipped, image_dropped = _clip_to_image(objects[filename], image_size(path, where))
+        clipped, dropped = clipped + image_clipped, dropped + image_dropped
+        named_boxes.append((str(path), image_objects))
+    warnings = _clipping_warnings(csv_path, clipped, dropped)
+    return _records_from_named_boxes(named_boxes, label_names, warnings)
 
 
-def read_coco(json_path: Union[str, Path], image_root: Optional[Union[str, Path]] = None) -> DetectionRecords:
+def read_coco(
+    json_path: Union[str, Path],
+    image_root: Optional[Union[str, Path]] = None,
+    allow_outside_root: bool = False,
+) -> DetectionRecords:
     r"""
     Reads a COCO object-detection file (`images`, `annotations` with `bbox` `[x, y, width, height]`, `categories`).
     Categories become class indices in the order of their ids; `iscrowd` annotations are skipped; images without
     annotations are kept. Records follow the order of `images` and keep the COCO image ids.
+
+    Boxes are clipped to their image, whose size is the image entry's `width` and `height` or, without them, read
+    from the header of the image file when it exists; boxes left with no area are dropped, with one logged warning
+    for the file that counts both (also in `warnings`).
 
     Args:
         json_path (`str` or `Path`):
             The COCO JSON file.
         image_root (`str` or `Path`, *optional*, defaults to the JSON file's folder):
             Folder the images' `file_name` are relative to.
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept `file_name` values that are absolute or lead outside `image_root` (through `..` or a symbolic
+            link); by default they are refused, so that a JSON file from elsewhere cannot make training read any file.
 
     Raises:
-        `ValueError`, naming the file (and the annotation id): invalid JSON, a missing section, or an annotation with a
-        bbox that is not four numbers with positive width and height, an unknown image or an unknown category.
+        `ValueError`, naming the file and the entry (`images[i]`, `categories[i]`, the annotation id or
+        `annotations[i]`): a file that is not UTF-8 JSON (or is nested too deeply), a missing section or one that is
+        not a list, an entry that is not an object or lacks an integer `id`, a repeated image or category id, an image
+        without a string `file_name` or with one outside `image_root`, a `width` or `height` that is not a number, an
+        image that exists but cannot be read, or an annotation with a bbox that is not four numbers with positive
+        width and height, an unknown image or an unknown category.
     """
     json_path = Path(json_path)
     image_root = json_path.parent if image_root is None else Path(image_root)
+    text = read_text(json_path)
     try:
-        coco = json.loads(json_path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as error:
+        coco = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{json_path}: the JSON is nested too deeply to be a COCO detection file.") from None
+    except ValueError as error:  # JSONDecodeError, or an integer of more digits than Python converts
         raise ValueError(f"{json_path}: not valid JSON ({error}).") from error
-    missing = [key for key in ("images", "annotations", "categories") if key not in coco]
+    sections = ("images", "annotations", "categories")
+    if not isinstance(coco, dict):
+        raise ValueError(
+            f"{json_path}: not a COCO detection file, expected an object with {', '.join(sections)}, got "
+            f"{reprlib.repr(coco)}."
+        )
+    missing = [key for key in sections if key not in coco]
     if missing:
         raise ValueError(f"{json_path}: not a COCO detection file, it has no {', '.join(missing)}.")
+    for key in sections:
+        if not isinstance(coco[key], list):
+            raise ValueError(f"{json_path}: {key} must be a list, got {reprlib.repr(coco[key])}.")
 
-    categories = sorted(coco["categories"], key=lambda category: category["id"])
-    class_index = {category["id"]: index for index, category in enumerate(categories)}
-    records = {
-        image["id"]: DetectionRecord(str(image_root / image["file_name"]), [], [], image_id=image["id"])
-        for image in coco["images"]
-    }
-    for annotation in coco["annotations"]:
+    categories = {}  # id -> (name, where)
+    for index, category in enumerate(coco["categories"]):
+        where = f"{json_path}, categories[{index}]"
+        category_id = _coco_id(category, where, "id and name")
+        if category_id in categories:
+            raise ValueError(f"{where}: category id {category_id} is repeated, first at {categories[category_id][1]}.")
+        if not isinstance(category.get("name"), str) or not category["name"]:
+            raise ValueError(f"{where}: name must be a non-empty string, got {reprlib.repr(category.get('name'))}.")
+        categories[category_id] = (category["name"], f"categories[{index}]")
+    class_index = {category_id: index for index, category_id in enumerate(sorted(categories))}
+
+    images = {}  # id -> (path, size, where, [(box, class index), ...])
+    for index, image in enumerate(coco["images"]):
+        where = f"{json_path}, images[{index}]"
+        image_id = _coco_id(image, where, "id and file_name")
+        where = f"{where} (id {image_id})"
+        if image_id in images:
+            raise ValueError(
+                f"{where}: image id {image_id} is repeated, first at {images[image_id][2]}; give each image its own "
+                "id, or the annotations of the two cannot be told apart."
+            )
+        if not isinstance(image.get("file_name"), str):
+            raise ValueError(f"{where}: file_name must be a string, got {reprlib.repr(image.get('file_name'))}.")
+        path = path_inside(image_root, image["file_name"], where, allow_outside_root)
+        size = _declared_size(image.get("width"), image.get("height"), where) or image_size(path, where)
+        images[image_id] = (path, size, where.removeprefix(f"{json_path}, "), [])
+
+    for index, annotation in enumerate(coco["annotations"]):
+        if not isinstance(annotation, dict):
+            raise ValueError(
+                f"{json_path}, annotations[{index}]: expected an object with image_id, category_id and bbox, got "
+                f"{reprlib.repr(annotation)}."
+            )
         if annotation.get("iscrowd", 0):
             continue
-        where = f"{json_path}, annotation {annotation.get('id')}"
-        if annotation.get("image_id") not in records:
-            raise ValueError(f"{where}: unknown image_id {annotation.get('image_id')!r}.")
-        if annotation.get("category_id") not in class_index:
-            raise ValueError(f"{where}: unknown category_id {annotation.get('category_id')!r}.")
+        entry = f"annotation {reprlib.repr(annotation['id'])}" if "id" in annotation else f"annotations[{index}]"
+        where = f"{json_path}, {entry}"
+        image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
+        if not _is_coco_id(image_id) or image_id not in images:
+            raise ValueError(f"{where}: unknown image_id {reprlib.repr(image_id)}.")
+        if not _is_coco_id(category_id) or category_id not in class_index:
+            raise ValueError(f"{where}: unknown category_id {reprlib.repr(category_id)}.")
         bbox = annotation.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
-            raise ValueError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}.")
-        record = records[annotation["image_id"]]
-        record.boxes.append(_parse_box(bbox, where, last_is_size=True))
-        record.labels.append(class_index[annotation["category_id"]])
-    return DetectionRecords(list(records.values()), [category["name"] for category in categories])
+            raise ValueError(f"{where}: bbox must be [x, y, width, height], got {reprlib.repr(bbox)}.")
+        images[image_id][3].append((_parse_box(bbox, where, last_is_size=True), class_index[category_id]))
+
+    records, clipped, dropped = [], 0, 0
+    for image_id, (path, size, _, image_objects) in images.items():
+        image_objects, image_clipped, image_dropped = _clip_to_image(image_objects, size)
+        clipped, dropped = clipped + image_clipped, dropped + image_dropped
+        boxes, labels = [box for box, _ in image_objects], [label for _, label in image_objects]
+        records.append(DetectionRecord(str(path), boxes, labels, image_id=image_id))
+    label_names = [categories[category_id][0] for category_id in sorted(categories)]
+    return DetectionRecords(records, label_names, _clipping_warnings(json_path, clipped, dropped))
 
 
 def read_voc(
     xml_dir_or_files: Union[str, Path, Sequence[Union[str, Path]]],
     image_root: Optional[Union[str, Path]] = None,
     label_names: Optional[Sequence[str]] = None,
+    allow_outside_root: bool = False,
 ) -> DetectionRecords:
     r"""
     Reads Pascal VOC XML annotations (`<filename>`, and per `<object>` its `<name>` and `<bndbox>` with `<xmin>`,
     `<ymin>`, `<xmax>`, `<ymax>`), one file per image. VOC counts pixels from 1 and its `xmax`/`ymax` are the last
     pixel inside the box, so a VOC box covers the pixel-corner area `(xmin - 1, ymin - 1, xmax, ymax)`, which is the
     box returned. Objects marked `<difficult>` are kept; files without objects give images with no boxes.
+
+    Boxes are clipped to their image, whose size is the file's `<size>` (`<width>`, `<height>`) or, without it (or
+    with a zero size, as some tools write), read from the header of the image file when it exists; boxes left with
+    no area are dropped, with one logged warning per XML file that counts both (also in `warnings`).
 
     Args:
         xml_dir_or_files (`str`, `Path` or `Sequence`):
@@ -269,11 +376,16 @@ def read_voc(
             Folder the `<filename>` are relative to (`<VOC>/JPEGImages` in the VOC devkit layout).
         label_names (`Sequence[str]`, *optional*, defaults to the sorted object names of all files):
             Class names, in class-index order.
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept `<filename>` values that are absolute or lead outside the image folder (through `..` or a symbolic
+            link); by default they are refused, so that an XML file from elsewhere cannot make training read any
+            file.
 
     Raises:
-        `ValueError`: when the folder has no `.xml` file, and naming the file: malformed XML (with the line), no
-        `<filename>`, an object without a name or with a box that is missing, not numbers, or has `xmax < xmin` or
-        `ymax < ymin`, or a name not in `label_names`.
+        `ValueError`: when the folder has no `.xml` file, and naming the file: a folder in place of the file,
+        malformed XML (with the line) or an unknown encoding, no `<filename>` or one outside the image folder, a
+        `<size>` that is not numbers, an image that exists but cannot be read, an object without a name or with a box
+        that is missing, not numbers, or has `xmax < xmin` or `ymax < ymin`, or a name not in `label_names`.
     """
     if isinstance(xml_dir_or_files, (str, Path)) and Path(xml_dir_or_files).is_dir():
         xml_paths = sorted(Path(xml_dir_or_files).glob("*.xml"))
@@ -284,10 +396,11 @@ def read_voc(
     else:
         xml_paths = [Path(path) for path in xml_dir_or_files]
 
-    images = [
-        _read_voc_file(path, path.parent if image_root is None else Path(image_root), label_names) for path in xml_paths
-    ]
-    return _records_from_named_boxes(images, label_names)
+    images, warnings = [], []
+    for path in xml_paths:
+        folder = path.parent if image_root is None else Path(image_root)
+        images.append(_read_voc_file(path, folder, label_names, allow_outside_root, warnings))
+    return _records_from_named_boxes(images, label_names, warnings)
 
 
 def read_isbi2014_edf(root: Union[str, Path], names: Optional[Sequence[str]] = None) -> DetectionRecords:
@@ -308,8 +421,9 @@ def read_isbi2014_edf(root: Union[str, Path], names: Optional[Sequence[str]] = N
             Image names to read, in that order (e.g. `["EDF000", "EDF001"]`).
 
     Raises:
-        `ValueError`: when `root` has no EDF image, `names` lists an image not in `root`, or an image has no ground
-        truth or a ground truth that is not single-channel.
+        `ValueError`: when `root` has no EDF image, `names` lists an image not in `root`, or, naming the file, an
+        image or ground truth that cannot be read (empty, not a PNG, truncated, a folder), a ground truth that is
+        missing, not single-channel or of another size than its image.
     """
     root = Path(root)
     available = sorted(path.stem for path in root.glob("EDF*.png") if not path.stem.endswith("_GT"))
@@ -322,15 +436,29 @@ def read_isbi2014_edf(root: Union[str, Path], names: Optional[Sequence[str]] = N
 
     records = []
     for name in names:
-        truth_path = root / f"{name}_GT.png"
+        image_path, truth_path = root / f"{name}.png", root / f"{name}_GT.png"
+        if truth_path.is_dir():
+            raise ValueError(f"{truth_path} is a folder, expected the ground truth of {image_path.name}.")
         if not truth_path.is_file():
-            raise ValueError(f"{root / name}.png has no ground truth: {truth_path} is missing.")
-        with PIL.Image.open(truth_path) as mask:
-            truth = np.asarray(mask)
+            raise ValueError(f"{image_path} has no ground truth: {truth_path} is missing.")
+        size = image_size(image_path, f"{root}, image {name}")
+        try:
+            with PIL.Image.open(truth_path) as mask:
+                mask.load()  # decodes here, so that a truncated file fails inside this block
+                truth = np.asarray(mask)
+        except IMAGE_READ_ERRORS as error:
+            raise ValueError(
+                f"{truth_path}: cannot read the ground truth of {image_path.name} ({error}); expected a PNG mask."
+            ) from error
         if truth.ndim != 2:
             raise ValueError(f"{truth_path}: expected a single-channel mask, got an array of shape {truth.shape}.")
+        if size is not None and truth.shape[::-1] != size:
+            raise ValueError(
+                f"{truth_path}: the ground truth is {truth.shape[1]}x{truth.shape[0]} pixels, its image "
+                f"{image_path.name} is {size[0]}x{size[1]}; the boxes would not match the image."
+            )
         boxes = [box for value in np.unique(truth[truth > 0]) for box in _region_boxes(truth == value)]
-        records.append(DetectionRecord(str(root / f"{name}.png"), boxes, [0] * len(boxes), image_id=len(records)))
+        records.append(DetectionRecord(str(image_path), boxes, [0] * len(boxes), image_id=len(records)))
     return DetectionRecords(records, list(ISBI2014_EDF_LABELS))
 
 
@@ -343,11 +471,16 @@ def _sipakmed_class_folder(root: Path, name: str) -> Optional[Path]:
 def _sipakmed_cluster_images(folder: Path, kind: str) -> list[tuple[Path, list[Path]]]:
     """The cluster images of a class folder, sorted, each with its cells' `kind` boundary files in cell order."""
     images, cells = [], {}
-    for path in _visible_entries(folder):
+    for path in visible_entries(folder):
         match = _SIPAKMED_BOUNDARY_FILE.fullmatch(path.name)
         if path.is_file() and path.suffix.lower() == ".bmp":
             images.append(path)
         elif match and match["kind"].lower() == kind:
+            if not path.is_file():
+                raise ValueError(
+                    f"{path} is a folder, expected the {match['kind']} boundary of cell {match['cell']} of "
+                    f"{match['image']}.bmp; move it out of {folder}."
+                )
             cells.setdefault(match["image"], []).append((int(match["cell"]), path))
     return [(image, [path for _, path in sorted(cells.get(image.stem, []))]) for image in sorted(images)]
 
@@ -390,7 +523,7 @@ def _parse_box(values: Sequence, where: str, last_is_size: bool = False) -> Box:
     try:
         x, y, third, fourth = (float(value) for value in values)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: box coordinates must be four numbers, got {list(values)}.") from None
+        raise ValueError(f"{where}: box coordinates must be four numbers, got {reprlib.repr(list(values))}.") from None
     box = (x, y, x + third, y + fourth) if last_is_size else (x, y, third, fourth)
     if not all(math.isfinite(value) for value in box):
         raise ValueError(f"{where}: box coordinates must be finite, got {list(values)}.")
@@ -401,15 +534,27 @@ def _parse_box(values: Sequence, where: str, last_is_size: bool = False) -> Box:
 
 
 def _read_voc_file(
-    xml_path: Path, image_root: Path, label_names: Optional[Sequence[str]]
+    xml_path: Path,
+    image_root: Path,
+    label_names: Optional[Sequence[str]],
+    allow_outside_root: bool,
+    warnings: list[str],
 ) -> tuple[str, list[tuple[Box, str]]]:
+    """The image and named boxes of one VOC file, clipped to the image; a clipping warning is added to `warnings`."""
+    if xml_path.is_dir():
+        raise ValueError(f"{xml_path} is a folder, expected a Pascal VOC .xml file.")
     try:
         annotation = ElementTree.parse(xml_path).getroot()
     except ElementTree.ParseError as error:
         raise ValueError(f"{xml_path}, line {error.position[0]}: malformed XML ({error}).") from error
+    except LookupError as error:
+        raise ValueError(f"{xml_path}: the XML declares an encoding Python does not know ({error}).") from error
     filename = (annotation.findtext("filename") or "").strip()
     if not filename:
         raise ValueError(f"{xml_path}: no <filename>, the image the annotation is for.")
+    where = f"{xml_path}, <filename>"
+    image_path = path_inside(image_root, filename, where, allow_outside_root)
+    size = _declared_size(annotation.findtext("size/width"), annotation.findtext("size/height"), f"{xml_path}, <size>")
     image_objects = []
     for number, element in enumerate(annotation.iter("object"), 1):
         where = f"{xml_path}, object {number}"
@@ -423,10 +568,74 @@ def _read_voc_file(
         try:
             xmin, ymin, xmax, ymax = (float(value) for value in coordinates)
         except ValueError:
-            raise ValueError(f"{where} ({name}): box coordinates must be numbers, got {coordinates}.") from None
+            raise ValueError(
+                f"{where} ({name}): box coordinates must be numbers, got {reprlib.repr(coordinates)}."
+            ) from None
         # VOC's xmax/ymax are the last pixel inside the box, 1-based: the box ends at that pixel's far edge.
         image_objects.append((_parse_box([xmin - 1, ymin - 1, xmax, ymax], f"{where} ({name})"), name))
-    return str(image_root / filename), image_objects
+    image_objects, clipped, dropped = _clip_to_image(image_objects, size or image_size(image_path, where))
+    warnings.extend(_clipping_warnings(xml_path, clipped, dropped))
+    return str(image_path), image_objects
+
+
+def _clip_to_image(
+    objects: list[tuple[Box, _Label]], size: Optional[Size]
+) -> tuple[list[tuple[Box, _Label]], int, int]:
+    """`(box, label)` pairs with the boxes clipped to a `(width, height)` image and those left without area dropped,
+    with the numbers of boxes clipped and dropped; unchanged when the size is unknown (None)."""
+    if size is None:
+        return objects, 0, 0
+    width, height = float(size[0]), float(size[1])
+    kept, clipped, dropped = [], 0, 0
+    for box, label in objects:
+        xmin, ymin, xmax, ymax = box
+        inside = (min(max(xmin, 0.0), width), min(max(ymin, 0.0), height), min(max(xmax, 0.0), width),
+                  min(max(ymax, 0.0), height))  # fmt: skip
+        if inside != box:
+            clipped += 1
+        if inside[2] <= inside[0] or inside[3] <= inside[1]:
+            dropped += 1
+        else:
+            kept.append((inside, label))
+    return kept, clipped, dropped
+
+
+def _clipping_warnings(source: Path, clipped: int, dropped: int) -> list[str]:
+    """The one warning for an annotation file whose boxes were clipped (logged too), or none."""
+    if not clipped:
+        return []
+    message = f"clipped {clipped} box(es) to the image in {source}"
+    if dropped:
+        message += f", dropping {dropped} left with no area inside it"
+    logger.warning(f"{message}.")
+    return [f"{message}."]
+
+
+def _declared_size(width, height, where: str) -> Optional[Size]:
+    """The image size an annotation declares, None when it declares none or a zero size (as some tools write)."""
+    if width is None or height is None:
+        return None
+    try:
+        size = float(width), float(height)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: width and height must be numbers, got {reprlib.repr(width)} and {reprlib.repr(height)}."
+        ) from None
+    if not all(math.isfinite(value) and value > 0 for value in size):
+        return None
+    return size
+
+
+def _coco_id(entry, where: str, expected: str) -> int:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected an object with {expected}, got {reprlib.repr(entry)}.")
+    if not _is_coco_id(entry.get("id")):
+        raise ValueError(f"{where}: id must be an integer, got {reprlib.repr(entry.get('id'))}.")
+    return entry["id"]
+
+
+def _is_coco_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _region_boxes(mask: np.ndarray) -> list[Box]:
@@ -444,7 +653,7 @@ def _check_label(label: str, label_names: Optional[Sequence[str]], where: str) -
 
 
 def _records_from_named_boxes(
-    images: list[tuple[str, list[tuple[Box, str]]]], label_names: Optional[Sequence[str]]
+    images: list[tuple[str, list[tuple[Box, str]]]], label_names: Optional[Sequence[str]], warnings: list[str]
 ) -> DetectionRecords:
     """Records of `(image path, [(box, class name), ...])`, with the sorted class names when `label_names` is None."""
     if label_names is None:
@@ -454,4 +663,4 @@ def _records_from_named_boxes(
         DetectionRecord(path, [box for box, _ in objects], [class_index[name] for _, name in objects], image_id)
         for image_id, (path, objects) in enumerate(images)
     ]
-    return DetectionRecords(records, list(label_names))
+    return DetectionRecords(records, list(label_names), warnings)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from .layout import read_text, visible_entries
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -80,7 +82,7 @@ def read_image_folder(root: Union[str, Path], label_names: Optional[Sequence[str
     if not root.is_dir():
         raise ValueError(f"Image folder {root} does not exist or is not a folder.")
     if label_names is None:
-        label_names = sorted(entry.name for entry in _visible_entries(root) if entry.is_dir() and _list_images(entry))
+        label_names = sorted(entry.name for entry in visible_entries(root) if entry.is_dir() and _list_images(entry))
     items = sorted(_read_class_folders(root, label_names))
     if not items:
         raise ValueError(f"No images found in {root}: expected root/<class name>/*.jpg (or .png, .bmp, .tif).")
@@ -158,7 +160,7 @@ def _read_intel_test(root: Path) -> list[tuple[str, int]]:
 
 
 def _read_solution_csv(csv_path: Path, test_folder: Path, image_names: set[str]) -> dict[str, int]:
-    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    lines = read_text(csv_path).splitlines()
     header = lines[0] if lines else ""
     delimiter = ";" if header.count(";") > header.count(",") else ","
     reader = csv.DictReader(lines, delimiter=delimiter)
@@ -201,11 +203,6 @@ def _list_images(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(
-        str(path) for path in _visible_entries(folder) if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+        str(path) for path in visible_entries(folder) if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
     )
-
-
-def _visible_entries(folder: Path) -> list[Path]:
-    # Skips hidden entries such as macOS "._<name>.jpg" resource forks, which are not images.
-    return [path for path in folder.iterdir() if not path.name.startswith(".")]
 

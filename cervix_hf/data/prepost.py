@@ -4,6 +4,7 @@ a case-level split, a PyTorch dataset and augmentation that keeps each pair alig
 
 import csv
 import logging
+import reprlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from torchvision.transforms import v2
 
 from ..image_io import ImageLoadError, load_image
 from ..models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
+from .layout import file_identity, path_inside, read_csv_rows
 from .splits import stratified_split
 
 logger = logging.getLogger(__name__)
@@ -108,7 +110,9 @@ class PairRecords:
         )
 
 
-def read_pairs_csv(csv_path: Union[str, Path], image_root: Optional[Union[str, Path]] = None) -> PairRecords:
+def read_pairs_csv(
+    csv_path: Union[str, Path], image_root: Optional[Union[str, Path]] = None, allow_outside_root: bool = False
+) -> PairRecords:
     r"""
     Reads image pairs from a csv with a header holding the columns `pre`, `post` and `label`, and optionally
     `case_id` (other columns are ignored), one pair a row. A label is `0`/`1` or `Negative`/`Positive` (any case).
@@ -119,35 +123,49 @@ def read_pairs_csv(csv_path: Union[str, Path], image_root: Optional[Union[str, P
             The csv file (UTF-8, with or without a byte-order mark).
         image_root (`str` or `Path`, *optional*, defaults to the csv's folder):
             Folder the relative image paths are relative to.
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept image paths that are absolute or lead outside `image_root` (through `..` or a symbolic link); by
+            default they are refused, so that a csv from elsewhere cannot make training read any file.
 
     Raises:
-        `ValueError`, naming the csv file and line: a missing column, a row with too many or too few fields, an
-        empty or unknown label, an empty image path or an image file that does not exist; also when no row lists a
-        pair.
+        `ValueError`, naming the csv file and line: a file that is not UTF-8 csv, a missing column, a row with too
+        many or too few fields, an empty or unknown label, an empty image path, one outside `image_root` or an image
+        file that does not exist, or a pair listed twice (which could put one pair in two splits); also when no row
+        lists a pair.
     """
     csv_path = Path(csv_path)
     image_root = csv_path.parent if image_root is None else Path(image_root)
-    records = []
-    with csv_path.open(encoding="utf-8-sig", newline="") as file:
-        reader = csv.DictReader(file)
-        columns = [name.strip() for name in reader.fieldnames or []]
-        missing = [column for column in PAIR_CSV_COLUMNS if column not in columns]
-        if missing:
+    rows = read_csv_rows(csv_path)
+    header_line, header = rows[0] if rows else (1, [])
+    columns = [name.strip() for name in header]
+    missing = [column for column in PAIR_CSV_COLUMNS if column not in columns]
+    if missing:
+        raise ValueError(
+            f"{csv_path}, line {header_line}: missing column(s) {', '.join(missing)}. Expected a header with "
+            f"pre,post,label (and optionally case_id), got {reprlib.repr(','.join(columns))}."
+        )
+    records, pair_lines = [], {}
+    for line, row in rows[1:]:
+        where = f"{csv_path}, line {line}"
+        if len(row) != len(columns):
             raise ValueError(
-                f"{csv_path}, line 1: missing column(s) {', '.join(missing)}. Expected a header with pre,post,label "
-                f"(and optionally case_id), got {','.join(columns)!r}."
+                f"{where}: expected {len(columns)} fields ({','.join(columns)}), got {len(row)}: {reprlib.repr(row)}."
             )
-        reader.fieldnames = columns
-        for row in reader:
-            where = f"{csv_path}, line {reader.line_num}"
-            if None in row or None in row.values():
-                raise ValueError(f"{where}: expected {len(columns)} fields ({','.join(columns)}), got {row}.")
-            values = {column: value.strip() for column, value in row.items()}
-            pre_path, post_path = (_existing_image(image_root, values[view], view, where) for view in ("pre", "post"))
-            label = _CSV_LABELS.get(values["label"].lower())
-            if label is None:
-                raise ValueError(f"{where}: label {values['label']!r} is not 0, 1, Negative or Positive.")
-            records.append(PairRecord(pre_path, post_path, label, values.get("case_id") or values["pre"]))
+        values = {column: value.strip() for column, value in zip(columns, row)}
+        pre_path, post_path = (
+            _existing_image(image_root, values[view], view, where, allow_outside_root) for view in ("pre", "post")
+        )
+        label = _CSV_LABELS.get(values["label"].lower())
+        if label is None:
+            raise ValueError(f"{where}: label {reprlib.repr(values['label'])} is not 0, 1, Negative or Positive.")
+        pair = (file_identity(Path(pre_path)), file_identity(Path(post_path)))
+        if pair in pair_lines:
+            raise ValueError(
+                f"{where}: the pair {values['pre']!r}, {values['post']!r} is already listed on line "
+                f"{pair_lines[pair]}; list each pair once."
+            )
+        pair_lines[pair] = line
+        records.append(PairRecord(pre_path, post_path, label, values.get("case_id") or values["pre"]))
     if not records:
         raise ValueError(f"{csv_path} lists no pairs: add one row per pair under the header pre,post,label.")
     return PairRecords(records)
@@ -322,10 +340,10 @@ class PairTransform:
         return f"{type(self).__name__}({self.pipeline})"
 
 
-def _existing_image(image_root: Path, value: str, view: str, where: str) -> str:
+def _existing_image(image_root: Path, value: str, view: str, where: str, allow_outside_root: bool) -> str:
     if not value:
         raise ValueError(f"{where}: the {view} image path is empty.")
-    path = image_root / value
+    path = path_inside(image_root, value, f"{where}, {view} image", allow_outside_root)
     if not path.is_file():
         raise ValueError(f"{where}: the {view} image {path} does not exist.")
     return str(path)
