@@ -54,7 +54,11 @@ class ImageLoadError(ValueError):
 
 
 def load_image(
-    source, max_pixels: int | None = DEFAULT_MAX_PIXELS, max_side: int | None = None, min_side: int | None = None
+    source,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+    min_side: int | None = None,
+    max_decoded_pixels: int | None = None,
 ) -> Image.Image:
     """
     Loads an image as a fully decoded RGB `PIL.Image.Image`.
@@ -72,6 +76,10 @@ def load_image(
             held in memory). `None` keeps the size.
         min_side (`int`, *optional*):
             Refuse an image (after any reduction) whose shorter side is under `min_side` pixels.
+        max_decoded_pixels (`int`, *optional*):
+            Refuse, from its header, an image that would be decoded with more pixels than this: a format the
+            decoder cannot reduce (PNG, TIFF, BMP, ...) is decoded at full size before `max_side` applies, and Pillow
+            holds 4 bytes per RGB pixel. A memory budget for servers; `None` (the default) has none.
 
     Conversion to RGB: EXIF orientation is applied; transparent pixels (RGBA, LA, P or L with transparency) are
     composited on white; 16-bit and 32-bit integer pixels are scaled by the bit depth they use (values up to 65535
@@ -83,10 +91,11 @@ def load_image(
         `ImageLoadError`: missing, empty, unreadable, non-image, truncated or corrupt file; an image over
         `max_pixels`, with zero width or height, or with a side under `min_side`.
     """
-    for argument, value in (("max_pixels", max_pixels), ("max_side", max_side), ("min_side", min_side)):
+    limits = (("max_pixels", max_pixels), ("max_side", max_side), ("min_side", min_side))
+    for argument, value in (*limits, ("max_decoded_pixels", max_decoded_pixels)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{argument} must be a positive integer or None, got {value!r}")
-    bounds = _Bounds(max_pixels, max_side, min_side)
+    bounds = _Bounds(max_pixels, max_side, min_side, max_decoded_pixels)
     if isinstance(source, np.ndarray):
         image = _rgb_from_array(source, IN_MEMORY_IMAGE_NAME)
         return _with_original_size(bounds.fit(image, IN_MEMORY_IMAGE_NAME), image.size)
@@ -127,8 +136,8 @@ class _Bounds:
     """The size limits of one `load_image` call: refused above `max_pixels`, reduced above `max_side`, refused
     under `min_side`."""
 
-    def __init__(self, max_pixels: int | None, max_side: int | None, min_side: int | None):
-        self.max_pixels, self.max_side, self.min_side = max_pixels, max_side, min_side
+    def __init__(self, max_pixels: int | None, max_side: int | None, min_side: int | None, max_decoded: int | None):
+        self.max_pixels, self.max_side, self.min_side, self.max_decoded = max_pixels, max_side, min_side, max_decoded
 
     def check_header(self, width: int, height: int, name: str) -> None:
         if width == 0 or height == 0:
@@ -141,11 +150,22 @@ class _Bounds:
                 f"load_image(..., max_pixels={width * height}) (or max_pixels=None to turn the check off).",
             )
 
-    def reduce_while_decoding(self, image: Image.Image) -> Image.Image:
-        """Asks the decoder for a reduced scale (JPEG only; a no-op for other formats) before `load`."""
+    def reduce_while_decoding(self, image: Image.Image, name: str) -> Image.Image:
+        """
+        Asks the decoder for a reduced scale (JPEG only; a no-op for other formats) before `load`, then refuses an
+        image that would still be decoded with more than `max_decoded` pixels.
+        """
         if self.max_side is not None and max(image.size) > self.max_side:
             scale = self.max_side / max(image.size)
             image.draft(image.mode, (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        width, height = image.size
+        if self.max_decoded is not None and width * height > self.max_decoded:
+            raise ImageLoadError(
+                name,
+                f"{width}x{height} = {width * height:,} pixels in {image.format or 'this format'} is over the "
+                f"{self.max_decoded:,} pixels this service decodes (only JPEG is decoded at a reduced size). Save it "
+                "as JPEG, or reduce it to a few thousand pixels per side, and upload it again.",
+            )
         return image
 
     def fit(self, image: Image.Image, name: str, original_size: tuple[int, int] | None = None) -> Image.Image:
@@ -196,7 +216,7 @@ def _rgb_from_pil(image: Image.Image, name: str, bounds: _Bounds) -> Image.Image
     bounds.check_header(*image.size, name)
     original_size = image.size
     try:
-        bounds.reduce_while_decoding(image)
+        bounds.reduce_while_decoding(image, name)
         image.load()
         # Reduced before the orientation and mode conversions below, each of which copies the image.
         reduced = bounds.fit(image, name, original_size)

@@ -20,14 +20,20 @@ from .visualization import grad_cam
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
 
 
-def load_model_input(image, model_type: str, reduce: bool = True):
+def load_model_input(image, model_type: str, reduce: bool = True, max_decoded_pixels: int | None = None):
     """
     `image` (a path, file, PIL image or array) loaded as RGB within `model_type`'s input bounds (its record's
     `input_max_side` and `input_min_side`): larger images are reduced while decoding, smaller ones refused with an
-    `ImageLoadError` that gives both sizes. `reduce=False` keeps the full size (tiled detection).
+    `ImageLoadError` that gives both sizes. `reduce=False` keeps the full size (tiled detection);
+    `max_decoded_pixels` is `load_image`'s memory budget (the app sets one).
     """
     record = family(model_type)
-    return load_image(image, max_side=record.input_max_side if reduce else None, min_side=record.input_min_side)
+    return load_image(
+        image,
+        max_side=record.input_max_side if reduce else None,
+        min_side=record.input_min_side,
+        max_decoded_pixels=max_decoded_pixels,
+    )
 
 
 @dataclass

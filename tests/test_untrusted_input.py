@@ -81,6 +81,17 @@ def test_a_large_jpeg_is_never_decoded_at_full_size(tmp_path):
     assert bounded < full / 4, (full, bounded)  # decoded at 1/4 scale (2000x1500), then reduced
 
 
+def test_a_memory_budget_refuses_what_cannot_be_decoded_small_and_keeps_jpeg(tmp_path):
+    png = save_png(tmp_path / "scan.png", (6000, 5000))
+    Image.new("RGB", (6000, 5000), (120, 60, 30)).save(tmp_path / "photo.jpg", quality=80)
+    with pytest.raises(ImageLoadError, match=r"6000x5000 = 30,000,000 pixels in PNG is over the 25,000,000") as error:
+        load_image(png, max_side=2048, max_decoded_pixels=25_000_000)
+    assert "scan.png" in str(error.value)
+    image = load_image(tmp_path / "photo.jpg", max_side=2048, max_decoded_pixels=25_000_000)
+    assert image.size == (2048, round(5000 * 2048 / 6000)) and original_size(image) == (6000, 5000)
+    assert load_image(png, max_side=2048).size == image.size  # no budget: decoded at full size, then reduced
+
+
 def tiny_detector():
     torch.manual_seed(0)
     return CellDetectorForObjectDetection(cell_detector_config("tiny")).eval(), CellDetectorImageProcessor()
@@ -275,6 +286,12 @@ def test_any_upload_name_gives_safe_download_names_and_a_result(app_url, photo, 
     expected = safe_upload_name(orig_name)
     assert name == expected.rpartition(".")[0] + "_UNTRAINED_MODEL_detections.csv"
     assert len(name) < 160 and "\x00" not in name and not name.startswith(("=", "."))
+
+
+def test_the_app_refuses_a_100_megapixel_png_from_its_header(app_url, tmp_path):
+    bomb = upload(app_url, save_png(tmp_path / "bomb.png", (10000, 10000)))
+    kind, message = call(app_url, "classify_cervix_type", bomb, True)
+    assert kind == "error" and "10000x10000" in message and "Save it as JPEG" in message, message
 
 
 def test_an_image_too_thin_for_the_detector_gets_its_size_in_the_error(app_url, tmp_path):

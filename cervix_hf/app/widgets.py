@@ -43,13 +43,18 @@ def read_upload(upload: dict | None, what: str, model_type: str):
     orig_name = upload.get("orig_name")
     name = safe_upload_name(orig_name if isinstance(orig_name, str) and orig_name else Path(upload["path"]).name)
     try:
-        image = load_model_input(upload["path"], model_type)
+        image = load_model_input(upload["path"], model_type, max_decoded_pixels=MAX_DECODED_PIXELS)
     except ImageLoadError as error:
         raise bad_input(str(ImageLoadError(name, error.problem))) from error
     # The app's results (boxes, heat maps) are in the pixels of the image it shows, which is this one.
     image.info.clear()
     return image, name
 
+
+# The most pixels the app decodes per image (Pillow holds 4 bytes per RGB pixel: 100 MB). JPEG, the photos' format,
+# is decoded at a reduced scale and never reaches it below Pillow's 100-MP limit; a larger PNG or TIFF is refused
+# from its header instead of costing up to 400 MB per request.
+MAX_DECODED_PIXELS = 25_000_000
 
 # Longest upload name kept (file systems allow 255 bytes; the app adds suffixes such as `_detections.csv`).
 MAX_NAME_LENGTH = 100
