@@ -10,7 +10,8 @@ before it is written (`train.engine.finish_run`) and again when it is read (`cer
       "evaluated_on": the split the metrics were computed on ("test"),
       "label_names": the class names, in class order,
       "metrics": what the model's metric function returned (`cervix_hf.metrics`),
-      "data": where the data came from and how it was split: at least "source" and "seed",
+      "data": where the data came from and how it was split: at least "source" (the data set's folder or file
+              name, never a local path: the file is published) and "seed",
       "training": the stages and settings: at least "stages", "augmentation", "batch_size", "model_size",
       ...: model-specific extras (per-image predictions, the export threshold),
       "software": versions and hardware, added when it is written

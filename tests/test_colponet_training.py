@@ -65,12 +65,13 @@ def test_the_run_writes_its_model_card_from_the_real_evaluation(smoke_run):
 
 
 @pytest.mark.slow
-def test_saved_model_reproduces_the_evaluated_predictions(smoke_run):
+def test_saved_model_reproduces_the_evaluated_predictions(smoke_run, intel_sample):
     output_dir, results = smoke_run
     model = ColpoNetForImageClassification.from_pretrained(output_dir).eval()
     processor = ColpoNetImageProcessor.from_pretrained(output_dir)
-    for row in results["predictions"][:4]:
-        prediction = classify_cervix_type(model, processor, row["path"], ignore_quality_gate=True)
+    for row in results["predictions"][:4]:  # named inside the data set, which lies in intel_sample.parent
+        photo = intel_sample.parent / row["path"]
+        prediction = classify_cervix_type(model, processor, photo, ignore_quality_gate=True)
         for name, probability in row["probabilities"].items():
             assert prediction.probabilities[name] == pytest.approx(probability, abs=1e-5)
 

@@ -117,14 +117,15 @@ def test_colponet_under_several_processes_counts_each_test_photo_once(colponet_r
 
 
 @pytest.mark.slow
-def test_the_model_saved_by_several_processes_is_the_one_evaluated(colponet_runs):
+def test_the_model_saved_by_several_processes_is_the_one_evaluated(colponet_runs, odd_image_folder):
     from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
 
     output_dir, _ = colponet_runs["torchrun"]
     model = ColpoNetForImageClassification.from_pretrained(output_dir).eval()
     processor = ColpoNetImageProcessor.from_pretrained(output_dir)
     predictions = eval_results(output_dir)["predictions"]
-    inputs = processor([load_image(p["path"]) for p in predictions], return_tensors="pt")
+    # each photo is named inside the data set, which lies in odd_image_folder.parent
+    inputs = processor([load_image(odd_image_folder.parent / p["path"]) for p in predictions], return_tensors="pt")
     with torch.no_grad():
         probabilities = model(**inputs).logits.softmax(-1).numpy()
     expected = np.array([[p["probabilities"][name] for name in model.config.id2label.values()] for p in predictions])

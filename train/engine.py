@@ -16,7 +16,8 @@ What it adds to `Trainer`:
   (a full disk, a killed job) never leaves a `checkpoint-N` that `--resume` would choke on; `--resume` skips, with a
   warning, an incomplete one left by an older version;
 - the end of a run: `save_pretrained` of model and processor, `eval_results.json`, `training_args.json` and the
-  model card `README.md` (`cervix_hf.hub.cards`), written by the main process alone once every process is done.
+  model card `README.md` (`cervix_hf.hub.cards`), written by the main process alone once every process is done;
+  these files are published, so they name local paths only through `published_path`.
 """
 
 import argparse
@@ -29,7 +30,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -320,8 +321,7 @@ def _train_stage(trainer: CervixTrainer, stage: TrainingStage, stage_dir: Path, 
         train_loss=result.training_loss,
         best_metric=trainer.state.best_metric,
         metric_for_best_model=metric,
-        # relative to --output-dir: the published eval file names no folder of the machine that trained it
-        best_checkpoint=_relative_path(trainer.state.best_model_checkpoint, args.output_dir),
+        best_checkpoint=published_path(best, args) if (best := trainer.state.best_model_checkpoint) else None,
         log_history=trainer.state.log_history,
     )
 
@@ -375,7 +375,7 @@ def training_summary(args: argparse.Namespace, stages: list[StageSummary], **set
         "stages": stages,
         "augmentation": args.augmentation,
         "batch_size": args.batch_size,
-        "model_size": args.model_size if not args.from_checkpoint else str(args.from_checkpoint),
+        "model_size": args.model_size if not args.from_checkpoint else published_path(args.from_checkpoint, args),
         **settings,
     }
 
@@ -413,7 +413,9 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     _write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
-    _write_json(output_dir / TRAINING_ARGS_FILE, vars(args))
+    published_args = {name: published_path(value, args) if isinstance(value, Path) else value
+                      for name, value in vars(args).items()}  # fmt: skip
+    _write_json(output_dir / TRAINING_ARGS_FILE, published_args)
     # The card is rendered from the files just written and checked against them; it comes last, so a card that
     # fails its check leaves the run's results saved.
     try:
@@ -427,10 +429,23 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     return output_dir
 
 
-def _relative_path(path: str | None, root: Path) -> str | None:
-    if path is None:
-        return None
-    return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+def published_path(path: str | Path, args: argparse.Namespace) -> str:
+    """
+    How a file of the run folder names a local path, so that a published run names no folder of the machine that
+    trained it: a path inside `--output-dir` relative to it (`"."` for the folder itself); one inside `--data` as
+    `<data set name>/<path inside it>`, which anyone holding the data set finds beside it; any other (a
+    `--from-checkpoint` model, an `--annotations` file) by its name alone. Relative paths are read from the current
+    folder, as the scripts read them; links are not followed (a data folder of links to photos elsewhere still
+    names them inside it).
+    """
+    path = Path(os.path.abspath(path))
+    output_dir = Path(os.path.abspath(args.output_dir))
+    if path.is_relative_to(output_dir):
+        return path.relative_to(output_dir).as_posix()
+    data = Path(os.path.abspath(args.data)) if getattr(args, "data", None) else None
+    if data is not None and path.is_relative_to(data):
+        return (PurePosixPath(data.name) / path.relative_to(data).as_posix()).as_posix()
+    return path.name
 
 
 def _write_json(path: Path, payload: dict) -> None:

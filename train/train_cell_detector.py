@@ -66,6 +66,7 @@ from .engine import (
     TrainingStage,
     add_common_args,
     finish_run,
+    published_path,
     run_stages,
     start_run,
     training_summary,
@@ -306,7 +307,7 @@ def main(args: argparse.Namespace) -> dict:
         label_names=label_names,
         metrics=metrics,
         data={
-            "source": str(args.data),
+            "source": published_path(args.data, args),
             "format": data_format,
             "test_images": [Path(p).name for p in paths],
             "seed": args.seed,

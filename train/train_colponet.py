@@ -45,6 +45,7 @@ from .engine import (
     add_common_args,
     finish_run,
     on_main_process,
+    published_path,
     run_stages,
     start_run,
     training_summary,
@@ -177,7 +178,9 @@ def main(args: argparse.Namespace) -> dict:
             flagged_blurry=gate.num_blurry,
             unreadable=gate.num_unreadable,
             per_class=gate.per_label,
-            rejected_files=[{"path": str(path), "reason": str(reason)} for path, reason in gate.rejected],
+            rejected_files=[
+                {"path": published_path(path, args), "reason": str(reason)} for path, reason in gate.rejected
+            ],
         )
         train_paths = list(gate.kept_paths)
         train_labels = [label_names.index(name) for name in gate.kept_labels]
@@ -218,7 +221,7 @@ def main(args: argparse.Namespace) -> dict:
         label_names=label_names,
         metrics=compute_classification_metrics(test_labels, probabilities, label_names),
         data={
-            "source": str(args.data),
+            "source": published_path(args.data, args),
             "split_fractions": dict(zip(("train", "validation", "test"), SPLIT_FRACTIONS)),
             "seed": args.seed,
             "class_counts": {name: class_counts(split_labels, label_names) for name, (_, split_labels) in subset.items()},
@@ -231,7 +234,11 @@ def main(args: argparse.Namespace) -> dict:
         training=training_summary(args, stage_summaries, class_weights=class_weights),
         extra={
             "predictions": [
-                {"path": path, "label": label_names[label], "probabilities": dict(zip(label_names, map(float, probs)))}
+                {
+                    "path": published_path(path, args),
+                    "label": label_names[label],
+                    "probabilities": dict(zip(label_names, map(float, probs))),
+                }
                 for path, label, probs in zip(subset["test"][0], test_labels, probabilities)
             ],
         },

@@ -42,7 +42,15 @@ from cervix_hf.eval_results import EvalResults
 from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_points
 from cervix_hf.model_presets import MODEL_SIZES, prepost_config
 from cervix_hf.models.prepost_fusion import OPERATING_POINT_NAMES
-from .engine import TrainingStage, add_common_args, finish_run, run_stages, start_run, training_summary
+from .engine import (
+    TrainingStage,
+    add_common_args,
+    finish_run,
+    published_path,
+    run_stages,
+    start_run,
+    training_summary,
+)
 from .presets import PAIR_PRESETS, paired_train_transform
 
 logger = logging.getLogger("train.train_prepost_fusion")
@@ -187,7 +195,7 @@ def main(args: argparse.Namespace) -> dict:
         label_names=list(records.label_names),
         metrics=metrics,
         data={
-            "source": str(args.data),
+            "source": published_path(args.data, args),
             "post_view": args.post if args.data.is_dir() else None,
             "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
             "split_by": "case",
