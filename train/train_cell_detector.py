@@ -85,6 +85,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (or image root with --annotations)")
     parser.add_argument("--format", default="auto", choices=FORMATS)
     parser.add_argument("--annotations", type=Path, help="CSV/COCO file or VOC folder (with --format csv|coco|voc)")
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="let --annotations name images outside --data (absolute paths, ..); refused by default",
+    )
     parser.add_argument("--box-from", default="cytoplasm", choices=("cytoplasm", "nucleus"), help="SIPaKMeD boxes")
     parser.add_argument("--test-names", nargs="+", help="image names (file stems) held out as the test split")
     parser.add_argument("--validation-fraction", default=0.2, type=float, help="of the rest, with --test-names")
@@ -148,12 +153,13 @@ def load_records(args: argparse.Namespace) -> tuple[DetectionRecords, str]:
             raise SystemExit(f"--data {args.data}: cannot tell the format; pass --format (one of {FORMATS[1:]}).")
     if data_format in ("csv", "coco", "voc") and args.annotations is None:
         raise SystemExit(f"--format {data_format} needs --annotations (the annotation file or folder).")
+    where = {"image_root": args.data, "allow_outside_root": args.allow_outside_root}
     readers = {
         "sipakmed": lambda: read_sipakmed(args.data, box_from=args.box_from),
         "isbi2014": lambda: read_isbi2014_edf(args.data),
-        "csv": lambda: read_detection_csv(args.annotations, image_root=args.data),
-        "coco": lambda: read_coco(args.annotations, image_root=args.data),
-        "voc": lambda: read_voc(args.annotations, image_root=args.data),
+        "csv": lambda: read_detection_csv(args.annotations, **where),
+        "coco": lambda: read_coco(args.annotations, **where),
+        "voc": lambda: read_voc(args.annotations, **where),
     }
     records = readers[data_format]()
     for warning in records.warnings:

@@ -61,6 +61,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], add_help=add_help, formatter_class=DefaultsHelpFormatter
     )
     parser.add_argument("--data", required=True, type=Path, help="pairs CSV, or the IARC colposcopy atlas folder")
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="let a pairs CSV name images outside its folder (absolute paths, ..); refused by default",
+    )
     parser.add_argument("--post", default="acetic", choices=("acetic", "lugol"), help="IARC post-stain view")
     parser.add_argument("--from-checkpoint", type=Path, help="start from a saved pre/post model folder")
     parser.add_argument("--model-size", default="resnet-50", choices=MODEL_SIZES)
@@ -86,7 +91,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def load_records(args: argparse.Namespace):
     if args.data.is_file():
-        return read_pairs_csv(args.data)
+        return read_pairs_csv(args.data, allow_outside_root=args.allow_outside_root)
     if args.data.is_dir():
         return read_iarc_atlas(args.data, post=args.post)
     raise SystemExit(f"--data {args.data}: no such file or folder.")
