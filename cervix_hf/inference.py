@@ -112,8 +112,21 @@ def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoM
     return model.eval(), processor
 
 
-def load_classifier(model_id: str, revision: str | None = None):
-    """A ColpoNet (or any image classifier) and its processor from a folder or a Hub repo id, in eval mode."""
+def load_classifier(model_id: str, revision: str | None = None, runtime: str = "torch"):
+    """
+    A ColpoNet (or any image classifier) and its processor from a folder or a Hub repo id, in eval mode.
+
+    `runtime`: `"torch"`; `"onnx"`, the folder's ONNX export run by ONNX Runtime (int8 when exported, else fp32;
+    see `cervix_hf.onnx_runtime`), called like the PyTorch model so every prediction function takes it; or
+    `"auto"`, the ONNX export when the folder has one, else PyTorch.
+    """
+    if runtime not in ("torch", "onnx", "auto"):
+        raise ValueError(f"Unknown runtime {runtime!r}; choose torch, onnx or auto.")
+    if runtime != "torch":
+        from .onnx_runtime import available_precision, load_onnx
+
+        if runtime == "onnx" or (Path(model_id).is_dir() and available_precision(model_id)):
+            return load_onnx(model_id)
     return load_pretrained(model_id, revision, AutoModelForImageClassification)
 
 

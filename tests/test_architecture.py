@@ -17,9 +17,9 @@ LAYERS = (
     ("registry", ("registry",)),
     ("contracts", ("eval_results", "model_presets", "detector_recipes")),
     ("inference", ("inference", "visualization", "quality_filter", "detection_export",
-                   "classical_detection")),
+                   "classical_detection", "onnx_runtime")),
     ("hub", ("hub",)),
-    ("app, CLI", ("app", "cli", "predict", "__main__", "__init__")),
+    ("app, CLI", ("app", "cli", "predict", "export", "__main__", "__init__")),
 )  # fmt: skip
 LAYER_OF = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -22,16 +22,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument("--ignore-quality-gate", action="store_true", help="classify rejected photos too")
     parser.add_argument("--json", action="store_true", help="one JSON object per photo")
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "torch", "onnx"),
+        help="auto: the model folder's ONNX export (cervix-hf export) when it has one, else PyTorch",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        model, processor = load_classifier(args.model, args.revision)
-    except (OSError, ValueError) as err:
+        model, processor = load_classifier(args.model, args.revision, runtime=args.runtime)
+    except (OSError, ValueError, ImportError) as err:
         print(f"error: cannot load the model {args.model!r}: {err}", file=sys.stderr)
         return 2
+    runtime = f"onnx ({model.path.name})" if hasattr(model, "session") else "torch"
+    print(f"runtime: {runtime}", file=sys.stderr)
     if not args.json:
         print(DISCLAIMER)
     failures = 0

@@ -1,0 +1,95 @@
+"""Export a saved ColpoNet or pre/post fusion model to ONNX (fp32, or int8 calibrated on real images).
+
+    cervix-hf export --model checkpoints/colponet --precision int8 --calibration DATA
+    python -m cervix_hf.export --model checkpoints/prepost_fusion --precision int8 --calibration ATLAS_OR_PAIRS_CSV
+
+`--calibration` is data of the kind the model sees: for ColpoNet a folder of photos (searched recursively; only
+photos its quality gate accepts are used), for the fusion model the IARC atlas layout or a pairs CSV. Half of the
+images chosen calibrate the int8 ranges, the other half check the export against PyTorch; the export is kept only
+if it agrees (`cervix_hf.onnx_runtime`). The files go into the model folder's `onnx/` subfolder, so `push-to-hub`
+publishes them with the weights.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import DefaultsHelpFormatter
+from ..data import IMAGE_EXTENSIONS, read_iarc_atlas, read_pairs_csv
+from ..image_io import ImageLoadError
+from ..inference import load_model_input, load_pretrained
+from ..onnx_runtime import EXPORTABLE, PRECISIONS, ExportError, export_onnx, onnx_path
+from ..registry import family
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, help="a saved model folder (the export goes into it)")
+    parser.add_argument("--precision", default="int8", choices=PRECISIONS, help="int8 needs --calibration")
+    parser.add_argument("--calibration", type=Path, help="real images: a photo folder, or pre/post pairs")
+    parser.add_argument("--max-images", default=64, type=int, help="images used, half to calibrate, half to check")
+    return parser
+
+
+def calibration_items(model_type: str, data: Path, processor, limit: int) -> list:
+    """Up to `limit` real inputs from `data`, evenly spread over it: photos the quality gate accepts, or pairs."""
+    if model_type == "prepost_fusion":
+        records = read_pairs_csv(data) if data.suffix.lower() == ".csv" else read_iarc_atlas(data)
+        candidates = [(record.pre_path, record.post_path) for record in records.records]
+    else:
+        candidates = sorted(path for path in data.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS)
+    step = max(1, len(candidates) // max(1, limit))
+    items = []
+    for candidate in candidates[::step]:
+        try:
+            if model_type == "prepost_fusion":
+                item = tuple(load_model_input(view, model_type) for view in candidate)
+            else:
+                item = load_model_input(candidate, model_type)
+                if not processor(item, return_quality_report=True)["quality_reports"][0].is_acceptable:
+                    continue  # the model never sees photos the gate rejects
+        except ImageLoadError:
+            continue
+        items.append(item)
+        if len(items) == limit:
+            break
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if not (args.model / "config.json").is_file():
+        print(f"error: {args.model} is not a saved model folder (no config.json).", file=sys.stderr)
+        return 2
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(args.model).model_type
+    if model_type not in EXPORTABLE:
+        exportable = ", ".join(EXPORTABLE)
+        print(f"error: a {model_type!r} model cannot be exported; exportable: {exportable}.", file=sys.stderr)
+        return 2
+    if args.calibration is None or not args.calibration.exists():
+        print(f"error: --calibration {args.calibration} is needed and must exist: real images to check the export "
+              "against PyTorch (and to calibrate int8).", file=sys.stderr)  # fmt: skip
+        return 2
+    model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
+    items = calibration_items(model_type, args.calibration, processor, args.max_images)
+    if len(items) < 2:
+        found = f"found {len(items)} usable input(s) in {args.calibration}"
+        print(f"error: {found}; at least 2 are needed.", file=sys.stderr)
+        return 2
+    try:
+        report = export_onnx(model, processor, args.model, args.precision, calibration=items[0::2], check=items[1::2])
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{onnx_path(args.model, args.precision)}: {args.precision}, checked on {report['check_images']} real "
+        f"input(s): top-1 agreement {report['top1_agreement']:.3f}, largest probability difference "
+        f"{report['max_probability_difference']:.4f}; exported in {report['export_seconds']} s."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""ONNX export of the classifiers (fp32, or int8 by static quantization calibrated on real images) and ONNX Runtime
+behind the PyTorch model's own call, so that processors, the quality gate and post-processing are the same code for
+every runtime.
+
+    cervix-hf export --model checkpoints/colponet --precision int8 --calibration DATA
+
+writes `onnx/model.onnx` (and `onnx/model_int8.onnx`) and `onnx/export.json` into the model folder, beside the
+weights, so they travel with it to the Hub. The exporter checks the exported model against PyTorch on real images
+before keeping it: top-1 agreement and the largest difference of a probability (`export.json` records both).
+
+Tools: `torch.onnx.export` for the graph; onnxruntime's `quant_pre_process` and `quantize_static` (QDQ format,
+per-channel int8 weights, uint8 activations) for int8, which uses the CPU's VNNI int8 instructions. The speed-up
+and the agreement with PyTorch are measured by `python -m benchmarks.runtimes`.
+
+The detector is not exported: its torchvision Faster R-CNN (RPN proposals, RoI pooling, NMS) runs in PyTorch.
+"""
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoImageProcessor
+from transformers.utils import ModelOutput
+
+from .files import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+ONNX_FOLDER = "onnx"
+EXPORT_REPORT = "export.json"
+PRECISIONS = ("fp32", "int8")
+RUNTIMES = ("torch", "onnx")
+OPSET = 17
+# The exported model is kept only if it agrees with PyTorch this well on the check images.
+MIN_TOP1_AGREEMENT = 0.99
+MAX_PROBABILITY_DIFFERENCE = 0.03
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """A model's graph interface: input names (as the processor returns them) and output names (as the model's)."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+EXPORTABLE = {
+    "colponet": ExportSpec(("pixel_values",), ("logits",)),
+    "prepost_fusion": ExportSpec(
+        ("pre_pixel_values", "post_pixel_values"), ("logits", "probabilities", "pre_to_post_attentions")
+    ),
+}
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported, or whose export does not agree with PyTorch."""
+
+
+def onnx_path(model_dir: str | Path, precision: str) -> Path:
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    return Path(model_dir) / ONNX_FOLDER / ("model.onnx" if precision == "fp32" else "model_int8.onnx")
+
+
+def export_spec(model_type: str) -> ExportSpec:
+    if model_type not in EXPORTABLE:
+        raise ExportError(
+            f"A {model_type!r} model cannot be exported to ONNX here; exportable: {', '.join(EXPORTABLE)} (the "
+            "detector's RoI stage runs in PyTorch)."
+        )
+    return EXPORTABLE[model_type]
+
+
+class _Graph(torch.nn.Module):
+    """The model with positional inputs and a tuple of the spec's outputs, as `torch.onnx.export` traces it."""
+
+    def __init__(self, model, spec: ExportSpec):
+        super().__init__()
+        self.model, self.spec = model, spec
+
+    def forward(self, *inputs):
+        outputs = self.model(**dict(zip(self.spec.inputs, inputs)), return_dict=True)
+        return tuple(outputs[name] for name in self.spec.outputs)
+
+
+def export_onnx(
+    model,
+    processor,
+    model_dir: str | Path,
+    precision: str = "fp32",
+    calibration: Sequence = (),
+    check: Sequence = (),
+) -> dict:
+    """
+    Exports `model` (a ColpoNet or pre/post fusion task model, in eval mode) into `model_dir/onnx/`, checks it
+    against PyTorch, and returns the check's report.
+
+    Args:
+        model, processor: the PyTorch model and its image processor.
+        model_dir (`str` or `Path`): the saved model's folder; the ONNX files go into its `onnx/` subfolder.
+        precision (`str`): `"fp32"`, or `"int8"` (static quantization, which needs `calibration`).
+        calibration (`Sequence`): processor inputs (an image, or a (pre, post) pair) whose activations set the int8
+            ranges: real images of the kind the model will see (for ColpoNet, photos the quality gate accepts).
+        check (`Sequence`): processor inputs on which the export must agree with PyTorch (at least one); the
+            calibration images when empty.
+
+    Raises:
+        `ExportError`: a model type that cannot be exported, no check images, int8 without calibration images, or an
+        export that agrees with PyTorch less than `MIN_TOP1_AGREEMENT` (top-1) or differs by more than
+        `MAX_PROBABILITY_DIFFERENCE` in a probability; nothing is kept then.
+    """
+    spec = export_spec(model.config.model_type)
+    check = list(check) or list(calibration)
+    if not check:
+        raise ExportError("No check images: pass real images to compare the export with PyTorch.")
+    if precision == "int8" and not calibration:
+        raise ExportError("int8 needs calibration images (--calibration): real images of the kind the model sees.")
+    target = onnx_path(model_dir, precision)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
+        scratch = Path(scratch)
+        fp32 = scratch / "model.onnx"
+        _export_fp32(model, spec, _batch(processor, check[:1], spec), fp32)
+        exported = fp32
+        if precision == "int8":
+            exported = scratch / "model_int8.onnx"
+            _quantize(fp32, exported, [_batch(processor, [item], spec) for item in calibration], spec)
+        report = _compare(model, exported, [_batch(processor, [item], spec) for item in check], spec)
+        report.update(
+            precision=precision,
+            calibration_images=len(calibration) if precision == "int8" else 0,
+            export_seconds=round(time.perf_counter() - started, 1),
+            opset=OPSET,
+            onnxruntime=_ort().__version__,
+        )
+        too_far = report["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE
+        if report["top1_agreement"] < MIN_TOP1_AGREEMENT or too_far:
+            raise ExportError(
+                f"The {precision} export disagrees with PyTorch on {report['check_images']} check image(s): top-1 "
+                f"agreement {report['top1_agreement']:.3f} (needs {MIN_TOP1_AGREEMENT}), largest probability "
+                f"difference {report['max_probability_difference']:.4f} (allowed {MAX_PROBABILITY_DIFFERENCE}). "
+                "Nothing was kept; calibrate on more, or more typical, images, or use fp32."
+            )
+        shutil.move(str(exported), target)  # complete and checked: only now in place
+    reports = _read_reports(model_dir)
+    reports[precision] = report
+    atomic_write_text(target.parent / EXPORT_REPORT, json.dumps(reports, indent=2))
+    logger.info("Exported %s (%s): %s", target, precision, report)
+    return report
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError("ONNX export and runtime need onnxruntime: pip install onnxruntime onnx") from error
+    return onnxruntime
+
+
+def _batch(processor, items: Sequence, spec: ExportSpec) -> tuple[torch.Tensor, ...]:
+    if len(spec.inputs) == 2:
+        features = processor([item[0] for item in items], [item[1] for item in items], return_tensors="pt")
+    else:
+        features = processor(list(items), return_tensors="pt")
+    return tuple(features[name] for name in spec.inputs)
+
+
+def _export_fp32(model, spec: ExportSpec, example: tuple[torch.Tensor, ...], path: Path) -> None:
+    dynamic = {name: {0: "batch"} for name in (*spec.inputs, *spec.outputs)}
+    # The wrapper is put in eval mode too: the exporter restores the wrapper's mode afterwards, recursively, and a
+    # wrapper left in training mode would switch the model's dropout and batch norm back on.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python control flow that is constant here
+        torch.onnx.export(
+            _Graph(model, spec).eval(),
+            example,
+            str(path),
+            input_names=list(spec.inputs),
+            output_names=list(spec.outputs),
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def _quantize(fp32: Path, int8: Path, batches: list[tuple[torch.Tensor, ...]], spec: ExportSpec) -> None:
+    _ort()
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {name: t.numpy() for name, t in zip(spec.inputs, batch)}
+
+    prepared = fp32.with_name("model_prepared.onnx")
+    # onnxruntime's symbolic shape inference cannot follow the fusion model's token reshapes; ONNX's own suffices.
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared),
+        str(int8),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Probabilities of one image's or pair's logits: softmax over classes, or the sigmoid of a binary logit."""
+    logits = logits.reshape(logits.shape[0], -1)
+    return torch.sigmoid(logits) if logits.shape[-1] == 1 else logits.softmax(-1)
+
+
+@torch.no_grad()
+def _compare(model, path: Path, batches: list[tuple[torch.Tensor, ...]], spec: ExportSpec) -> dict:
+    session = OnnxModel(path, model.config)
+    agree, largest = 0, 0.0
+    for batch in batches:
+        inputs = dict(zip(spec.inputs, batch))
+        expected = _probabilities(model(**inputs).logits)
+        got = _probabilities(session(**inputs).logits)
+        threshold = getattr(model.config, "decision_threshold", 0.5)
+        agree += int(_decision(expected, threshold) == _decision(got, threshold))
+        largest = max(largest, float((expected - got).abs().max()))
+    return {
+        "check_images": len(batches),
+        "top1_agreement": agree / len(batches),
+        "max_probability_difference": round(largest, 6),
+    }
+
+
+def _decision(probabilities: torch.Tensor, threshold: float) -> int:
+    """The top-1 class; for a binary model, Positive when the probability reaches the model's decision threshold."""
+    return int(probabilities[0, 0] >= threshold) if probabilities.shape[-1] == 1 else int(probabilities[0].argmax())
+
+
+def _read_reports(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / ONNX_FOLDER / EXPORT_REPORT
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@dataclass
+class OnnxOutput(ModelOutput):
+    """What an exported model returns: the PyTorch model's fields that the inference functions read."""
+
+    logits: torch.Tensor | None = None
+    probabilities: torch.Tensor | None = None
+    pre_to_post_attentions: torch.Tensor | None = None
+    feature_map_size: tuple[int, int] | None = None
+
+
+class OnnxModel:
+    """
+    An exported model run by ONNX Runtime, called like the PyTorch model (`model(**processor(...))`) and returning a
+    `ModelOutput` with the same fields (`logits`, and for the fusion model `probabilities`,
+    `pre_to_post_attentions` and `feature_map_size`), so the inference functions use it unchanged. `config` is the saved model's config.
+    """
+
+    def __init__(self, path: str | Path, config, threads: int | None = None):
+        ort = _ort()
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(path)
+        self.config = config
+        self.spec = export_spec(config.model_type)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def eval(self):
+        return self
+
+    def __call__(self, return_dict: bool = True, **inputs) -> ModelOutput:
+        feeds = {
+            name: np.ascontiguousarray(inputs[name].detach().cpu().numpy(), dtype=np.float32)
+            for name in self.spec.inputs
+        }
+        values = self.session.run(list(self.spec.outputs), feeds)
+        outputs = {name: torch.from_numpy(value) for name, value in zip(self.spec.outputs, values)}
+        if "pre_to_post_attentions" in outputs:
+            height, width = feeds["pre_pixel_values"].shape[-2:]
+            outputs["feature_map_size"] = (-(-height // 32), -(-width // 32))  # the backbone's stride-32 grid
+        return OnnxOutput(**outputs)
+
+
+def available_precision(model_dir: str | Path) -> str | None:
+    """The fastest exported precision in `model_dir` (`"int8"`, else `"fp32"`), or `None` when none was exported."""
+    for precision in ("int8", "fp32"):
+        if onnx_path(model_dir, precision).is_file():
+            return precision
+    return None
+
+
+def load_onnx(model_dir: str | Path, precision: str | None = None, threads: int | None = None):
+    """
+    An exported model of the local folder `model_dir` and its processor: `precision` (`"int8"` or `"fp32"`), or the
+    fastest one exported. Raises `FileNotFoundError` naming the command to export it when there is none.
+    """
+    precision = precision or available_precision(model_dir)
+    path = onnx_path(model_dir, precision or "fp32")
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No ONNX export in {model_dir} ({path.relative_to(Path(model_dir))} is missing): run "
+            f"`cervix-hf export --model {model_dir} --precision {precision or 'int8'} --calibration DATA` first."
+        )
+    config = AutoConfig.from_pretrained(model_dir)
+    return OnnxModel(path, config, threads), AutoImageProcessor.from_pretrained(model_dir)

@@ -1,0 +1,120 @@
+"""ONNX export and ONNX Runtime: the exported classifiers answer as the PyTorch models do, through the same
+prediction functions and the command line, and an export that disagrees is never kept."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cervix_hf import (
+    CellDetectorForObjectDetection,
+    CellDetectorImageProcessor,
+    ColpoNetForImageClassification,
+    ColpoNetImageProcessor,
+    PrePostFusionForImageClassification,
+    PrePostFusionImageProcessor,
+)
+from cervix_hf import onnx_runtime
+from cervix_hf.data import read_iarc_atlas
+from cervix_hf.inference import classify_prepost, load_classifier, load_model_input
+from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
+from cervix_hf.onnx_runtime import ExportError, export_onnx, load_onnx, onnx_path
+
+from . import expectations
+from .conftest import SHARED_DATA, require_data
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def colponet_dir(tmp_path):
+    torch.manual_seed(0)
+    folder = tmp_path / "colponet"
+    ColpoNetForImageClassification(colponet_config("tiny")).save_pretrained(folder)
+    ColpoNetImageProcessor().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def pairs():
+    records = read_iarc_atlas(require_data(SHARED_DATA / "iarc-colposcopy-atlas")).records[:8]
+    return [tuple(load_model_input(view, "prepost_fusion") for view in (r.pre_path, r.post_path)) for r in records]
+
+
+def run(*command) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_the_exported_colponet_answers_as_pytorch_through_the_command_line(colponet_dir, intel_photos):
+    data = require_data(SHARED_DATA / "intel-mobileodt-sample")
+    export = run("-m", "cervix_hf.export", "--model", str(colponet_dir), "--precision", "fp32",
+                 "--calibration", str(data), "--max-images", "8")  # fmt: skip
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert onnx_path(colponet_dir, "fp32").is_file() and "top-1 agreement 1.000" in export.stdout
+    report = json.loads((colponet_dir / "onnx" / "export.json").read_text())["fp32"]
+    assert report["check_images"] >= 1 and report["max_probability_difference"] < 1e-4
+
+    photos = intel_photos[:4]
+    predicted = run("-m", "cervix_hf.predict", "--model", str(colponet_dir), "--json", *map(str, photos))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "runtime: onnx (model.onnx)" in predicted.stderr  # `auto` picks the export
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    for line, photo in zip(predicted.stdout.splitlines(), photos, strict=True):
+        expected = expectations.type_probabilities(model, processor, photo)
+        assert json.loads(line)["probabilities"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_int8_colponet_stays_within_the_agreement_bound_on_real_photos(colponet_dir, intel_photos):
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    photos = [load_model_input(path, "colponet") for path in intel_photos[::6]]
+    report = export_onnx(model, processor, colponet_dir, "int8", calibration=photos[::2], check=photos[1::2])
+    assert report["precision"] == "int8" and report["calibration_images"] == len(photos[::2])
+    int8, int8_processor = load_onnx(colponet_dir)  # the fastest export there: int8
+    assert int8.path.name == "model_int8.onnx"
+    for photo in photos[1::2]:  # independently of the exporter's own check
+        expected = expectations.type_probabilities(model, processor, photo)
+        got = expectations.type_probabilities(int8, int8_processor, photo)
+        assert max(abs(expected[name] - got[name]) for name in expected) <= onnx_runtime.MAX_PROBABILITY_DIFFERENCE
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_exported_fusion_model_gives_the_same_decision_and_attention(tmp_path, pairs, precision):
+    torch.manual_seed(0)
+    model, processor = PrePostFusionForImageClassification(prepost_config("tiny")).eval(), PrePostFusionImageProcessor()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    export_onnx(model, processor, tmp_path, precision, calibration=pairs[::2], check=pairs[1::2])
+    exported, exported_processor = load_onnx(tmp_path, precision)
+    tolerance = 1e-5 if precision == "fp32" else onnx_runtime.MAX_PROBABILITY_DIFFERENCE
+    for pre, post in pairs[1::2]:
+        expected = expectations.positive_probability(model, processor, pre, post)
+        answer = classify_prepost(exported, exported_processor, pre, post, threshold=0.5)
+        assert answer.probability == pytest.approx(expected, abs=tolerance)
+        assert answer.label == ("Positive" if answer.probability >= 0.5 else "Negative")
+        torch_answer = classify_prepost(model, processor, pre, post, threshold=0.5)
+        assert answer.pre_to_post_attention.shape == torch_answer.pre_to_post_attention.shape
+        assert torch.allclose(answer.pre_to_post_attention, torch_answer.pre_to_post_attention, atol=tolerance * 10)
+
+
+def test_an_export_that_disagrees_is_refused_and_nothing_is_kept(colponet_dir, intel_photos, monkeypatch):
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    photos = [load_model_input(path, "colponet") for path in intel_photos[:4]]
+    monkeypatch.setattr(onnx_runtime, "MAX_PROBABILITY_DIFFERENCE", -1.0)  # no export can be this close
+    with pytest.raises(ExportError, match="disagrees with PyTorch"):
+        export_onnx(model, processor, colponet_dir, "fp32", check=photos)
+    assert not any((colponet_dir / "onnx").glob("*.onnx"))
+
+
+def test_what_cannot_be_exported_is_said_plainly(colponet_dir, tmp_path, intel_photos):
+    detector = CellDetectorForObjectDetection(cell_detector_config("tiny")).eval()
+    with pytest.raises(ExportError, match="'cell_detector' model cannot be exported"):
+        export_onnx(detector, CellDetectorImageProcessor(), tmp_path, "fp32", check=[intel_photos[0]])
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    with pytest.raises(ExportError, match="int8 needs calibration images"):
+        export_onnx(model, processor, colponet_dir, "int8", check=[load_model_input(intel_photos[0], "colponet")])
+    with pytest.raises(FileNotFoundError, match="cervix-hf export --model"):
+        load_classifier(str(colponet_dir), runtime="onnx")
+    assert not hasattr(load_classifier(str(colponet_dir), runtime="auto")[0], "session")  # no export: PyTorch
