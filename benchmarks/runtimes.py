@@ -1,0 +1,168 @@
+"""Inference runtimes side by side: PyTorch fp32, PyTorch bf16, ONNX Runtime fp32 and int8, for ColpoNet and the
+pre/post fusion model, on real images, in one run.
+
+    python -m benchmarks.runtimes [--repeats 10] [--threads N]
+
+For each model (the default ResNet-50 size, random weights: no trained weights exist offline; speed does not depend
+on the weights, agreement does, see below):
+
+- images (or pairs) per second at batch 1 and batch 8, and the ratio to PyTorch fp32 (target: int8 at least 5x at
+  batch 1);
+- agreement with PyTorch fp32 on the real sample (the Intel & MobileODT photos the quality gate accepts; the IARC
+  atlas pairs): top-1 agreement (the fusion model's decision at 0.5) and the largest difference of a probability
+  (targets: at least 99% and at most 0.03);
+- the export's time.
+
+bf16 is `torch.autocast("cpu", dtype=torch.bfloat16)` with channels-last memory. int8 is `cervix_hf.onnx_runtime`'s
+static quantization, calibrated on half of the real inputs; agreement is measured on all of them.
+
+With random weights a ResNet-50's class probabilities are nearly equal, so a small numeric difference can change the
+top-1 class: agreement here is a worst case, and is measured again on a trained model before publishing (the
+exporter refuses an export that disagrees).
+
+The cell detector is not here: its Faster R-CNN is not exported (see `cervix_hf/onnx_runtime.py`).
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from cervix_hf.app.models import TASKS_BY_NAME
+from cervix_hf.data import read_iarc_atlas
+from cervix_hf.inference import load_model_input
+from cervix_hf.onnx_runtime import model_inputs, probabilities_of, export_onnx, export_spec, load_onnx
+from cervix_hf.sample_data import sample_data_dir
+
+SHARED_DATA = sample_data_dir()
+TARGET_SPEEDUP = 5.0
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", default=10, type=int, help="timed batches per runtime and batch size")
+    parser.add_argument("--threads", default=None, type=int, help="torch and ONNX Runtime threads (default: all)")
+    parser.add_argument("--max-inputs", default=64, type=int, help="real inputs per model (half calibrate int8)")
+    return parser
+
+
+def real_inputs(model_type: str, processor, limit: int) -> list:
+    if model_type == "prepost_fusion":
+        records = read_iarc_atlas(SHARED_DATA / "iarc-colposcopy-atlas").records[:limit]
+        return [tuple(load_model_input(view, model_type) for view in (r.pre_path, r.post_path)) for r in records]
+    photos = sorted((SHARED_DATA / "intel-mobileodt-sample").rglob("*.jpg"))
+    accepted = []
+    for path in photos[:: max(1, len(photos) // limit)]:
+        image = load_model_input(path, model_type)
+        if processor(image, return_quality_report=True)["quality_reports"][0].is_acceptable:
+            accepted.append(image)
+    return accepted[:limit]
+
+
+def throughput(call, batch: tuple, repeats: int) -> float:
+    """Inputs per second of `call(*batch)`: the median of `repeats` timed calls after one warm-up."""
+    call(*batch)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(*batch)
+        seconds.append(time.perf_counter() - start)
+    return batch[0].shape[0] / statistics.median(seconds)
+
+
+def runtimes(model, folder: Path, spec, threads: int | None) -> dict:
+    def torch_call(bf16: bool):
+        model_cl = model.to(memory_format=torch.channels_last) if bf16 else model
+
+        @torch.inference_mode()
+        def call(*inputs):
+            named = dict(zip(spec.inputs, inputs))
+            if not bf16:
+                return model(**named).logits
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                named = {k: v.contiguous(memory_format=torch.channels_last) for k, v in named.items()}
+                return model_cl(**named).logits.float()
+
+        return call
+
+    def onnx_call(precision: str):
+        session, _ = load_onnx(folder, precision, threads)
+        return lambda *inputs: session(**dict(zip(spec.inputs, inputs))).logits
+
+    return {
+        "PyTorch fp32": torch_call(False),
+        "PyTorch bf16": torch_call(True),
+        "ONNX Runtime fp32": onnx_call("fp32"),
+        "ONNX Runtime int8": onnx_call("int8"),
+    }
+
+
+def agreement(reference, call, batches: list[tuple]) -> tuple[float, float]:
+    agree, largest = 0, 0.0
+    for batch in batches:
+        expected, got = probabilities_of(reference(*batch)), probabilities_of(call(*batch))
+        if expected.shape[-1] == 1:
+            agree += int(bool(expected[0, 0] >= 0.5) == bool(got[0, 0] >= 0.5))
+        else:
+            agree += int(expected[0].argmax() == got[0].argmax())
+        largest = max(largest, float((expected - got).abs().max()))
+    return agree / len(batches), largest
+
+
+def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    model, processor = TASKS_BY_NAME[model_type].build_untrained("resnet-50")
+    spec = export_spec(model_type)
+    inputs = real_inputs(model_type, processor, args.max_inputs)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        exports = {
+            precision: export_onnx(
+                model, processor, folder, precision, calibration=inputs[::2], check=inputs, enforce=False
+            )
+            for precision in ("fp32", "int8")
+        }
+        calls = runtimes(model, folder, spec, args.threads)
+        singles = [model_inputs(processor, [item], spec) for item in inputs]
+        eight = model_inputs(processor, (inputs * 8)[:8], spec)
+        rows = {}
+        for name, call in calls.items():
+            rows[name] = {
+                "batch 1": throughput(call, singles[0], args.repeats),
+                "batch 8": throughput(call, eight, max(2, args.repeats // 4)),
+                "agreement": agreement(calls["PyTorch fp32"], call, singles),
+            }
+    base = rows["PyTorch fp32"]
+    print(f"\n{model_type}: {len(inputs)} real input(s); export fp32 {exports['fp32']['export_seconds']} s, "
+          f"int8 {exports['int8']['export_seconds']} s")  # fmt: skip
+    header = ("runtime", "batch 1/s", "ratio", "batch 8/s", "ratio", "top-1 agree", "max |dp|")
+    print("{:<20} {:>10} {:>6} {:>10} {:>6} {:>12} {:>9}".format(*header))
+    for name, row in rows.items():
+        top1, largest = row["agreement"]
+        print(
+            f"{name:<20} {row['batch 1']:>10.2f} {row['batch 1'] / base['batch 1']:>5.2f}x {row['batch 8']:>10.2f} "
+            f"{row['batch 8'] / base['batch 8']:>5.2f}x {top1:>11.1%} {largest:>9.4f}"
+        )
+    int8 = rows["ONNX Runtime int8"]
+    speedup = int8["batch 1"] / base["batch 1"]
+    verdict = "meets" if speedup >= TARGET_SPEEDUP else "MISSES"
+    print(f"{model_type}: ONNX Runtime int8 at batch 1 is {speedup:.2f}x PyTorch fp32 ({verdict} the {TARGET_SPEEDUP}x "
+          f"target); top-1 agreement {int8['agreement'][0]:.1%}, max |probability difference| "
+          f"{int8['agreement'][1]:.4f}")  # fmt: skip
+    return {"rows": rows, "exports": exports}
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ResNet-50-sized models, random weights")
+    return {model_type: benchmark_model(model_type, args) for model_type in ("colponet", "prepost_fusion")}
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
