@@ -302,10 +302,25 @@ def classify_prepost(
     `"balanced"`, `"confirmatory"`), else at the model's `config.decision_threshold` ([`prepost_threshold`]); a case
     is Positive when its probability is at or above it.
     """
-    threshold, origin = prepost_threshold(model.config, operating_point, threshold)
+    value, origin = prepost_threshold(model.config, operating_point, threshold)
     pre_image, post_image = (load_model_input(view, "prepost_fusion") for view in (pre_image, post_image))
     outputs = model(**processor(pre_image, post_image, return_tensors="pt"))
-    decision = processor.post_process_classification(outputs, threshold)[0]
+    decision = processor.post_process_classification(outputs, value)[0]
     height, width = outputs.feature_map_size
     attention = outputs.pre_to_post_attentions[0].mean(0).reshape(height, width, height, width)
     return PrePostPrediction(decision["label"], decision["probability"], decision["threshold"], attention, origin)
+
+
+def redecide_prepost(
+    model, processor, prediction: PrePostPrediction, threshold: float | None = None, operating_point: str | None = None
+) -> PrePostPrediction:
+    """
+    `prediction` decided again at another threshold or operating point (chosen as in [`classify_prepost`]) without
+    running the model: the probability and the attention are the case's, only the decision changes.
+    """
+    value, origin = prepost_threshold(model.config, operating_point, threshold)
+    outputs = {"probabilities": torch.tensor([prediction.probability])}
+    decision = processor.post_process_classification(outputs, value)[0]
+    return PrePostPrediction(
+        decision["label"], prediction.probability, decision["threshold"], prediction.pre_to_post_attention, origin
+    )

@@ -366,4 +366,41 @@ def test_python_app_py_starts_logs_where_models_come_from_and_serves(app_checkpo
     assert details["model"] == f"local folder {app_checkpoints['colponet']}" and details["trained"]
     assert f"will load from local folder {app_checkpoints['cell_detector']}" in text  # the flag
     assert "Pre/post fusion: Negative/Positive: no trained weights found" in text
-    assert "To get real weights: train it (python -m train.train_prepost_fusion" in text and "CERVIX_HF_PREPOST_FUSION" in text
+    assert "To get real weights: train it (python -m train.train_prepost_fusion" in text
+    assert "CERVIX_HF_PREPOST_FUSION" in text
+
+
+def test_moving_a_threshold_decides_again_without_running_the_model(app_checkpoints, tmp_path_factory, pair):
+    """The detector and the fusion model run once per image (or pair); each threshold's answer is still the model's
+    own at that threshold."""
+    from cervix_hf import app
+
+    models = AppModels.from_settings(
+        {task: str(folder) for task, folder in app_checkpoints.items()},
+        checkpoints_dir=tmp_path_factory.mktemp("no-checkpoints"),
+    )
+    runs = {"cell_detector": 0, "prepost_fusion": 0}
+    for task in runs:
+        model = models[task].get().model
+        model.register_forward_hook(lambda *_, task=task: runs.__setitem__(task, runs[task] + 1))
+    demo = launch_app(app.build_demo(models))
+    try:
+        client = Client(demo.local_url, verbose=False)
+        detector, _ = load_detector(str(app_checkpoints["cell_detector"]))
+        for threshold in (0.0, median_threshold(detector), 0.9):
+            _, _, counts, _, _, cells = client.predict(handle_file(EDF_IMAGE), threshold, api_name="/detect_cells")
+            expected = expectations.detections(detector, EDF_IMAGE, threshold)
+            shown = [row[1:3] for row in cells["data"]]
+            assert shown == [[label, pytest.approx(score, abs=1e-4)] for label, score, _ in expected]
+        assert runs["cell_detector"] == 1
+        fusion, processor = load_prepost(str(app_checkpoints["prepost_fusion"]))
+        probability = expectations.positive_probability(fusion, processor, *pair)
+        for threshold in (probability - 0.01, probability + 0.01):
+            _, _, _, details = client.predict(
+                handle_file(pair[0]), handle_file(pair[1]), "custom threshold", threshold, api_name="/classify_prepost"
+            )
+            assert details["label"] == ("Positive" if probability >= threshold else "Negative")
+            assert details["probability"] == pytest.approx(probability, abs=1e-5)
+        assert runs["prepost_fusion"] == 1
+    finally:
+        demo.close()

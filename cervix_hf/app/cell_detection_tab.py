@@ -17,21 +17,31 @@ from .widgets import (
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     ExportFolders,
+    ResultCache,
     checked_threshold,
     model_footer,
     read_upload,
     result_label,
     untrained_prefix,
+    upload_digest,
 )
 
 
 def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders) -> None:
-    def detect(image, threshold):
+    cache = ResultCache()
+
+    def detect(upload, threshold):
         threshold = checked_threshold(threshold)
-        image, name = read_upload(image, "image", "cell_detector")
+        image, name = read_upload(upload, "image", "cell_detector")
         loaded = slot.get()
         config = loaded.model.config
-        detections = detect_cells(loaded.model, loaded.processor, image, threshold)
+        # Every detection the model makes (scores above 0), once per image; a threshold keeps those above it, as
+        # the processor's post-processing does (strictly above), so moving the slider does not run the model.
+        found = cache.get_or_compute(
+            (id(loaded.model), upload_digest(upload)),
+            lambda: detect_cells(loaded.model, loaded.processor, image, 0.0),
+        )
+        detections = [detection for detection in found if detection.score > threshold]
         labels = [config.id2label[i] for i in range(config.num_labels)]
         counts = Counter(detection.label for detection in detections)
         # The header carries the warning: the table is a result too, and its header travels with its data.

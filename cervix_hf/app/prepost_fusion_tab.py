@@ -7,6 +7,7 @@ from ..inference import (
     OperatingPointError,
     classify_prepost,
     prepost_threshold,
+    redecide_prepost,
 )
 from ..models.prepost_fusion import OPERATING_POINT_NAMES
 from ..visualization import attention_received, overlay_heatmap
@@ -17,6 +18,7 @@ from .widgets import (
     IMAGE_SOURCES,
     MODEL_DEFAULT,
     OUTPUT_IMAGE_BUTTONS,
+    ResultCache,
     bad_input,
     checked_choice,
     checked_threshold,
@@ -24,12 +26,15 @@ from .widgets import (
     read_upload,
     result_label,
     untrained_prefix,
+    upload_digest,
 )
 
 CHOICES = [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD]
 
 
 def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
+    cache = ResultCache()
+
     def chosen_threshold(operating_point, threshold) -> dict:
         """The radio's choice as `classify_prepost`'s arguments: a named operating point, or the user's threshold."""
         checked_choice(operating_point, CHOICES, "The operating point")
@@ -63,7 +68,12 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         chosen = chosen_threshold(operating_point, threshold)
         loaded = slot.get()
         try:
-            prediction = classify_prepost(loaded.model, loaded.processor, pre, post, **chosen)
+            # The model runs once per pair; another threshold or operating point decides again from its answer.
+            answer = cache.get_or_compute(
+                (id(loaded.model), upload_digest(pre_image), upload_digest(post_image)),
+                lambda: classify_prepost(loaded.model, loaded.processor, pre, post),
+            )
+            prediction = redecide_prepost(loaded.model, loaded.processor, answer, **chosen)
         except OperatingPointError as error:
             raise unavailable(error) from None
         comparison = "≥" if prediction.label == "Positive" else "<"

@@ -1,10 +1,13 @@
 """What every tab shares: constants of the page, reading uploads, checking thresholds, labelling results."""
 
+import hashlib
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
@@ -110,6 +113,40 @@ def result_label(title: str, loaded: LoadedModel) -> str:
 
 def model_footer(loaded: LoadedModel) -> str:
     return f"\n\n*Model: {loaded.source.describe()}. Research demo, not a diagnosis.*"
+
+
+class ResultCache:
+    """
+    The model's answers for the last `size` inputs, by model and file content, so that moving a threshold decides
+    again from the cached answer instead of running the model again. Thread-safe; two requests for the same missing
+    entry may both compute it (the same answer), which costs time but never a wrong answer.
+    """
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key, compute):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        value = compute()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+
+def upload_digest(upload: dict) -> str:
+    """The SHA-256 of an uploaded file's content (the cache key of its answers)."""
+    digest = hashlib.sha256()
+    with open(upload["path"], "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_orphans(parent: Path, prefix: str) -> list[Path]:
