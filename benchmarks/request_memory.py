@@ -1,7 +1,8 @@
 """Memory per request for ordinary and oversized images, with and without the models' input bounds, and a load test
 of the app with oversized images among ordinary ones.
 
-    python -m benchmarks.request_memory [--clients 6] [--requests 60] [--skip-load-test]
+    python -m benchmarks.request_memory [--clients 6] [--requests 60] [--skip-load-test] [--skip-memory]
+                                        [--models colponet cell_detector prepost_fusion]
 
 Part 1, one fresh process per (model, image, bounds) case: the default ResNet-50-sized model with random weights
 (memory does not depend on the weights), one warm-up request on a small image, then the peak resident memory
@@ -17,8 +18,8 @@ added by one request (Linux's VmHWM, reset just before it) for:
 from its header). The target: a 100-MP image's peak at most 1.5x the ordinary photo's.
 
 Part 2 starts `python app.py` (the three default models, random weights) and sends `--requests` requests from
-`--clients` threads over gradio's HTTP API, a third of them 100-MP images, and prints the errors, p50/p95 latency and
-the app's peak resident memory.
+`--clients` threads over gradio's HTTP API, a third of them 100-MP images (PNG, to be refused from the header; JPEG,
+to be answered), and prints the unexpected outcomes, p50/p95 latency and the app's peak resident memory.
 """
 
 import argparse
@@ -37,6 +38,7 @@ from PIL import Image
 from .app_latency import REPO_ROOT, HttpApi, free_port, peak_memory_mib, percentile, start_app
 
 TARGET_RATIO = 1.5
+MODEL_TYPES = ("colponet", "cell_detector", "prepost_fusion")
 CASE = textwrap.dedent("""
     import sys
     import torch
@@ -84,6 +86,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", default=6, type=int, help="concurrent clients in the load test")
     parser.add_argument("--requests", default=60, type=int, help="requests in the load test, all clients together")
     parser.add_argument("--skip-load-test", action="store_true", help="only measure memory per request")
+    parser.add_argument("--skip-memory", action="store_true", help="only run the load test")
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODEL_TYPES), choices=MODEL_TYPES, help="models of the memory table"
+    )
     return parser
 
 
@@ -110,13 +116,13 @@ def request_memory_mib(model_type: str, image: Path, small: Path, bounds: str) -
     return int(added) / 1024, int(peak) / 1024, outcome
 
 
-def memory_table(images: dict[str, Path]) -> dict:
+def memory_table(images: dict[str, Path], model_types: list[str]) -> dict:
     cases = ("2-MP JPEG", "100-MP PNG", "100-MP JPEG")
     table = {}
     print("memory of one request, MiB: added by it / the process's peak (fresh process per cell; ResNet-50-sized,")
     print("random weights); 'refused' = an error from the image's header, before decoding")
     print(f"{'model':<15} {'bounds':<10} " + " ".join(f"{case:>18}" for case in cases) + "  100 MP / 2 MP")
-    for model_type in ("colponet", "cell_detector", "prepost_fusion"):
+    for model_type in model_types:
         for bounds in ("unbounded", "bounded", "app"):
             row = {case: request_memory_mib(model_type, images[case], images["small"], bounds) for case in cases}
             added = max(row["100-MP PNG"][0], row["100-MP JPEG"][0]) / row["2-MP JPEG"][0]
@@ -127,7 +133,7 @@ def memory_table(images: dict[str, Path]) -> dict:
                 for a, p, outcome in row.values()
             )
             print(f"{model_type:<15} {bounds:<10} {cells}  added {added:.2f}x, peak {peak:.2f}x")
-    for model_type in ("colponet", "cell_detector", "prepost_fusion"):
+    for model_type in model_types:
         ratio = table[(model_type, "app")]["peak_ratio"]
         verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
         print(
@@ -138,35 +144,45 @@ def memory_table(images: dict[str, Path]) -> dict:
 
 
 def load_test(images: dict[str, Path], clients: int, requests: int) -> dict:
-    """`requests` requests from `clients` threads against `python app.py`; every third one a 100-MP image."""
+    """
+    `requests` requests from `clients` threads against `python app.py`, spread over the three endpoints: two of
+    every six a 100-MP image (a PNG, which the app must refuse from its header, or a JPEG, which it must answer).
+    """
     endpoints = [
         ("/classify_cervix_type", lambda image: (image, True)),
         ("/detect_cells", lambda image: (image, 0.5)),
         ("/classify_prepost", lambda image: (image, image, "model default", 0.5)),
     ]
+    kinds = ("2-MP JPEG", "2-MP JPEG", "100-MP PNG", "2-MP JPEG", "2-MP JPEG", "100-MP JPEG")
     jobs = []
     for index in range(requests):
         api_name, arguments = endpoints[index % len(endpoints)]
-        image = images["100-MP PNG" if index % 3 == 2 else "2-MP JPEG"]
-        jobs.append((api_name, arguments(image)))
+        kind = kinds[(index // len(endpoints)) % len(kinds)]
+        jobs.append((api_name, kind, arguments(images[kind])))
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         port = free_port()
         process, _, _ = start_app(port, folder / "no-checkpoints", folder / "app.log")
         url = f"http://127.0.0.1:{port}/"
-        latencies, errors, lock = [], [], threading.Lock()
+        latencies, unexpected, refused, lock = [], [], 0, threading.Lock()
 
         def client(worker: int) -> None:
+            nonlocal refused
             api = HttpApi(url)
-            for api_name, arguments in jobs[worker::clients]:
+            for api_name, kind, arguments in jobs[worker::clients]:
                 start = time.perf_counter()
                 try:
                     api.predict(*arguments, api_name=api_name)
+                    outcome = "answered"
                 except Exception as error:  # counted and reported: the load test's result
-                    with lock:
-                        errors.append(f"{api_name}: {str(error)[:200]}")
+                    outcome = "refused" if "this service decodes" in str(error) else f"{api_name}: {str(error)[:200]}"
                 with lock:
                     latencies.append(time.perf_counter() - start)
+                    expected = "refused" if kind == "100-MP PNG" else "answered"
+                    if outcome == "refused" and expected == "refused":
+                        refused += 1
+                    elif outcome != expected:
+                        unexpected.append(f"{kind} -> {outcome}")
 
         try:
             start = time.perf_counter()
@@ -180,20 +196,22 @@ def load_test(images: dict[str, Path], clients: int, requests: int) -> dict:
         finally:
             process.terminate()
             process.wait(timeout=30)
+    counts = {kind: sum(job[1] == kind for job in jobs) for kind in dict.fromkeys(kinds)}
     print(
-        f"load test: {len(jobs)} requests from {clients} clients ({sum(i % 3 == 2 for i in range(requests))} of them "
-        f"100-MP PNGs) in {elapsed:.0f} s: {len(errors)} error(s); latency p50 {statistics.median(latencies):.2f} s, "
-        f"p95 {percentile(latencies, 95):.2f} s; app peak RSS {peak:.0f} MiB (now {current:.0f} MiB)"
+        f"load test: {len(jobs)} requests from {clients} clients ({', '.join(f'{n} {k}' for k, n in counts.items())}) "
+        f"in {elapsed:.0f} s: {refused} 100-MP PNG(s) refused as expected, {len(unexpected)} unexpected outcome(s); "
+        f"latency p50 {statistics.median(latencies):.2f} s, p95 {percentile(latencies, 95):.2f} s; app peak RSS "
+        f"{peak:.0f} MiB (now {current:.0f} MiB)"
     )
-    for error in errors[:5]:
-        print(f"  error: {error}")
-    return {"errors": errors, "latencies": latencies, "peak_rss_mib": peak}
+    for outcome in unexpected[:5]:
+        print(f"  unexpected: {outcome}")
+    return {"unexpected": unexpected, "refused": refused, "latencies": latencies, "peak_rss_mib": peak}
 
 
 def main(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         images = make_images(Path(folder))
-        results = {"memory": memory_table(images)}
+        results = {} if args.skip_memory else {"memory": memory_table(images, args.models)}
         if not args.skip_load_test:
             results["load"] = load_test(images, args.clients, args.requests)
     return results
