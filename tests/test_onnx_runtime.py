@@ -118,3 +118,19 @@ def test_what_cannot_be_exported_is_said_plainly(colponet_dir, tmp_path, intel_p
     with pytest.raises(FileNotFoundError, match="cervix-hf export --model"):
         load_classifier(str(colponet_dir), runtime="onnx")
     assert not hasattr(load_classifier(str(colponet_dir), runtime="auto")[0], "session")  # no export: PyTorch
+
+
+def test_a_published_model_carries_its_checked_exports(tmp_path, intel_photos):
+    from cervix_hf.hub.publishing import stage_model
+
+    from .model_runs import colponet_run
+
+    run_dir = colponet_run(tmp_path / "run")
+    model, processor = load_classifier(str(run_dir), runtime="torch")
+    photos = [load_model_input(path, "colponet") for path in intel_photos[:4]]
+    export_onnx(model, processor, run_dir, "fp32", check=photos)
+    files = stage_model(run_dir, tmp_path / "staged")
+    assert {"onnx/model.onnx", "onnx/export.json"} <= set(files)
+    staged, staged_processor = load_onnx(tmp_path / "staged")  # as a user who downloaded the repo loads it
+    expected = expectations.type_probabilities(model, processor, photos[0])
+    assert expectations.type_probabilities(staged, staged_processor, photos[0]) == pytest.approx(expected, abs=1e-5)

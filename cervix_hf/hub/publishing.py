@@ -27,6 +27,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData,
 from huggingface_hub.hf_api import CommitInfo
 
 from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
+from ..onnx_runtime import EXPORT_REPORT, ONNX_FOLDER
 from ..registry import FAMILIES_BY_TYPE
 from .card_spec import TEMPLATES_DIR, ModelCardError
 from .cards import write_model_card
@@ -52,7 +53,8 @@ def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision:
     r"""
     Stages what a user of the model needs into `staging_dir`: `config.json` (with `auto_map`), `model.safetensors`,
     `preprocessor_config.json` and the model's `.py` files, written by `save_pretrained`; `eval_results.json` and
-    `training_args.json` from the run; and the model card `README.md`, rendered and checked from them.
+    `training_args.json` from the run; the ONNX exports and their check report (`onnx/`), when the run folder has
+    them (`cervix-hf export`); and the model card `README.md`, rendered and checked from them.
 
     Args:
         model_dir (`str` or `Path`):
@@ -94,6 +96,10 @@ def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision:
     processor_class.from_pretrained(model_dir).save_pretrained(staging_dir)
     for name in RUN_FILES:
         shutil.copy2(model_dir / name, staging_dir / name)
+    if (model_dir / ONNX_FOLDER / EXPORT_REPORT).is_file():  # its checked exports (cervix-hf export), with their report
+        (staging_dir / ONNX_FOLDER).mkdir()
+        for path in sorted((model_dir / ONNX_FOLDER).glob("*.onnx")) + [model_dir / ONNX_FOLDER / EXPORT_REPORT]:
+            shutil.copy2(path, staging_dir / ONNX_FOLDER / path.name)
     write_model_card(staging_dir, repo_id=repo_id, revision=revision)
     files = _relative_files(staging_dir)
     missing = [name for name in REQUIRED_MODEL_FILES if name not in files]
