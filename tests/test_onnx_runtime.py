@@ -134,3 +134,30 @@ def test_a_published_model_carries_its_checked_exports(tmp_path, intel_photos):
     staged, staged_processor = load_onnx(tmp_path / "staged")  # as a user who downloaded the repo loads it
     expected = expectations.type_probabilities(model, processor, photos[0])
     assert expectations.type_probabilities(staged, staged_processor, photos[0]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_app_predicts_on_a_folder_s_export_and_says_so(colponet_dir, intel_photos, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from cervix_hf import app
+    from cervix_hf.app.models import AppModels
+
+    from .conftest import launch_app
+
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    export_onnx(model, processor, colponet_dir, "fp32", check=[load_model_input(intel_photos[0], "colponet")])
+    pinned = AppModels.from_settings({"colponet": str(colponet_dir)}, tmp_path / "none", "tiny", runtime="torch")
+    assert pinned["colponet"].get().exported is None  # --runtime torch: PyTorch only
+    models = AppModels.from_settings({"colponet": str(colponet_dir)}, tmp_path / "none", "tiny")
+    loaded = models["colponet"].get()
+    assert loaded.exported is not None and loaded.runtime == "ONNX Runtime (onnx/model.onnx)"
+    demo = launch_app(app.build_demo(models))
+    try:
+        client = Client(demo.local_url, verbose=False)
+        _, probabilities, details = client.predict(handle_file(intel_photos[0]), True, api_name="/classify_cervix_type")
+        expected = expectations.type_probabilities(model, processor, intel_photos[0])
+        assert details["probabilities"] == pytest.approx(expected, abs=1e-5)
+        cards = client.predict(api_name="/models")
+        assert "**Runtime:** ONNX Runtime (onnx/model.onnx)" in cards[0]
+    finally:
+        demo.close()

@@ -28,7 +28,7 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
         image, _ = read_upload(photo, "photo", "colponet")
         loaded = slot.get()
         override = checked_flag(ignore_quality_gate, OVERRIDE)
-        prediction = classify_cervix_type(loaded.model, loaded.processor, image, override)
+        prediction = classify_cervix_type(loaded.predictor, loaded.processor, image, override)
         verdict = f"**Quality gate:** {prediction.quality.message}\n\n"
         if not prediction.classified:
             verdict += f"**Not classified.** Tick *{OVERRIDE}* to override."

@@ -13,6 +13,7 @@ from .cervix_type_tab import build_cervix_type_tab
 from .examples import find_examples
 from .models import (
     DEFAULT_CHECKPOINTS_DIR,
+    RUNTIMES,
     TASKS,
     AppModels,
     requested_models,
@@ -82,6 +83,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_CHECKPOINTS_DIR),
         help="folder of the training commands' models, one <task> folder each (relative to the current folder)",
     )
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="auto: a model folder's ONNX export (cervix-hf export) runs its predictions when it has one",
+    )
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860 or the next free one)")
     return parser
@@ -92,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests
     models = AppModels.from_settings(
-        requested_models({task.name: getattr(args, task.name) for task in TASKS}), checkpoints_dir=args.checkpoints_dir
+        requested_models({task.name: getattr(args, task.name) for task in TASKS}),
+        checkpoints_dir=args.checkpoints_dir,
+        runtime=args.runtime,
     )
     models.log_plan()
     examples_dir = args.examples or os.environ.get(EXAMPLES_ENV_VAR)

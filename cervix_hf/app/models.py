@@ -36,6 +36,7 @@ from huggingface_hub.errors import EntryNotFoundError
 
 from ..hub import is_repo_reference, model_repo_id, split_revision
 from ..inference import load_pretrained
+from ..onnx_runtime import EXPORTABLE, available_precision, load_onnx
 from ..registry import FAMILIES, ModelFamily
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 UNTRAINED_WARNING = "UNTRAINED MODEL: output is meaningless"
 # Long enough for a slow Hub, short enough that an unreachable one does not stall the start-up.
 HUB_CHECK_TIMEOUT = 5.0
+RUNTIMES = ("auto", "torch")
 DEFAULT_CHECKPOINTS_DIR = Path("checkpoints")
 
 
@@ -133,6 +135,8 @@ class LoadedModel:
         source (`ModelSource`): where it was loaded from.
         card (`str`, *optional*): its model card (README.md) without the YAML header, when it has one.
         notes (`list[str]`): the sources tried before this one, each with why it was not used.
+        exported (`OnnxModel`, *optional*): the folder's ONNX export (`cervix-hf export`), run by ONNX Runtime for
+            predictions; `model` stays for what needs PyTorch (Grad-CAM).
     """
 
     model: object
@@ -140,6 +144,18 @@ class LoadedModel:
     source: ModelSource
     card: str | None = None
     notes: list[str] = field(default_factory=list)
+    exported: object | None = None
+
+    @property
+    def predictor(self):
+        """What predictions run on: the ONNX export when there is one, else the PyTorch model."""
+        return self.exported or self.model
+
+    @property
+    def runtime(self) -> str:
+        if self.exported is None:
+            return "PyTorch"
+        return f"ONNX Runtime ({self.exported.path.parent.name}/{self.exported.path.name})"
 
     @property
     def trained(self) -> bool:
@@ -163,6 +179,8 @@ class ModelSlot:
         untrained_size (`str`, *optional*, defaults to `"resnet-50"`): size of the untrained fallback (the default
             configuration; `"tiny"` for tests).
         hub_timeout (`float`, *optional*, defaults to `HUB_CHECK_TIMEOUT`): seconds to wait for the Hub.
+        runtime (`str`, *optional*, defaults to `"auto"`): `"auto"` runs predictions on a local folder's ONNX export
+            when it has one (the fastest exported precision), `"torch"` always on PyTorch.
     """
 
     def __init__(
@@ -172,8 +190,12 @@ class ModelSlot:
         checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR,
         untrained_size: str = "resnet-50",
         hub_timeout: float = HUB_CHECK_TIMEOUT,
+        runtime: str = "auto",
     ):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
         self.task = task
+        self.runtime = runtime
         self.untrained_size = untrained_size
         self.hub_timeout = hub_timeout
         self.sources = []
@@ -231,6 +253,19 @@ class ModelSlot:
                 loaded = self._loaded
         return loaded
 
+    def _load_export(self, source: ModelSource):
+        """The source folder's fastest ONNX export, when `runtime` is `"auto"` and it has one; else `None`."""
+        if self.runtime != "auto" or source.kind != "folder" or self.task.model_type not in EXPORTABLE:
+            return None
+        if available_precision(source.location) is None:
+            return None
+        try:
+            return load_onnx(source.location)[0]
+        except Exception as error:  # the PyTorch model still serves; say why the export did not
+            logger.warning("%s: the ONNX export in %s did not load (%s); using PyTorch.", self.task.title,
+                           source.location, _first_line(error))  # fmt: skip
+            return None
+
     def _check(self, source: ModelSource) -> tuple[ModelSource, str | None]:
         if source.kind == "folder":
             folder = Path(source.location)
@@ -269,8 +304,10 @@ class ModelSlot:
                 notes.append(_note(source, f"could not be loaded ({_first_line(error)})"))
                 logger.warning("%s: could not load %s: %s", self.task.title, source.describe(), error)
                 continue
-            logger.info("%s: loaded from %s.", self.task.title, source.describe())
-            return LoadedModel(model, processor, source, _read_card(source), notes)
+            exported = self._load_export(source)
+            runtime = "PyTorch" if exported is None else f"ONNX Runtime ({exported.path.name})"
+            logger.info("%s: loaded from %s; predictions run on %s.", self.task.title, source.describe(), runtime)
+            return LoadedModel(model, processor, source, _read_card(source), notes, exported)
         model, processor = self.task.build_untrained(self.untrained_size)
         logger.warning("%s: using UNTRAINED weights. %s", self.task.title, "; ".join(notes))
         return LoadedModel(model, processor, UNTRAINED_SOURCE, None, notes)
@@ -288,17 +325,21 @@ class AppModels:
         requested: Mapping[str, str | None] | None = None,
         checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR,
         untrained_size: str = "resnet-50",
+        runtime: str = "auto",
     ) -> "AppModels":
         """
         A slot per task. `requested` maps task names to a folder or Hub id (see `requested_models`); a task absent
-        from it is looked for in `checkpoints_dir`, then on the Hub.
+        from it is looked for in `checkpoints_dir`, then on the Hub. `runtime` as in [`ModelSlot`].
         """
         requested = requested or {}
         unknown = set(requested) - set(TASKS_BY_NAME)
         if unknown:
             raise ValueError(f"Unknown task(s) {sorted(unknown)}; the app's tasks are {', '.join(TASKS_BY_NAME)}.")
         return cls(
-            {task.name: ModelSlot(task, requested.get(task.name), checkpoints_dir, untrained_size) for task in TASKS}
+            {
+                task.name: ModelSlot(task, requested.get(task.name), checkpoints_dir, untrained_size, runtime=runtime)
+                for task in TASKS
+            }
         )
 
     def __getitem__(self, name: str) -> ModelSlot:

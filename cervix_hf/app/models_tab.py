@@ -16,6 +16,7 @@ def describe_model(slot: ModelSlot) -> str:
         f"## {slot.task.title}",
         f"- **Loaded from:** {loaded.source.describe()}",
         f"- **Trained:** {trained}",
+        f"- **Runtime:** {loaded.runtime}",
         f"- **Model:** `{config.model_type}` ({type(loaded.model).__name__}, {parameters:,} parameters)",
         f"- **Labels:** {labels}",
     ]

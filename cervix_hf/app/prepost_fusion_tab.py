@@ -71,7 +71,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
             # The model runs once per pair; another threshold or operating point decides again from its answer.
             answer = cache.get_or_compute(
                 (id(loaded.model), upload_digest(pre_image), upload_digest(post_image)),
-                lambda: classify_prepost(loaded.model, loaded.processor, pre, post),
+                lambda: classify_prepost(loaded.predictor, loaded.processor, pre, post),
             )
             prediction = redecide_prepost(loaded.model, loaded.processor, answer, **chosen)
         except OperatingPointError as error:
