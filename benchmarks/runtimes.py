@@ -20,7 +20,9 @@ With random weights a ResNet-50's class probabilities are nearly equal, so a sma
 top-1 class: agreement here is a worst case, and is measured again on a trained model before publishing (the
 exporter refuses an export that disagrees).
 
-The cell detector is not here: its Faster R-CNN is not exported (see `cervix_hf/onnx_runtime.py`).
+The cell detector's Faster R-CNN is not exported (see `cervix_hf/onnx_runtime.py`); its section gives PyTorch fp32
+against bf16 autocast on a real 1024x1024 ISBI image, and where its time goes: the seconds spent in each stage
+(resize and normalise, backbone with feature pyramid, region proposals, RoI heads), from forward hooks.
 """
 
 import argparse
@@ -46,6 +48,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", default=10, type=int, help="timed batches per runtime and batch size")
     parser.add_argument("--threads", default=None, type=int, help="torch and ONNX Runtime threads (default: all)")
     parser.add_argument("--max-inputs", default=64, type=int, help="real inputs per model (half calibrate int8)")
+    parser.add_argument("--skip-detector", action="store_true", help="leave out the detector's profile")
     return parser
 
 
@@ -157,11 +160,63 @@ def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
     return {"rows": rows, "exports": exports}
 
 
+def detector_profile(args: argparse.Namespace) -> dict:
+    """The detector at 1024 px: images/s in fp32 and bf16 autocast, and the seconds per stage of one fp32 pass."""
+    torch.manual_seed(0)
+    model, processor = TASKS_BY_NAME["cell_detector"].build_untrained("resnet-50")
+    image = load_model_input(SHARED_DATA / "isbi2014-edf" / "EDF010.png", "cell_detector")
+    pixels = processor(image, return_tensors="pt")["pixel_values"]
+
+    @torch.inference_mode()
+    def run(bf16: bool):
+        if not bf16:
+            return model(pixel_values=pixels)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(pixel_values=pixels)
+
+    speed = {name: throughput(lambda _: run(bf16), (pixels,), max(2, args.repeats // 2))
+             for name, bf16 in (("PyTorch fp32", False), ("PyTorch bf16", True))}  # fmt: skip
+    stages = {
+        "resize and normalise": model.detector.transform,
+        "backbone + feature pyramid": model.detector.backbone,
+        "region proposals (RPN)": model.detector.rpn,
+        "RoI heads (pooling, box head, NMS)": model.detector.roi_heads,
+    }
+    seconds = dict.fromkeys(stages, 0.0)
+    started = {}
+
+    def enter(name):
+        return lambda *_: started.__setitem__(name, time.perf_counter())
+
+    def leave(name):
+        return lambda *_: seconds.__setitem__(name, seconds[name] + time.perf_counter() - started[name])
+
+    hooks = []
+    for name, module in stages.items():
+        hooks += [module.register_forward_pre_hook(enter(name)), module.register_forward_hook(leave(name))]
+    start = time.perf_counter()
+    for _ in range(2):
+        run(False)
+    total = (time.perf_counter() - start) / 2
+    for hook in hooks:
+        hook.remove()
+    print(f"\ncell_detector at {image.width}x{image.height} (ISBI EDF010), PyTorch only (not exported):")
+    print(f"PyTorch fp32 {speed['PyTorch fp32']:.2f} images/s; bf16 autocast {speed['PyTorch bf16']:.2f} images/s "
+          f"({speed['PyTorch bf16'] / speed['PyTorch fp32']:.2f}x)")  # fmt: skip
+    print(f"one fp32 pass, {total:.2f} s:")
+    for name, value in seconds.items():
+        print(f"  {name:<36} {value / 2:6.2f} s  {value / 2 / total:5.1%}")
+    return {"speed": speed, "stages": {name: value / 2 for name, value in seconds.items()}, "total": total}
+
+
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ResNet-50-sized models, random weights")
-    return {model_type: benchmark_model(model_type, args) for model_type in ("colponet", "prepost_fusion")}
+    results = {model_type: benchmark_model(model_type, args) for model_type in ("colponet", "prepost_fusion")}
+    if not args.skip_detector:
+        results["cell_detector"] = detector_profile(args)
+    return results
 
 
 if __name__ == "__main__":

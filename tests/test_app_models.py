@@ -163,3 +163,12 @@ def test_a_model_of_another_type_falls_through_to_the_next_source(tmp_path, tiny
     loaded = slot.get()
     assert loaded.model.config.model_type == "colponet"
     assert "'prepost_fusion' model, not 'colponet'" in loaded.notes[0]
+
+
+def test_warming_up_loads_and_runs_every_model_once(tmp_path):
+    models = AppModels.from_settings(checkpoints_dir=tmp_path / "none", untrained_size="tiny")
+    runs = []
+    for slot in models:
+        slot.get().model.register_forward_hook(lambda module, *_: runs.append(module.config.model_type))
+    models.warm_up()
+    assert sorted(runs) == sorted(task.model_type for task in TASKS_BY_NAME.values())

@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -89,6 +90,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         choices=RUNTIMES,
         help="auto: a model folder's ONNX export (cervix-hf export) runs its predictions when it has one",
     )
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="load each model on its first request instead of in the background at start-up",
+    )
     parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860 or the next free one)")
     return parser
@@ -104,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         runtime=args.runtime,
     )
     models.log_plan()
+    if args.warm_up:  # in the background: the page is served at once, the first request finds its model ready
+        threading.Thread(target=models.warm_up, name="warm-up", daemon=True).start()
     examples_dir = args.examples or os.environ.get(EXAMPLES_ENV_VAR)
     if examples_dir and not Path(examples_dir).is_dir():
         logger.warning("The examples folder %s does not exist: the app starts without examples.", examples_dir)

@@ -20,11 +20,13 @@ on first use, once, under a lock, and falls through to the next source if they f
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
+import torch
 from huggingface_hub import (
     HfApi,
     ModelCard,
@@ -33,6 +35,7 @@ from huggingface_hub import (
     try_to_load_from_cache,
 )
 from huggingface_hub.errors import EntryNotFoundError
+from PIL import Image
 
 from ..hub import is_repo_reference, model_repo_id, split_revision
 from ..inference import load_pretrained
@@ -347,6 +350,22 @@ class AppModels:
 
     def __iter__(self) -> Iterator[ModelSlot]:
         return iter(self._slots.values())
+
+    def warm_up(self) -> None:
+        """
+        Loads every model and runs it once on a small gray image, so that the first user request does not pay for
+        loading the weights and for the runtime's first-call set-up. Meant for a background thread at start-up:
+        a request arriving meanwhile waits for its model's load, never loads it twice.
+        """
+        for slot in self:
+            started = time.perf_counter()
+            loaded = slot.get()
+            image = Image.new("RGB", (256, 256), (128, 128, 128))
+            # One image per image input: the fusion model's processor takes a pre and a post image.
+            views = (image,) * sum(name.endswith("pixel_values") for name in loaded.processor.model_input_names)
+            with torch.inference_mode():
+                loaded.predictor(**loaded.processor(*views, return_tensors="pt"))
+            logger.info("%s: warmed up in %.1f s.", slot.task.title, time.perf_counter() - started)
 
     def log_plan(self) -> None:
         """Resolves every model and logs where each will come from (and how to get real weights where none are)."""
