@@ -26,16 +26,19 @@ against bf16 autocast on a real 1024x1024 ISBI image, and where its time goes: t
 """
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cervix_hf.app.models import TASKS_BY_NAME
-from cervix_hf.data import read_iarc_atlas
-from cervix_hf.inference import load_model_input
+from cervix_hf.data import read_iarc_atlas, read_isbi2014_edf
+from cervix_hf.inference import load_detector, load_model_input, use_bf16_backbone
+from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.onnx_runtime import model_inputs, probabilities_of, export_onnx, export_spec, load_onnx
 from cervix_hf.sample_data import sample_data_dir
 
@@ -49,6 +52,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", default=None, type=int, help="torch and ONNX Runtime threads (default: all)")
     parser.add_argument("--max-inputs", default=64, type=int, help="real inputs per model (half calibrate int8)")
     parser.add_argument("--skip-detector", action="store_true", help="leave out the detector's profile")
+    parser.add_argument("--skip-classifiers", action="store_true", help="only the detector's profile")
+    parser.add_argument(
+        "--detector", type=Path, help="a trained detector (python -m benchmarks.detector_accuracy --output-dir DIR)"
+    )
     return parser
 
 
@@ -160,22 +167,45 @@ def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
     return {"rows": rows, "exports": exports}
 
 
+def detector_map_50(model, processor, records) -> float:
+    """mAP@.5 of `model` on `records` (all detections, as the accuracy benchmark scores them)."""
+    predictions = []
+    for record in records.records:
+        image = load_model_input(record.image_path, "cell_detector")
+        with torch.inference_mode():
+            outputs = model(**processor(image, return_tensors="pt"))
+        result = processor.post_process_object_detection(outputs, 0.0, target_sizes=[(image.height, image.width)])[0]
+        predictions.append({key: value.numpy() for key, value in result.items()})
+    truths = [{"boxes": np.asarray(r.boxes), "labels": np.asarray(r.labels)} for r in records.records]
+    return compute_detection_metrics(truths, predictions, records.label_names)["map_50"]
+
+
 def detector_profile(args: argparse.Namespace) -> dict:
-    """The detector at 1024 px: images/s in fp32 and bf16 autocast, and the seconds per stage of one fp32 pass."""
+    """
+    The detector at 1024 px: images/s in fp32, with its backbone under bf16 autocast (`use_bf16_backbone`) and
+    wholly under bf16 autocast; the seconds per stage of one fp32 pass; with `--detector`, mAP@.5 on EDF010-011 in
+    fp32 and with the bf16 backbone.
+    """
     torch.manual_seed(0)
-    model, processor = TASKS_BY_NAME["cell_detector"].build_untrained("resnet-50")
+    if args.detector:
+        model, processor = load_detector(str(args.detector))
+    else:
+        model, processor = TASKS_BY_NAME["cell_detector"].build_untrained("resnet-50")
     image = load_model_input(SHARED_DATA / "isbi2014-edf" / "EDF010.png", "cell_detector")
     pixels = processor(image, return_tensors="pt")["pixel_values"]
+    bf16_backbone = use_bf16_backbone(copy.deepcopy(model))
 
     @torch.inference_mode()
-    def run(bf16: bool):
-        if not bf16:
+    def run(way: str):
+        if way == "bf16 backbone":
+            return bf16_backbone(pixel_values=pixels)
+        if way == "fp32":
             return model(pixel_values=pixels)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return model(pixel_values=pixels)
 
-    speed = {name: throughput(lambda _: run(bf16), (pixels,), max(2, args.repeats // 2))
-             for name, bf16 in (("PyTorch fp32", False), ("PyTorch bf16", True))}  # fmt: skip
+    speed = {way: throughput(lambda _: run(way), (pixels,), max(2, args.repeats // 2))
+             for way in ("fp32", "bf16 backbone", "bf16 whole model")}  # fmt: skip
     stages = {
         "resize and normalise": model.detector.transform,
         "backbone + feature pyramid": model.detector.backbone,
@@ -196,24 +226,33 @@ def detector_profile(args: argparse.Namespace) -> dict:
         hooks += [module.register_forward_pre_hook(enter(name)), module.register_forward_hook(leave(name))]
     start = time.perf_counter()
     for _ in range(2):
-        run(False)
+        run("fp32")
     total = (time.perf_counter() - start) / 2
     for hook in hooks:
         hook.remove()
-    print(f"\ncell_detector at {image.width}x{image.height} (ISBI EDF010), PyTorch only (not exported):")
-    print(f"PyTorch fp32 {speed['PyTorch fp32']:.2f} images/s; bf16 autocast {speed['PyTorch bf16']:.2f} images/s "
-          f"({speed['PyTorch bf16'] / speed['PyTorch fp32']:.2f}x)")  # fmt: skip
+    which = f"trained detector {args.detector}" if args.detector else "ResNet-50 detector, random weights"
+    print(f"\ncell_detector ({which}) at {image.width}x{image.height} (ISBI EDF010), PyTorch only (not exported):")
+    print("images/s: " + "; ".join(f"{way} {value:.2f} ({value / speed['fp32']:.2f}x)" for way, value in speed.items()))
     print(f"one fp32 pass, {total:.2f} s:")
     for name, value in seconds.items():
         print(f"  {name:<36} {value / 2:6.2f} s  {value / 2 / total:5.1%}")
-    return {"speed": speed, "stages": {name: value / 2 for name, value in seconds.items()}, "total": total}
+    result = {"speed": speed, "stages": {name: value / 2 for name, value in seconds.items()}, "total": total}
+    if args.detector:
+        records = read_isbi2014_edf(SHARED_DATA / "isbi2014-edf", ("EDF010", "EDF011"))
+        fp32, bf16 = detector_map_50(model, processor, records), detector_map_50(bf16_backbone, processor, records)
+        verdict = "within" if abs(bf16 - fp32) <= 0.01 else "NOT within"
+        print(f"mAP@.5 on EDF010-011: fp32 {fp32:.4f}, bf16 backbone {bf16:.4f} (difference {bf16 - fp32:+.4f}, "
+              f"{verdict} 0.01)")  # fmt: skip
+        result["map_50"] = {"fp32": fp32, "bf16 backbone": bf16}
+    return result
 
 
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ResNet-50-sized models, random weights")
-    results = {model_type: benchmark_model(model_type, args) for model_type in ("colponet", "prepost_fusion")}
+    classifiers = () if args.skip_classifiers else ("colponet", "prepost_fusion")
+    results = {model_type: benchmark_model(model_type, args) for model_type in classifiers}
     if not args.skip_detector:
         results["cell_detector"] = detector_profile(args)
     return results

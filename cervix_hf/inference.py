@@ -196,9 +196,41 @@ class CellDetection:
         return {"label": self.label, "score": self.score, "xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}
 
 
-def load_detector(model_id: str, revision: str | None = None):
-    """A cell detector and its processor from a folder or a Hub repo id, in eval mode."""
-    return load_pretrained(model_id, revision, AutoModelForObjectDetection)
+def load_detector(model_id: str, revision: str | None = None, runtime: str = "torch"):
+    """
+    A cell detector and its processor from a folder or a Hub repo id, in eval mode. `runtime="bf16"` runs its
+    backbone and feature pyramid (most of its time) under CPU bfloat16 autocast ([`use_bf16_backbone`]).
+    """
+    if runtime not in ("torch", "bf16"):
+        raise ValueError(f"Unknown detector runtime {runtime!r}; choose torch or bf16.")
+    model, processor = load_pretrained(model_id, revision, AutoModelForObjectDetection)
+    return (use_bf16_backbone(model) if runtime == "bf16" else model), processor
+
+
+class _Bf16Features(torch.nn.Module):
+    """A feature extractor run under CPU bfloat16 autocast, its feature maps returned in float32."""
+
+    def __init__(self, features: torch.nn.Module):
+        super().__init__()
+        self.features = features
+        self.out_channels = features.out_channels
+
+    def forward(self, pixel_values: torch.Tensor):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            maps = self.features(pixel_values)
+        return type(maps)((name, value.float()) for name, value in maps.items())
+
+
+def use_bf16_backbone(detector):
+    """
+    `detector` (changed in place, and returned) with its backbone and feature pyramid under bfloat16 autocast: the
+    region proposals, RoI heads and box decoding stay in float32, so boxes keep their precision. For inference on
+    CPUs with bfloat16 instructions (AVX-512 BF16, AMX); `python -m benchmarks.runtimes` measures speed and agreement.
+    """
+    inner = detector.detector
+    if not isinstance(inner.backbone, _Bf16Features):
+        inner.backbone = _Bf16Features(inner.backbone)
+    return detector
 
 
 @torch.inference_mode()

@@ -161,3 +161,25 @@ def test_the_app_predicts_on_a_folder_s_export_and_says_so(colponet_dir, intel_p
         assert "**Runtime:** ONNX Runtime (onnx/model.onnx)" in cards[0]
     finally:
         demo.close()
+
+
+def test_the_detector_s_bf16_backbone_keeps_its_boxes_in_float32(tmp_path):
+    from cervix_hf.inference import detect_cells, load_detector, use_bf16_backbone
+
+    torch.manual_seed(0)
+    CellDetectorForObjectDetection(cell_detector_config("tiny")).save_pretrained(tmp_path)
+    CellDetectorImageProcessor().save_pretrained(tmp_path)
+    fp32, processor = load_detector(str(tmp_path))
+    bf16, _ = load_detector(str(tmp_path), runtime="bf16")
+    assert use_bf16_backbone(bf16).detector.backbone is bf16.detector.backbone  # wrapped once, however often asked
+    pixels = processor(torch.rand(3, 256, 256), return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        maps = bf16.detector.backbone(pixels)
+        outputs = bf16(pixel_values=pixels)
+    assert all(value.dtype == torch.float32 for value in maps.values())  # the heads see float32
+    assert outputs.pred_boxes.dtype == torch.float32 and outputs.scores.dtype == torch.float32
+    with torch.inference_mode():
+        reference = fp32.detector.backbone(pixels)
+    for name, value in maps.items():  # bf16 keeps about 3 significant digits
+        assert torch.allclose(value, reference[name], rtol=0.1, atol=0.1 * float(reference[name].abs().max()))
+    assert detect_cells(bf16, processor, torch.rand(256, 256, 3).numpy(), threshold=0.0) is not None
