@@ -20,9 +20,14 @@ With random weights a ResNet-50's class probabilities are nearly equal, so a sma
 top-1 class: agreement here is a worst case, and is measured again on a trained model before publishing (the
 exporter refuses an export that disagrees).
 
-The cell detector's Faster R-CNN is not exported (see `cervix_hf/onnx_runtime.py`); its section gives PyTorch fp32
-against bf16 autocast on a real 1024x1024 ISBI image, and where its time goes: the seconds spent in each stage
-(resize and normalise, backbone with feature pyramid, region proposals, RoI heads), from forward hooks.
+The cell detector's Faster R-CNN is not exported (see `cervix_hf/onnx_runtime.py`); its section gives, on a real
+1024x1024 ISBI image, PyTorch fp32 against its backbone under bf16 autocast (`inference.use_bf16_backbone`, heads in
+float32) and the whole model under bf16 autocast, where its time goes (the seconds in each stage: resize and
+normalise, backbone with feature pyramid, region proposals, RoI heads, from forward hooks), and with
+`--detector DIR` (a detector trained by `python -m benchmarks.detector_accuracy --output-dir DIR`) the mAP@.5 on
+EDF010-011 in fp32 and with the bf16 backbone (target: within 0.01).
+
+    python -m benchmarks.runtimes --skip-classifiers --detector DIR
 """
 
 import argparse
