@@ -66,8 +66,8 @@ def precision_recall_f1(truths: list[dict], predictions: list[dict], iou_thresho
 
 
 @torch.inference_mode()
-def detector_predictions(model_dir: Path, records) -> list[dict]:
-    model, processor = load_detector(str(model_dir))
+def detector_predictions(model, processor, records) -> list[dict]:
+    """Every detection (scores above 0) of `model` on each record's image, in its pixels."""
     predictions = []
     for record in records:
         image = load_image(record.image_path)
@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> dict:
         train_seconds, train_cpu_seconds = train(args, model_dir)
     threshold = recipe.score_threshold if args.threshold is None else args.threshold
 
-    learned = detector_predictions(model_dir, records.records)
+    learned = detector_predictions(*load_detector(str(model_dir)), records.records)
     learned_metrics = compute_detection_metrics(truths, learned, records.label_names)
     kept = [{k: v[p["scores"] > threshold] for k, v in p.items()} for p in learned]
     learned_operating = precision_recall_f1(truths, kept)

@@ -41,11 +41,20 @@ import numpy as np
 import torch
 
 from cervix_hf.app.models import TASKS_BY_NAME
-from cervix_hf.data import read_iarc_atlas, read_isbi2014_edf
+from cervix_hf.cli.export import calibration_items
+from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.inference import load_detector, load_model_input, use_bf16_backbone
 from cervix_hf.metrics import compute_detection_metrics
-from cervix_hf.onnx_runtime import model_inputs, probabilities_of, export_onnx, export_spec, load_onnx
+from cervix_hf.onnx_runtime import (
+    export_onnx,
+    export_spec,
+    load_onnx,
+    model_inputs,
+    probabilities_of,
+)
 from cervix_hf.sample_data import sample_data_dir
+
+from .detector_accuracy import detector_predictions
 
 SHARED_DATA = sample_data_dir()
 TARGET_SPEEDUP = 5.0
@@ -62,19 +71,6 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--detector", type=Path, help="a trained detector (python -m benchmarks.detector_accuracy --output-dir DIR)"
     )
     return parser
-
-
-def real_inputs(model_type: str, processor, limit: int) -> list:
-    if model_type == "prepost_fusion":
-        records = read_iarc_atlas(SHARED_DATA / "iarc-colposcopy-atlas").records[:limit]
-        return [tuple(load_model_input(view, model_type) for view in (r.pre_path, r.post_path)) for r in records]
-    photos = sorted((SHARED_DATA / "intel-mobileodt-sample").rglob("*.jpg"))
-    accepted = []
-    for path in photos[:: max(1, len(photos) // limit)]:
-        image = load_model_input(path, model_type)
-        if processor(image, return_quality_report=True)["quality_reports"][0].is_acceptable:
-            accepted.append(image)
-    return accepted[:limit]
 
 
 def throughput(call, batch: tuple, repeats: int) -> float:
@@ -131,7 +127,8 @@ def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model, processor = TASKS_BY_NAME[model_type].build_untrained("resnet-50")
     spec = export_spec(model_type)
-    inputs = real_inputs(model_type, processor, args.max_inputs)
+    data = SHARED_DATA / ("iarc-colposcopy-atlas" if model_type == "prepost_fusion" else "intel-mobileodt-sample")
+    inputs = calibration_items(model_type, data, processor, args.max_inputs)  # what `cervix-hf export` would use
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         model.save_pretrained(folder)
@@ -173,15 +170,9 @@ def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
 
 
 def detector_map_50(model, processor, records) -> float:
-    """mAP@.5 of `model` on `records` (all detections, as the accuracy benchmark scores them)."""
-    predictions = []
-    for record in records.records:
-        image = load_model_input(record.image_path, "cell_detector")
-        with torch.inference_mode():
-            outputs = model(**processor(image, return_tensors="pt"))
-        result = processor.post_process_object_detection(outputs, 0.0, target_sizes=[(image.height, image.width)])[0]
-        predictions.append({key: value.numpy() for key, value in result.items()})
+    """mAP@.5 of `model` on `records`, scored as the accuracy benchmark scores it (every detection)."""
     truths = [{"boxes": np.asarray(r.boxes), "labels": np.asarray(r.labels)} for r in records.records]
+    predictions = detector_predictions(model, processor, records.records)
     return compute_detection_metrics(truths, predictions, records.label_names)["map_50"]
 
 
