@@ -20,12 +20,13 @@ With random weights a ResNet-50's class probabilities are nearly equal, so a sma
 top-1 class: agreement here is a worst case, and is measured again on a trained model before publishing (the
 exporter refuses an export that disagrees).
 
-The cell detector's Faster R-CNN is not exported (see `cervix_hf/onnx_runtime.py`); its section gives, on a real
-1024x1024 ISBI image, PyTorch fp32 against its backbone under bf16 autocast (`inference.use_bf16_backbone`, heads in
-float32) and the whole model under bf16 autocast, where its time goes (the seconds in each stage: resize and
-normalise, backbone with feature pyramid, region proposals, RoI heads, from forward hooks), and with
-`--detector DIR` (a detector trained by `python -m benchmarks.detector_accuracy --output-dir DIR`) the mAP@.5 on
-EDF010-011 in fp32 and with the bf16 backbone (target: within 0.01).
+The cell detector's section gives, on a real 1024x1024 ISBI image at batch 1 (a Pap-smear field is one large image),
+PyTorch fp32 against its backbone under bf16 autocast (`inference.use_bf16_backbone`, heads in float32), the whole
+model under bf16 autocast, and its learned parts run by ONNX Runtime in fp32 and int8 (`cervix_hf.onnx_detector`:
+backbone with feature pyramid, RPN head and box head; calibrated on EDF000-009 and checked on EDF010-011), where
+the time goes in fp32 and in int8 (seconds per stage, from forward hooks), and with `--detector DIR` (a detector
+trained by `python -m benchmarks.detector_accuracy --output-dir DIR`) the mAP@.5 on EDF010-011 of each (target:
+within 0.01 of fp32).
 
     python -m benchmarks.runtimes --skip-classifiers --detector DIR
 """
@@ -45,6 +46,8 @@ from cervix_hf.cli.export import calibration_items
 from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.inference import load_detector, load_model_input, use_bf16_backbone
 from cervix_hf.metrics import compute_detection_metrics
+from cervix_hf.model_presets import MODEL_SIZES
+from cervix_hf.onnx_detector import export_detector_onnx, use_onnx_parts
 from cervix_hf.onnx_runtime import (
     export_onnx,
     export_spec,
@@ -65,8 +68,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", default=10, type=int, help="timed batches per runtime and batch size")
     parser.add_argument("--threads", default=None, type=int, help="torch and ONNX Runtime threads (default: all)")
     parser.add_argument("--max-inputs", default=64, type=int, help="real inputs per model (half calibrate int8)")
-    parser.add_argument("--skip-detector", action="store_true", help="leave out the detector's profile")
-    parser.add_argument("--skip-classifiers", action="store_true", help="only the detector's profile")
+    parser.add_argument("--size", default="resnet-50", choices=MODEL_SIZES, help="model size (tiny: a quick smoke run)")
+    parser.add_argument("--skip-detector", action="store_true", help="leave out the detector")
+    parser.add_argument("--skip-classifiers", action="store_true", help="only the detector")
     parser.add_argument(
         "--detector", type=Path, help="a trained detector (python -m benchmarks.detector_accuracy --output-dir DIR)"
     )
@@ -125,7 +129,7 @@ def agreement(reference, call, batches: list[tuple]) -> tuple[float, float]:
 
 def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
-    model, processor = TASKS_BY_NAME[model_type].build_untrained("resnet-50")
+    model, processor = TASKS_BY_NAME[model_type].build_untrained(args.size)
     spec = export_spec(model_type)
     data = SHARED_DATA / ("iarc-colposcopy-atlas" if model_type == "prepost_fusion" else "intel-mobileodt-sample")
     inputs = calibration_items(model_type, data, processor, args.max_inputs)  # what `cervix-hf export` would use
@@ -178,35 +182,71 @@ def detector_map_50(model, processor, records) -> float:
 
 def detector_profile(args: argparse.Namespace) -> dict:
     """
-    The detector at 1024 px: images/s in fp32, with its backbone under bf16 autocast (`use_bf16_backbone`) and
-    wholly under bf16 autocast; the seconds per stage of one fp32 pass; with `--detector`, mAP@.5 on EDF010-011 in
-    fp32 and with the bf16 backbone.
+    The detector at 1024 px: images/s in PyTorch fp32, with its backbone under bf16 autocast (`use_bf16_backbone`),
+    wholly under bf16 autocast, and with its learned parts (backbone, RPN head, box head) run by ONNX Runtime in fp32
+    and int8 (`cervix_hf.onnx_detector`, calibrated on EDF000-009 and checked on EDF010-011); the seconds per stage
+    of one pass in fp32 and in int8; with `--detector`, mAP@.5 on EDF010-011 for each.
     """
     torch.manual_seed(0)
     if args.detector:
         model, processor = load_detector(str(args.detector))
     else:
-        model, processor = TASKS_BY_NAME["cell_detector"].build_untrained("resnet-50")
-    image = load_model_input(SHARED_DATA / "isbi2014-edf" / "EDF010.png", "cell_detector")
+        model, processor = TASKS_BY_NAME["cell_detector"].build_untrained(args.size)
+    folder = SHARED_DATA / "isbi2014-edf"
+    image = load_model_input(folder / "EDF010.png", "cell_detector")
     pixels = processor(image, return_tensors="pt")["pixel_values"]
-    bf16_backbone = use_bf16_backbone(copy.deepcopy(model))
+    test = read_isbi2014_edf(folder, ("EDF010", "EDF011"))
+    check = [(load_model_input(r.image_path, "cell_detector"),
+              {"boxes": np.asarray(r.boxes).reshape(-1, 4), "labels": np.asarray(r.labels)}) for r in test.records]  # fmt: skip
+    calibration = [load_model_input(folder / f"EDF{i:03d}.png", "cell_detector") for i in range(0, 10, 2)]
+    ways = {"fp32": model, "bf16 backbone": use_bf16_backbone(copy.deepcopy(model))}
+    exports = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for precision in ("fp32", "int8"):
+            exports[precision] = export_detector_onnx(model, processor, scratch, precision, calibration, check,
+                                                      enforce=False, on_progress=lambda _: None)  # fmt: skip
+            ways[f"ONNX Runtime {precision}"] = use_onnx_parts(copy.deepcopy(model), scratch, precision, args.threads)
 
-    @torch.inference_mode()
-    def run(way: str):
-        if way == "bf16 backbone":
-            return bf16_backbone(pixel_values=pixels)
-        if way == "fp32":
-            return model(pixel_values=pixels)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return model(pixel_values=pixels)
+        @torch.inference_mode()
+        def run(way: str):
+            if way == "bf16 whole model":
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return model(pixel_values=pixels)
+            return ways[way](pixel_values=pixels)
 
-    speed = {way: throughput(lambda _: run(way), (pixels,), max(2, args.repeats // 2))
-             for way in ("fp32", "bf16 backbone", "bf16 whole model")}  # fmt: skip
+        names = ("fp32", "bf16 backbone", "bf16 whole model", "ONNX Runtime fp32", "ONNX Runtime int8")
+        speed = {way: throughput(lambda _: run(way), (pixels,), max(2, args.repeats // 2)) for way in names}
+        which = f"trained detector {args.detector}" if args.detector else f"{args.size} detector, random weights"
+        print(f"\ncell_detector ({which}) at {image.width}x{image.height} (ISBI EDF010), batch 1:")
+        print("images/s: " + "; ".join(f"{way} {value:.2f} ({value / speed['fp32']:.2f}x)" for way, value in speed.items()))
+        print(f"cell_detector: ONNX Runtime int8 at batch 1 is {speed['ONNX Runtime int8'] / speed['fp32']:.2f}x "
+              f"PyTorch fp32 (target 2.5x); exports took {exports['fp32']['export_seconds']} s (fp32) and "
+              f"{exports['int8']['export_seconds']} s (int8)")  # fmt: skip
+        stages = {way: stage_seconds(ways[way], lambda way=way: run(way)) for way in ("fp32", "ONNX Runtime int8")}
+        for way, (total, seconds) in stages.items():
+            print(f"one {way} pass, {total:.2f} s:")
+            for name, value in seconds.items():
+                print(f"  {name:<36} {value:6.2f} s  {value / total:5.1%}")
+        result = {"speed": speed, "stages": stages, "exports": exports}
+        if args.detector:
+            scores = {way: detector_map_50(ways[way], processor, test) for way in ways}
+            print("mAP@.5 on EDF010-011: " + "; ".join(
+                f"{way} {value:.4f} ({value - scores['fp32']:+.4f}, "
+                f"{'within' if abs(value - scores['fp32']) <= 0.01 else 'NOT within'} 0.01)"
+                for way, value in scores.items()))  # fmt: skip
+            result["map_50"] = scores
+    return result
+
+
+def stage_seconds(detector, run) -> tuple[float, dict]:
+    """The seconds of one pass of `run` (the mean of two) and of each of `detector`'s stages, from forward hooks."""
     stages = {
-        "resize and normalise": model.detector.transform,
-        "backbone + feature pyramid": model.detector.backbone,
-        "region proposals (RPN)": model.detector.rpn,
-        "RoI heads (pooling, box head, NMS)": model.detector.roi_heads,
+        "resize and normalise": detector.detector.transform,
+        "backbone + feature pyramid": detector.detector.backbone,
+        "region proposals (RPN)": detector.detector.rpn,
+        "  of which the RPN head": detector.detector.rpn.head,
+        "RoI heads (pooling, box head, NMS)": detector.detector.roi_heads,
+        "  of which the box head": detector.detector.roi_heads.box_head,
     }
     seconds = dict.fromkeys(stages, 0.0)
     started = {}
@@ -220,33 +260,21 @@ def detector_profile(args: argparse.Namespace) -> dict:
     hooks = []
     for name, module in stages.items():
         hooks += [module.register_forward_pre_hook(enter(name)), module.register_forward_hook(leave(name))]
+    run()  # warm
+    seconds = dict.fromkeys(stages, 0.0)
     start = time.perf_counter()
     for _ in range(2):
-        run("fp32")
+        run()
     total = (time.perf_counter() - start) / 2
     for hook in hooks:
         hook.remove()
-    which = f"trained detector {args.detector}" if args.detector else "ResNet-50 detector, random weights"
-    print(f"\ncell_detector ({which}) at {image.width}x{image.height} (ISBI EDF010), PyTorch only (not exported):")
-    print("images/s: " + "; ".join(f"{way} {value:.2f} ({value / speed['fp32']:.2f}x)" for way, value in speed.items()))
-    print(f"one fp32 pass, {total:.2f} s:")
-    for name, value in seconds.items():
-        print(f"  {name:<36} {value / 2:6.2f} s  {value / 2 / total:5.1%}")
-    result = {"speed": speed, "stages": {name: value / 2 for name, value in seconds.items()}, "total": total}
-    if args.detector:
-        records = read_isbi2014_edf(SHARED_DATA / "isbi2014-edf", ("EDF010", "EDF011"))
-        fp32, bf16 = detector_map_50(model, processor, records), detector_map_50(bf16_backbone, processor, records)
-        verdict = "within" if abs(bf16 - fp32) <= 0.01 else "NOT within"
-        print(f"mAP@.5 on EDF010-011: fp32 {fp32:.4f}, bf16 backbone {bf16:.4f} (difference {bf16 - fp32:+.4f}, "
-              f"{verdict} 0.01)")  # fmt: skip
-        result["map_50"] = {"fp32": fp32, "bf16 backbone": bf16}
-    return result
+    return total, {name: value / 2 for name, value in seconds.items()}
 
 
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ResNet-50-sized models, random weights")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.size} models, random weights")
     classifiers = () if args.skip_classifiers else ("colponet", "prepost_fusion")
     results = {model_type: benchmark_model(model_type, args) for model_type in classifiers}
     if not args.skip_detector:

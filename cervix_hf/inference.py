@@ -198,12 +198,22 @@ class CellDetection:
 
 def load_detector(model_id: str, revision: str | None = None, runtime: str = "torch"):
     """
-    A cell detector and its processor from a folder or a Hub repo id, in eval mode. `runtime="bf16"` runs its
-    backbone and feature pyramid (most of its time) under CPU bfloat16 autocast ([`use_bf16_backbone`]).
+    A cell detector and its processor from a folder or a Hub repo id, in eval mode.
+
+    `runtime`: `"torch"`; `"bf16"`, its backbone and feature pyramid (most of its time) under CPU bfloat16
+    autocast ([`use_bf16_backbone`]); `"onnx"`, its backbone, RPN head and box head run by ONNX Runtime from the
+    folder's export (int8 when exported, else fp32; see `cervix_hf.onnx_detector`), the rest of Faster R-CNN
+    unchanged; or `"auto"`, the ONNX export when the folder has one, else PyTorch.
     """
-    if runtime not in ("torch", "bf16"):
-        raise ValueError(f"Unknown detector runtime {runtime!r}; choose torch or bf16.")
+    if runtime not in ("torch", "bf16", "onnx", "auto"):
+        raise ValueError(f"Unknown detector runtime {runtime!r}; choose torch, bf16, onnx or auto.")
     model, processor = load_pretrained(model_id, revision, AutoModelForObjectDetection)
+    if runtime in ("onnx", "auto"):
+        from .onnx_detector import available_detector_precision, use_onnx_parts
+
+        precision = available_detector_precision(model_id) if Path(model_id).is_dir() else None
+        if runtime == "onnx" or precision:
+            return use_onnx_parts(model, model_id, precision or "fp32"), processor
     return (use_bf16_backbone(model) if runtime == "bf16" else model), processor
 
 

@@ -64,17 +64,17 @@ class ExportError(ValueError):
     """A model that cannot be exported, or whose export does not agree with PyTorch."""
 
 
-def onnx_path(model_dir: str | Path, precision: str) -> Path:
+def onnx_path(model_dir: str | Path, precision: str, part: str = "model") -> Path:
+    """Where `cervix-hf export` writes `part` (the whole classifier is `"model"`; the detector has several parts)."""
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
-    return Path(model_dir) / ONNX_FOLDER / ("model.onnx" if precision == "fp32" else "model_int8.onnx")
+    return Path(model_dir) / ONNX_FOLDER / (f"{part}.onnx" if precision == "fp32" else f"{part}_int8.onnx")
 
 
 def export_spec(model_type: str) -> ExportSpec:
     if model_type not in EXPORTABLE:
         raise ExportError(
-            f"A {model_type!r} model cannot be exported to ONNX here; exportable: {', '.join(EXPORTABLE)} (the "
-            "detector's RoI stage runs in PyTorch)."
+            f"A {model_type!r} model cannot be exported to ONNX here; exportable: {', '.join(EXPORTABLE)}."
         )
     return EXPORTABLE[model_type]
 
@@ -136,7 +136,11 @@ def export_onnx(
         exported = fp32
         if precision == "int8":
             exported = scratch / "model_int8.onnx"
-            _quantize(fp32, exported, [model_inputs(processor, [item], spec) for item in calibration], spec)
+            feeds = (
+                {name: tensor.numpy() for name, tensor in zip(spec.inputs, model_inputs(processor, [item], spec))}
+                for item in calibration
+            )
+            quantize(fp32, exported, feeds)
         report = _compare(model, exported, [model_inputs(processor, [item], spec) for item in check], spec)
         report.update(
             precision=precision,
@@ -155,11 +159,31 @@ def export_onnx(
                 "Nothing was kept; calibrate on more, or more typical, images, or use fp32."
             )
         shutil.move(str(exported), target)  # complete and checked: only now in place
-    reports = _read_reports(model_dir)
-    reports[precision] = report
-    atomic_write_text(target.parent / EXPORT_REPORT, json.dumps(reports, indent=2))
+    save_report(model_dir, precision, report)
     logger.info("Exported %s (%s): %s", target, precision, report)
     return report
+
+
+def save_report(model_dir: str | Path, precision: str, report: dict) -> None:
+    """Records the check of one precision's export in `onnx/export.json`, beside the other precision's."""
+    reports = _read_reports(model_dir)
+    reports[precision] = report
+    atomic_write_text(Path(model_dir) / ONNX_FOLDER / EXPORT_REPORT, json.dumps(reports, indent=2))
+
+
+def session(path: str | Path, threads: int | None = None, spin: bool = True):
+    """
+    An ONNX Runtime session on the CPU for the graph at `path` (`threads`: its intra-op threads, default all).
+    `spin=False` stops its threads from busy-waiting between runs: needed where PyTorch computes between them (the
+    detector's parts), whose threads would otherwise compete with spinning ones for the cores.
+    """
+    ort = _ort()
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _ort():
@@ -171,7 +195,6 @@ def _ort():
 
 
 def model_inputs(processor, items: Sequence, spec: ExportSpec) -> tuple[torch.Tensor, ...]:
-    """The processor's tensors for `items` (images, or (pre, post) pairs), in the graph's input order."""
     """The processor's tensors for `items` (images, or (pre, post) pairs), in the graph's input order."""
     if len(spec.inputs) == 2:
         features = processor([item[0] for item in items], [item[1] for item in items], return_tensors="pt")
@@ -198,20 +221,24 @@ def _export_fp32(model, spec: ExportSpec, example: tuple[torch.Tensor, ...], pat
         )
 
 
-def _quantize(fp32: Path, int8: Path, batches: list[tuple[torch.Tensor, ...]], spec: ExportSpec) -> None:
+def quantize(fp32: Path, int8: Path, feeds, nodes_to_exclude: Sequence[str] = ()) -> None:
+    """
+    onnxruntime's static quantization of the graph `fp32` into `int8`: QDQ format, per-channel int8 weights, uint8
+    activations whose ranges are calibrated on `feeds` (an iterable of `{input name: array}`, read once, one at a
+    time; the calibrator keeps only each activation's minimum and maximum). `nodes_to_exclude` stay in float32.
+    """
     _ort()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter(batches)
+            self.feeds = iter(feeds)
 
         def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {name: t.numpy() for name, t in zip(spec.inputs, batch)}
+            return next(self.feeds, None)
 
-    prepared = fp32.with_name("model_prepared.onnx")
+    prepared = fp32.with_name(fp32.stem + "_prepared.onnx")
     # onnxruntime's symbolic shape inference cannot follow the fusion model's token reshapes; ONNX's own suffices.
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     quantize_static(
@@ -222,7 +249,9 @@ def _quantize(fp32: Path, int8: Path, batches: list[tuple[torch.Tensor, ...]], s
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(nodes_to_exclude),
     )
+    prepared.unlink(missing_ok=True)
 
 
 def probabilities_of(logits: torch.Tensor) -> torch.Tensor:
@@ -278,14 +307,10 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | Path, config, threads: int | None = None):
-        ort = _ort()
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         self.path = Path(path)
         self.config = config
         self.spec = export_spec(config.model_type)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = session(path, threads)
 
     def eval(self):
         return self
@@ -303,10 +328,10 @@ class OnnxModel:
         return OnnxOutput(**outputs)
 
 
-def available_precision(model_dir: str | Path) -> str | None:
-    """The fastest exported precision in `model_dir` (`"int8"`, else `"fp32"`), or `None` when none was exported."""
+def available_precision(model_dir: str | Path, part: str = "model") -> str | None:
+    """The fastest precision of `part` exported in `model_dir` (`"int8"`, else `"fp32"`), or `None` if none was."""
     for precision in ("int8", "fp32"):
-        if onnx_path(model_dir, precision).is_file():
+        if onnx_path(model_dir, precision, part).is_file():
             return precision
     return None
 
@@ -324,4 +349,6 @@ def load_onnx(model_dir: str | Path, precision: str | None = None, threads: int 
             f"`cervix-hf export --model {model_dir} --precision {precision or 'int8'} --calibration DATA` first."
         )
     config = AutoConfig.from_pretrained(model_dir)
-    return OnnxModel(path, config, threads), AutoImageProcessor.from_pretrained(model_dir)
+    model = OnnxModel(path, config, threads)
+    model.onnx_precision = precision or "fp32"
+    return model, AutoImageProcessor.from_pretrained(model_dir)

@@ -48,6 +48,7 @@ from cervix_hf.data import (
     DetectionDataset,
     DetectionRecords,
     detection_collate,
+    guess_detection_format,
     read_coco,
     read_detection_csv,
     read_isbi2014_edf,
@@ -145,11 +146,8 @@ def load_records(args: argparse.Namespace) -> tuple[DetectionRecords, str]:
     """The records and the format they were read in (`--format auto` resolved)."""
     data_format = args.format
     if data_format == "auto":
-        if any(args.data.glob("EDF*_GT.png")):
-            data_format = "isbi2014"
-        elif any(args.data.glob("im_*")):
-            data_format = "sipakmed"
-        else:
+        data_format = guess_detection_format(args.data)
+        if data_format is None:
             raise SystemExit(f"--data {args.data}: cannot tell the format; pass --format (one of {FORMATS[1:]}).")
     if data_format in ("csv", "coco", "voc") and args.annotations is None:
         raise SystemExit(f"--format {data_format} needs --annotations (the annotation file or folder).")

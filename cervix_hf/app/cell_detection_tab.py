@@ -39,7 +39,7 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
         # the processor's post-processing does (strictly above), so moving the slider does not run the model.
         found = cache.get_or_compute(
             (id(loaded.model), upload_digest(upload)),
-            lambda: detect_cells(loaded.model, loaded.processor, image, 0.0),
+            lambda: detect_cells(loaded.predictor, loaded.processor, image, 0.0),
         )
         detections = [detection for detection in found if detection.score > threshold]
         labels = [config.id2label[i] for i in range(config.num_labels)]

@@ -38,7 +38,8 @@ from huggingface_hub.errors import EntryNotFoundError
 from PIL import Image
 
 from ..hub import is_repo_reference, model_repo_id, split_revision
-from ..inference import load_pretrained
+from ..inference import load_detector, load_pretrained
+from ..onnx_detector import available_detector_precision
 from ..onnx_runtime import EXPORTABLE, available_precision, load_onnx
 from ..registry import FAMILIES, ModelFamily
 
@@ -158,7 +159,7 @@ class LoadedModel:
     def runtime(self) -> str:
         if self.exported is None:
             return "PyTorch"
-        return f"ONNX Runtime ({self.exported.path.parent.name}/{self.exported.path.name})"
+        return f"ONNX Runtime ({self.exported.onnx_precision} export)"
 
     @property
     def trained(self) -> bool:
@@ -258,12 +259,14 @@ class ModelSlot:
 
     def _load_export(self, source: ModelSource):
         """The source folder's fastest ONNX export, when `runtime` is `"auto"` and it has one; else `None`."""
-        if self.runtime != "auto" or source.kind != "folder" or self.task.model_type not in EXPORTABLE:
-            return None
-        if available_precision(source.location) is None:
+        if self.runtime != "auto" or source.kind != "folder":
             return None
         try:
-            return load_onnx(source.location)[0]
+            if self.task.model_type in EXPORTABLE and available_precision(source.location):
+                return load_onnx(source.location)[0]
+            if self.task.model_type == "cell_detector" and available_detector_precision(source.location):
+                return load_detector(source.location, runtime="onnx")[0]
+            return None
         except Exception as error:  # the PyTorch model still serves; say why the export did not
             logger.warning("%s: the ONNX export in %s did not load (%s); using PyTorch.", self.task.title,
                            source.location, _first_line(error))  # fmt: skip
@@ -308,7 +311,7 @@ class ModelSlot:
                 logger.warning("%s: could not load %s: %s", self.task.title, source.describe(), error)
                 continue
             exported = self._load_export(source)
-            runtime = "PyTorch" if exported is None else f"ONNX Runtime ({exported.path.name})"
+            runtime = "PyTorch" if exported is None else f"ONNX Runtime ({exported.onnx_precision} export)"
             logger.info("%s: loaded from %s; predictions run on %s.", self.task.title, source.describe(), runtime)
             return LoadedModel(model, processor, source, _read_card(source), notes, exported)
         model, processor = self.task.build_untrained(self.untrained_size)

@@ -1,25 +1,40 @@
-"""Export a saved ColpoNet or pre/post fusion model to ONNX (fp32, or int8 calibrated on real images).
+"""Export a saved model (any of the three) to ONNX (fp32, or int8 calibrated on real images).
 
     cervix-hf export --model checkpoints/colponet --precision int8 --calibration DATA
     python -m cervix_hf.export --model checkpoints/prepost_fusion --precision int8 --calibration ATLAS_OR_PAIRS_CSV
+    cervix-hf export --model checkpoints/cell_detector --precision int8 --calibration ../shared/data/isbi2014-edf
 
 `--calibration` is data of the kind the model sees: for ColpoNet a folder of photos (searched recursively; only
-photos its quality gate accepts are used), for the fusion model the IARC atlas layout or a pairs CSV. Half of the
-images chosen calibrate the int8 ranges, the other half check the export against PyTorch; the export is kept only
-if it agrees (`cervix_hf.onnx_runtime`). The files go into the model folder's `onnx/` subfolder, so `push-to-hub`
-publishes them with the weights.
+photos its quality gate accepts are used), for the fusion model the IARC atlas layout or a pairs CSV, for the
+detector an ISBI 2014 or SIPaKMeD folder (labelled: the check scores mAP@.5 against its boxes) or any folder of
+images (the check scores against PyTorch's own detections). Half of the images chosen calibrate the int8 ranges,
+the other half check the export against PyTorch; the export is kept only if it agrees (`cervix_hf.onnx_runtime`,
+`cervix_hf.onnx_detector`). The files go into the model folder's `onnx/` subfolder, so `push-to-hub` publishes them
+with the weights.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import DefaultsHelpFormatter
-from ..data import IMAGE_EXTENSIONS, read_iarc_atlas, read_pairs_csv
+from ..data import (
+    IMAGE_EXTENSIONS,
+    guess_detection_format,
+    read_iarc_atlas,
+    read_isbi2014_edf,
+    read_pairs_csv,
+    read_sipakmed,
+)
 from ..image_io import ImageLoadError
 from ..inference import load_model_input, load_pretrained
+from ..onnx_detector import export_detector_onnx
 from ..onnx_runtime import EXPORTABLE, PRECISIONS, ExportError, export_onnx, onnx_path
 from ..registry import family
+
+EXPORTABLE_TYPES = (*EXPORTABLE, "cell_detector")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,8 +46,34 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def detection_items(data: Path, limit: int) -> list[tuple]:
+    """Up to `limit` (image, target) pairs from `data`, evenly spread: targets from an ISBI 2014 or SIPaKMeD
+    layout's boxes, `None` for a plain folder of images."""
+    data_format = guess_detection_format(data)
+    if data_format is None:
+        candidates = [(path, None) for path in sorted(data.rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
+    else:
+        records = read_isbi2014_edf(data) if data_format == "isbi2014" else read_sipakmed(data)
+        candidates = [
+            (record.image_path, {"boxes": np.asarray(record.boxes, dtype=np.float32).reshape(-1, 4),
+                                 "labels": np.asarray(record.labels, dtype=np.int64)})
+            for record in records.records
+        ]  # fmt: skip
+    items = []
+    for path, target in candidates[:: max(1, len(candidates) // max(1, limit))][:limit]:
+        try:
+            image = load_model_input(path, "cell_detector", reduce=False)
+        except ImageLoadError:
+            continue
+        items.append((image, target))
+    return items
+
+
 def calibration_items(model_type: str, data: Path, processor, limit: int) -> list:
-    """Up to `limit` real inputs from `data`, evenly spread over it: photos the quality gate accepts, or pairs."""
+    """Up to `limit` real inputs from `data`, evenly spread over it: photos the quality gate accepts, pairs, or
+    (image, target) pairs for the detector."""
+    if model_type == "cell_detector":
+        return detection_items(data, limit)
     if model_type == "prepost_fusion":
         records = read_pairs_csv(data) if data.suffix.lower() == ".csv" else read_iarc_atlas(data)
         candidates = [(record.pre_path, record.post_path) for record in records.records]
@@ -64,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     model_type = AutoConfig.from_pretrained(args.model).model_type
-    if model_type not in EXPORTABLE:
-        exportable = ", ".join(EXPORTABLE)
+    if model_type not in EXPORTABLE_TYPES:
+        exportable = ", ".join(EXPORTABLE_TYPES)
         print(f"error: a {model_type!r} model cannot be exported; exportable: {exportable}.", file=sys.stderr)
         return 2
     if args.calibration is None or not args.calibration.exists():
@@ -79,10 +120,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {found}; at least 2 are needed.", file=sys.stderr)
         return 2
     try:
-        report = export_onnx(model, processor, args.model, args.precision, calibration=items[0::2], check=items[1::2])
+        if model_type == "cell_detector":
+            calibration = [image for image, _ in items[0::2]]
+            report = export_detector_onnx(model, processor, args.model, args.precision, calibration, items[1::2])
+        else:
+            report = export_onnx(model, processor, args.model, args.precision, items[0::2], items[1::2])
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if model_type == "cell_detector":
+        print(
+            f"{onnx_path(args.model, args.precision).parent}: the detector's backbone, RPN head and box head in "
+            f"{args.precision}, checked on {report['check_images']} real image(s): mAP@.5 {report['export_map_50']:.4f} "
+            f"against PyTorch's {report['pytorch_map_50']:.4f} (scored against {report['scored_against']}); exported "
+            f"in {report['export_seconds']} s."
+        )
+        return 0
     print(
         f"{onnx_path(args.model, args.precision)}: {args.precision}, checked on {report['check_images']} real "
         f"input(s): top-1 agreement {report['top1_agreement']:.3f}, largest probability difference "

@@ -2,6 +2,7 @@
 
 from .datasets import ImageClassificationDataset, class_counts, compute_class_weights
 from .detection import (
+    guess_detection_format,
     ISBI2014_EDF_LABELS,
     SIPAKMED_LABELS,
     DetectionRecord,
@@ -55,6 +56,7 @@ __all__ = [
     "class_counts",
     "compute_class_weights",
     "detection_collate",
+    "guess_detection_format",
     "read_coco",
     "read_detection_csv",
     "read_iarc_atlas",

@@ -111,6 +111,17 @@ class DetectionRecords:
         return class_counts([label for record in self.records for label in record.labels], self.label_names)
 
 
+def guess_detection_format(root: Union[str, Path]) -> Optional[str]:
+    """The layout of a data folder that needs no annotation file: `"isbi2014"` (`EDF*_GT.png` masks beside the
+    images) or `"sipakmed"` (`im_*` class folders); `None` when it is neither (CSV, COCO and VOC name their file)."""
+    root = Path(root)
+    if any(root.glob("EDF*_GT.png")):
+        return "isbi2014"
+    if any(root.glob("im_*")):
+        return "sipakmed"
+    return None
+
+
 def read_sipakmed(root: Union[str, Path], box_from: str = "cytoplasm") -> DetectionRecords:
     r"""
     Reads the SIPaKMeD cluster images (Plissiti et al., ICIP 2018) as detection data: one box per cell, labelled with
