@@ -26,14 +26,23 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 from .image_io import original_size
 from .metrics.detection import compute_detection_metrics
-from .onnx_runtime import OPSET, ExportError, _ort, onnx_path, quantize, save_report, session
+from .onnx_runtime import (
+    OPSET,
+    ExportError,
+    as_feed,
+    check_export_inputs,
+    export_facts,
+    onnx_path,
+    quantize,
+    save_report,
+    session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +128,7 @@ class _OnnxPart(nn.Module):
         self.input_names = [value.name for value in self.session.get_inputs()]
 
     def run(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        feeds = {
-            name: np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
-            for name, tensor in zip(self.input_names, tensors)
-        }
+        feeds = {name: as_feed(tensor) for name, tensor in zip(self.input_names, tensors)}
         return [torch.from_numpy(value) for value in self.session.run(None, feeds)]
 
 
@@ -309,10 +315,7 @@ def export_detector_onnx(
         `ExportError`: no check images, int8 without calibration images, or an export that disagrees (nothing is
         kept then).
     """
-    if not check:
-        raise ExportError("No check images: pass real images to compare the export with PyTorch.")
-    if precision == "int8" and not calibration:
-        raise ExportError("int8 needs calibration images (--calibration): real images of the kind the model sees.")
+    check_export_inputs(precision, calibration, check)
     label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
     folder = onnx_path(model_dir, precision).parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -337,13 +340,7 @@ def export_detector_onnx(
         on_progress(f"checking the {precision} export on {len(check)} image(s)")
         exported = use_onnx_parts(copy.deepcopy(model), scratch, precision)
         report = _compare(model, exported, processor, check, label_names, reference_score)
-        report.update(
-            precision=precision,
-            calibration_images=len(calibration) if precision == "int8" else 0,
-            export_seconds=round(time.perf_counter() - started, 1),
-            opset=OPSET,
-            onnxruntime=_ort().__version__,
-        )
+        report.update(export_facts(precision, calibration, started))
         difference = report["map_50_difference"]
         report["accepted"] = difference is not None and abs(difference) <= MAX_MAP_50_DIFFERENCE
         if report["pytorch_map_50"] is None:

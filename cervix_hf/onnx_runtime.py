@@ -122,10 +122,7 @@ def export_onnx(
     """
     spec = export_spec(model.config.model_type)
     check = list(check) or list(calibration)
-    if not check:
-        raise ExportError("No check images: pass real images to compare the export with PyTorch.")
-    if precision == "int8" and not calibration:
-        raise ExportError("int8 needs calibration images (--calibration): real images of the kind the model sees.")
+    check_export_inputs(precision, calibration, check)
     target = onnx_path(model_dir, precision)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -142,13 +139,7 @@ def export_onnx(
             )
             quantize(fp32, exported, feeds)
         report = _compare(model, exported, [model_inputs(processor, [item], spec) for item in check], spec)
-        report.update(
-            precision=precision,
-            calibration_images=len(calibration) if precision == "int8" else 0,
-            export_seconds=round(time.perf_counter() - started, 1),
-            opset=OPSET,
-            onnxruntime=_ort().__version__,
-        )
+        report.update(export_facts(precision, calibration, started))
         too_far = report["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE
         report["accepted"] = report["top1_agreement"] >= MIN_TOP1_AGREEMENT and not too_far
         if enforce and not report["accepted"]:
@@ -162,6 +153,30 @@ def export_onnx(
     save_report(model_dir, precision, report)
     logger.info("Exported %s (%s): %s", target, precision, report)
     return report
+
+
+def check_export_inputs(precision: str, calibration: Sequence, check: Sequence) -> None:
+    """Refuses, before any work, an export without check images, or int8 without calibration images."""
+    if not check:
+        raise ExportError("No check images: pass real images to compare the export with PyTorch.")
+    if precision == "int8" and not calibration:
+        raise ExportError("int8 needs calibration images (--calibration): real images of the kind the model sees.")
+
+
+def export_facts(precision: str, calibration: Sequence, started: float) -> dict:
+    """What every export report records besides its check: precision, calibration size, time and versions."""
+    return {
+        "precision": precision,
+        "calibration_images": len(calibration) if precision == "int8" else 0,
+        "export_seconds": round(time.perf_counter() - started, 1),
+        "opset": OPSET,
+        "onnxruntime": _ort().__version__,
+    }
+
+
+def as_feed(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as ONNX Runtime takes it: a contiguous float32 array on the CPU."""
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
 
 
 def save_report(model_dir: str | Path, precision: str, report: dict) -> None:
@@ -317,9 +332,7 @@ class OnnxModel:
 
     def __call__(self, return_dict: bool = True, **inputs) -> ModelOutput:
         feeds = {
-            name: np.ascontiguousarray(inputs[name].detach().cpu().numpy(), dtype=np.float32)
-            for name in self.spec.inputs
-        }
+name: as_feed(inputs[name]) for name in self.spec.inputs}
         values = self.session.run(list(self.spec.outputs), feeds)
         outputs = {name: torch.from_numpy(value) for name, value in zip(self.spec.outputs, values)}
         if "pre_to_post_attentions" in outputs:
