@@ -17,6 +17,10 @@ from .models.colponet import ImageQualityReport
 from .registry import family
 from .visualization import grad_cam
 
+# `runtime=` of the loaders: PyTorch, an export run by one engine, or "auto" (the fastest that is there and checked).
+EXPORT_ENGINES = {"onnx": "onnxruntime", "openvino": "openvino"}
+RUNTIMES = ("torch", *EXPORT_ENGINES, "auto")
+DETECTOR_RUNTIMES = ("torch", "bf16", *EXPORT_ENGINES, "auto")
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
 
 
@@ -34,6 +38,11 @@ def load_model_input(image, model_type: str, reduce: bool = True, max_decoded_pi
         min_side=record.input_min_side,
         max_decoded_pixels=max_decoded_pixels,
     )
+
+
+def model_device(model) -> torch.device:
+    """Where `model` computes: a PyTorch model's device (inputs must be moved there), the CPU for an export."""
+    return getattr(model, "device", None) or torch.device("cpu")
 
 
 @dataclass
@@ -117,16 +126,17 @@ def load_classifier(model_id: str, revision: str | None = None, runtime: str = "
     A ColpoNet (or any image classifier) and its processor from a folder or a Hub repo id, in eval mode.
 
     `runtime`: `"torch"`; `"onnx"`, the folder's ONNX export run by ONNX Runtime (int8 when exported, else fp32;
-    see `cervix_hf.onnx_runtime`), called like the PyTorch model so every prediction function takes it; or
-    `"auto"`, the ONNX export when the folder has one, else PyTorch.
+    see `cervix_hf.onnx_runtime`), called like the PyTorch model so every prediction function takes it;
+    `"openvino"`, the same export run by OpenVINO; or `"auto"`, the export when the folder has one (run by OpenVINO
+    where it is installed and passed the export's check, else ONNX Runtime), else PyTorch.
     """
-    if runtime not in ("torch", "onnx", "auto"):
-        raise ValueError(f"Unknown runtime {runtime!r}; choose torch, onnx or auto.")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
     if runtime != "torch":
         from .onnx_runtime import available_precision, load_onnx
 
-        if runtime == "onnx" or (Path(model_id).is_dir() and available_precision(model_id)):
-            return load_onnx(model_id)
+        if runtime != "auto" or (Path(model_id).is_dir() and available_precision(model_id)):
+            return load_onnx(model_id, engine=EXPORT_ENGINES.get(runtime))
     return load_pretrained(model_id, revision, AutoModelForImageClassification)
 
 
@@ -135,18 +145,32 @@ def passes_quality_gate(quality: ImageQualityReport, ignore_quality_gate: bool =
     return quality.is_acceptable or ignore_quality_gate
 
 
+@dataclass
+class PreparedPhoto:
+    """One colposcopy photo as the classifier takes it (`pixel_values`, `[1, 3, H, W]`), with the quality gate's
+    report: computed once, then shared by classification and Grad-CAM."""
+
+    pixel_values: torch.Tensor
+    quality: ImageQualityReport
+
+
+def prepare_cervix_photo(processor, image) -> PreparedPhoto:
+    """Reads `image` (a path, file, PIL image or array), runs the quality gate and the processor on it."""
+    inputs = processor(load_model_input(image, "colponet"), return_tensors="pt", return_quality_report=True)
+    return PreparedPhoto(inputs["pixel_values"], inputs["quality_reports"][0])
+
+
 @torch.inference_mode()
 def classify_cervix_type(model, processor, image, ignore_quality_gate: bool = False) -> CervixTypePrediction:
     """
-    Runs the quality gate on `image` (a path, file, PIL image or array), then the classifier unless the photo
-    is rejected and `ignore_quality_gate` is `False`.
+    Runs the quality gate on `image` (a path, file, PIL image or array, or a [`PreparedPhoto`]), then the classifier
+    unless the photo is rejected and `ignore_quality_gate` is `False`.
     """
-    image = load_model_input(image, "colponet")
-    inputs = processor(image, return_tensors="pt", return_quality_report=True)
-    quality = inputs.pop("quality_reports")[0]
+    prepared = image if isinstance(image, PreparedPhoto) else prepare_cervix_photo(processor, image)
+    quality = prepared.quality
     if not passes_quality_gate(quality, ignore_quality_gate):
         return CervixTypePrediction(quality=quality, classified=False)
-    logits = model(pixel_values=inputs["pixel_values"]).logits[0]
+    logits = model(pixel_values=prepared.pixel_values).logits[0]
     probabilities = logits.softmax(-1).tolist()
     names = [model.config.id2label[i] for i in range(len(probabilities))]
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
@@ -173,14 +197,21 @@ class CervixTypeExplanation:
 
 
 @torch.inference_mode()
-def explain_cervix_type(model, processor, image, ignore_quality_gate: bool = False) -> CervixTypeExplanation:
-    """Grad-CAM of the most probable type of `image`, under the same quality-gate decision as `classify_cervix_type`."""
-    inputs = processor(load_model_input(image, "colponet"), return_tensors="pt", return_quality_report=True)
-    quality = inputs.pop("quality_reports")[0]
-    if not passes_quality_gate(quality, ignore_quality_gate):
-        return CervixTypeExplanation(quality)
-    heatmap, target = grad_cam(model, inputs["pixel_values"])
-    return CervixTypeExplanation(quality, heatmap, model.config.id2label[target])
+def explain_cervix_type(
+    model, processor, image, ignore_quality_gate: bool = False, prediction: CervixTypePrediction | None = None
+) -> CervixTypeExplanation:
+    """
+    Grad-CAM (in PyTorch: `model` must be the PyTorch model) of `image` (as [`classify_cervix_type`] takes it, a
+    [`PreparedPhoto`] included), under the same quality-gate decision. It explains `prediction`'s type when given
+    (the classification already made, possibly by an exported model, so the heat map is of the type shown beside
+    it), else the PyTorch model's most probable type.
+    """
+    prepared = image if isinstance(image, PreparedPhoto) else prepare_cervix_photo(processor, image)
+    if not passes_quality_gate(prepared.quality, ignore_quality_gate):
+        return CervixTypeExplanation(prepared.quality)
+    target = model.config.label2id[prediction.label] if prediction is not None and prediction.classified else None
+    heatmap, target = grad_cam(model, prepared.pixel_values, target)
+    return CervixTypeExplanation(prepared.quality, heatmap, model.config.id2label[target])
 
 
 @dataclass
@@ -203,17 +234,18 @@ def load_detector(model_id: str, revision: str | None = None, runtime: str = "to
     `runtime`: `"torch"`; `"bf16"`, its backbone and feature pyramid (most of its time) under CPU bfloat16
     autocast ([`use_bf16_backbone`]); `"onnx"`, its backbone, RPN head and box head run by ONNX Runtime from the
     folder's export (int8 when exported, else fp32; see `cervix_hf.onnx_detector`), the rest of Faster R-CNN
-    unchanged; or `"auto"`, the ONNX export when the folder has one, else PyTorch.
+    unchanged; `"openvino"`, those parts run by OpenVINO; or `"auto"`, the export when the folder has one (run by
+    OpenVINO where it is installed and passed the export's check, else ONNX Runtime), else PyTorch.
     """
-    if runtime not in ("torch", "bf16", "onnx", "auto"):
-        raise ValueError(f"Unknown detector runtime {runtime!r}; choose torch, bf16, onnx or auto.")
+    if runtime not in DETECTOR_RUNTIMES:
+        raise ValueError(f"Unknown detector runtime {runtime!r}; choose one of {', '.join(DETECTOR_RUNTIMES)}.")
     model, processor = load_pretrained(model_id, revision, AutoModelForObjectDetection)
-    if runtime in ("onnx", "auto"):
+    if runtime in ("onnx", "openvino", "auto"):
         from .onnx_detector import available_detector_precision, use_onnx_parts
 
         precision = available_detector_precision(model_id) if Path(model_id).is_dir() else None
-        if runtime == "onnx" or precision:
-            return use_onnx_parts(model, model_id, precision or "fp32"), processor
+        if runtime != "auto" or precision:
+            return use_onnx_parts(model, model_id, precision or "fp32", engine=EXPORT_ENGINES.get(runtime)), processor
     return (use_bf16_backbone(model) if runtime == "bf16" else model), processor
 
 
@@ -260,7 +292,7 @@ def detect_cells(
     width, height = original_size(image)
 
     def detect(tile, target_size=None):
-        outputs = model(**processor(tile, return_tensors="pt"))
+        outputs = model(**processor(tile, return_tensors="pt").to(model_device(model)))
         target_sizes = [target_size or (tile.height, tile.width)]
         return processor.post_process_object_detection(outputs, threshold, target_sizes=target_sizes)[0]
 

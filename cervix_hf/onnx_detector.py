@@ -1,4 +1,5 @@
-"""ONNX export of the cell detector's learned layers, run by ONNX Runtime inside its torchvision Faster R-CNN.
+"""ONNX export of the cell detector's learned layers, run by ONNX Runtime or OpenVINO inside its torchvision Faster
+R-CNN.
 
 Faster R-CNN is geometry around three learned parts: the backbone with its feature pyramid (about 70% of a pass
 at 1024 px), the region proposal network's convolutional head, and the RoI box head (two fully connected layers
@@ -12,7 +13,8 @@ int8 is the same static quantization as the classifiers' (`onnx_runtime.quantize
 inputs the detector itself gives it on real images. The RPN head's last two convolutions (objectness and box
 deltas, 1x1 and cheap) stay in float32, so proposals keep their precision. The export is checked before it is
 kept: mAP@.5 on the check images, against their boxes when they have labels (else against PyTorch's own
-detections), must be within `MAX_MAP_50_DIFFERENCE` of PyTorch's.
+detections), must be within `MAX_MAP_50_DIFFERENCE` of PyTorch's, run by ONNX Runtime; where OpenVINO is
+installed the same files are checked under it too, and it serves them by default only if that check passed.
 """
 
 import copy
@@ -39,6 +41,8 @@ from .onnx_runtime import (
     check_export_inputs,
     export_facts,
     onnx_path,
+    openvino_installed,
+    preferred_engine,
     quantize,
     save_report,
     session,
@@ -121,10 +125,10 @@ class _BoxHeadGraph(nn.Module):
 
 # What replaces each part at run time: the exported graph, returning what the PyTorch part returns.
 class _OnnxPart(nn.Module):
-    def __init__(self, path: Path, threads: int | None):
+    def __init__(self, path: Path, threads: int | None, engine: str = "onnxruntime"):
         super().__init__()
         self.path = Path(path)
-        self.session = session(path, threads, spin=False)
+        self.session = session(path, threads, spin=False, engine=engine)
         self.input_names = [value.name for value in self.session.get_inputs()]
 
     def run(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -135,8 +139,8 @@ class _OnnxPart(nn.Module):
 class OnnxBackbone(_OnnxPart):
     """The backbone and feature pyramid: images in, the pyramid's `OrderedDict` of feature maps out."""
 
-    def __init__(self, path: Path, threads: int | None, keys: Sequence[str], out_channels: int):
-        super().__init__(path, threads)
+    def __init__(self, path: Path, threads: int | None, keys: Sequence[str], out_channels: int, engine: str):
+        super().__init__(path, threads, engine)
         self.keys, self.out_channels = list(keys), out_channels
 
     def forward(self, images: torch.Tensor) -> OrderedDict:
@@ -155,8 +159,8 @@ class OnnxRpnHead(_OnnxPart):
 class OnnxBoxHead(_OnnxPart):
     """The box head: pooled RoI features in, one representation per RoI out (none for an image without RoIs)."""
 
-    def __init__(self, path: Path, threads: int | None, out_features: int):
-        super().__init__(path, threads)
+    def __init__(self, path: Path, threads: int | None, out_features: int, engine: str):
+        super().__init__(path, threads, engine)
         self.out_features = out_features
 
     def forward(self, roi_features: torch.Tensor) -> torch.Tensor:
@@ -173,10 +177,14 @@ def available_detector_precision(model_dir: str | Path) -> str | None:
     return None
 
 
-def use_onnx_parts(detector, model_dir: str | Path, precision: str, threads: int | None = None):
+def use_onnx_parts(
+    detector, model_dir: str | Path, precision: str, threads: int | None = None, engine: str | None = None
+):
     """
-    `detector` (changed in place, and returned) with its backbone, RPN head and box head run by ONNX Runtime from
-    `model_dir`'s export in `precision` (`"fp32"` or `"int8"`). Everything else stays PyTorch.
+    `detector` (changed in place, and returned) with its backbone, RPN head and box head run from `model_dir`'s
+    export in `precision` (`"fp32"` or `"int8"`) by `engine` (`"onnxruntime"` or `"openvino"`; by default
+    `onnx_runtime.preferred_engine`, OpenVINO where it is installed and passed the export's check). Everything else
+    stays PyTorch.
     """
     paths = part_paths(model_dir, precision)
     missing = [path.name for path in paths.values() if not path.is_file()]
@@ -185,18 +193,21 @@ def use_onnx_parts(detector, model_dir: str | Path, precision: str, threads: int
             f"No {precision} ONNX export of the detector in {model_dir} ({', '.join(missing)} missing): run "
             f"`cervix-hf export --model {model_dir} --precision {precision} --calibration DATA` first."
         )
+    engine = engine or preferred_engine(model_dir, precision)
     inner = detector.detector
     backbone = inner.backbone
     graph = onnx.load(paths["backbone"], load_external_data=False).graph
     keys = [output.name.removeprefix("features_") for output in graph.output]
     replacements = {
-        "backbone": OnnxBackbone(paths["backbone"], threads, keys, backbone.out_channels),
-        "rpn_head": OnnxRpnHead(paths["rpn_head"], threads),
-        "box_head": OnnxBoxHead(paths["box_head"], threads, inner.roi_heads.box_predictor.cls_score.in_features),
+        "backbone": OnnxBackbone(paths["backbone"], threads, keys, backbone.out_channels, engine),
+        "rpn_head": OnnxRpnHead(paths["rpn_head"], threads, engine),
+        "box_head": OnnxBoxHead(
+            paths["box_head"], threads, inner.roi_heads.box_predictor.cls_score.in_features, engine
+        ),
     }
     for part in PARTS:
         part.replace(detector, replacements[part.name])
-    detector.onnx_precision = precision
+    detector.onnx_precision, detector.onnx_engine = precision, engine
     return detector
 
 
@@ -262,8 +273,9 @@ def _detections(detector, processor, images: Sequence) -> list[dict]:
 
 
 def _compare(
-    detector, exported, processor, check: Sequence[tuple], label_names: Sequence[str], reference_score: float
+    detector, exported: dict, processor, check: Sequence[tuple], label_names: Sequence[str], reference_score: float
 ) -> dict:
+    """The check of the detector run by each engine in `exported` (engine: detector) against PyTorch's, by engine."""
     images = [image for image, _ in check]
     reference = _detections(detector, processor, images)
     labelled = all(target is not None for _, target in check)
@@ -272,15 +284,24 @@ def _compare(
     else:
         truths = [{"boxes": found["boxes"][found["scores"] >= reference_score],
                    "labels": found["labels"][found["scores"] >= reference_score]} for found in reference]  # fmt: skip
-    got = _detections(exported, processor, images)
     pytorch_map = compute_detection_metrics(truths, reference, label_names)["map_50"]
-    export_map = compute_detection_metrics(truths, got, label_names)["map_50"]
     return {
-        "check_images": len(check),
+        engine: _scores(pytorch_map, compute_detection_metrics(truths, _detections(model, processor, images),
+                                                               label_names)["map_50"], labelled, len(check),
+                        reference_score)
+        for engine, model in exported.items()
+    }  # fmt: skip
+
+
+def _scores(pytorch_map, export_map, labelled: bool, images: int, reference_score: float) -> dict:
+    difference = None if pytorch_map is None else round(export_map - pytorch_map, 6)
+    return {
+        "check_images": images,
         "scored_against": "labels" if labelled else f"PyTorch's detections scoring {reference_score} or more",
         "pytorch_map_50": None if pytorch_map is None else round(pytorch_map, 6),
         "export_map_50": None if export_map is None else round(export_map, 6),
-        "map_50_difference": None if pytorch_map is None else round(export_map - pytorch_map, 6),
+        "map_50_difference": difference,
+        "accepted": difference is not None and abs(difference) <= MAX_MAP_50_DIFFERENCE,
     }
 
 
@@ -338,11 +359,17 @@ def export_detector_onnx(
                 exclude = _float32_nodes(fp32) if part.name == "rpn_head" else ()
                 quantize(fp32, onnx_path(scratch, "int8", part.name), feeds, exclude)
         on_progress(f"checking the {precision} export on {len(check)} image(s)")
-        exported = use_onnx_parts(copy.deepcopy(model), scratch, precision)
-        report = _compare(model, exported, processor, check, label_names, reference_score)
+        engines = ("onnxruntime", "openvino") if openvino_installed() else ("onnxruntime",)
+        exported = {
+            engine: use_onnx_parts(copy.deepcopy(model), scratch, precision, engine=engine) for engine in engines
+        }
+        checks = _compare(model, exported, processor, check, label_names, reference_score)
+        report = checks.pop("onnxruntime")
         report.update(export_facts(precision, calibration, started))
-        difference = report["map_50_difference"]
-        report["accepted"] = difference is not None and abs(difference) <= MAX_MAP_50_DIFFERENCE
+        if report["accepted"] and "openvino" in checks:  # the same files, run by OpenVINO, checked alike
+            report["openvino"] = {
+                key: checks["openvino"][key] for key in ("export_map_50", "map_50_difference", "accepted")
+            }
         if report["pytorch_map_50"] is None:
             raise ExportError(
                 f"Nothing to check the export against: the {len(check)} check image(s) have no labelled cells and "

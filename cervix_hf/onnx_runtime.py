@@ -1,24 +1,31 @@
-"""ONNX export of the classifiers (fp32, or int8 by static quantization calibrated on real images) and ONNX Runtime
-behind the PyTorch model's own call, so that processors, the quality gate and post-processing are the same code for
-every runtime.
+"""ONNX export of the classifiers (fp32, or int8 by static quantization calibrated on real images), run by ONNX
+Runtime or OpenVINO behind the PyTorch model's own call, so that processors, the quality gate and post-processing are
+the same code for every runtime.
 
     cervix-hf export --model checkpoints/colponet --precision int8 --calibration DATA
 
 writes `onnx/model.onnx` (and `onnx/model_int8.onnx`) and `onnx/export.json` into the model folder, beside the
 weights, so they travel with it to the Hub. The exporter checks the exported model against PyTorch on real images
-before keeping it: top-1 agreement and the largest difference of a probability (`export.json` records both).
+before keeping it: top-1 agreement and the largest difference of a probability (`export.json` records both), run
+by ONNX Runtime and, when it is installed, by OpenVINO too.
 
 Tools: `torch.onnx.export` for the graph; onnxruntime's `quant_pre_process` and `quantize_static` (QDQ format,
-per-channel int8 weights, uint8 activations) for int8, which uses the CPU's VNNI int8 instructions. The speed-up
-and the agreement with PyTorch are measured by `python -m benchmarks.runtimes`.
+per-channel int8 weights, uint8 activations) for int8, which uses the CPU's VNNI int8 instructions. Two engines run
+the same `.onnx` files: ONNX Runtime (`engine="onnxruntime"`) and OpenVINO (`engine="openvino"`, which reads ONNX
+directly, QDQ int8 included, with float32 as its inference precision so that an fp32 export computes what PyTorch
+does). The speed-up and the agreement with PyTorch are measured by `python -m benchmarks.runtimes`; where OpenVINO
+is installed and its own check passed, the automatic choice ([`preferred_engine`]) is OpenVINO, which that benchmark
+measured faster on this kind of CPU.
 
-The detector is not exported: its torchvision Faster R-CNN (RPN proposals, RoI pooling, NMS) runs in PyTorch.
+The detector's parts are exported by `cervix_hf.onnx_detector`, with these same tools.
 """
 
+import importlib.util
 import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -37,7 +44,8 @@ logger = logging.getLogger(__name__)
 ONNX_FOLDER = "onnx"
 EXPORT_REPORT = "export.json"
 PRECISIONS = ("fp32", "int8")
-RUNTIMES = ("torch", "onnx")
+ENGINES = ("onnxruntime", "openvino")
+ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 OPSET = 17
 # The exported model is kept only if it agrees with PyTorch this well on the check images.
 MIN_TOP1_AGREEMENT = 0.99
@@ -138,10 +146,13 @@ def export_onnx(
                 for item in calibration
             )
             quantize(fp32, exported, feeds)
-        report = _compare(model, exported, [model_inputs(processor, [item], spec) for item in check], spec)
+        batches = [model_inputs(processor, [item], spec) for item in check]
+        report = _compare(model, exported, batches, spec, "onnxruntime")
         report.update(export_facts(precision, calibration, started))
-        too_far = report["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE
-        report["accepted"] = report["top1_agreement"] >= MIN_TOP1_AGREEMENT and not too_far
+        report["accepted"] = _agrees(report)
+        if report["accepted"] and openvino_installed():  # the same file, run by the other engine, checked alike
+            report["openvino"] = _compare(model, exported, batches, spec, "openvino")
+            report["openvino"]["accepted"] = _agrees(report["openvino"])
         if enforce and not report["accepted"]:
             raise ExportError(
                 f"The {precision} export disagrees with PyTorch on {report['check_images']} check image(s): top-1 "
@@ -153,6 +164,11 @@ def export_onnx(
     save_report(model_dir, precision, report)
     logger.info("Exported %s (%s): %s", target, precision, report)
     return report
+
+
+def _agrees(check: dict) -> bool:
+    too_far = check["max_probability_difference"] > MAX_PROBABILITY_DIFFERENCE
+    return check["top1_agreement"] >= MIN_TOP1_AGREEMENT and not too_far
 
 
 def check_export_inputs(precision: str, calibration: Sequence, check: Sequence) -> None:
@@ -170,7 +186,8 @@ def export_facts(precision: str, calibration: Sequence, started: float) -> dict:
         "calibration_images": len(calibration) if precision == "int8" else 0,
         "export_seconds": round(time.perf_counter() - started, 1),
         "opset": OPSET,
-        "onnxruntime": _ort().__version__,
+        "onnxruntime_version": _ort().__version__,
+        **({"openvino_version": _openvino().__version__} if openvino_installed() else {}),
     }
 
 
@@ -186,12 +203,17 @@ def save_report(model_dir: str | Path, precision: str, report: dict) -> None:
     atomic_write_text(Path(model_dir) / ONNX_FOLDER / EXPORT_REPORT, json.dumps(reports, indent=2))
 
 
-def session(path: str | Path, threads: int | None = None, spin: bool = True):
+def session(path: str | Path, threads: int | None = None, spin: bool = True, engine: str = "onnxruntime"):
     """
-    An ONNX Runtime session on the CPU for the graph at `path` (`threads`: its intra-op threads, default all).
-    `spin=False` stops its threads from busy-waiting between runs: needed where PyTorch computes between them (the
+    A session on the CPU for the graph at `path`, with ONNX Runtime's `run(output_names, feeds)` and `get_inputs()`
+    whichever the `engine` (`"onnxruntime"` or `"openvino"`); `threads`: its threads, default all. `spin=False`
+    stops ONNX Runtime's threads from busy-waiting between runs: needed where PyTorch computes between them (the
     detector's parts), whose threads would otherwise compete with spinning ones for the cores.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    if engine == "openvino":
+        return OpenVinoSession(path, threads)
     ort = _ort()
     options = ort.SessionOptions()
     if threads:
@@ -207,6 +229,49 @@ def _ort():
     except ImportError as error:
         raise ImportError("ONNX export and runtime need onnxruntime: pip install onnxruntime onnx") from error
     return onnxruntime
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError as error:
+        raise ImportError("The openvino runtime needs OpenVINO: pip install openvino") from error
+    return openvino
+
+
+@dataclass(frozen=True)
+class _Port:
+    name: str
+
+
+class OpenVinoSession:
+    """
+    OpenVINO's compiled model for an `.onnx` graph on the CPU, called as an ONNX Runtime session is
+    (`run(output_names, feeds)`, `get_inputs()`). Inference precision is float32 (OpenVINO would otherwise compute
+    an fp32 graph in bfloat16 on CPUs that have it), so fp32 agrees with PyTorch and int8 is the graph's own int8.
+    One inference at a time (an infer request is not thread-safe); its outputs are copies.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            settings["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = _openvino().Core().compile_model(str(path), "CPU", settings)
+        self.request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> list[_Port]:
+        return [_Port(port.get_any_name()) for port in self.compiled.inputs]
+
+    def run(self, output_names: Sequence[str] | None, feeds: dict) -> list[np.ndarray]:
+        ports = self.compiled.outputs if output_names is None else [self.compiled.output(n) for n in output_names]
+        with self._lock:
+            results = self.request.infer(feeds, share_outputs=False)
+            return [np.array(results[port]) for port in ports]
 
 
 def model_inputs(processor, items: Sequence, spec: ExportSpec) -> tuple[torch.Tensor, ...]:
@@ -276,8 +341,8 @@ def probabilities_of(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _compare(model, path: Path, batches: list[tuple[torch.Tensor, ...]], spec: ExportSpec) -> dict:
-    session = OnnxModel(path, model.config)
+def _compare(model, path: Path, batches: list[tuple[torch.Tensor, ...]], spec: ExportSpec, engine: str) -> dict:
+    session = OnnxModel(path, model.config, engine=engine)
     agree, largest = 0, 0.0
     for batch in batches:
         inputs = dict(zip(spec.inputs, batch))
@@ -315,17 +380,18 @@ class OnnxOutput(ModelOutput):
 
 class OnnxModel:
     """
-    An exported model run by ONNX Runtime, called like the PyTorch model (`model(**processor(...))`) and returning a
-    `ModelOutput` with the same fields (`logits`, and for the fusion model `probabilities`,
-    `pre_to_post_attentions` and `feature_map_size`), so the inference functions use it unchanged. `config` is the
-    saved model's config.
+    An exported model run by ONNX Runtime or OpenVINO (`engine`), called like the PyTorch model
+    (`model(**processor(...))`) and returning a `ModelOutput` with the same fields (`logits`, and for the fusion
+    model `probabilities`, `pre_to_post_attentions` and `feature_map_size`), so the inference functions use it
+    unchanged. `config` is the saved model's config.
     """
 
-    def __init__(self, path: str | Path, config, threads: int | None = None):
+    def __init__(self, path: str | Path, config, threads: int | None = None, engine: str = "onnxruntime"):
         self.path = Path(path)
         self.config = config
+        self.engine = engine
         self.spec = export_spec(config.model_type)
-        self.session = session(path, threads)
+        self.session = session(path, threads, engine=engine)
 
     def eval(self):
         return self
@@ -349,10 +415,30 @@ def available_precision(model_dir: str | Path, part: str = "model") -> str | Non
     return None
 
 
-def load_onnx(model_dir: str | Path, precision: str | None = None, threads: int | None = None):
+def preferred_engine(model_dir: str | Path, precision: str) -> str:
+    """
+    `"openvino"` when it is installed and the export's check (`onnx/export.json`) passed under it too, else
+    `"onnxruntime"`: the faster engine that is known to agree with PyTorch on this export.
+    """
+    check = _read_reports(model_dir).get(precision, {}).get("openvino") or {}
+    return "openvino" if openvino_installed() and check.get("accepted") else "onnxruntime"
+
+
+def describe_runtime(model) -> str:
+    """What `model` runs on, for logs and the app: "PyTorch", or e.g. "OpenVINO (int8 export)"."""
+    precision = getattr(model, "onnx_precision", None)
+    if precision is None:
+        return "PyTorch"
+    return f"{ENGINE_NAMES[getattr(model, 'onnx_engine', 'onnxruntime')]} ({precision} export)"
+
+
+def load_onnx(
+    model_dir: str | Path, precision: str | None = None, threads: int | None = None, engine: str | None = None
+):
     """
     An exported model of the local folder `model_dir` and its processor: `precision` (`"int8"` or `"fp32"`), or the
-    fastest one exported. Raises `FileNotFoundError` naming the command to export it when there is none.
+    fastest one exported, run by `engine` (`"onnxruntime"` or `"openvino"`; by default [`preferred_engine`]).
+    Raises `FileNotFoundError` naming the command to export it when there is none.
     """
     precision = precision or available_precision(model_dir)
     path = onnx_path(model_dir, precision or "fp32")
@@ -362,6 +448,8 @@ def load_onnx(model_dir: str | Path, precision: str | None = None, threads: int 
             f"`cervix-hf export --model {model_dir} --precision {precision or 'int8'} --calibration DATA` first."
         )
     config = AutoConfig.from_pretrained(model_dir)
-    model = OnnxModel(path, config, threads)
-    model.onnx_precision = precision or "fp32"
+    precision = precision or "fp32"
+    engine = engine or preferred_engine(model_dir, precision)
+    model = OnnxModel(path, config, threads, engine)
+    model.onnx_precision, model.onnx_engine = precision, engine
     return model, AutoImageProcessor.from_pretrained(model_dir)

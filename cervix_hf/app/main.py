@@ -88,7 +88,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--runtime",
         default="auto",
         choices=RUNTIMES,
-        help="auto: a model folder's ONNX export (cervix-hf export) runs its predictions when it has one",
+        help="auto: a model folder's export (cervix-hf export) runs its predictions when it has one, by OpenVINO "
+        "where it is installed and passed the export's check, else ONNX Runtime; onnx, openvino: by that engine",
     )
     parser.add_argument(
         "--no-warm-up",

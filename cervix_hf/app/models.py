@@ -38,9 +38,9 @@ from huggingface_hub.errors import EntryNotFoundError
 from PIL import Image
 
 from ..hub import is_repo_reference, model_repo_id, split_revision
-from ..inference import load_detector, load_pretrained
+from ..inference import EXPORT_ENGINES, load_detector, load_pretrained
 from ..onnx_detector import available_detector_precision
-from ..onnx_runtime import EXPORTABLE, available_precision, load_onnx
+from ..onnx_runtime import EXPORTABLE, available_precision, describe_runtime, load_onnx
 from ..registry import FAMILIES, ModelFamily
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 UNTRAINED_WARNING = "UNTRAINED MODEL: output is meaningless"
 # Long enough for a slow Hub, short enough that an unreachable one does not stall the start-up.
 HUB_CHECK_TIMEOUT = 5.0
-RUNTIMES = ("auto", "torch")
+RUNTIMES = ("auto", "torch", *EXPORT_ENGINES)
 DEFAULT_CHECKPOINTS_DIR = Path("checkpoints")
 
 
@@ -139,8 +139,8 @@ class LoadedModel:
         source (`ModelSource`): where it was loaded from.
         card (`str`, *optional*): its model card (README.md) without the YAML header, when it has one.
         notes (`list[str]`): the sources tried before this one, each with why it was not used.
-        exported (`OnnxModel`, *optional*): the folder's ONNX export (`cervix-hf export`), run by ONNX Runtime for
-            predictions; `model` stays for what needs PyTorch (Grad-CAM).
+        exported (`OnnxModel`, *optional*): the folder's ONNX export (`cervix-hf export`), run by ONNX Runtime or
+            OpenVINO for predictions; `model` stays for what needs PyTorch (Grad-CAM).
     """
 
     model: object
@@ -157,9 +157,7 @@ class LoadedModel:
 
     @property
     def runtime(self) -> str:
-        if self.exported is None:
-            return "PyTorch"
-        return f"ONNX Runtime ({self.exported.onnx_precision} export)"
+        return describe_runtime(self.predictor)
 
     @property
     def trained(self) -> bool:
@@ -184,7 +182,9 @@ class ModelSlot:
             configuration; `"tiny"` for tests).
         hub_timeout (`float`, *optional*, defaults to `HUB_CHECK_TIMEOUT`): seconds to wait for the Hub.
         runtime (`str`, *optional*, defaults to `"auto"`): `"auto"` runs predictions on a local folder's ONNX export
-            when it has one (the fastest exported precision), `"torch"` always on PyTorch.
+            when it has one (the fastest exported precision, by OpenVINO where it is installed and passed the
+            export's check, else ONNX Runtime); `"onnx"` or `"openvino"` on the export by that engine; `"torch"`
+            always on PyTorch. A folder without an export is served by PyTorch.
     """
 
     def __init__(
@@ -258,14 +258,15 @@ class ModelSlot:
         return loaded
 
     def _load_export(self, source: ModelSource):
-        """The source folder's fastest ONNX export, when `runtime` is `"auto"` and it has one; else `None`."""
-        if self.runtime != "auto" or source.kind != "folder":
+        """The source folder's fastest ONNX export, unless `runtime` is `"torch"` or it has none; else `None`."""
+        if self.runtime == "torch" or source.kind != "folder":
             return None
+        engine = EXPORT_ENGINES.get(self.runtime)  # None: the preferred one
         try:
             if self.task.model_type in EXPORTABLE and available_precision(source.location):
-                return load_onnx(source.location)[0]
+                return load_onnx(source.location, engine=engine)[0]
             if self.task.model_type == "cell_detector" and available_detector_precision(source.location):
-                return load_detector(source.location, runtime="onnx")[0]
+                return load_detector(source.location, runtime=self.runtime)[0]
             return None
         except Exception as error:  # the PyTorch model still serves; say why the export did not
             logger.warning("%s: the ONNX export in %s did not load (%s); using PyTorch.", self.task.title,
@@ -311,7 +312,7 @@ class ModelSlot:
                 logger.warning("%s: could not load %s: %s", self.task.title, source.describe(), error)
                 continue
             exported = self._load_export(source)
-            runtime = "PyTorch" if exported is None else f"ONNX Runtime ({exported.onnx_precision} export)"
+            runtime = describe_runtime(exported or model)
             logger.info("%s: loaded from %s; predictions run on %s.", self.task.title, source.describe(), runtime)
             return LoadedModel(model, processor, source, _read_card(source), notes, exported)
         model, processor = self.task.build_untrained(self.untrained_size)
