@@ -3,32 +3,45 @@
 
 import gradio as gr
 
-from ..inference import (
-    classify_cervix_type,
-    explain_cervix_type,
-)
+from ..inference import classify_cervix_type, explain_cervix_type, prepare_cervix_photo
 from ..visualization import overlay_heatmap
 from .models import ModelSlot
 from .widgets import (
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     OUTPUT_IMAGE_BUTTONS,
+    ResultCache,
     checked_flag,
     model_footer,
     read_upload,
     result_label,
     untrained_prefix,
+    upload_digest,
 )
 
 OVERRIDE = "Classify even if the quality gate rejects the photo"
 
 
 def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
-    def classify(photo, ignore_quality_gate):
+    # The classification of the last photos (their preprocessed pixels, gate verdict and prediction), by content,
+    # so that the Grad-CAM request that follows it explains the type shown, without reading, gating or
+    # classifying the photo again. Only Grad-CAM's own forward and backward pass runs, in PyTorch.
+    cache = ResultCache()
+
+    def classified(photo, ignore_quality_gate):
         image, _ = read_upload(photo, "photo", "colponet")
         loaded = slot.get()
         override = checked_flag(ignore_quality_gate, OVERRIDE)
-        prediction = classify_cervix_type(loaded.predictor, loaded.processor, image, override)
+
+        def compute():
+            prepared = prepare_cervix_photo(loaded.processor, image)
+            return prepared, classify_cervix_type(loaded.predictor, loaded.processor, prepared, override)
+
+        key = (id(loaded.model), upload_digest(photo), override)
+        return image, loaded, override, *cache.get_or_compute(key, compute)
+
+    def classify(photo, ignore_quality_gate):
+        _, loaded, _, _, prediction = classified(photo, ignore_quality_gate)
         verdict = f"**Quality gate:** {prediction.quality.message}\n\n"
         if not prediction.classified:
             verdict += f"**Not classified.** Tick *{OVERRIDE}* to override."
@@ -49,10 +62,8 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
         return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, details
 
     def explain(photo, ignore_quality_gate):
-        image, _ = read_upload(photo, "photo", "colponet")
-        loaded = slot.get()
-        override = checked_flag(ignore_quality_gate, OVERRIDE)
-        explanation = explain_cervix_type(loaded.model, loaded.processor, image, override)
+        image, loaded, override, prepared, prediction = classified(photo, ignore_quality_gate)
+        explanation = explain_cervix_type(loaded.model, loaded.processor, prepared, override, prediction)
         if explanation.heatmap is None:
             return gr.Image(value=None, label="Grad-CAM: the photo was not classified")
         title = f"Grad-CAM for {explanation.label}: what drove the prediction (red = most)"
