@@ -1,5 +1,5 @@
-"""Inference runtimes side by side: PyTorch fp32, PyTorch bf16, ONNX Runtime fp32 and int8, for ColpoNet and the
-pre/post fusion model, on real images, in one run.
+"""Inference runtimes side by side: PyTorch fp32, PyTorch bf16, ONNX Runtime fp32 and int8, OpenVINO fp32 and int8,
+for each of the three models, on real images, in one run.
 
     python -m benchmarks.runtimes [--repeats 10] [--threads N]
 
@@ -11,10 +11,13 @@ on the weights, agreement does, see below):
 - agreement with PyTorch fp32 on the real sample (the Intel & MobileODT photos the quality gate accepts; the IARC
   atlas pairs): top-1 agreement (the fusion model's decision at 0.5) and the largest difference of a probability
   (targets: at least 99% and at most 0.03);
+- the peak resident memory of a fresh process that loads the model with that runtime (as the CLI and app do) and
+  predicts one batch of 8, and the model's share of it (`benchmarks.peak_memory`);
 - the export's time.
 
 bf16 is `torch.autocast("cpu", dtype=torch.bfloat16)` with channels-last memory. int8 is `cervix_hf.onnx_runtime`'s
-static quantization, calibrated on half of the real inputs; agreement is measured on all of them.
+static quantization, calibrated on half of the real inputs; agreement is measured on all of them. OpenVINO runs the
+same `.onnx` files as ONNX Runtime (it reads ONNX, QDQ int8 included), at float32 inference precision.
 
 With random weights a ResNet-50's class probabilities are nearly equal, so a small numeric difference can change the
 top-1 class: agreement here is a worst case, and is measured again on a trained model before publishing (the
@@ -22,7 +25,8 @@ exporter refuses an export that disagrees).
 
 The cell detector's section gives, on a real 1024x1024 ISBI image at batch 1 (a Pap-smear field is one large image),
 PyTorch fp32 against its backbone under bf16 autocast (`inference.use_bf16_backbone`, heads in float32), the whole
-model under bf16 autocast, and its learned parts run by ONNX Runtime in fp32 and int8 (`cervix_hf.onnx_detector`:
+model under bf16 autocast, and its learned parts run by ONNX Runtime and OpenVINO in fp32 and int8
+(`cervix_hf.onnx_detector`:
 backbone with feature pyramid, RPN head and box head; calibrated on EDF000-009 and checked on EDF010-011), where
 the time goes in fp32 and in int8 (seconds per stage, from forward hooks), and with `--detector DIR` (a detector
 trained by `python -m benchmarks.detector_accuracy --output-dir DIR`) the mAP@.5 on EDF010-011 of each (target:
@@ -33,7 +37,10 @@ within 0.01 of fp32).
 
 import argparse
 import copy
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +56,9 @@ from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import MODEL_SIZES
 from cervix_hf.onnx_detector import export_detector_onnx, use_onnx_parts
 from cervix_hf.onnx_runtime import (
+    ENGINE_NAMES,
+    ENGINES,
+    PRECISIONS,
     export_onnx,
     export_spec,
     load_onnx,
@@ -74,7 +84,38 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--detector", type=Path, help="a trained detector (python -m benchmarks.detector_accuracy --output-dir DIR)"
     )
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the peak memory of each runtime")
     return parser
+
+
+# What each row's runtime is called by the loaders (`load_classifier` / `load_detector`), for its memory.
+LOADER_RUNTIMES = {
+    "PyTorch fp32": ("torch", None),
+    "fp32": ("torch", None),
+    "bf16 backbone": ("bf16", None),
+    "ONNX Runtime fp32": ("onnx", "fp32"),
+    "ONNX Runtime int8": ("onnx", "int8"),
+    "OpenVINO fp32": ("openvino", "fp32"),
+    "OpenVINO int8": ("openvino", "int8"),
+}
+
+
+def peak_memory(model_dir: Path, rows, threads: int | None) -> dict:
+    """Peak resident MiB of a fresh process per row that the loaders can run (bf16 classifiers: not measured)."""
+    found = {}
+    for name in rows:
+        if name not in LOADER_RUNTIMES:
+            continue
+        runtime, precision = LOADER_RUNTIMES[name]
+        command = [sys.executable, "-m", "benchmarks.peak_memory", str(model_dir),
+                   f"{runtime}:{precision}" if precision else runtime]  # fmt: skip
+        if threads:
+            command += ["--threads", str(threads)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        if done.returncode != 0:
+            raise RuntimeError(f"the memory run of {name} failed: {done.stderr[-2000:]}")
+        found[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
 
 
 def throughput(call, batch: tuple, repeats: int) -> float:
@@ -103,15 +144,18 @@ def runtimes(model, folder: Path, spec, threads: int | None) -> dict:
 
         return call
 
-    def onnx_call(precision: str):
-        session, _ = load_onnx(folder, precision, threads)
+    def export_call(precision: str, engine: str):
+        session, _ = load_onnx(folder, precision, threads, engine)
         return lambda *inputs: session(**dict(zip(spec.inputs, inputs))).logits
 
     return {
         "PyTorch fp32": torch_call(False),
         "PyTorch bf16": torch_call(True),
-        "ONNX Runtime fp32": onnx_call("fp32"),
-        "ONNX Runtime int8": onnx_call("int8"),
+        **{
+            f"{ENGINE_NAMES[engine]} {precision}": export_call(precision, engine)
+            for engine in ENGINES
+            for precision in PRECISIONS
+        },
     }
 
 
@@ -153,24 +197,27 @@ def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
                 "batch 8": throughput(call, eight, max(2, args.repeats // 4)),
                 "agreement": agreement(calls["PyTorch fp32"], call, singles),
             }
+        memory = {} if args.skip_memory else peak_memory(folder, rows, args.threads)
     base = rows["PyTorch fp32"]
     print(f"\n{model_type}: {len(inputs)} real input(s); export fp32 {exports['fp32']['export_seconds']} s, "
           f"int8 {exports['int8']['export_seconds']} s")  # fmt: skip
-    header = ("runtime", "batch 1/s", "ratio", "batch 8/s", "ratio", "top-1 agree", "max |dp|")
-    print("{:<20} {:>10} {:>6} {:>10} {:>6} {:>12} {:>9}".format(*header))
+    header = ("runtime", "batch 1/s", "ratio", "batch 8/s", "ratio", "top-1 agree", "max |dp|", "peak MiB (+model)")
+    print("{:<20} {:>10} {:>6} {:>10} {:>6} {:>12} {:>9} {:>18}".format(*header))
     for name, row in rows.items():
         top1, largest = row["agreement"]
+        peak = f"{memory[name]['peak_mib']:>11} (+{memory[name]['model_mib']:>4})" if name in memory else " " * 17 + "-"
         print(
             f"{name:<20} {row['batch 1']:>10.2f} {row['batch 1'] / base['batch 1']:>5.2f}x {row['batch 8']:>10.2f} "
-            f"{row['batch 8'] / base['batch 8']:>5.2f}x {top1:>11.1%} {largest:>9.4f}"
+            f"{row['batch 8'] / base['batch 8']:>5.2f}x {top1:>11.1%} {largest:>9.4f} {peak}"
         )
-    int8 = rows["ONNX Runtime int8"]
-    speedup = int8["batch 1"] / base["batch 1"]
-    verdict = "meets" if speedup >= TARGET_SPEEDUP else "MISSES"
-    print(f"{model_type}: ONNX Runtime int8 at batch 1 is {speedup:.2f}x PyTorch fp32 ({verdict} the {TARGET_SPEEDUP}x "
-          f"target); top-1 agreement {int8['agreement'][0]:.1%}, max |probability difference| "
-          f"{int8['agreement'][1]:.4f}")  # fmt: skip
-    return {"rows": rows, "exports": exports}
+    for name in ("ONNX Runtime int8", "OpenVINO int8"):
+        int8 = rows[name]
+        speedup = int8["batch 1"] / base["batch 1"]
+        verdict = "meets" if speedup >= TARGET_SPEEDUP else "MISSES"
+        print(f"{model_type}: {name} at batch 1 is {speedup:.2f}x PyTorch fp32 ({verdict} the {TARGET_SPEEDUP}x "
+              f"target); top-1 agreement {int8['agreement'][0]:.1%}, max |probability difference| "
+              f"{int8['agreement'][1]:.4f}")  # fmt: skip
+    return {"rows": rows, "exports": exports, "memory": memory}
 
 
 def detector_map_50(model, processor, records) -> float:
@@ -202,10 +249,16 @@ def detector_profile(args: argparse.Namespace) -> dict:
     ways = {"fp32": model, "bf16 backbone": use_bf16_backbone(copy.deepcopy(model))}
     exports = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for precision in ("fp32", "int8"):
+        model.save_pretrained(scratch)  # a complete model folder, for the memory runs
+        processor.save_pretrained(scratch)
+        for precision in PRECISIONS:
             exports[precision] = export_detector_onnx(model, processor, scratch, precision, calibration, check,
                                                       enforce=False, on_progress=lambda _: None)  # fmt: skip
-            ways[f"ONNX Runtime {precision}"] = use_onnx_parts(copy.deepcopy(model), scratch, precision, args.threads)
+        for engine in ENGINES:
+            for precision in PRECISIONS:
+                ways[f"{ENGINE_NAMES[engine]} {precision}"] = use_onnx_parts(
+                    copy.deepcopy(model), scratch, precision, args.threads, engine
+                )
 
         @torch.inference_mode()
         def run(way: str):
@@ -214,15 +267,20 @@ def detector_profile(args: argparse.Namespace) -> dict:
                     return model(pixel_values=pixels)
             return ways[way](pixel_values=pixels)
 
-        names = ("fp32", "bf16 backbone", "bf16 whole model", "ONNX Runtime fp32", "ONNX Runtime int8")
+        names = ("fp32", "bf16 backbone", "bf16 whole model", *list(ways)[2:])
         speed = {way: throughput(lambda _: run(way), (pixels,), max(2, args.repeats // 2)) for way in names}
         which = f"trained detector {args.detector}" if args.detector else f"{args.size} detector, random weights"
         print(f"\ncell_detector ({which}) at {image.width}x{image.height} (ISBI EDF010), batch 1:")
         print("images/s: " + "; ".join(f"{way} {value:.2f} ({value / speed['fp32']:.2f}x)" for way, value in speed.items()))
-        print(f"cell_detector: ONNX Runtime int8 at batch 1 is {speed['ONNX Runtime int8'] / speed['fp32']:.2f}x "
+        fastest = max(list(ways)[2:], key=speed.get)
+        print(f"cell_detector: the fastest export, {fastest}, at batch 1 is {speed[fastest] / speed['fp32']:.2f}x "
               f"PyTorch fp32 (target 2.5x); exports took {exports['fp32']['export_seconds']} s (fp32) and "
               f"{exports['int8']['export_seconds']} s (int8)")  # fmt: skip
-        stages = {way: stage_seconds(ways[way], lambda way=way: run(way)) for way in ("fp32", "ONNX Runtime int8")}
+        if not args.skip_memory:
+            memory = peak_memory(Path(scratch), ways, args.threads)
+            shares = (f"{way} {value['peak_mib']} (+{value['model_mib']})" for way, value in memory.items())
+            print("peak MiB of a fresh process predicting one image (+ the model's share): " + "; ".join(shares))
+        stages = {way: stage_seconds(ways[way], lambda way=way: run(way)) for way in ("fp32", fastest)}
         for way, (total, seconds) in stages.items():
             print(f"one {way} pass, {total:.2f} s:")
             for name, value in seconds.items():
