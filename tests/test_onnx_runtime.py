@@ -1,5 +1,6 @@
-"""ONNX export and ONNX Runtime: the exported classifiers answer as the PyTorch models do, through the same
-prediction functions and the command line, and an export that disagrees is never kept."""
+"""ONNX export, run by ONNX Runtime and by OpenVINO: the exported models answer as the PyTorch models do, through the
+same prediction functions and the command line, an export that disagrees is never kept, and OpenVINO serves an
+export only when its own check passed."""
 
 import json
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cervix_hf import (
     CellDetectorForObjectDetection,
@@ -24,6 +26,7 @@ from cervix_hf.inference import classify_prepost, load_classifier, load_model_in
 from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
 from cervix_hf.onnx_detector import PARTS, export_detector_onnx
 from cervix_hf.onnx_runtime import ExportError, export_onnx, load_onnx, onnx_path
+from cervix_hf.visualization import grad_cam, overlay_heatmap
 
 from . import expectations
 from .conftest import SHARED_DATA, require_data
@@ -56,17 +59,24 @@ def test_the_exported_colponet_answers_as_pytorch_through_the_command_line(colpo
                  "--calibration", str(data), "--max-images", "8")  # fmt: skip
     assert export.returncode == 0, export.stderr[-3000:]
     assert onnx_path(colponet_dir, "fp32").is_file() and "top-1 agreement 1.000" in export.stdout
+    assert "Run by OpenVINO: top-1 agreement 1.000" in export.stdout
     report = json.loads((colponet_dir / "onnx" / "export.json").read_text())["fp32"]
     assert report["check_images"] >= 1 and report["max_probability_difference"] < 1e-4
+    assert report["openvino"]["accepted"] and report["openvino"]["max_probability_difference"] < 1e-4
 
     photos = intel_photos[:4]
-    predicted = run("-m", "cervix_hf.predict", "--model", str(colponet_dir), "--json", *map(str, photos))
-    assert predicted.returncode == 0, predicted.stderr[-3000:]
-    assert "runtime: onnx (model.onnx)" in predicted.stderr  # `auto` picks the export
     model, processor = load_classifier(str(colponet_dir), runtime="torch")
-    for line, photo in zip(predicted.stdout.splitlines(), photos, strict=True):
-        expected = expectations.type_probabilities(model, processor, photo)
-        assert json.loads(line)["probabilities"] == pytest.approx(expected, abs=1e-4)
+    # `auto` picks the export, run by OpenVINO (its check passed); `onnx` asks for ONNX Runtime.
+    for runtime, engine in (("auto", "OpenVINO"), ("onnx", "ONNX Runtime")):
+        predicted = run("-m", "cervix_hf.predict", "--model", str(colponet_dir), "--json", "--runtime", runtime,
+                        *map(str, photos))  # fmt: skip
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        assert f"colponet on {engine} (fp32 export)" in predicted.stderr
+        for line, photo in zip(predicted.stdout.splitlines(), photos, strict=True):
+            expected = expectations.type_probabilities(model, processor, photo)
+            row = json.loads(line)
+            got = {key.removeprefix("probability_"): row[key] for key in row if key.startswith("probability_")}
+            assert row["image"] == str(photo) and got == pytest.approx(expected, abs=1e-4)
 
 
 def test_int8_colponet_stays_within_the_agreement_bound_on_real_photos(colponet_dir, intel_photos):
@@ -76,10 +86,28 @@ def test_int8_colponet_stays_within_the_agreement_bound_on_real_photos(colponet_
     assert report["precision"] == "int8" and report["calibration_images"] == len(photos[::2])
     int8, int8_processor = load_onnx(colponet_dir)  # the fastest export there: int8
     assert int8.path.name == "model_int8.onnx"
-    for photo in photos[1::2]:  # independently of the exporter's own check
-        expected = expectations.type_probabilities(model, processor, photo)
-        got = expectations.type_probabilities(int8, int8_processor, photo)
-        assert max(abs(expected[name] - got[name]) for name in expected) <= onnx_runtime.MAX_PROBABILITY_DIFFERENCE
+    assert int8.engine == ("openvino" if report["openvino"]["accepted"] else "onnxruntime")
+    for engine in onnx_runtime.ENGINES:
+        int8, _ = load_onnx(colponet_dir, engine=engine)
+        for photo in photos[1::2]:  # independently of the exporter's own check
+            expected = expectations.type_probabilities(model, processor, photo)
+            got = expectations.type_probabilities(int8, int8_processor, photo)
+            assert max(abs(expected[k] - got[k]) for k in expected) <= onnx_runtime.MAX_PROBABILITY_DIFFERENCE
+
+
+def test_openvino_serves_an_export_only_when_its_own_check_passed(colponet_dir, intel_photos):
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    export_onnx(model, processor, colponet_dir, "fp32", check=[load_model_input(intel_photos[0], "colponet")])
+    assert load_classifier(str(colponet_dir), runtime="auto")[0].engine == "openvino"
+    reports_path = colponet_dir / "onnx" / "export.json"
+    reports = json.loads(reports_path.read_text())
+    reports["fp32"]["openvino"]["accepted"] = False  # as an export whose OpenVINO run disagreed records it
+    reports_path.write_text(json.dumps(reports))
+    assert load_classifier(str(colponet_dir), runtime="auto")[0].engine == "onnxruntime"
+    del reports["fp32"]["openvino"]  # an export checked where OpenVINO was not installed
+    reports_path.write_text(json.dumps(reports))
+    assert load_classifier(str(colponet_dir), runtime="auto")[0].engine == "onnxruntime"
+    assert load_classifier(str(colponet_dir), runtime="openvino")[0].engine == "openvino"  # asked for: served
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
@@ -89,9 +117,9 @@ def test_the_exported_fusion_model_gives_the_same_decision_and_attention(tmp_pat
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     export_onnx(model, processor, tmp_path, precision, calibration=pairs[::2], check=pairs[1::2])
-    exported, exported_processor = load_onnx(tmp_path, precision)
     tolerance = 1e-5 if precision == "fp32" else onnx_runtime.MAX_PROBABILITY_DIFFERENCE
-    for pre, post in pairs[1::2]:
+    for pre, post, engine in [(*pair, engine) for pair in pairs[1::2] for engine in onnx_runtime.ENGINES]:
+        exported, exported_processor = load_onnx(tmp_path, precision, engine=engine)
         expected = expectations.positive_probability(model, processor, pre, post)
         answer = classify_prepost(exported, exported_processor, pre, post, threshold=0.5)
         assert answer.probability == pytest.approx(expected, abs=tolerance)
@@ -162,9 +190,9 @@ def test_the_app_predicts_on_a_folder_s_export_and_says_so(colponet_dir, detecto
     export_detector_onnx(detector, detector_processor, detector_dir, "fp32", check=[labelled])
     settings = {"colponet": str(colponet_dir), "cell_detector": str(detector_dir)}
     models = AppModels.from_settings(settings, tmp_path / "none", "tiny")
-    assert models["cell_detector"].get().runtime == "ONNX Runtime (fp32 export)"
+    assert models["cell_detector"].get().runtime == "OpenVINO (fp32 export)"
     loaded = models["colponet"].get()
-    assert loaded.exported is not None and loaded.runtime == "ONNX Runtime (fp32 export)"
+    assert loaded.exported is not None and loaded.runtime == "OpenVINO (fp32 export)"
     demo = launch_app(app.build_demo(models))
     try:
         client = Client(demo.local_url, verbose=False)
@@ -178,8 +206,31 @@ def test_the_app_predicts_on_a_folder_s_export_and_says_so(colponet_dir, detecto
             assert row[1] == cell.label and row[2] == pytest.approx(cell.score, abs=1e-3)
             assert row[3:] == pytest.approx(cell.box, abs=0.1)
         cards = client.predict(api_name="/models")
-        assert "**Runtime:** ONNX Runtime (fp32 export)" in cards[0]
-        assert "**Runtime:** ONNX Runtime (fp32 export)" in cards[1]
+        assert "**Runtime:** OpenVINO (fp32 export)" in cards[0]
+        assert "**Runtime:** OpenVINO (fp32 export)" in cards[1]
+
+        # Grad-CAM (PyTorch) explains the type the export showed, even where PyTorch's own top type differs: an
+        # export whose logits come out reversed stands in for an int8 model that disagrees on this photo.
+        export = loaded.exported
+
+        class Reversed:
+            config = export.config
+
+            def __call__(self, **inputs):
+                return onnx_runtime.OnnxOutput(logits=export(**inputs).logits.flip(-1))
+
+        loaded.exported = Reversed()
+        photo = intel_photos[1]  # not classified before, so not in the tab's cache
+        _, _, details = client.predict(handle_file(photo), False, api_name="/classify_cervix_type")
+        pixels = processor(load_model_input(photo, "colponet"), return_tensors="pt")["pixel_values"]
+        torch_best = model.config.id2label[int(model(pixel_values=pixels).logits.argmax())]
+        assert details["label"] != torch_best
+        heatmap = client.predict(handle_file(photo), False, api_name="/cervix_grad_cam")
+        assert f"Grad-CAM for {details['label']}:" in heatmap["label"]
+        cam, _ = grad_cam(model, pixels, model.config.label2id[details["label"]])
+        image = load_model_input(photo, "colponet")
+        shown = np.asarray(Image.open(heatmap["value"]).convert("RGB"), dtype=np.int16)
+        assert np.abs(shown - np.asarray(overlay_heatmap(image, cam), dtype=np.int16)).mean() < 2  # sent as JPEG
     finally:
         demo.close()
 
@@ -216,11 +267,11 @@ def detector_dir(tmp_path):
     return folder
 
 
-def boxes_by_torch_and_export(folder, image, threshold=0.0):
+def boxes_by_torch_and_export(folder, image, runtime="auto", threshold=0.0):
     from cervix_hf.inference import detect_cells, load_detector
 
     torch_model, processor = load_detector(str(folder), runtime="torch")
-    exported, _ = load_detector(str(folder), runtime="auto")  # `auto` picks the export
+    exported, _ = load_detector(str(folder), runtime=runtime)  # `auto` picks the export
     return detect_cells(torch_model, processor, image, threshold), detect_cells(exported, processor, image, threshold)
 
 
@@ -233,11 +284,14 @@ def test_the_exported_detector_finds_the_same_cells_through_the_command_line(det
     assert all(onnx_path(detector_dir, "fp32", part.name).is_file() for part in PARTS)
     report = json.loads((detector_dir / "onnx" / "export.json").read_text())["fp32"]
     assert report["check_images"] == 2 and abs(report["map_50_difference"]) <= 1e-6
-    expected, got = boxes_by_torch_and_export(detector_dir, load_model_input(data / "EDF011.png", "cell_detector"))
-    assert len(expected) > 0 and len(got) == len(expected)
-    for mine, theirs in zip(got, expected):  # same cells, same classes, same order; float32 all the way
-        assert mine.label == theirs.label and mine.score == pytest.approx(theirs.score, abs=1e-4)
-        assert mine.box == pytest.approx(theirs.box, abs=1e-2)
+    assert report["openvino"]["accepted"] and abs(report["openvino"]["map_50_difference"]) <= 1e-6
+    image = load_model_input(data / "EDF011.png", "cell_detector")
+    for runtime in ("onnx", "openvino"):
+        expected, got = boxes_by_torch_and_export(detector_dir, image, runtime)
+        assert len(expected) > 0 and len(got) == len(expected)
+        for mine, theirs in zip(got, expected):  # same cells, same classes, same order; float32 all the way
+            assert mine.label == theirs.label and mine.score == pytest.approx(theirs.score, abs=1e-4)
+            assert mine.box == pytest.approx(theirs.box, abs=1e-2)
 
 
 def test_the_int8_detector_s_check_reports_what_it_finds_and_a_failed_check_keeps_nothing(detector_dir, monkeypatch):
@@ -274,3 +328,14 @@ def test_the_int8_detector_s_check_reports_what_it_finds_and_a_failed_check_keep
         export_detector_onnx(model, processor, detector_dir, "int8", images[:2], [(i, None) for i in images[2:]],
                              reference_score=reference_score)  # fmt: skip
     assert not any((detector_dir / "onnx").glob("*_int8.onnx")) and not any((detector_dir / "onnx").glob(".export-*"))
+
+
+def test_the_memory_benchmark_measures_a_fresh_process_serving_the_export(colponet_dir, intel_photos):
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    export_onnx(model, processor, colponet_dir, "fp32", check=[load_model_input(intel_photos[0], "colponet")])
+    done = run("-m", "benchmarks.peak_memory", str(colponet_dir), "openvino:fp32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    # The process holds at least the OpenVINO model it compiled; its peak is at least that share.
+    weights = onnx_path(colponet_dir, "fp32").stat().st_size / 2**20
+    assert figures["peak_mib"] >= figures["model_mib"] >= weights
