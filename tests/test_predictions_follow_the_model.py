@@ -68,8 +68,9 @@ def test_the_predict_command_prints_the_models_probabilities(colponet, tiny_colp
     assert len(rows) == 2
     for path, row in zip(paths, rows):
         expected = expectations.type_probabilities(model, processor, Image.open(path).convert("RGB"))
-        assert row["label"] == max(expected, key=expected.get)
-        assert row["probabilities"] == pytest.approx(expected, abs=1e-6)
+        assert row["image"] == str(path) and row["label"] == max(expected, key=expected.get)
+        got = {name: row[f"probability_{name}"] for name in expected}
+        assert got == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.fixture(scope="module")

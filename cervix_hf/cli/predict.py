@@ -1,63 +1,187 @@
-"""Classify colposcopy photos with a saved ColpoNet from the command line.
+"""Predict with any saved model over files, folders, globs or lists, into a CSV or JSON Lines file.
 
-    python -m cervix_hf.predict --model checkpoints/colponet photo1.jpg photo2.jpg [--json]
+    cervix-hf predict --model checkpoints/colponet photos/ --output predictions.csv
+    cervix-hf predict --model checkpoints/cell_detector 'fields/*.png' --output cells.jsonl
+    cervix-hf predict --model checkpoints/prepost_fusion pairs.csv --output decisions.csv   # or the IARC atlas folder
+    torchrun --nproc_per_node 2 -m cervix_hf.predict --model M photos/ --output predictions.csv
 
-Each photo first goes through the quality gate; a rejected (blurry) photo is not classified unless
-`--ignore-quality-gate` is given. Research demo, not a diagnosis.
+The model's type (ColpoNet, cell detector, pre/post fusion) is read from its folder or Hub repo. One row per input:
+for ColpoNet the quality gate's verdict and scores, and the type probabilities when it classified the photo; for the
+detector one row per cell (`row=cell`) and a summary per image (`row=image`: cells per class); for the fusion model
+one row per pair. A file that cannot be read becomes a row with an `error`, counted at the end; the exit code is 1
+when any input failed (2 when nothing could run). `--resume` skips the inputs an output file already holds.
+
+Under `torchrun` or `accelerate launch` each process predicts its share of the inputs and the first one merges the
+shares into the output, sorted by input. Research demo, not a diagnosis.
 """
 
 import argparse
-import json
+import os
 import sys
+from pathlib import Path
+
+import torch
 
 from . import DefaultsHelpFormatter
-from ..image_io import ImageLoadError
-from ..inference import DISCLAIMER, classify_cervix_type, load_classifier
+from ..batch import (
+    FORMATS,
+    InputError,
+    Predictor,
+    Processes,
+    RowWriter,
+    chunks,
+    completed_keys,
+    find_inputs,
+    keep_completed,
+    merge_shards,
+    output_format,
+    row_key,
+    shard,
+    shard_path,
+)
+from ..inference import DISCLAIMER, RUNTIMES, OperatingPointError, load_classifier, load_detector
+from ..onnx_runtime import describe_runtime
+
+MODEL_TYPES = ("colponet", "cell_detector", "prepost_fusion")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
-    parser.add_argument("images", nargs="+", help="photo files")
-    parser.add_argument("--model", required=True, help="saved model folder or Hub repo id")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files, folders (searched recursively), glob patterns, or .txt/.csv lists of paths; for the "
+        "fusion model, a pairs csv (columns pre, post) or the IARC atlas folder",
+    )
+    parser.add_argument("--model", required=True, help="saved model folder or Hub repo id (owner/name)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
-    parser.add_argument("--ignore-quality-gate", action="store_true", help="classify rejected photos too")
-    parser.add_argument("--json", action="store_true", help="one JSON object per photo")
+    parser.add_argument("--output", type=Path, help="output file (default: standard output)")
+    parser.add_argument("--format", choices=FORMATS, help="csv, or jsonl (JSON Lines); default: from --output's "
+                        "suffix (.jsonl, .json: jsonl), else csv")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="same as --format jsonl")
+    parser.add_argument("--batch-size", type=int, default=8, help="inputs per batch (the detector: one at a time)")
+    parser.add_argument("--resume", action="store_true", help="skip the inputs --output already holds (failed "
+                        "ones are tried again), and append")  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (none either when not on a terminal)")
+    parser.add_argument("--ignore-quality-gate", action="store_true", help="ColpoNet: classify rejected photos too")
+    parser.add_argument("--threshold", type=float, help="detector: score threshold (default: the model's); fusion: "
+                        "decision threshold (default: the operating point's, else the model's)")  # fmt: skip
+    parser.add_argument("--operating-point", help="fusion: a named operating point of the model (e.g. screening)")
+    parser.add_argument("--device", help="where a PyTorch model runs, e.g. cpu, cuda:0 (default: this process's GPU "
+                        "under torchrun, LOCAL_RANK, when there is one; else cpu). Exports run on the CPU")  # fmt: skip
     parser.add_argument(
         "--runtime",
         default="auto",
-        choices=("auto", "torch", "onnx"),
-        help="auto: the model folder's ONNX export (cervix-hf export) when it has one, else PyTorch",
+        choices=RUNTIMES,
+        help="auto: the model folder's export (cervix-hf export) when it has one, run by OpenVINO where it is "
+        "installed and passed the export's check, else ONNX Runtime; else PyTorch",
     )
     return parser
 
 
+def load(model: str, revision: str | None, runtime: str):
+    """The model's type, the model (in `runtime`) and its processor; `ValueError` saying why it cannot be loaded."""
+    from transformers import AutoConfig
+
+    path = Path(model).expanduser()
+    if not path.is_dir() and (path.is_absolute() or model.startswith(".") or model.count("/") != 1):
+        raise ValueError(f"{model}: no such folder ({path.resolve()}), and not a Hub repo id (owner/name).")
+    try:
+        model_type = AutoConfig.from_pretrained(str(path) if path.is_dir() else model, revision=revision).model_type
+    except OSError as error:
+        where = f"the folder {path} is not a saved model" if path.is_dir() else (
+            f"there is no folder {path.resolve()}, and the Hub did not provide {model}")  # fmt: skip
+        raise ValueError(f"cannot load {model}: {where} ({str(error).splitlines()[0]}).") from None
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"{model} holds a {model_type!r} model; predict takes {', '.join(MODEL_TYPES)}.")
+    source = str(path) if path.is_dir() else model
+    loader = load_detector if model_type == "cell_detector" else load_classifier
+    return (model_type, *loader(source, revision, runtime=runtime))
+
+
+def default_device() -> str:
+    """This process's GPU (`LOCAL_RANK` of a torchrun / accelerate launch run) when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+    return "cpu"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    fmt = "jsonl" if args.json else output_format(args.output, args.format)
+    processes = Processes.from_environment()
+    if args.batch_size < 1:
+        return _fail("--batch-size must be at least 1.")
+    if (args.resume or processes.world_size > 1) and args.output is None:
+        return _fail("--resume and several processes need --output FILE.")
     try:
-        model, processor = load_classifier(args.model, args.revision, runtime=args.runtime)
-    except (OSError, ValueError, ImportError) as err:
-        print(f"error: cannot load the model {args.model!r}: {err}", file=sys.stderr)
-        return 2
-    runtime = f"onnx ({model.path.name})" if hasattr(model, "session") else "torch"
-    print(f"runtime: {runtime}", file=sys.stderr)
-    if not args.json:
-        print(DISCLAIMER)
-    failures = 0
-    for path in args.images:
+        model_type, model, processor = load(args.model, args.revision, args.runtime)
+        if isinstance(model, torch.nn.Module) and getattr(model, "onnx_precision", None) is None:  # not an export
+            model.to(args.device or default_device())
+        predictor = Predictor(model_type, model, processor, args.ignore_quality_gate, args.threshold,
+                              args.operating_point)  # fmt: skip
+        inputs = find_inputs(args.inputs, model_type)
+    except (InputError, OperatingPointError) as error:
+        return _fail(str(error))
+    except (OSError, ValueError, ImportError) as error:
+        return _fail(f"cannot load the model {args.model!r}: {error}")
+    done = set()
+    resuming = args.resume and args.output.is_file() and args.output.stat().st_size > 0
+    if resuming and processes.is_main:
         try:
-            prediction = classify_cervix_type(model, processor, path, args.ignore_quality_gate)
-        except ImageLoadError as err:
-            failures += 1
-            print(json.dumps({"image": path, "error": str(err)}) if args.json else f"{path}: ERROR {err}")
-            continue
-        if args.json:
-            print(json.dumps({"image": path, **prediction.to_dict()}))
-        elif prediction.classified:
-            probabilities = ", ".join(f"{name} {p:.3f}" for name, p in prediction.probabilities.items())
-            print(f"{path}: {prediction.label} ({probabilities}). {prediction.quality.message}")
-        else:
-            print(f"{path}: not classified. {prediction.quality.message}")
-    return 1 if failures else 0
+            done = keep_completed(args.output, fmt, model_type, predictor.columns)
+        except (ValueError, KeyError) as error:
+            return _fail(f"cannot resume from {args.output}: {error}")
+    processes.barrier()  # the output is cleaned before any process reads which inputs are done
+    if resuming and not processes.is_main:
+        done = completed_keys(args.output, fmt, model_type)
+    todo = shard([item for item in inputs if item.key not in done], processes.rank, processes.world_size)
+    if processes.is_main:
+        print(f"{model_type} on {describe_runtime(model)}: {len(inputs)} input(s), {len(done)} already done; "
+              f"{processes.world_size} process(es).", file=sys.stderr)  # fmt: skip
+        print(DISCLAIMER, file=sys.stderr)
+    failed, rows_written = _run(args, predictor, todo, fmt, processes, append=resuming)
+    processes.barrier()
+    if processes.world_size > 1 and processes.is_main:
+        merge_shards(args.output, processes.world_size, fmt, model_type, predictor.columns, keep_existing=resuming)
+    processes.close()
+    where = args.output or "standard output"
+    print(f"process {processes.rank}: {len(todo)} input(s) predicted, {failed} failed; {rows_written} row(s) "
+          f"written to {where}.", file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0
+
+
+def _run(args, predictor: Predictor, todo: list, fmt: str, processes: Processes, append: bool) -> tuple[int, int]:
+    from tqdm.auto import tqdm
+
+    if args.output is None:
+        handle, header = sys.stdout, True
+    elif processes.world_size > 1:
+        handle, header = shard_path(args.output, processes.rank, processes.world_size).open("w", newline=""), True
+    else:
+        handle = args.output.open("a" if append else "w", newline="", encoding="utf-8")
+        header = not append
+    bar = tqdm(total=len(todo), unit="input", disable=args.quiet or not sys.stderr.isatty(), file=sys.stderr,
+               position=processes.rank, desc=f"process {processes.rank}" if processes.world_size > 1 else None)  # fmt: skip
+    failed = rows_written = 0
+    try:
+        writer = RowWriter(handle, fmt, predictor.columns, header=header)
+        for chunk in chunks(todo, args.batch_size):
+            rows = predictor(chunk)
+            writer.write(rows)
+            rows_written += len(rows)
+            failed += len({row_key(row, predictor.model_type) for row in rows if row.get("error")})
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        if handle is not sys.stdout:
+            handle.close()
+    return failed, rows_written
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,412 @@
+"""Batch prediction: many inputs through one saved model, one row per input (per cell for the detector), written as
+the rows come, resumable, and split across processes.
+
+The engine under `cervix-hf predict`:
+
+- [`find_inputs`] turns what the user typed into inputs: image files, folders (searched recursively), glob patterns,
+  and CSV/TXT lists of paths; for the pre/post fusion model, pairs CSVs (`pre`, `post` columns) and the IARC atlas
+  layout.
+- [`Predictor`] runs a model over a chunk of inputs (batched for the classifiers) and returns flat rows, the same
+  for CSV and JSON Lines. An input that cannot be read becomes a row with an `error`; the batch goes on.
+- [`RowWriter`] appends rows to the output (CSV or JSON Lines) and flushes each chunk, so a run that stops keeps
+  what it finished; [`completed_keys`] reads them back for `--resume`.
+- [`shard`] and [`merge_shards`] split the inputs over the processes of a `torchrun` / `accelerate launch` run and
+  join their outputs into one file, sorted by input, as one process would have written it.
+"""
+
+import csv
+import glob
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data import IMAGE_EXTENSIONS, read_iarc_atlas
+from .data.layout import read_csv_rows
+from .detection_export import spreadsheet_safe
+from .files import atomic_open
+from .image_io import ImageLoadError
+from .inference import (
+    detect_cells,
+    load_model_input,
+    model_device,
+    passes_quality_gate,
+    prepare_cervix_photo,
+    prepost_threshold,
+)
+
+FORMATS = ("csv", "jsonl")
+LIST_SUFFIXES = (".csv", ".txt")
+# The column naming each input, by model type: the key that --resume and the merge of shards go by.
+KEY_COLUMNS = {"colponet": ("image",), "cell_detector": ("image",), "prepost_fusion": ("pre", "post")}
+
+
+class InputError(ValueError):
+    """An input argument that names nothing usable: a missing path, a glob that matches nothing, a bad list."""
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """One input: an image path, or a (pre, post) pair of paths. `key` is how the output names it."""
+
+    paths: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.paths
+
+
+def find_inputs(sources: Sequence[str], model_type: str) -> list[BatchInput]:
+    """
+    The inputs named by `sources`, in the order given (a folder's and a glob's files sorted), each once.
+
+    Images: a file (of any kind: one that is not an image becomes an error row, not a stop), a folder (its image
+    files, recursively), a glob pattern (`photos/**/*.jpg`), or a `.txt` list (one path a line) or `.csv` list (a
+    column `image` or `path`), whose relative paths are relative to the list's folder.
+
+    Pairs (`model_type="prepost_fusion"`): a `.csv` with columns `pre` and `post` (other columns, such as `label`,
+    are ignored; relative paths are relative to the csv's folder), or a folder in the IARC atlas layout
+    (`images_low_grade/case_*`, `images_high_grade/case_*`: one pair per case, as `data.read_iarc_atlas` reads it).
+
+    Raises:
+        [`InputError`] naming the argument: a path that does not exist, a glob that matches nothing, a list without
+        the needed column, or a folder with nothing to predict.
+    """
+    found = _find_pairs(sources) if model_type == "prepost_fusion" else _find_images(sources)
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise InputError(f"No inputs found in {', '.join(sources)}.")
+    return unique
+
+
+def _find_images(sources: Sequence[str]) -> list[BatchInput]:
+    found = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not images:
+                raise InputError(f"{source}: the folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
+            found += [BatchInput((str(p),)) for p in images]
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            found += [BatchInput((p,)) for p in _read_list(path)]
+        elif path.is_file():
+            found.append(BatchInput((source,)))
+        elif glob.has_magic(source):
+            matches = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise InputError(f"{source}: the pattern matches no file.")
+            found += [BatchInput((p,)) for p in matches]
+        else:
+            raise InputError(f"{source}: no such file or folder.")
+    return found
+
+
+def _read_list(path: Path) -> list[str]:
+    """The image paths of a `.txt` (one a line) or `.csv` (column `image` or `path`) list, relative to its folder."""
+    if path.suffix.lower() == ".txt":
+        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+        names = [line for line in lines if line and not line.startswith("#")]
+    else:
+        rows = read_csv_rows(path)
+        header = [name.strip().lower() for name in rows[0][1]] if rows else []
+        column = next((name for name in ("image", "path") if name in header), None)
+        if column is None:
+            raise InputError(f"{path}: a list of images needs a column named 'image' or 'path' (found {header}).")
+        index = header.index(column)
+        names = [fields[index].strip() for _, fields in rows[1:] if len(fields) > index and fields[index].strip()]
+    if not names:
+        raise InputError(f"{path}: the list names no image.")
+    return [str(path.parent / name) if not Path(name).is_absolute() else name for name in names]
+
+
+def _find_pairs(sources: Sequence[str]) -> list[BatchInput]:
+    found = []
+    for source in sources:
+        path = Path(source)
+        if path.is_file() and path.suffix.lower() == ".csv":
+            rows = read_csv_rows(path)
+            header = [name.strip().lower() for name in rows[0][1]] if rows else []
+            if "pre" not in header or "post" not in header:
+                raise InputError(f"{path}: a pairs csv needs the columns 'pre' and 'post' (found {header}).")
+            pre, post = header.index("pre"), header.index("post")
+            for line, fields in rows[1:]:
+                if len(fields) <= max(pre, post) or not fields[pre].strip() or not fields[post].strip():
+                    raise InputError(f"{path}, line {line}: a row needs both a pre and a post image.")
+                found.append(BatchInput(tuple(str(path.parent / fields[i].strip()) for i in (pre, post))))
+        elif path.is_dir():
+            if not any((path / grade).is_dir() for grade in ("images_low_grade", "images_high_grade")):
+                raise InputError(
+                    f"{source}: a folder of pairs must have the IARC atlas layout (images_low_grade/case_*, "
+                    "images_high_grade/case_*); otherwise list the pairs in a csv with columns pre and post."
+                )
+            found += [BatchInput((r.pre_path, r.post_path)) for r in read_iarc_atlas(path).records]
+        elif path.exists() or glob.has_magic(source):
+            raise InputError(f"{source}: the fusion model takes pairs: a csv with columns pre and post, or the IARC "
+                             "atlas folder.")  # fmt: skip
+        else:
+            raise InputError(f"{source}: no such file or folder.")
+    return found
+
+
+class Predictor:
+    """
+    Runs one loaded model over chunks of inputs and returns flat rows (column: value), the same for every output
+    format. ColpoNet and the fusion model run each chunk as one batch; the detector, one image at a time (a field
+    is one large image, and Faster R-CNN resizes each on its own).
+
+    Args:
+        model_type (`str`): `"colponet"`, `"cell_detector"` or `"prepost_fusion"`.
+        model, processor: as the loaders return them (any runtime).
+        ignore_quality_gate (`bool`): ColpoNet classifies photos the quality gate rejects too.
+        threshold (`float`, *optional*): the detector's score threshold (default: its config's), or the fusion
+            model's decision threshold (default: its `operating_point`'s, else its config's).
+        operating_point (`str`, *optional*): the fusion model's named operating point.
+    """
+
+    def __init__(
+        self,
+        model_type: str,
+        model,
+        processor,
+        ignore_quality_gate: bool = False,
+        threshold: float | None = None,
+        operating_point: str | None = None,
+    ):
+        self.model_type, self.model, self.processor = model_type, model, processor
+        self.ignore_quality_gate = ignore_quality_gate
+        self.device = model_device(model)
+        config = model.config
+        self.labels = [config.id2label[i] for i in range(len(config.id2label))]
+        if model_type == "prepost_fusion":
+            self.threshold, _ = prepost_threshold(config, operating_point, threshold)
+        elif model_type == "cell_detector":
+            self.threshold = config.box_score_threshold if threshold is None else threshold
+        self.columns = self._columns()
+
+    def _columns(self) -> list[str]:
+        if self.model_type == "colponet":
+            return ["image", "status", "label", *(f"probability_{name}" for name in self.labels),
+                    "quality_acceptable", "laplacian_variance", "fft_score", "quality_message", "error"]  # fmt: skip
+        if self.model_type == "cell_detector":
+            return ["image", "row", "cell", "label", "score", "xmin", "ymin", "xmax", "ymax", "cells",
+                    *(f"count_{name}" for name in self.labels), "error"]  # fmt: skip
+        return ["pre", "post", "status", "label", "probability", "threshold", "error"]
+
+    def __call__(self, chunk: Sequence[BatchInput]) -> list[dict]:
+        run = {"colponet": self._colponet, "cell_detector": self._detector, "prepost_fusion": self._prepost}
+        return run[self.model_type](chunk)
+
+    def _row(self, item: BatchInput, **values) -> dict:
+        names = KEY_COLUMNS[self.model_type]
+        return {column: None for column in self.columns} | dict(zip(names, item.paths)) | values
+
+    @torch.inference_mode()
+    def _colponet(self, chunk: Sequence[BatchInput]) -> list[dict]:
+        rows, ready = {}, []
+        for item in chunk:
+            try:
+                prepared = prepare_cervix_photo(self.processor, item.paths[0])
+            except (ImageLoadError, OSError) as error:
+                rows[item] = self._row(item, status="error", error=str(error))
+                continue
+            quality = prepared.quality
+            gate = {"quality_acceptable": quality.is_acceptable, "laplacian_variance": round(quality.laplacian_variance, 4),
+                    "fft_score": round(quality.fft_score, 4), "quality_message": quality.message}  # fmt: skip
+            rows[item] = self._row(item, status="rejected by the quality gate", **gate)
+            if passes_quality_gate(quality, self.ignore_quality_gate):
+                ready.append((item, prepared))
+        if ready:
+            pixel_values = torch.cat([prepared.pixel_values for _, prepared in ready]).to(self.device)
+            probabilities = self.model(pixel_values=pixel_values).logits.softmax(-1)
+            for (item, _), values in zip(ready, probabilities.tolist()):
+                best = max(range(len(values)), key=values.__getitem__)
+                rows[item] |= {"status": "classified", "label": self.labels[best],
+                               **{f"probability_{n}": round(p, 6) for n, p in zip(self.labels, values)}}  # fmt: skip
+        return [rows[item] for item in chunk]
+
+    def _detector(self, chunk: Sequence[BatchInput]) -> list[dict]:
+        rows = []
+        for item in chunk:
+            try:
+                cells = detect_cells(self.model, self.processor, item.paths[0], self.threshold)
+            except (ImageLoadError, OSError) as error:
+                rows.append(self._row(item, row="image", error=str(error)))
+                continue
+            for number, cell in enumerate(cells, start=1):
+                box = dict(zip(("xmin", "ymin", "xmax", "ymax"), (round(v, 2) for v in cell.box)))
+                rows.append(self._row(item, row="cell", cell=number, label=cell.label, score=round(cell.score, 6), **box))
+            counts = Counter(cell.label for cell in cells)
+            rows.append(self._row(item, row="image", cells=len(cells),
+                                  **{f"count_{name}": counts[name] for name in self.labels}))  # fmt: skip
+        return rows
+
+    @torch.inference_mode()
+    def _prepost(self, chunk: Sequence[BatchInput]) -> list[dict]:
+        rows, ready = {}, []
+        for item in chunk:
+            try:
+                views = tuple(load_model_input(path, "prepost_fusion") for path in item.paths)
+            except (ImageLoadError, OSError) as error:
+                rows[item] = self._row(item, status="error", error=str(error))
+                continue
+            ready.append((item, views))
+        if ready:
+            features = self.processor([pre for _, (pre, _) in ready], [post for _, (_, post) in ready],
+                                      return_tensors="pt").to(self.device)  # fmt: skip
+            decisions = self.processor.post_process_classification(self.model(**features), self.threshold)
+            for (item, _), decision in zip(ready, decisions):
+                rows[item] = self._row(item, status="classified", label=decision["label"],
+                                       probability=round(decision["probability"], 6), threshold=decision["threshold"])  # fmt: skip
+        return [rows[item] for item in chunk]
+
+
+def output_format(path: str | Path | None, requested: str | None) -> str:
+    """`requested`, else the output file's suffix (`.jsonl` / `.json`: JSON Lines), else CSV."""
+    if requested:
+        return requested
+    return "jsonl" if path is not None and Path(path).suffix.lower() in (".jsonl", ".json") else "csv"
+
+
+def read_rows(path: str | Path, fmt: str) -> list[dict]:
+    """The rows of an output file written by [`RowWriter`] (CSV values come back as text)."""
+    path = Path(path)
+    if fmt == "jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}, line {number}: not a JSON object ({error.msg}).") from None
+        return rows
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def row_key(row: dict, model_type: str) -> tuple[str, ...]:
+    return tuple(_unsafe(str(row[column])) for column in KEY_COLUMNS[model_type])
+
+
+def _unsafe(value: str) -> str:
+    """A CSV cell as written by `spreadsheet_safe`, back to the name it was (`'=x` was `=x`)."""
+    return value[1:] if value.startswith("'") and value[1:2] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _finished(row: dict, model_type: str) -> bool:
+    """Whether `row` closes a successful input: any row without an error; for the detector, its image's summary."""
+    if row.get("error") not in (None, ""):
+        return False
+    return model_type != "cell_detector" or row.get("row") == "image"
+
+
+def completed_keys(path: str | Path, fmt: str, model_type: str) -> set[tuple[str, ...]]:
+    """The inputs an earlier run finished without error (`--resume` skips them; failed ones are tried again)."""
+    return {row_key(row, model_type) for row in read_rows(path, fmt) if _finished(row, model_type)}
+
+
+def keep_completed(path: str | Path, fmt: str, model_type: str, columns: Sequence[str]) -> set[tuple[str, ...]]:
+    """
+    Rewrites an earlier run's output with only the rows of inputs it finished (a failed input's row and the cell
+    rows of an image cut off mid-way go, to be written again), and returns those inputs' keys.
+    """
+    rows = read_rows(path, fmt)
+    done = {row_key(row, model_type) for row in rows if _finished(row, model_type)}
+    if fmt == "csv" and rows and list(rows[0]) != list(columns):
+        raise ValueError(f"{path} has other columns than this model's predictions; --resume needs the same model.")
+    kept = [row for row in rows if row_key(row, model_type) in done]
+    with atomic_open(path, newline="", encoding="utf-8") as handle:
+        RowWriter(handle, fmt, columns, header=True).write(kept, escape=False)  # written safe the first time
+    return done
+
+
+class RowWriter:
+    """Writes rows to an open text file as CSV (header first, when `header`) or JSON Lines, flushing each call."""
+
+    def __init__(self, handle, fmt: str, columns: Sequence[str], header: bool = True):
+        self.handle, self.fmt = handle, fmt
+        if fmt == "csv":
+            self.writer = csv.DictWriter(handle, fieldnames=list(columns))
+            if header:
+                self.writer.writeheader()
+
+    def write(self, rows: Iterable[dict], escape: bool = True) -> None:
+        """`escape=False` for rows read back from a CSV this writer wrote: their text cells are already safe."""
+        for row in rows:
+            if self.fmt == "csv":
+                self.writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()} if escape else row)
+            else:
+                self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+
+def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """This process's share of `items`: every `world_size`-th from `rank`, so each process gets a similar mix."""
+    return list(items[rank::world_size])
+
+
+def shard_path(output: str | Path, rank: int, world_size: int) -> Path:
+    output = Path(output)
+    return output.with_name(f"{output.name}.part-{rank:0{len(str(world_size))}d}-of-{world_size}")
+
+
+def merge_shards(
+    output: str | Path, world_size: int, fmt: str, model_type: str, columns: Sequence[str], keep_existing: bool = False
+) -> int:
+    """
+    Joins the shards of a several-process run into `output` (written whole, then moved into place), after its
+    existing rows when `keep_existing` (a resumed run), sorted by input (the detector's rows of one image keep their
+    order: cells best first, then the summary); removes the shards and returns the number of rows.
+    """
+    rows = read_rows(output, fmt) if keep_existing and Path(output).is_file() else []
+    paths = [shard_path(output, rank, world_size) for rank in range(world_size)]
+    for path in paths:
+        rows += read_rows(path, fmt)
+    rows.sort(key=lambda row: row_key(row, model_type))  # stable: within an input, the order it was written in
+    with atomic_open(output, newline="", encoding="utf-8") as handle:
+        RowWriter(handle, fmt, columns).write(rows, escape=False)  # the shards' cells are already safe
+    for path in paths:
+        path.unlink()
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands in a `torchrun` / `accelerate launch` run (`RANK`, `WORLD_SIZE`); 0 of 1 alone."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_environment(cls) -> "Processes":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Waits for every process (gloo, over the launcher's rendezvous), joining the group on first use."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        dist.barrier()
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        if self.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
