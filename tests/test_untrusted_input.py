@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -299,3 +300,37 @@ def test_an_image_too_thin_for_the_detector_gets_its_size_in_the_error(app_url, 
     assert kind == "error" and "1x5000 pixels" in message and "at least 32" in message, message
     kind, _ = call(app_url, "detect_cells", upload(app_url, save_png(tmp_path / "ok.png", (64, 64), "RGB")), 0.5)
     assert kind == "complete"  # and the app keeps serving
+
+
+def test_a_drawn_image_is_never_served_half_written_while_another_request_draws_it(tmp_path):
+    """Two requests drawing the same image at once: gradio names the file by its content, so the second rewrites the
+    file the first is being served from (gradio's own `save_pil_to_cache` fails this test: short reads)."""
+    import threading
+
+    from gradio import processing_utils
+
+    from cervix_hf.app.widgets import save_pil_to_cache_atomically, write_drawn_images_atomically
+
+    write_drawn_images_atomically()  # as the app does; gradio's components then save through it
+    save = processing_utils.save_pil_to_cache
+    assert save is save_pil_to_cache_atomically
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8))
+    path = Path(save(image, str(tmp_path), format="png"))
+    size = path.stat().st_size
+    stop, short_reads = threading.Event(), []
+
+    def read():
+        while not stop.is_set():
+            if len(path.read_bytes()) != size:
+                short_reads.append(1)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(20):
+            assert save(image, str(tmp_path), format="png") == str(path)
+    finally:
+        stop.set()
+        reader.join()
+    assert not short_reads and len(path.read_bytes()) == size
+    assert not [p for p in path.parent.iterdir() if p != path]  # no staging file left behind

@@ -21,7 +21,7 @@ from .models import (
 )
 from .models_tab import build_models_tab
 from .prepost_fusion_tab import build_prepost_tab
-from .widgets import ExportFolders
+from .widgets import ExportFolders, write_drawn_images_atomically
 
 logger = logging.getLogger("cervix_hf.app")
 EXAMPLES_ENV_VAR = "CERVIX_HF_EXAMPLES"
@@ -54,6 +54,7 @@ def build_demo(models: AppModels | None = None, examples_dir: str | Path | None 
         len(examples.prepost),
     )
     exports = ExportFolders()
+    write_drawn_images_atomically()
     with gr.Blocks(
         title="cervix_hf: research demo, not a diagnosis", analytics_enabled=False, delete_cache=(3600, 3600)
     ) as demo:
