@@ -17,7 +17,7 @@ LAYERS = (
     ("registry", ("registry",)),
     ("contracts", ("eval_results", "model_presets", "detector_recipes")),
     ("inference", ("inference", "visualization", "quality_filter", "detection_export",
-                   "classical_detection", "onnx_runtime", "onnx_detector", "batch")),
+                   "classical_detection", "onnx_runtime", "onnx_detector", "batch", "evaluation_plots")),
     ("hub", ("hub",)),
     ("app, CLI", ("app", "cli", "predict", "export", "__main__", "__init__")),
 )  # fmt: skip

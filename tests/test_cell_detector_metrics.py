@@ -20,7 +20,7 @@ def test_perfect_detections_score_one():
     assert metrics["map"] == pytest.approx(1.0) and metrics["map_50"] == pytest.approx(1.0)
     assert metrics["per_class"]["cell"] == {
         "ap": pytest.approx(1.0), "ap_50": pytest.approx(1.0), "recall": pytest.approx(1.0),
-        "num_ground_truth": 1, "num_detections": 1,
+        "num_ground_truth": 1, "num_detections": 1, "pr_curve_50": [1.0] * 101,
     }  # fmt: skip
 
 
@@ -46,6 +46,8 @@ def test_half_the_cells_found_and_a_false_positive_ranked_first():
     metrics = compute_detection_metrics(truth, found, NAMES)
     assert metrics["map_50"] == pytest.approx(51 * 0.5 / 101)
     assert metrics["per_class"]["nucleus"]["recall"] == pytest.approx(0.5)
+    # The curve the card plots: those same 101 points, precision 0 past the highest recall reached.
+    assert metrics["per_class"]["nucleus"]["pr_curve_50"] == [0.5] * 51 + [0.0] * 50
 
 
 def test_images_without_cells_and_without_detections():

@@ -54,7 +54,7 @@ def test_staged_files_name_no_local_folder(model_type, tmp_path, tiny_colponet_d
 
     forbidden = local_folders(tmp_path, output_dir, data.parent, tiny_colponet_dir)
     checked = []
-    for path in sorted(staging.rglob("*")):
+    for path in sorted(path for path in staging.rglob("*") if path.is_file()):
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:  # the weights

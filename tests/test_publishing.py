@@ -30,6 +30,7 @@ TOKEN = "hf_test_secret_token_value"
 COLPONET_FILES = {
     "README.md", "config.json", "configuration_colponet.py", "eval_results.json", "image_processing_colponet.py",
     "image_quality.py", "model.safetensors", "modeling_colponet.py", "preprocessor_config.json", "training_args.json",
+    "plots/confusion_matrix.png",  # drawn from eval_results.json, linked by the card
 }  # fmt: skip
 # model type -> (repo id, revision) of what the tests publish
 PUBLISHED = {
@@ -211,10 +212,11 @@ def test_dry_run_stages_exactly_what_a_user_needs_and_touches_no_network(hub, ru
     )
     out = capsys.readouterr().out
     assert code == 0 and len(hub.requests) == requests_before  # this process is offline (conftest) all along
-    assert {path.name for path in staging.iterdir()} == COLPONET_FILES
+    staged = [path for path in staging.rglob("*") if path.is_file()]
+    assert {path.relative_to(staging).as_posix() for path in staged} == COLPONET_FILES
     assert all(f"  {name}  (" in out for name in COLPONET_FILES) and "nothing uploaded" in out
     assert 'repo_id, revision = "tester/dry", "main"' in (staging / "README.md").read_text()
-    assert not [path for path in staging.iterdir() if TOKEN.encode() in path.read_bytes()]
+    assert not [path for path in staged if TOKEN.encode() in path.read_bytes()]
 
 
 def test_offline_is_a_clear_error_and_uploads_nothing(hub, runs, monkeypatch, capsys):

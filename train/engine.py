@@ -44,6 +44,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from cervix_hf.eval_results import EvalResults, StageSummary
+from cervix_hf.evaluation_plots import write_evaluation_plots
 from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 
@@ -405,7 +406,8 @@ def software_versions() -> dict[str, str]:
 def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, args: argparse.Namespace) -> Path:
     """
     Writes what a run publishes: the model and processor, `eval_results.json` (checked against its contract first,
-    `cervix_hf.eval_results`), `training_args.json` and the model card `README.md`.
+    `cervix_hf.eval_results`), its plots (`plots/`, `cervix_hf.evaluation_plots`), `training_args.json` and the
+    model card `README.md`.
     """
     eval_results.software = software_versions()
     eval_results.validate()
@@ -413,6 +415,7 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     _write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
+    write_evaluation_plots(eval_results.to_dict(), output_dir)  # the card links them
     published_args = {name: published_path(value, args) if isinstance(value, Path) else value
                       for name, value in vars(args).items()}  # fmt: skip
     _write_json(output_dir / TRAINING_ARGS_FILE, published_args)

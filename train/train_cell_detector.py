@@ -59,6 +59,7 @@ from cervix_hf.data import (
 from cervix_hf.detection_export import write_detections
 from cervix_hf.detector_recipes import DETECTOR_RECIPES
 from cervix_hf.eval_results import EvalResults
+from cervix_hf.evaluation_plots import draw_detection_sample
 from cervix_hf.inference import CellDetection
 from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import MODEL_SIZES, cell_detector_config
@@ -306,6 +307,9 @@ def main(args: argparse.Namespace) -> dict:
     ]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_detections(per_image, args.output_dir / "detections.csv", args.output_dir / "detections.json")
+    if paths:  # the first test image, its true boxes and the detections, for the card's plots
+        draw_detection_sample(datasets["test"][0]["image"], truths[0], predictions[0], label_names, args.output_dir,
+                              args.export_threshold, Path(paths[0]).name)  # fmt: skip
     eval_results = EvalResults(
         model_type=model.config.model_type,
         label_names=label_names,

@@ -26,6 +26,7 @@ import jinja2
 import jinja2.meta
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..evaluation_plots import evaluations_in, plots_in
 from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, atomic_write_text
 from ..registry import FAMILIES_BY_TYPE
 from .card_checks import check_eval_results, check_model_card
@@ -127,6 +128,8 @@ def build_model_card(
         "dataset": dataset,
         "architecture": _architecture(sources["config"]),
         "pretrained_note": _pretrained_note(card_data.base_model),
+        "plots": plots_in(model_dir),
+        "evaluations": evaluations_in(model_dir),
     }
     _check_template_names(template_str, template_path, {"card_data", *card_data.to_dict(), *template_kwargs})
     try:

@@ -27,6 +27,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData,
 from huggingface_hub.hf_api import CommitInfo
 
 from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
+from ..evaluation_plots import evaluations_in, plots_in
 from ..onnx_runtime import EXPORT_REPORT, ONNX_FOLDER
 from ..registry import FAMILIES_BY_TYPE
 from .card_spec import TEMPLATES_DIR, ModelCardError
@@ -54,7 +55,8 @@ def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision:
     Stages what a user of the model needs into `staging_dir`: `config.json` (with `auto_map`), `model.safetensors`,
     `preprocessor_config.json` and the model's `.py` files, written by `save_pretrained`; `eval_results.json` and
     `training_args.json` from the run; the ONNX exports and their check report (`onnx/`), when the run folder has
-    them (`cervix-hf export`); and the model card `README.md`, rendered and checked from them.
+    them (`cervix-hf export`); the evaluation's plots (`plots/*.png`) and the evaluations on other data
+    (`evaluations/<name>/`, `cervix-hf evaluate`); and the model card `README.md`, rendered and checked from them.
 
     Args:
         model_dir (`str` or `Path`):
@@ -100,6 +102,12 @@ def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision:
         (staging_dir / ONNX_FOLDER).mkdir()
         for path in sorted((model_dir / ONNX_FOLDER).glob("*.onnx")) + [model_dir / ONNX_FOLDER / EXPORT_REPORT]:
             shutil.copy2(path, staging_dir / ONNX_FOLDER / path.name)
+    # The evaluation's plots, and the evaluations on other data (cervix-hf evaluate), which the card links.
+    linked = [plot.path for plot in plots_in(model_dir)]
+    linked += [path for found in evaluations_in(model_dir) for path in (found.path, *(p.path for p in found.plots))]
+    for path in linked:
+        (staging_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model_dir / path, staging_dir / path)
     write_model_card(staging_dir, repo_id=repo_id, revision=revision)
     files = _relative_files(staging_dir)
     missing = [name for name in REQUIRED_MODEL_FILES if name not in files]

@@ -33,7 +33,8 @@ def compute_detection_metrics(
 
     Returns:
         `dict` with `map` (AP@[.5:.95]), `map_50`, `map_75`, `mar` (recall@[.5:.95]), `per_class` (name -> `ap`,
-        `ap_50`, `recall`, `num_ground_truth`, `num_detections`), `num_images`. A class without ground truth has
+        `ap_50`, `recall`, `num_ground_truth`, `num_detections`, and `pr_curve_50`: the interpolated precision at
+        COCO's 101 recall points 0, 0.01, ..., 1 at IoU 0.5, `None` past the highest recall reached), `num_images`. A class without ground truth has
         `None` for its AP and recall; the means are over classes with ground truth, as COCO does.
     """
     if len(ground_truths) != len(predictions):
@@ -67,7 +68,7 @@ def compute_detection_metrics(
     }
     if not annotations or not detections:
         # COCOeval needs both; with no detections every class with ground truth scores zero.
-        per_class = {name: _class_scores(counts, 0.0, 0.0, 0.0) for name, counts in per_class_counts.items()}
+        per_class = {name: _class_scores(counts, 0.0, 0.0, 0.0, None) for name, counts in per_class_counts.items()}
         overall = 0.0 if annotations else None
         return {"map": overall, "map_50": overall, "map_75": overall, "mar": overall, "per_class": per_class,
                 "num_images": len(images)}  # fmt: skip
@@ -89,6 +90,7 @@ def compute_detection_metrics(
             ap=_mean_valid(precision[:, :, index, 0, -1]),
             ap_50=_mean_valid(precision[0, :, index, 0, -1]),
             recall=_mean_valid(recall[:, index, 0, -1]),
+            pr_curve_50=[None if value < 0 else round(float(value), 6) for value in precision[0, :, index, 0, -1]],
         )
         for index, name in enumerate(label_names)
     }
@@ -103,11 +105,11 @@ def compute_detection_metrics(
     }
 
 
-def _class_scores(counts: dict, ap: float, ap_50: float, recall: float) -> dict:
+def _class_scores(counts: dict, ap: float, ap_50: float, recall: float, pr_curve_50: list | None) -> dict:
     """A class's scores; `None` where it has no ground truth (nothing to find, so nothing to score)."""
     if not counts["num_ground_truth"]:
-        return {"ap": None, "ap_50": None, "recall": None, **counts}
-    return {"ap": ap, "ap_50": ap_50, "recall": recall, **counts}
+        return {"ap": None, "ap_50": None, "recall": None, **counts, "pr_curve_50": None}
+    return {"ap": ap, "ap_50": ap_50, "recall": recall, **counts, "pr_curve_50": pr_curve_50}
 
 
 def _boxes(boxes) -> np.ndarray:
