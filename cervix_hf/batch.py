@@ -215,8 +215,8 @@ class Predictor:
                 rows[item] = self._row(item, status="error", error=str(error))
                 continue
             quality = prepared.quality
-            gate = {"quality_acceptable": quality.is_acceptable, "laplacian_variance": round(quality.laplacian_variance, 4),
-                    "fft_score": round(quality.fft_score, 4), "quality_message": quality.message}  # fmt: skip
+            gate = {"quality_acceptable": quality.is_acceptable, "laplacian_variance": quality.laplacian_variance,
+                    "fft_score": quality.fft_score, "quality_message": quality.message}  # fmt: skip
             rows[item] = self._row(item, status="rejected by the quality gate", **gate)
             if passes_quality_gate(quality, self.ignore_quality_gate):
                 ready.append((item, prepared))
@@ -226,7 +226,7 @@ class Predictor:
             for (item, _), values in zip(ready, probabilities.tolist()):
                 best = max(range(len(values)), key=values.__getitem__)
                 rows[item] |= {"status": "classified", "label": self.labels[best],
-                               **{f"probability_{n}": round(p, 6) for n, p in zip(self.labels, values)}}  # fmt: skip
+                               **{f"probability_{n}": p for n, p in zip(self.labels, values)}}  # fmt: skip
         return [rows[item] for item in chunk]
 
     def _detector(self, chunk: Sequence[BatchInput]) -> list[dict]:
@@ -238,8 +238,8 @@ class Predictor:
                 rows.append(self._row(item, row="image", error=str(error)))
                 continue
             for number, cell in enumerate(cells, start=1):
-                box = dict(zip(("xmin", "ymin", "xmax", "ymax"), (round(v, 2) for v in cell.box)))
-                rows.append(self._row(item, row="cell", cell=number, label=cell.label, score=round(cell.score, 6), **box))
+                box = dict(zip(("xmin", "ymin", "xmax", "ymax"), cell.box))
+                rows.append(self._row(item, row="cell", cell=number, label=cell.label, score=cell.score, **box))
             counts = Counter(cell.label for cell in cells)
             rows.append(self._row(item, row="image", cells=len(cells),
                                   **{f"count_{name}": counts[name] for name in self.labels}))  # fmt: skip
@@ -261,7 +261,7 @@ class Predictor:
             decisions = self.processor.post_process_classification(self.model(**features), self.threshold)
             for (item, _), decision in zip(ready, decisions):
                 rows[item] = self._row(item, status="classified", label=decision["label"],
-                                       probability=round(decision["probability"], 6), threshold=decision["threshold"])  # fmt: skip
+                                       probability=decision["probability"], threshold=decision["threshold"])  # fmt: skip
         return [rows[item] for item in chunk]
 
 

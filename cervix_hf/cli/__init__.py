@@ -4,6 +4,7 @@
 
     cervix-hf train MODEL_TYPE ...   python -m train.train_<model_type>  (colponet, cell_detector, prepost_fusion)
     cervix-hf predict ...            python -m cervix_hf.predict
+    cervix-hf evaluate ...           python -m train.evaluate
     cervix-hf export ...             python -m cervix_hf.export
     cervix-hf render-card ...        python -m train.render_card
     cervix-hf push-to-hub ...        python -m train.push_to_hub
@@ -81,8 +82,9 @@ COMMANDS = (
         )
         for family in FAMILIES
     ),
-    Command("predict", "cervix_hf.cli.predict", "classify colposcopy photos with a saved ColpoNet"),
-    Command("export", "cervix_hf.cli.export", "export a saved classifier to ONNX (fp32 or int8) beside its weights"),
+    Command("predict", "cervix_hf.cli.predict", "predict with any saved model over files, folders or lists, to CSV"),
+    Command("evaluate", "train.evaluate", "evaluate a saved model on a labelled data set: eval_results.json, plots"),
+    Command("export", "cervix_hf.cli.export", "export a saved model to ONNX (fp32 or int8) beside its weights"),
     Command("render-card", "train.render_card", "render a trained model folder's model card again"),
     Command("push-to-hub", "train.push_to_hub", "publish a trained model folder to the Hub, in one commit"),
     Command("push-space", "train.push_space", "publish the demo Space to the Hub, in one commit"),
