@@ -172,3 +172,15 @@ def test_warming_up_loads_and_runs_every_model_once(tmp_path):
         slot.get().model.register_forward_hook(lambda module, *_: runs.append(module.config.model_type))
     models.warm_up()
     assert sorted(runs) == sorted(task.model_type for task in TASKS_BY_NAME.values())
+
+
+def test_the_models_tab_shows_a_local_model_s_evaluation_plots(tmp_path):
+    from cervix_hf.app.models_tab import model_plots
+
+    from .model_runs import colponet_run
+
+    run = colponet_run(tmp_path / "run")  # a training run: it drew its plots
+    slot = ModelSlot(TASKS_BY_NAME["colponet"], str(run), tmp_path / "none", "tiny", hub_timeout=0.1)
+    assert model_plots(slot) == [(str(run / "plots" / "confusion_matrix.png"), "Confusion matrix")]
+    untrained = ModelSlot(TASKS_BY_NAME["colponet"], None, tmp_path / "none", "tiny", hub_timeout=0.1)
+    assert model_plots(untrained) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..cli import DefaultsHelpFormatter
+from .batch_tab import build_batch_tab
 from .cell_detection_tab import build_cell_detection_tab
 from .cervix_type_tab import build_cervix_type_tab
 from .examples import find_examples
@@ -62,6 +63,7 @@ def build_demo(models: AppModels | None = None, examples_dir: str | Path | None 
         build_cervix_type_tab(models["colponet"], examples.cervix_type)
         build_cell_detection_tab(models["cell_detector"], examples.cells, exports)
         build_prepost_tab(models["prepost_fusion"], examples.prepost)
+        build_batch_tab(models, exports)
         build_models_tab(models)
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
 

@@ -1,8 +1,10 @@
-"""The Models tab: where each model was loaded from, whether it is trained, and its card."""
+"""The Models tab: where each model was loaded from, whether it is trained, its card, and its evaluation plots."""
 
+from pathlib import Path
 
 import gradio as gr
 
+from ..evaluation_plots import plots_in
 from .models import AppModels, ModelSlot
 
 
@@ -29,15 +31,28 @@ def describe_model(slot: ModelSlot) -> str:
     return "\n".join(lines)
 
 
+def model_plots(slot: ModelSlot) -> list[tuple[str, str]]:
+    """The evaluation plots of a model loaded from a local folder (`plots/`, drawn by training), with titles."""
+    loaded = slot.get()
+    if loaded.source.kind != "folder":
+        return []
+    folder = Path(loaded.source.location)
+    return [(str(folder / plot.path), plot.title) for plot in plots_in(folder)]
+
+
 def build_models_tab(models: AppModels) -> None:
     def describe_all():
-        return [describe_model(slot) for slot in models]
+        return [describe_model(slot) for slot in models] + [model_plots(slot) or None for slot in models]
 
     with gr.Tab("Models") as tab:
         gr.Markdown(
             "For each model: where it was loaded from and whether it is trained, then its card. Opening this tab "
             "loads any model not used yet."
         )
-        cards = [gr.Markdown(f"## {slot.task.title}\nNot loaded yet.", label=slot.task.name) for slot in models]
+        cards, galleries = [], []
+        for slot in models:
+            cards.append(gr.Markdown(f"## {slot.task.title}\nNot loaded yet.", label=slot.task.name))
+            galleries.append(gr.Gallery(label=f"{slot.task.title}: evaluation plots (from its training run)",
+                                        columns=3, height="auto", elem_id=f"plots-{slot.task.name}"))  # fmt: skip
         button = gr.Button("Refresh")
-    gr.on([tab.select, button.click], describe_all, None, cards, api_name="models")
+    gr.on([tab.select, button.click], describe_all, None, cards + galleries, api_name="models")
