@@ -68,16 +68,43 @@ def upload(page, component_id: str, path: Path) -> None:
 def test_page_shows_the_banner_and_fetches_nothing_from_the_network(browser_page, running_app):
     assert browser_page.get_by_text("Research demo, not a diagnosis.").first.is_visible()
     assert [tab.strip() for tab in browser_page.get_by_role("tab").all_inner_texts()] == [
-        "Cervix type", "Cell detection", "Pre/post fusion", "Models",
+        "Cervix type", "Cell detection", "Pre/post fusion", "Batch", "Models",
     ]  # fmt: skip
     assert browser_page.requested_hosts == {urlparse(running_app.local_url).netloc}
+
+
+@pytest.mark.parametrize(
+    "tab, explanation",
+    [
+        ("Cervix type", "Type 3: it lies partly or wholly inside the canal"),
+        ("Cell detection", "koilocytotic and dyskeratotic cells are abnormal"),
+        ("Pre/post fusion", "Positive: the model's estimate that the case is CIN2 or worse"),
+    ],
+)
+def test_each_tab_says_what_its_labels_mean_and_links_the_card(browser_page, tab, explanation):
+    open_tab(browser_page, tab)
+    text = browser_page.get_by_text(explanation)
+    assert text.is_visible()
+    link = browser_page.locator("a", has_text="model card").locator("visible=true")
+    assert link.first.get_attribute("href").startswith("https://huggingface.co/cervix-hf/")
+
+
+def test_the_batch_tab_predicts_uploaded_photos_into_a_table(browser_page, screenshot):
+    open_tab(browser_page, "Batch")
+    photos = [INTEL_SAMPLE / "train" / f"Type_{n}" / name for n, name in ((1, "1202.jpg"), (3, "1265.jpg"))]
+    browser_page.locator("#batch-files input[type=file]").set_input_files(photos)
+    browser_page.get_by_role("button", name="Predict all").click()
+    browser_page.get_by_text("2 input(s)").wait_for(timeout=RESULT_TIMEOUT_MS)
+    table = browser_page.locator("#batch-table")
+    assert "1202.jpg" in table.inner_text() and "1265.jpg" in table.inner_text()
+    screenshot("batch")
 
 
 def test_cervix_type_tab_classifies_an_uploaded_photo(browser_page, screenshot):
     open_tab(browser_page, "Cervix type")
     upload(browser_page, "cervix-photo", INTEL_SAMPLE / "train" / "Type_2" / "1407.jpg")
     browser_page.get_by_text("Most probable:").wait_for(timeout=RESULT_TIMEOUT_MS)
-    assert browser_page.get_by_text("Image accepted").is_visible()
+    assert browser_page.get_by_text("Image accepted").locator("visible=true").first.is_visible()
     browser_page.locator("#cervix-grad-cam img").wait_for(timeout=RESULT_TIMEOUT_MS)
     assert browser_page.get_by_text("Grad-CAM for").is_visible()
     screenshot("cervix-type")

@@ -12,6 +12,7 @@ from ..inference import (
 from ..visualization import detection_masks
 from .models import ModelSlot
 from .widgets import (
+    label_explanation,
     CLASS_COLOURS,
     DEFAULT_DETECTION_THRESHOLD,
     DRAWN_IMAGE_FORMAT,
@@ -81,6 +82,7 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
 
     with gr.Tab("Cell detection"):
         gr.Markdown("A Pap-smear image in; every cell found, with its class and score, out.")
+        gr.Markdown(label_explanation("cell_detector"), elem_id="cell_detector-labels")
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Pap-smear image", sources=IMAGE_SOURCES, elem_id="cells-image")

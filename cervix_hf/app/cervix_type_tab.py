@@ -7,6 +7,7 @@ from ..inference import classify_cervix_type, explain_cervix_type, prepare_cervi
 from ..visualization import overlay_heatmap
 from .models import ModelSlot
 from .widgets import (
+    label_explanation,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     OUTPUT_IMAGE_BUTTONS,
@@ -74,6 +75,7 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
             "A colposcopy photo in; the transformation-zone type (1, 2 or 3) out. A quality gate first rejects "
             "blurry photos, which are not classified unless you override it."
         )
+        gr.Markdown(label_explanation("colponet"), elem_id="colponet-labels")
         with gr.Row():
             with gr.Column():
                 photo = gr.Image(label="Colposcopy photo", sources=IMAGE_SOURCES, elem_id="cervix-photo")

@@ -13,6 +13,7 @@ from ..models.prepost_fusion import OPERATING_POINT_NAMES
 from ..visualization import attention_received, overlay_heatmap
 from .models import ModelSlot
 from .widgets import (
+    label_explanation,
     CUSTOM_THRESHOLD,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
@@ -103,6 +104,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
             "Two photos of the same cervix in, before the stain (after normal saline) and after it (after acetic "
             "acid); the probability of Positive and the decision at a threshold out."
         )
+        gr.Markdown(label_explanation("prepost_fusion"), elem_id="prepost_fusion-labels")
         with gr.Row():
             with gr.Column():
                 with gr.Row():

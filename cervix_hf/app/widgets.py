@@ -234,3 +234,37 @@ def write_drawn_images_atomically() -> None:
     from gradio import processing_utils
 
     processing_utils.save_pil_to_cache = save_pil_to_cache_atomically
+
+
+def card_link(model_type: str) -> str:
+    """A Markdown link to the published model card of `model_type` (its repo, or the one its variable names)."""
+    from ..hub.repos import model_repo_id, split_revision
+
+    repo_id, _ = split_revision(model_repo_id(model_type))
+    return f"[model card](https://huggingface.co/{repo_id})"
+
+
+# What each tab's labels mean, in a sentence or two, shown under its title.
+LABEL_EXPLANATIONS = {
+    "colponet": (
+        "**What the types mean.** The transformation zone is where cervical precancer arises. **Type 1**: it lies "
+        "wholly on the outside of the cervix and is fully visible; **Type 2**: it reaches into the cervical canal "
+        "but is still fully visible; **Type 3**: it lies partly or wholly inside the canal, out of view. The type "
+        "guides how to examine and treat; it says nothing about whether there is disease."
+    ),
+    "cell_detector": (
+        "**What the classes mean.** Each box is one cell (or nucleus) with the class the model was trained on: for "
+        "SIPaKMeD, superficial-intermediate and parabasal cells are normal, koilocytotic and dyskeratotic cells are "
+        "abnormal (associated with HPV and precancer), metaplastic cells are benign; for ISBI 2014, nuclei. The score "
+        "is the model's confidence in that box, not a probability of disease."
+    ),
+    "prepost_fusion": (
+        "**What the answer means.** **Positive**: the model's estimate that the case is CIN2 or worse (high-grade, "
+        "HSIL) on histopathology; **Negative**: CIN1 (low-grade, LSIL). The training atlas has no normal cases, so "
+        "Negative does not mean normal. The threshold trades sensitivity against specificity."
+    ),
+}
+
+
+def label_explanation(model_type: str) -> str:
+    return f"{LABEL_EXPLANATIONS[model_type]} More in the {card_link(model_type)}."
