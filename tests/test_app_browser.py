@@ -122,6 +122,17 @@ def test_cell_detection_tab_draws_boxes_and_counts(browser_page, screenshot):
     screenshot("cell-detection")
 
 
+def test_a_threshold_typed_in_and_entered_applies_at_once(browser_page):
+    open_tab(browser_page, "Cell detection")  # EDF010 is there from the test above
+    browser_page.get_by_text("scoring above 0.00").wait_for(timeout=RESULT_TIMEOUT_MS)
+    box = browser_page.locator("#cells-threshold input[type=number]")
+    box.fill("0.2")
+    box.press("Enter")
+    browser_page.get_by_text("scoring above 0.20").wait_for(timeout=RESULT_TIMEOUT_MS)
+    box.press("ArrowUp")  # the keyboard's step, 0.01
+    browser_page.get_by_text("scoring above 0.21").wait_for(timeout=RESULT_TIMEOUT_MS)
+
+
 def test_prepost_tab_decides_on_an_uploaded_pair(browser_page, screenshot):
     open_tab(browser_page, "Pre/post fusion")
     case = SHARED_DATA / "iarc-colposcopy-atlas" / "images_low_grade" / "case_AABB"

@@ -5,6 +5,7 @@ import shutil
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from cervix_hf.app import models as app_models
@@ -184,3 +185,37 @@ def test_the_models_tab_shows_a_local_model_s_evaluation_plots(tmp_path):
     assert model_plots(slot) == [(str(run / "plots" / "confusion_matrix.png"), "Confusion matrix")]
     untrained = ModelSlot(TASKS_BY_NAME["colponet"], None, tmp_path / "none", "tiny", hub_timeout=0.1)
     assert model_plots(untrained) == []
+
+
+@pytest.mark.parametrize("run", ["colponet_run", "prepost_run", "detector_run"])
+def test_the_models_tab_gives_the_evaluation_with_its_size_and_interval_not_just_trained(tmp_path, run):
+    import json
+
+    from scipy.stats import binomtest
+
+    from cervix_hf.app.models_tab import describe_model
+
+    from . import model_runs
+
+    folder = getattr(model_runs, run)(tmp_path / "run")
+    results = json.loads((folder / "eval_results.json").read_text())
+    task = {"colponet_run": "colponet", "prepost_run": "prepost_fusion", "detector_run": "cell_detector"}[run]
+    text = describe_model(ModelSlot(TASKS_BY_NAME[task], str(folder), tmp_path / "none", "tiny", hub_timeout=0.1))
+    assert "**Trained:** yes" not in text
+    metrics = results["metrics"]
+
+    def interval(successes, total):
+        ci = binomtest(successes, total).proportion_ci(method="wilson")
+        return f"95% interval {ci.low:.2f}-{ci.high:.2f}"
+
+    if task == "colponet":
+        matrix = np.array(metrics["confusion_matrix"])
+        hits, total = int(np.trace(matrix)), int(matrix.sum())
+        assert (f"**Evaluation:** accuracy {hits / total:.2f} ({interval(hits, total)}) on {total} test photos of "
+                f"{results['data']['source']} (chance: 0.33)") in text  # fmt: skip
+    elif task == "prepost_fusion":
+        (tn, fp), (fn, tp) = metrics["report"]["confusion_matrix"]
+        assert f"sensitivity {tp / (tp + fn):.2f} ({interval(tp, tp + fn)}) on {tp + fn} Positive" in text
+        assert f"specificity {tn / (tn + fp):.2f} ({interval(tn, tn + fp)}) on {tn + fp} Negative test cases" in text
+    else:
+        assert f"**Evaluation:** mAP@.5 {metrics['map_50']:.2f} on {metrics['num_images']} test images" in text

@@ -116,10 +116,13 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
                     csv_file = gr.File(label="Detections (CSV)", elem_id="cells-csv")
                     json_file = gr.File(label="Detections (JSON)", elem_id="cells-json")
     gr.on(
-        [button.click, image.upload, threshold.release],
+        # `input`: every way of changing the threshold (dragging, arrow keys, typing a number and Enter), the
+        # last one winning; `release` fires only when a drag ends.
+        [button.click, image.upload, threshold.input],
         detect,
         [image, threshold],
         [summary, annotated, counts, csv_file, json_file, cells],
         api_name="detect_cells",
         preprocess=False,
+        trigger_mode="always_last",
     )

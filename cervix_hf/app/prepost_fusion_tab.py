@@ -140,10 +140,11 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         api_name="prepost_operating_point",
     )
     gr.on(
-        [button.click, operating_point.input, threshold.release],
+        [button.click, operating_point.input, threshold.input],  # every way of changing it, as in Cell detection
         classify,
         [pre, post, operating_point, threshold],
         [verdict, probabilities, attention, details],
         api_name="classify_prepost",
         preprocess=False,
+        trigger_mode="always_last",
     )

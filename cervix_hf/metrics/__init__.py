@@ -8,6 +8,7 @@ from .binary import (
     evaluate_binary,
     select_operating_points,
     threshold_table,
+    wilson_interval,
 )
 from .classification import ClassificationMetrics, compute_classification_metrics
 from .detection import compute_detection_metrics
@@ -22,4 +23,5 @@ __all__ = [
     "evaluate_binary",
     "select_operating_points",
     "threshold_table",
+    "wilson_interval",
 ]

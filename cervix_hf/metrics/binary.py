@@ -152,7 +152,7 @@ def bootstrap_intervals(
             "successes": successes,
             "total": total,
             "bootstrap": [float(quantiles[0]), float(quantiles[1])],
-            "wilson": _wilson_interval(successes, total, confidence),
+            "wilson": wilson_interval(successes, total, confidence),
             "reason": None,
         }
     return results
@@ -509,7 +509,8 @@ def _class_presence(num_positive: int, num_cases: int) -> str:
     return f"{num_positive} Positive and {num_cases - num_positive} Negative cases"
 
 
-def _wilson_interval(successes: int, total: int, confidence: float) -> list[float]:
+def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> list[float]:
+    """The Wilson score interval of the proportion `successes / total` (`total` at least 1), `[low, high]`."""
     z = NormalDist().inv_cdf((1 + confidence) / 2)
     proportion = successes / total
     denominator = 1 + z**2 / total
