@@ -161,3 +161,18 @@ def test_a_bad_file_shows_its_error_in_the_page(browser_page, tmp_path, screensh
     upload(browser_page, "cervix-photo", not_a_photo)
     browser_page.get_by_text("Cannot load image 'notes.jpg': not an image file").wait_for(timeout=RESULT_TIMEOUT_MS)
     screenshot("bad-file")
+
+
+def test_the_fusion_tab_offers_the_operating_points_its_model_defines(browser_page, app_checkpoints, screenshot):
+    import json
+
+    config = json.loads((app_checkpoints["prepost_fusion"] / "config.json").read_text())
+    defined = [name for name, point in (config.get("operating_points") or {}).items() if point["threshold"] is not None]
+    open_tab(browser_page, "Pre/post fusion")
+    radio = browser_page.locator("#prepost-operating-point")
+    radio.get_by_text("custom threshold").wait_for(timeout=RESULT_TIMEOUT_MS)
+    browser_page.wait_for_timeout(500)
+    labels = [text.strip() for text in radio.locator("label").all_inner_texts()]
+    assert labels[0] == "model default" and labels[-1] == "custom threshold"
+    assert sorted(label.split(":")[0] for label in labels[1:-1]) == sorted(defined)
+    assert all(f"{name}: threshold " in " ".join(labels) for name in defined)

@@ -219,3 +219,28 @@ def test_the_models_tab_gives_the_evaluation_with_its_size_and_interval_not_just
         assert f"specificity {tn / (tn + fp):.2f} ({interval(tn, tn + fp)}) on {tn + fp} Negative test cases" in text
     else:
         assert f"**Evaluation:** mAP@.5 {metrics['map_50']:.2f} on {metrics['num_images']} test images" in text
+
+
+def test_the_fusion_tab_offers_only_the_operating_points_the_model_defines(tmp_path):
+    import json
+
+    from scipy.stats import binomtest
+
+    from cervix_hf.app.prepost_fusion_tab import operating_point_choices
+
+    from .model_runs import prepost_run
+
+    folder = prepost_run(tmp_path / "run")
+    loaded = ModelSlot(TASKS_BY_NAME["prepost_fusion"], str(folder), tmp_path / "none", "tiny", hub_timeout=0.1).get()
+    choices = operating_point_choices(loaded)
+    points = loaded.model.config.operating_points
+    offered = [name for name in ("screening", "balanced", "confirmatory") if points[name]["threshold"] is not None]
+    assert [value for _, value in choices] == ["model default", *offered, "custom threshold"]
+    counts = json.loads((folder / "eval_results.json").read_text())["data"]["class_counts"]["validation"]
+    for label, name in choices[1:-1]:
+        sensitivity, positive = points[name]["sensitivity"], counts["Positive"]
+        ci = binomtest(round(sensitivity * positive), positive).proportion_ci(method="wilson")
+        assert f"sensitivity {sensitivity:.2f} (95% interval {ci.low:.2f}-{ci.high:.2f}, {positive} Positive)" in label
+
+    untrained = ModelSlot(TASKS_BY_NAME["prepost_fusion"], None, tmp_path / "none", "tiny", hub_timeout=0.1).get()
+    assert [value for _, value in operating_point_choices(untrained)] == ["model default", "custom threshold"]

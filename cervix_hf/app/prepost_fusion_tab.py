@@ -1,5 +1,7 @@
 """The Pre/post fusion tab: a pre-stain and a post-stain photo, a decision at a chosen threshold or operating point."""
 
+import json
+from pathlib import Path
 
 import gradio as gr
 
@@ -9,6 +11,8 @@ from ..inference import (
     prepost_threshold,
     redecide_prepost,
 )
+from ..files import EVAL_RESULTS_FILE
+from ..metrics import wilson_interval
 from ..models.prepost_fusion import OPERATING_POINT_NAMES
 from ..visualization import attention_received, overlay_heatmap
 from .models import ModelSlot
@@ -31,6 +35,46 @@ from .widgets import (
 )
 
 CHOICES = [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD]
+
+
+def _validation_counts(loaded) -> dict | None:
+    """The validation split's cases per class, from a local model folder's `eval_results.json`, when it has them."""
+    if loaded.source.kind != "folder":
+        return None
+    path = Path(loaded.source.location) / EVAL_RESULTS_FILE
+    try:
+        return json.loads(path.read_text())["data"]["class_counts"]["validation"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _rate(name: str, value: float, cases: int | None, kind: str) -> str:
+    if cases is None:
+        return f"{name} {value:.2f}"
+    low, high = wilson_interval(round(value * cases), cases) if cases else (0.0, 1.0)
+    return f"{name} {value:.2f} (95% interval {low:.2f}-{high:.2f}, {cases} {kind})"
+
+
+def operating_point_choices(loaded) -> list[tuple[str, str]]:
+    """
+    The operating points the loaded model defines (a threshold chosen on its validation split), each labelled with
+    its validation sensitivity and specificity, their 95% Wilson intervals and how many cases they rest on (when
+    its evaluation file says), between its default threshold and a custom one. A point it lacks is not offered.
+    """
+    points = loaded.model.config.operating_points or {}
+    counts = _validation_counts(loaded) or {}
+    positive, negative = counts.get("Positive"), counts.get("Negative")
+    choices = [(MODEL_DEFAULT, MODEL_DEFAULT)]
+    for name in OPERATING_POINT_NAMES:
+        point = points.get(name) or {}
+        if point.get("threshold") is None:
+            continue
+        label = f"{name}: threshold {point['threshold']:.2f}"
+        if point.get("sensitivity") is not None and point.get("specificity") is not None:
+            label += (f"; on validation, {_rate('sensitivity', point['sensitivity'], positive, 'Positive')}, "
+                      f"{_rate('specificity', point['specificity'], negative, 'Negative')}")  # fmt: skip
+        choices.append((label, name))
+    return [*choices, (CUSTOM_THRESHOLD, CUSTOM_THRESHOLD)]
 
 
 def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
@@ -99,7 +143,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         }
         return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, attention, details
 
-    with gr.Tab("Pre/post fusion"):
+    with gr.Tab("Pre/post fusion") as tab:
         gr.Markdown(
             "Two photos of the same cervix in, before the stain (after normal saline) and after it (after acetic "
             "acid); the probability of Positive and the decision at a threshold out."
@@ -114,7 +158,8 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                     CHOICES,
                     value=MODEL_DEFAULT,
                     label="Operating point",
-                    info="Chosen on the validation split when the model was trained.",
+                    info="Chosen on the validation split when the model was trained; only those the model defines.",
+                    elem_id="prepost-operating-point",
                 )
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Decision threshold", interactive=False)
                 operating_point_info = gr.Markdown(label="Operating point")
@@ -133,6 +178,8 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                 )
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON(label="Details")
+    # The model loads on first use; the choices it defines are shown once the tab is opened.
+    tab.select(lambda: gr.Radio(choices=operating_point_choices(slot.get())), None, operating_point, api_name=False)
     operating_point.input(
         show_operating_point,
         [operating_point, threshold],
