@@ -110,6 +110,18 @@ def test_cervix_type_tab_classifies_an_uploaded_photo(browser_page, screenshot):
     screenshot("cervix-type")
 
 
+def test_removing_the_photo_clears_the_result_and_an_example_is_classified_when_chosen(browser_page):
+    open_tab(browser_page, "Cervix type")  # the photo of the test above is there, classified
+    browser_page.get_by_text("Most probable:").wait_for(timeout=RESULT_TIMEOUT_MS)
+    browser_page.locator("#cervix-photo").get_by_role("button", name="Remove Image").click()
+    browser_page.get_by_text("Upload a photo to classify it.").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert not browser_page.get_by_text("Most probable:").locator("visible=true").count()
+    assert not browser_page.locator("#cervix-grad-cam img").count()  # no heat map of the removed photo
+    browser_page.locator(".gallery-item").locator("visible=true").first.click()  # an example, no button pressed
+    browser_page.get_by_text("Most probable:").locator("visible=true").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    browser_page.locator("#cervix-grad-cam img").wait_for(timeout=RESULT_TIMEOUT_MS)
+
+
 def test_cell_detection_tab_draws_boxes_and_counts(browser_page, screenshot):
     open_tab(browser_page, "Cell detection")
     browser_page.locator("#cells-threshold input[type=number]").fill("0")  # the tiny test model scores low
@@ -160,6 +172,9 @@ def test_a_bad_file_shows_its_error_in_the_page(browser_page, tmp_path, screensh
     browser_page.locator("#cervix-photo").get_by_role("button", name="Remove Image").click()
     upload(browser_page, "cervix-photo", not_a_photo)
     browser_page.get_by_text("Cannot load image 'notes.jpg': not an image file").wait_for(timeout=RESULT_TIMEOUT_MS)
+    # The previous photo's verdict and heat map are gone, not left beside the error.
+    assert not browser_page.get_by_text("Most probable:").locator("visible=true").count()
+    assert not browser_page.locator("#cervix-grad-cam img").count()
     screenshot("bad-file")
 
 

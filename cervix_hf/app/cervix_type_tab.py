@@ -12,6 +12,7 @@ from .widgets import (
     IMAGE_SOURCES,
     OUTPUT_IMAGE_BUTTONS,
     ResultCache,
+    bad_input,
     checked_flag,
     model_footer,
     read_upload,
@@ -63,6 +64,8 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
         return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, details
 
     def explain(photo, ignore_quality_gate):
+        if photo is None:
+            raise bad_input("No photo: upload an image file (JPEG, PNG, TIFF or BMP).")
         image, loaded, override, prepared, prediction = classified(photo, ignore_quality_gate)
         explanation = explain_cervix_type(loaded.model, loaded.processor, prepared, override, prediction)
         if explanation.heatmap is None:
@@ -95,13 +98,23 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
                 )
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON(label="Details")
-    inputs = [photo, ignore_quality_gate]
-    event = gr.on(
-        [button.click, photo.upload, ignore_quality_gate.input],
-        classify,
-        inputs,
-        [verdict, probabilities, details],
-        api_name="classify_cervix_type",
-        preprocess=False,
-    )
+    inputs, outputs = [photo, ignore_quality_gate], [verdict, probabilities, details]
+
+    def cleared():
+        """Every output emptied: what shows while a new photo is classified, and after an error or a removal."""
+        return "Upload a photo to classify it.", gr.Label(value=None), None, gr.Image(value=None)
+
+    def classify_if_given(photo, ignore_quality_gate):
+        return cleared()[:3] if photo is None else classify(photo, ignore_quality_gate)
+
+    # Any change of the photo (an upload, an example chosen, a removal) first clears the old result, then
+    # classifies the new photo; so does the button (a re-run) and the override. A failed request leaves no stale
+    # result behind.
+    on_change = photo.change(cleared, None, [*outputs, heatmap], queue=False, api_name=False)
+    on_change = on_change.then(classify_if_given, inputs, outputs, preprocess=False, api_name=False)
+    rerun = gr.on([button.click, ignore_quality_gate.input], cleared, None, [*outputs, heatmap], queue=False,
+                  api_name=False)  # fmt: skip
+    event = rerun.then(classify, inputs, outputs, api_name="classify_cervix_type", preprocess=False)
     event.success(explain, inputs, heatmap, api_name="cervix_grad_cam", preprocess=False)
+    on_change.success(lambda photo, ignore: None if photo is None else explain(photo, ignore), inputs, heatmap,
+                      api_name=False, preprocess=False)  # fmt: skip
