@@ -115,14 +115,20 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
                 with gr.Row():
                     csv_file = gr.File(label="Detections (CSV)", elem_id="cells-csv")
                     json_file = gr.File(label="Detections (JSON)", elem_id="cells-json")
-    gr.on(
-        # `input`: every way of changing the threshold (dragging, arrow keys, typing a number and Enter), the
-        # last one winning; `release` fires only when a drag ends.
-        [button.click, image.upload, threshold.input],
-        detect,
-        [image, threshold],
-        [summary, annotated, counts, csv_file, json_file, cells],
-        api_name="detect_cells",
-        preprocess=False,
-        trigger_mode="always_last",
-    )
+    outputs = [summary, annotated, counts, csv_file, json_file, cells]
+
+    def cleared():
+        """Every output emptied: what shows while a new image is detected, and after an error or a removal."""
+        return "Upload an image to find its cells.", None, None, None, None, None
+
+    # A new image (an upload, a chosen example, a removal) or the button first clears the old result, then
+    # detects; a failed request leaves no stale result behind. The threshold re-filters the cached detections
+    # from every way of changing it (dragging, arrow keys, typing a number and Enter; `release` fires only when a
+    # drag ends), the last one winning.
+    rerun = gr.on([button.click], cleared, None, outputs, queue=False, api_name=False)
+    rerun.then(detect, [image, threshold], outputs, api_name="detect_cells", preprocess=False)
+    on_change = image.change(cleared, None, outputs, queue=False, api_name=False)
+    on_change.then(lambda upload, threshold: cleared() if upload is None else detect(upload, threshold),
+                   [image, threshold], outputs, api_name=False, preprocess=False)  # fmt: skip
+    threshold.input(lambda upload, value: cleared() if upload is None else detect(upload, value), [image, threshold],
+                    outputs, api_name=False, preprocess=False, trigger_mode="always_last")  # fmt: skip

@@ -186,12 +186,23 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         [threshold, operating_point_info],
         api_name="prepost_operating_point",
     )
-    gr.on(
-        [button.click, operating_point.input, threshold.input],  # every way of changing it, as in Cell detection
-        classify,
-        [pre, post, operating_point, threshold],
-        [verdict, probabilities, attention, details],
-        api_name="classify_prepost",
-        preprocess=False,
-        trigger_mode="always_last",
-    )
+    inputs, outputs = [pre, post, operating_point, threshold], [verdict, probabilities, attention, details]
+
+    def cleared():
+        """Every output emptied: what shows while a new pair is classified, and after an error or a removal."""
+        return "Upload both images to classify the pair.", gr.Label(value=None), gr.Image(value=None), None
+
+    def classify_if_both(pre_image, post_image, operating_point, threshold):
+        if pre_image is None or post_image is None:
+            return cleared()
+        return classify(pre_image, post_image, operating_point, threshold)
+
+    # As the other tabs: a change of either image (an upload, a chosen example, a removal) first clears the old
+    # result, then classifies the pair as soon as both images are there; the button re-runs. A failed request
+    # leaves no stale result. The operating point and every way of changing the threshold decide again.
+    rerun = gr.on([button.click], cleared, None, outputs, queue=False, api_name=False)
+    rerun.then(classify, inputs, outputs, api_name="classify_prepost", preprocess=False)
+    on_change = gr.on([pre.change, post.change], cleared, None, outputs, queue=False, api_name=False)
+    on_change.then(classify_if_both, inputs, outputs, api_name=False, preprocess=False, trigger_mode="always_last")
+    gr.on([operating_point.input, threshold.input], classify_if_both, inputs, outputs, api_name=False,
+          preprocess=False, trigger_mode="always_last")  # fmt: skip
