@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from transformers import (
@@ -11,7 +12,7 @@ from transformers import (
     AutoModelForObjectDetection,
 )
 
-from .image_io import load_image, original_size
+from .image_io import ImageLoadError, load_image, original_size
 from .models.cell_detector.tiling_cell_detector import detect_tiled
 from .models.colponet import ImageQualityReport
 from .registry import family
@@ -32,12 +33,22 @@ def load_model_input(image, model_type: str, reduce: bool = True, max_decoded_pi
     `max_decoded_pixels` is `load_image`'s memory budget (the app sets one).
     """
     record = family(model_type)
-    return load_image(
+    loaded = load_image(
         image,
         max_side=record.input_max_side if reduce else None,
         min_side=record.input_min_side,
         max_decoded_pixels=max_decoded_pixels,
     )
+    width, height = original_size(loaded)
+    if record.input_max_aspect is not None and max(width, height) > record.input_max_aspect * min(width, height):
+        name = str(image) if isinstance(image, (str, Path)) else "<in-memory image>"
+        raise ImageLoadError(
+            name,
+            f"the image is {width}x{height} pixels, {max(width, height) / min(width, height):.1f} times longer than "
+            f"it is wide; this model takes photos at most {record.input_max_aspect:g}:1 (a colposcopy photo is near "
+            "4:3). Upload the photo itself, not a strip, a collage or a panorama.",
+        )
+    return loaded
 
 
 def model_device(model) -> torch.device:
@@ -378,11 +389,37 @@ def classify_prepost(
     """
     value, origin = prepost_threshold(model.config, operating_point, threshold)
     pre_image, post_image = (load_model_input(view, "prepost_fusion") for view in (pre_image, post_image))
+    check_pair(pre_image, post_image)
     outputs = model(**processor(pre_image, post_image, return_tensors="pt"))
     decision = processor.post_process_classification(outputs, value)[0]
     height, width = outputs.feature_map_size
     attention = outputs.pre_to_post_attentions[0].mean(0).reshape(height, width, height, width)
     return PrePostPrediction(decision["label"], decision["probability"], decision["threshold"], attention, origin)
+
+
+class PairError(ValueError):
+    """A pre/post pair that cannot be two photos of one cervix: the same image twice, or sizes far apart."""
+
+
+# Two photos of one examination come from one camera: their areas differ by a factor of 4 at most.
+MAX_PAIR_AREA_RATIO = 4.0
+
+
+def check_pair(pre_image, post_image) -> None:
+    """Refuses a pair whose two images are the same picture, or whose sizes are too far apart to be one camera's."""
+    (pre_width, pre_height), (post_width, post_height) = original_size(pre_image), original_size(post_image)
+    if pre_image.size == post_image.size and np.array_equal(np.asarray(pre_image), np.asarray(post_image)):
+        raise PairError(
+            "The pre-stain and post-stain images are the same picture. Upload the photo taken before the stain "
+            "(after normal saline) and the one taken after it (after acetic acid)."
+        )
+    areas = sorted((pre_width * pre_height, post_width * post_height))
+    if areas[1] > MAX_PAIR_AREA_RATIO * areas[0]:
+        raise PairError(
+            f"The pre-stain image is {pre_width}x{pre_height} pixels and the post-stain image {post_width}x"
+            f"{post_height}: more than {MAX_PAIR_AREA_RATIO:g} times apart in size, so not two photos of one "
+            "examination from one camera. Upload the matching pair."
+        )
 
 
 def redecide_prepost(

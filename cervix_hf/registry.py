@@ -91,6 +91,9 @@ class ModelFamily:
             model needs, whatever the upload's size.
         input_min_side (`int`, *optional*, defaults to 32): the shortest side, in pixels, an input needs: below it
             the backbone's stride-32 feature map would be empty, so the image is refused with its size.
+        input_max_aspect (`float`, *optional*): the most elongated input accepted (longer side over shorter side):
+            a colposcopy photo is near 4:3, and a strip or a panorama squeezed into a square would be read as
+            nonsense; `None` accepts any (a Pap-smear field or slide may be long).
         former_names (`tuple[str, ...]`, *optional*): the words used for it before every name followed the stem,
             still accepted where a user may have saved them: the app's flags and variables, the folders under
             `checkpoints/`, and `cervix-hf train <name>`.
@@ -115,6 +118,7 @@ class ModelFamily:
     pipeline_class: type | None = field(default=None)
     input_max_side: int = 2048
     input_min_side: int = 32
+    input_max_aspect: float | None = None
     former_names: tuple[str, ...] = ()
 
     @property
@@ -207,6 +211,7 @@ FAMILIES = (
             "inception_branch_channels": [8, 8, 8, 4, 4, 4],
         },
         repo_id="cervix-hf/colponet",
+        input_max_aspect=3.0,
         training_data="DATA",
         card_sections=("Quality gate", "Classification report", "Confusion matrix"),
         index_metrics=(
@@ -271,6 +276,7 @@ FAMILIES = (
             "num_attention_heads": 2,
         },
         repo_id="cervix-hf/prepost-fusion",
+        input_max_aspect=3.0,
         training_data="PAIRS",
         card_sections=("Sensitivity and specificity", "Confusion matrix", "Threshold table", "Operating points"),
         index_metrics=(

@@ -460,3 +460,23 @@ def test_the_batch_tab_refuses_more_than_its_bound(client, photos, monkeypatch):
     with pytest.raises(Exception, match="2 images: at most 1 per batch here"):
         client.predict("Cervix type (photos)", [handle_file(photos[0]), handle_file(photos[1])],
                        api_name="/predict_batch")  # fmt: skip
+
+
+def test_inputs_that_cannot_be_what_the_model_takes_get_a_specific_message(client, photos, pair, tmp_path):
+    strip = tmp_path / "strip.jpg"
+    Image.open(photos[0]).convert("RGB").resize((900, 200)).save(strip)  # 4.5:1, a strip, not a photo
+    with pytest.raises(Exception, match=r"'strip.jpg': the image is 900x200 pixels, 4.5 times longer than it is wide"):
+        client.predict(handle_file(strip), False, api_name="/classify_cervix_type")
+    with pytest.raises(Exception, match="The pre-stain and post-stain images are the same picture"):
+        client.predict(handle_file(pair[0]), handle_file(pair[0]), "custom threshold", 0.5,
+                       api_name="/classify_prepost")  # fmt: skip
+    small = tmp_path / "small.jpg"
+    Image.open(pair[1]).convert("RGB").resize((200, 150)).save(small)
+    width, height = Image.open(pair[0]).size
+    with pytest.raises(Exception, match=rf"The pre-stain image is {width}x{height} pixels and the post-stain image "
+                       r"200x150: more than 4 times apart in size"):  # fmt: skip
+        client.predict(handle_file(pair[0]), handle_file(small), "custom threshold", 0.5, api_name="/classify_prepost")
+    # The same pair at other sizes of one camera is still decided.
+    decided = client.predict(handle_file(pair[0]), handle_file(pair[1]), "custom threshold", 0.5,
+                             api_name="/classify_prepost")  # fmt: skip
+    assert "Decision:" in decided[0]

@@ -7,6 +7,7 @@ import gradio as gr
 
 from ..inference import (
     OperatingPointError,
+    PairError,
     classify_prepost,
     prepost_threshold,
     redecide_prepost,
@@ -121,6 +122,8 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
             prediction = redecide_prepost(loaded.model, loaded.processor, answer, **chosen)
         except OperatingPointError as error:
             raise unavailable(error) from None
+        except PairError as error:
+            raise bad_input(str(error)) from None
         comparison = "≥" if prediction.label == "Positive" else "<"
         verdict = (
             f"**Decision: {prediction.label}**: probability of Positive {prediction.probability:.3f} {comparison} "
