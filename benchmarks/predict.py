@@ -33,6 +33,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", default="resnet-50", choices=MODEL_SIZES, help="model size (tiny: a smoke run)")
     parser.add_argument("--runtime", default="torch", help="predict's --runtime")
     parser.add_argument("--max-photos", type=int, default=None, help="only the first N photos (a smoke run)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="predict's --batch-size values")
     return parser
 
 
@@ -68,12 +69,11 @@ def main(args: argparse.Namespace) -> dict:
         empty.write_text(str(photos[0]) + "\n")
         start_up = run([sys.executable, *predict, str(empty), "--output", str(scratch / "one.csv")], env)
         two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
-        ways = {
-            "1 process, batch 1": ([sys.executable], 1, {}),
-            "1 process, batch 16": ([sys.executable], 16, {}),
-            "2 processes x 1 thread, batch 1": (two, 1, {"OMP_NUM_THREADS": "1"}),
-            "2 processes x 1 thread, batch 16": (two, 16, {"OMP_NUM_THREADS": "1"}),
-        }
+        ways = {}
+        for processes, launcher, extra in ((1, [sys.executable], {}), (2, two, {"OMP_NUM_THREADS": "1"})):
+            for batch in args.batch_sizes:
+                name = "1 process" if processes == 1 else "2 processes x 1 thread"
+                ways[f"{name}, batch {batch}"] = (launcher, batch, extra)
         for name, (launcher, batch, extra) in ways.items():
             output = scratch / f"{len(results)}.csv"
             seconds = run([*launcher, *predict, str(listing), "--batch-size", str(batch), "--output", str(output)],
@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> dict:
                 rows = list(csv.DictReader(handle))
             assert len(rows) == len(photos), f"{name}: {len(rows)} rows for {len(photos)} photos"
             results[name] = {"seconds": seconds, "photos_per_second": len(photos) / seconds}
-    base = results["1 process, batch 1"]["photos_per_second"]
+    base = results[f"1 process, batch {args.batch_sizes[0]}"]["photos_per_second"]
     print(f"cervix-hf predict, ColpoNet {args.size} (random weights), runtime {args.runtime}, {len(photos)} photos, "
           f"{torch.get_num_threads()} CPU threads; start-up with one photo {start_up:.1f} s (included below)")  # fmt: skip
     for name, figures in results.items():
@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"{name:<34} {figures['seconds']:7.1f} s  {figures['photos_per_second']:6.2f} photos/s  {ratio:5.2f}x")
     best = max(results, key=lambda name: results[name]["photos_per_second"])
     print(f"predict: the fastest way, {best}, is {results[best]['photos_per_second'] / base:.2f}x one process at "
-          "batch 1")
+          f"batch {args.batch_sizes[0]}")
     return {"start_up_seconds": start_up, **results}
 
 

@@ -56,6 +56,8 @@ def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
         ("benchmarks.runtimes", ["--repeats", "1", "--max-inputs", "4", "--size", "tiny", "--skip-memory"],
          r"colponet: OpenVINO int8 at batch 1 is \d+\.\d+x PyTorch fp32(.|\n)*"
          r"cell_detector: the fastest export, [A-Za-z ]+ (fp32|int8), at batch 1 is \d+\.\d+x PyTorch fp32"),
+        ("benchmarks.predict", ["--size", "tiny", "--max-photos", "2", "--batch-sizes", "1"],
+         r"predict: the fastest way, .+, is \d+\.\d+x one process at batch 1"),
         # the app's row, the target's (the other rows are the same code without bounds); its load test: test_app
         ("benchmarks.request_memory", ["--models", "colponet", "--bounds", "app", "--skip-load-test"],
          r"colponet in the app: a 100-MP image's peak is \d+\.\d+x an ordinary photo's"),
