@@ -304,9 +304,12 @@ def _finished(row: dict, model_type: str) -> bool:
     return model_type != "cell_detector" or row.get("row") == "image"
 
 
-def completed_keys(path: str | Path, fmt: str, model_type: str) -> set[tuple[str, ...]]:
+def completed_keys(
+    path: str | Path, fmt: str, model_type: str, rows: list[dict] | None = None
+) -> set[tuple[str, ...]]:
     """The inputs an earlier run finished without error (`--resume` skips them; failed ones are tried again)."""
-    return {row_key(row, model_type) for row in read_rows(path, fmt) if _finished(row, model_type)}
+    rows = read_rows(path, fmt) if rows is None else rows
+    return {row_key(row, model_type) for row in rows if _finished(row, model_type)}
 
 
 def keep_completed(path: str | Path, fmt: str, model_type: str, columns: Sequence[str]) -> set[tuple[str, ...]]:
@@ -315,7 +318,7 @@ def keep_completed(path: str | Path, fmt: str, model_type: str, columns: Sequenc
     rows of an image cut off mid-way go, to be written again), and returns those inputs' keys.
     """
     rows = read_rows(path, fmt)
-    done = {row_key(row, model_type) for row in rows if _finished(row, model_type)}
+    done = completed_keys(path, fmt, model_type, rows)
     if fmt == "csv" and rows and list(rows[0]) != list(columns):
         raise ValueError(f"{path} has other columns than this model's predictions; --resume needs the same model.")
     kept = [row for row in rows if row_key(row, model_type) in done]

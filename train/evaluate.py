@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cervix_hf.batch import BatchInput, Predictor
+from cervix_hf.batch import BatchInput, Predictor, chunks
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import class_counts, read_iarc_atlas, read_pairs_csv
@@ -133,8 +133,7 @@ def _colponet(model, processor, args, output_dir: Path) -> EvalResults:
     _check_labels(model, names, args)
     predictor = Predictor("colponet", model, processor, ignore_quality_gate=True)
     items = [BatchInput((str(path),)) for path in records.paths]
-    rows = [row for start in range(0, len(items), args.batch_size)
-            for row in predictor(items[start : start + args.batch_size])]  # fmt: skip
+    rows = [row for chunk in chunks(items, args.batch_size) for row in predictor(chunk)]
     failed = [row["image"] for row in rows if row["error"]]
     if failed:
         raise SystemExit(f"{len(failed)} photo(s) could not be read, e.g. {failed[0]}; fix or remove them first.")
@@ -203,8 +202,7 @@ def _prepost(model, processor, args, output_dir: Path) -> EvalResults:
         records = read_iarc_atlas(args.data, post=args.post)
     predictor = Predictor("prepost_fusion", model, processor, threshold=0.5)
     items = [BatchInput((r.pre_path, r.post_path)) for r in records.records]
-    rows = [row for start in range(0, len(items), args.batch_size)
-            for row in predictor(items[start : start + args.batch_size])]  # fmt: skip
+    rows = [row for chunk in chunks(items, args.batch_size) for row in predictor(chunk)]
     failed = [row["pre"] for row in rows if row["error"]]
     if failed:
         raise SystemExit(f"{len(failed)} pair(s) could not be read, e.g. {failed[0]}; fix or remove them first.")
