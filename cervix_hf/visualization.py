@@ -5,9 +5,14 @@ Both are relative pictures of what a network used, not findings: a heat map over
 even a trained model's heat map need not point at a lesion.
 """
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 import PIL.Image
+import PIL.ImageColor
+import PIL.ImageDraw
+import PIL.ImageFont
 import torch
 
 # The displayed image's longest side: heat maps are for looking at, and a 100-megapixel overlay would only cost memory.
@@ -133,4 +138,56 @@ def detection_masks(
     return display, [(mask, label) for label, mask in masks.items()]
 
 
-__all__ = ["DEFAULT_DISPLAY_SIZE", "attention_received", "detection_masks", "grad_cam", "overlay_heatmap"]
+def draw_detections(
+    image: PIL.Image.Image,
+    detections,
+    colours: Mapping[str, str],
+    display_size: int | None = DEFAULT_DISPLAY_SIZE,
+    draw_boxes: bool = True,
+) -> PIL.Image.Image:
+    """
+    `image` with each detection numbered and scored: a tag `"<n> <score>"` (`n` counts from 1 in the order of
+    `detections`, as the app's per-cell table does) in its class's colour at the box's top-left corner, above the box
+    where there is room, and the box outlined in that colour unless `draw_boxes` is `False` (for `gr.AnnotatedImage`,
+    which draws the boxes itself as masks).
+
+    Args:
+        image (`PIL.Image.Image`): the image the detections were made on.
+        detections (`list[CellDetection]`): boxes in pixels of `image`.
+        colours (`Mapping[str, str]`): a `#rrggbb` colour per class name.
+        display_size (`int`, *optional*, defaults to `DEFAULT_DISPLAY_SIZE`): longest side of the drawn image, as in
+            [`detection_masks`]; `None` keeps the image's size (a download at full resolution).
+        draw_boxes (`bool`, *optional*, defaults to `True`): whether to outline the boxes too.
+    """
+    drawn = image.convert("RGB").copy()
+    if display_size is not None:
+        drawn.thumbnail((display_size, display_size))
+    scale = np.array([drawn.width / image.width, drawn.height / image.height] * 2)
+    draw = PIL.ImageDraw.Draw(drawn)
+    font = PIL.ImageFont.load_default(size=max(10, round(min(drawn.size) / 80)))
+    width = max(1, round(min(drawn.size) / 400))
+    for number, detection in enumerate(detections, start=1):
+        colour = colours.get(detection.label, "#ffffff")
+        left, top, right, bottom = (np.asarray(detection.box, dtype=float) * scale).tolist()
+        if draw_boxes:
+            draw.rectangle((left, top, right, bottom), outline=colour, width=width)
+        tag = f"{number} {detection.score:.2f}"
+        tag_left, tag_top, tag_right, tag_bottom = draw.textbbox((0, 0), tag, font=font)
+        tag_width, tag_height = tag_right - tag_left + 2, tag_bottom - tag_top + 2
+        x = min(max(left, 0), max(drawn.width - tag_width, 0))
+        y = top - tag_height if top >= tag_height else min(max(top, 0), max(drawn.height - tag_height, 0))
+        draw.rectangle((x, y, x + tag_width, y + tag_height), fill=colour)
+        red, green, blue = PIL.ImageColor.getrgb(colour)[:3]
+        ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 150 else "white"
+        draw.text((x + 1 - tag_left, y + 1 - tag_top), tag, fill=ink, font=font)
+    return drawn
+
+
+__all__ = [
+    "DEFAULT_DISPLAY_SIZE",
+    "attention_received",
+    "detection_masks",
+    "draw_detections",
+    "grad_cam",
+    "overlay_heatmap",
+]

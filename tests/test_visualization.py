@@ -8,7 +8,7 @@ from PIL import Image
 from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
 from cervix_hf.inference import CellDetection
 from cervix_hf.model_presets import colponet_config
-from cervix_hf.visualization import attention_received, detection_masks, grad_cam, overlay_heatmap
+from cervix_hf.visualization import attention_received, detection_masks, draw_detections, grad_cam, overlay_heatmap
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,25 @@ def test_detection_masks_draw_one_mask_per_class_scaled_to_the_display():
     assert parabasal.shape == (512, 1024)
     assert parabasal[50, 50] == 1.0 and parabasal[150, 100] == 0.25 and parabasal[300, 100] == 0.0  # edge, inside
     assert parabasal[-1, -1] == 1.0
+
+
+def test_each_drawn_detection_is_outlined_in_its_class_colour_and_tagged_with_its_score():
+    grey = Image.new("RGB", (400, 300), (128, 128, 128))
+    colours = {"nucleus": "#e6194b", "cell": "#4363d8"}
+    detections = [CellDetection("nucleus", 0.93, (100, 100, 160, 150)), CellDetection("cell", 0.41, (250, 20, 300, 60))]
+    drawn = np.asarray(draw_detections(grey, detections, colours, display_size=None))
+    assert drawn.shape == (300, 400, 3)  # full size for the download
+    assert (drawn[125, 100] == (230, 25, 75)).all() and (drawn[40, 250] == (67, 99, 216)).all()  # left edges
+    assert (drawn[125, 130] == 128).all()  # inside a box: the image
+    # Each box's tag sits above its top-left corner in the box's colour, with the text's ink inside it.
+    for (left, top), colour in (((100, 100), (230, 25, 75)), ((250, 20), (67, 99, 216))):
+        tag = drawn[top - 12 : top, left : left + 30].reshape(-1, 3)
+        assert (tag == colour).all(axis=1).mean() > 0.3 and not (tag == colour).all(axis=1).all()
+    # The tag carries the score: the same box with another score is drawn differently there, and nowhere else.
+    rescored = np.asarray(draw_detections(grey, [detections[0], CellDetection("cell", 0.77, (250, 20, 300, 60))],
+                                          colours, display_size=None))  # fmt: skip
+    changed = np.argwhere((rescored != drawn).any(axis=-1))
+    assert len(changed) and (changed[:, 0] < 20).all() and (changed[:, 1] >= 250).all()
+    # Without boxes (the app's AnnotatedImage draws them as masks) only the tags are drawn; shrunk for display.
+    tags_only = np.asarray(draw_detections(grey, detections, colours, display_size=200, draw_boxes=False))
+    assert tags_only.shape == (150, 200, 3) and (tags_only[62, 50] == 128).all()

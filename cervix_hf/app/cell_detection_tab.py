@@ -1,4 +1,5 @@
-"""The Cell detection tab: boxes per class above a score threshold, a per-cell table and a CSV/JSON download."""
+"""The Cell detection tab: boxes per class above a score threshold, each numbered with its score, a per-cell table,
+and downloads: the detections as CSV and JSON, the annotated image as PNG."""
 
 from collections import Counter
 from pathlib import Path
@@ -9,17 +10,19 @@ from ..detection_export import write_detections
 from ..inference import (
     detect_cells,
 )
-from ..visualization import detection_masks
+from ..visualization import detection_masks, draw_detections
 from .models import ModelSlot
 from .widgets import (
-    label_explanation,
     CLASS_COLOURS,
     DEFAULT_DETECTION_THRESHOLD,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     ExportFolders,
     ResultCache,
+    answer_heading,
     checked_threshold,
+    label_explanation,
+    marked,
     model_footer,
     read_upload,
     result_label,
@@ -57,19 +60,27 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
                 for number, cell in enumerate(detections, start=1)
             ],
         }
-        display, masks = detection_masks(image, detections)
+        _, masks = detection_masks(image, detections)
         colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
+        # The shown image carries each cell's number (its row in the table) and score; the masks draw the boxes.
+        display = draw_detections(image, detections, colours, draw_boxes=False)
         folder = exports.new()
         stem = Path(name).stem + ("_UNTRAINED_MODEL" if loaded.warning else "")
         csv_path, json_path = folder / f"{stem}_detections.csv", folder / f"{stem}_detections.json"
         write_detections([(name, detections)], csv_path, json_path)
+        png_path = folder / f"{stem}_annotated.png"
+        draw_detections(image, detections, colours, display_size=None).save(png_path, compress_level=1)
         summary = (
-            f"**{len(detections)} cell(s) found** scoring above {threshold:.2f}: "
+            f"{answer_heading(f'{len(detections)} cell(s) found', loaded)} scoring above {threshold:.2f}: "
             + (", ".join(f"{counts[label]} {label}" for label in labels if counts[label]) or "none")
             + "."
         )
+        title = "Detected cells, coloured by class, each with its number and score"
         annotated = gr.AnnotatedImage(
-            value=(display, masks), color_map=colours, label=result_label("Detected cells, coloured by class", loaded)
+            value=(display, masks),
+            color_map=colours,
+            label=result_label(title, loaded),
+            elem_classes=marked(loaded),
         )
         return (
             untrained_prefix(loaded) + summary + model_footer(loaded),
@@ -78,6 +89,7 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
             str(csv_path),
             str(json_path),
             cells,
+            str(png_path),
         )
 
     with gr.Tab("Cell detection"):
@@ -115,11 +127,12 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
                 with gr.Row():
                     csv_file = gr.File(label="Detections (CSV)", elem_id="cells-csv")
                     json_file = gr.File(label="Detections (JSON)", elem_id="cells-json")
-    outputs = [summary, annotated, counts, csv_file, json_file, cells]
+                    png_file = gr.File(label="Annotated image (PNG, full size)", elem_id="cells-png")
+    outputs = [summary, annotated, counts, csv_file, json_file, cells, png_file]
 
     def cleared():
         """Every output emptied: what shows while a new image is detected, and after an error or a removal."""
-        return "Upload an image to find its cells.", None, None, None, None, None
+        return "Upload an image to find its cells.", None, None, None, None, None, None
 
     # A new image (an upload, a chosen example, a removal) or the button first clears the old result, then
     # detects; a failed request leaves no stale result behind. The threshold re-filters the cached detections
