@@ -206,13 +206,13 @@ def measure(url: str, images: dict[str, Path], requests: int) -> dict[str, dict[
             (images["photo"], False),
             lambda: classify_cervix_type(colponet, colponet_processor, images["photo"]),
         ),
-        "/cervix_grad_cam": ((images["photo"], False), explain),
+        "/cervix_grad_cam": ((images["photo"], False, 0.45), explain),
         "/detect_cells": (
             (images["cells"], 0.5),
             lambda: detect_cells(detector, detector_processor, images["cells"], 0.5),
         ),
         "/classify_prepost": (
-            (images["pre"], images["post"], "model default", 0.5),
+            (images["pre"], images["post"], "model default", 0.5, 0.45),
             lambda: classify_prepost(prepost, prepost_processor, images["pre"], images["post"]),
         ),
     }

@@ -154,7 +154,7 @@ def load_test(images: dict[str, Path], clients: int, requests: int) -> dict:
     endpoints = [
         ("/classify_cervix_type", lambda image: (image, True)),
         ("/detect_cells", lambda image: (image, 0.5)),
-        ("/classify_prepost", lambda image: (image, image, "model default", 0.5)),
+        ("/classify_prepost", lambda image: (image, image, "model default", 0.5, 0.45)),
     ]
     kinds = ("2-MP JPEG", "2-MP JPEG", "100-MP PNG", "2-MP JPEG", "2-MP JPEG", "100-MP JPEG")
     jobs = []

@@ -92,6 +92,13 @@ def test_grad_cam_is_the_heat_map_of_the_predicted_class_over_the_photo(client, 
     assert np.abs(shown - expected).mean() < 2  # sent as JPEG
     assert model.config.id2label[target] in heatmap["label"]
     assert np.abs(shown - np.asarray(image, dtype=np.int16)).mean() > 5  # coloured, not the bare photo
+    # The opacity slider blends the same map more or less: 0 gives back the photo, 1 the map's colours alone.
+    for opacity in (0.0, 1.0):
+        shown = read_rgb(value(client.predict(handle_file(photos[1]), False, opacity, api_name="/cervix_grad_cam")))
+        expected = np.asarray(overlay_heatmap(image, cam, alpha=opacity), dtype=np.int16)
+        assert np.abs(shown - expected).mean() < 2
+        if opacity == 0.0:
+            assert np.abs(shown - np.asarray(image, dtype=np.int16)).mean() < 2
 
 
 def test_a_blurred_photo_is_rejected_unless_the_user_overrides(client, app_checkpoints, photos, tmp_path):
@@ -121,7 +128,7 @@ def median_threshold(model) -> float:
 def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints, threshold_rule):
     model, _ = load_detector(str(app_checkpoints["cell_detector"]))
     threshold = 0.0 if threshold_rule == "zero" else median_threshold(model)
-    summary, annotated, counts, csv_path, json_path, cells = client.predict(
+    summary, annotated, counts, csv_path, json_path, cells, png_path = client.predict(
         handle_file(EDF_IMAGE), threshold, api_name="/detect_cells"
     )
     expected = expectations.detections(model, EDF_IMAGE, threshold)
@@ -148,6 +155,15 @@ def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints
     assert Image.open(shown["image"]).size == (1024, 1024)
     assert [a["label"] for a in shown["annotations"]] == ["nucleus"]  # one mask per class
     assert annotated["color_map"] == {"nucleus": "#e6194b"}
+    # The annotated image to download: the uploaded image at full size, each box outlined in its class's colour
+    # (the grey-level original has no such pixel: R = G = B).
+    original, drawn = np.asarray(Image.open(EDF_IMAGE).convert("RGB")), np.asarray(Image.open(png_path))
+    assert Path(png_path).name == "EDF010_annotated.png" and drawn.shape == original.shape
+    assert not (original == (230, 25, 75)).all(axis=-1).any()
+    for _, _, (xmin, ymin, xmax, ymax) in expected:
+        x, y = int(round(xmin)), int(round((ymin + ymax) / 2))
+        around_left_edge = drawn[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
+        assert (around_left_edge == (230, 25, 75)).all(axis=-1).any(), (xmin, ymin, xmax, ymax)
 
 
 def test_operating_point_presets_are_the_models_thresholds(client, app_checkpoints):
@@ -312,20 +328,26 @@ def test_every_result_of_an_untrained_model_says_so(untrained_app, photos, pair)
     client = Client(untrained_app.local_url, verbose=False)
     verdict, probabilities, details = client.predict(handle_file(photos[0]), False, api_name="/classify_cervix_type")
     assert UNTRAINED_WARNING in verdict and UNTRAINED_WARNING in probabilities["label"]
+    # At the answer itself: no "Most probable: Type_1 (100.0%)" that reads as a finding.
+    assert f"Untrained model, random output: Most probable: {details['label']}" in verdict
+    assert f"{details['probabilities'][details['label']]:.1%}: meaningless" in verdict
     assert details["warning"] == UNTRAINED_WARNING and details["trained"] is False
     assert UNTRAINED_WARNING in client.predict(handle_file(photos[0]), False, api_name="/cervix_grad_cam")["label"]
 
-    summary, annotated, counts, csv_path, json_path, cells = client.predict(
+    summary, annotated, counts, csv_path, json_path, cells, png_path = client.predict(
         handle_file(EDF_IMAGE), 0.5, api_name="/detect_cells"
     )
     texts = (summary, annotated["label"], counts["headers"][1], cells["headers"][2])
     assert all(UNTRAINED_WARNING in text for text in texts)
-    assert all("UNTRAINED_MODEL" in Path(path).name for path in (csv_path, json_path))
+    assert f"Untrained model, random output: {len(cells['data'])} cell(s) found" in summary
+    assert all("UNTRAINED_MODEL" in Path(path).name for path in (csv_path, json_path, png_path))
 
     verdict, probabilities, attention, details = client.predict(
         handle_file(pair[0]), handle_file(pair[1]), api_name="/classify_prepost"
     )
     assert all(UNTRAINED_WARNING in text for text in (verdict, probabilities["label"], attention["label"]))
+    assert f"Untrained model, random output: Decision: {details['label']}" in verdict
+    assert f"{details['probability']:.3f}: meaningless" in verdict
     assert details["warning"] == UNTRAINED_WARNING
     with pytest.raises(Exception, match="Unknown operating point 'screening'; this model has none"):
         client.predict("screening", 0.5, api_name="/prepost_operating_point")
@@ -389,7 +411,7 @@ def test_moving_a_threshold_decides_again_without_running_the_model(app_checkpoi
         client = Client(demo.local_url, verbose=False)
         detector, _ = load_detector(str(app_checkpoints["cell_detector"]))
         for threshold in (0.0, median_threshold(detector), 0.9):
-            _, _, counts, _, _, cells = client.predict(handle_file(EDF_IMAGE), threshold, api_name="/detect_cells")
+            _, _, counts, _, _, cells, _ = client.predict(handle_file(EDF_IMAGE), threshold, api_name="/detect_cells")
             expected = expectations.detections(detector, EDF_IMAGE, threshold)
             shown = [row[1:3] for row in cells["data"]]
             assert shown == [[label, pytest.approx(score, abs=1e-4)] for label, score, _ in expected]

@@ -7,13 +7,19 @@ from ..inference import classify_cervix_type, explain_cervix_type, prepare_cervi
 from ..visualization import overlay_heatmap
 from .models import ModelSlot
 from .widgets import (
-    label_explanation,
+    DEFAULT_HEATMAP_OPACITY,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     OUTPUT_IMAGE_BUTTONS,
     ResultCache,
+    answer_heading,
     bad_input,
     checked_flag,
+    checked_opacity,
+    heatmap_opacity_slider,
+    label_explanation,
+    marked,
+    meaningless,
     model_footer,
     read_upload,
     result_label,
@@ -29,6 +35,8 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
     # so that the Grad-CAM request that follows it explains the type shown, without reading, gating or
     # classifying the photo again. Only Grad-CAM's own forward and backward pass runs, in PyTorch.
     cache = ResultCache()
+    # Grad-CAM maps by the same key, so that moving the opacity slider only blends again.
+    explanations = ResultCache()
 
     def classified(photo, ignore_quality_gate):
         image, _ = read_upload(photo, "photo", "colponet")
@@ -40,18 +48,17 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
             return prepared, classify_cervix_type(loaded.predictor, loaded.processor, prepared, override)
 
         key = (id(loaded.model), upload_digest(photo), override)
-        return image, loaded, override, *cache.get_or_compute(key, compute)
+        return key, image, loaded, *cache.get_or_compute(key, compute)
 
     def classify(photo, ignore_quality_gate):
-        _, loaded, _, _, prediction = classified(photo, ignore_quality_gate)
+        _, _, loaded, _, prediction = classified(photo, ignore_quality_gate)
         verdict = f"**Quality gate:** {prediction.quality.message}\n\n"
         if not prediction.classified:
             verdict += f"**Not classified.** Tick *{OVERRIDE}* to override."
         else:
             overridden = "" if prediction.quality.is_acceptable else " (classified despite the quality gate: override)"
-            verdict += (
-                f"**Most probable: {prediction.label}** ({prediction.probabilities[prediction.label]:.1%}){overridden}."
-            )
+            probability = meaningless(f"{prediction.probabilities[prediction.label]:.1%}", loaded)
+            verdict += f"{answer_heading(f'Most probable: {prediction.label}', loaded)} ({probability}){overridden}."
         details = {
             **prediction.to_dict(),
             "model": loaded.source.describe(),
@@ -59,19 +66,28 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
             "warning": loaded.warning,
         }
         probabilities = gr.Label(
-            value=prediction.probabilities or None, label=result_label("Cervix type probabilities", loaded)
+            value=prediction.probabilities or None,
+            label=result_label("Cervix type probabilities", loaded),
+            elem_classes=marked(loaded),
         )
         return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, details
 
-    def explain(photo, ignore_quality_gate):
+    def explain(photo, ignore_quality_gate, opacity=DEFAULT_HEATMAP_OPACITY):
         if photo is None:
             raise bad_input("No photo: upload an image file (JPEG, PNG, TIFF or BMP).")
-        image, loaded, override, prepared, prediction = classified(photo, ignore_quality_gate)
-        explanation = explain_cervix_type(loaded.model, loaded.processor, prepared, override, prediction)
+        opacity = checked_opacity(opacity)
+        key, image, loaded, prepared, prediction = classified(photo, ignore_quality_gate)
+        explanation = explanations.get_or_compute(
+            key, lambda: explain_cervix_type(loaded.model, loaded.processor, prepared, key[2], prediction)
+        )
         if explanation.heatmap is None:
             return gr.Image(value=None, label="Grad-CAM: the photo was not classified")
         title = f"Grad-CAM for {explanation.label}: what drove the prediction (red = most)"
-        return gr.Image(value=overlay_heatmap(image, explanation.heatmap), label=result_label(title, loaded))
+        return gr.Image(
+            value=overlay_heatmap(image, explanation.heatmap, alpha=opacity),
+            label=result_label(title, loaded),
+            elem_classes=marked(loaded),
+        )
 
     with gr.Tab("Cervix type"):
         gr.Markdown(
@@ -88,7 +104,9 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
                     gr.Examples([[path] for path in examples], inputs=photo, label="Example photos")
             with gr.Column():
                 verdict = gr.Markdown("Upload a photo to classify it.", label="Verdict")
-                probabilities = gr.Label(label="Cervix type probabilities", num_top_classes=3)
+                probabilities = gr.Label(
+                    label="Cervix type probabilities", num_top_classes=3, elem_id="cervix-probabilities"
+                )
                 heatmap = gr.Image(
                     label="Grad-CAM",
                     interactive=False,
@@ -96,6 +114,7 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
                     buttons=OUTPUT_IMAGE_BUTTONS,
                     elem_id="cervix-grad-cam",
                 )
+                opacity = heatmap_opacity_slider("cervix-opacity")
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON(label="Details")
     inputs, outputs = [photo, ignore_quality_gate], [verdict, probabilities, details]
@@ -115,6 +134,12 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
     rerun = gr.on([button.click, ignore_quality_gate.input], cleared, None, [*outputs, heatmap], queue=False,
                   api_name=False)  # fmt: skip
     event = rerun.then(classify, inputs, outputs, api_name="classify_cervix_type", preprocess=False)
-    event.success(explain, inputs, heatmap, api_name="cervix_grad_cam", preprocess=False)
-    on_change.success(lambda photo, ignore: None if photo is None else explain(photo, ignore), inputs, heatmap,
-                      api_name=False, preprocess=False)  # fmt: skip
+    event.success(explain, [*inputs, opacity], heatmap, api_name="cervix_grad_cam", preprocess=False)
+
+    def explain_if_given(photo, ignore_quality_gate, opacity):
+        return None if photo is None else explain(photo, ignore_quality_gate, opacity)
+
+    on_change.success(explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False)
+    # The opacity blends the cached map again, from every way of moving the slider, the last one winning.
+    opacity.input(explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False,
+                  trigger_mode="always_last")  # fmt: skip

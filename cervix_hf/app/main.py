@@ -22,7 +22,7 @@ from .models import (
 )
 from .models_tab import build_models_tab
 from .prepost_fusion_tab import build_prepost_tab
-from .widgets import ExportFolders, write_drawn_images_atomically
+from .widgets import APP_CSS, ExportFolders, write_drawn_images_atomically
 
 logger = logging.getLogger("cervix_hf.app")
 EXAMPLES_ENV_VAR = "CERVIX_HF_EXAMPLES"
@@ -36,8 +36,9 @@ BANNER = (
 # share them.
 CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 64
-# What `launch` needs besides the address: a cap on uploads, and the page rendered in the browser (no Node server).
-LAUNCH_SETTINGS = {"max_file_size": "100mb", "ssr_mode": False}
+# What `launch` needs besides the address: a cap on uploads, the page rendered in the browser (no Node server), and
+# the page's style (an untrained model's results greyed out).
+LAUNCH_SETTINGS = {"max_file_size": "100mb", "ssr_mode": False, "css": APP_CSS}
 
 
 def build_demo(models: AppModels | None = None, examples_dir: str | Path | None = None) -> gr.Blocks:

@@ -11,6 +11,10 @@ from ..metrics import wilson_interval
 from .models import AppModels, ModelSlot
 
 
+# Pixels of a model's description and card before it scrolls.
+CARD_MAX_HEIGHT = 700
+
+
 def describe_model(slot: ModelSlot) -> str:
     loaded = slot.get()
     config = loaded.model.config
@@ -100,7 +104,9 @@ def build_models_tab(models: AppModels) -> None:
         )
         cards, galleries = [], []
         for slot in models:
-            cards.append(gr.Markdown(f"## {slot.task.title}\nNot loaded yet.", label=slot.task.name))
+            # A long card scrolls inside its box: with every card open the tab stays a few screens tall.
+            cards.append(gr.Markdown(f"## {slot.task.title}\nNot loaded yet.", label=slot.task.name,
+                                     max_height=CARD_MAX_HEIGHT, elem_id=f"card-{slot.task.name}"))  # fmt: skip
             galleries.append(gr.Gallery(label=f"{slot.task.title}: evaluation plots (from its training run)",
                                         columns=3, height="auto", elem_id=f"plots-{slot.task.name}"))  # fmt: skip
         button = gr.Button("Refresh")

@@ -18,16 +18,22 @@ from ..models.prepost_fusion import OPERATING_POINT_NAMES
 from ..visualization import attention_received, overlay_heatmap
 from .models import ModelSlot
 from .widgets import (
-    label_explanation,
     CUSTOM_THRESHOLD,
+    DEFAULT_HEATMAP_OPACITY,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     MODEL_DEFAULT,
     OUTPUT_IMAGE_BUTTONS,
     ResultCache,
+    answer_heading,
     bad_input,
     checked_choice,
+    checked_opacity,
     checked_threshold,
+    heatmap_opacity_slider,
+    label_explanation,
+    marked,
+    meaningless,
     model_footer,
     read_upload,
     result_label,
@@ -99,7 +105,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         slider = gr.Slider(value=value, interactive=operating_point == CUSTOM_THRESHOLD)
         return slider, f"Threshold {value:.3f}: {origin}."
 
-    def classify(pre_image, post_image, operating_point, threshold):
+    def classify(pre_image, post_image, operating_point, threshold, opacity=DEFAULT_HEATMAP_OPACITY):
         missing = [what for what, upload in (("pre-stain", pre_image), ("post-stain", post_image)) if upload is None]
         if missing:
             subject = (
@@ -112,6 +118,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         pre, _ = read_upload(pre_image, "pre-stain image", "prepost_fusion")
         post, _ = read_upload(post_image, "post-stain image", "prepost_fusion")
         chosen = chosen_threshold(operating_point, threshold)
+        opacity = checked_opacity(opacity)
         loaded = slot.get()
         try:
             # The model runs once per pair; another threshold or operating point decides again from its answer.
@@ -126,16 +133,19 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
             raise bad_input(str(error)) from None
         comparison = "≥" if prediction.label == "Positive" else "<"
         verdict = (
-            f"**Decision: {prediction.label}**: probability of Positive {prediction.probability:.3f} {comparison} "
-            f"threshold {prediction.threshold:.3f} ({prediction.threshold_origin})."
+            f"{answer_heading(f'Decision: {prediction.label}', loaded)}: probability of Positive "
+            f"{meaningless(f'{prediction.probability:.3f}', loaded)} {comparison} threshold "
+            f"{prediction.threshold:.3f} ({prediction.threshold_origin})."
         )
         probabilities = gr.Label(
             value={"Positive": prediction.probability, "Negative": 1.0 - prediction.probability},
             label=result_label("Probabilities", loaded),
+            elem_classes=marked(loaded),
         )
         attention = gr.Image(
-            value=overlay_heatmap(post, attention_received(prediction.pre_to_post_attention)),
+            value=overlay_heatmap(post, attention_received(prediction.pre_to_post_attention), alpha=opacity),
             label=result_label("Where the pre-stain image attends in the post-stain image (red = most)", loaded),
+            elem_classes=marked(loaded),
         )
         details = {
             **prediction.to_dict(),
@@ -171,7 +181,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                     gr.Examples([list(pair) for pair in examples], inputs=[pre, post], label="Example pairs")
             with gr.Column():
                 verdict = gr.Markdown("Upload both images to classify the pair.", label="Verdict")
-                probabilities = gr.Label(label="Probabilities")
+                probabilities = gr.Label(label="Probabilities", elem_id="prepost-probabilities")
                 attention = gr.Image(
                     label="Attention between the two images",
                     interactive=False,
@@ -179,6 +189,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                     buttons=OUTPUT_IMAGE_BUTTONS,
                     elem_id="prepost-attention",
                 )
+                opacity = heatmap_opacity_slider("prepost-opacity")
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON(label="Details")
     # The model loads on first use; the choices it defines are shown once the tab is opened.
@@ -189,23 +200,25 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         [threshold, operating_point_info],
         api_name="prepost_operating_point",
     )
-    inputs, outputs = [pre, post, operating_point, threshold], [verdict, probabilities, attention, details]
+    inputs = [pre, post, operating_point, threshold, opacity]
+    outputs = [verdict, probabilities, attention, details]
 
     def cleared():
         """Every output emptied: what shows while a new pair is classified, and after an error or a removal."""
         return "Upload both images to classify the pair.", gr.Label(value=None), gr.Image(value=None), None
 
-    def classify_if_both(pre_image, post_image, operating_point, threshold):
+    def classify_if_both(pre_image, post_image, operating_point, threshold, opacity):
         if pre_image is None or post_image is None:
             return cleared()
-        return classify(pre_image, post_image, operating_point, threshold)
+        return classify(pre_image, post_image, operating_point, threshold, opacity)
 
     # As the other tabs: a change of either image (an upload, a chosen example, a removal) first clears the old
     # result, then classifies the pair as soon as both images are there; the button re-runs. A failed request
-    # leaves no stale result. The operating point and every way of changing the threshold decide again.
+    # leaves no stale result. The operating point and every way of changing the threshold decide again, and the
+    # opacity blends the attention again, from the pair's cached answer.
     rerun = gr.on([button.click], cleared, None, outputs, queue=False, api_name=False)
     rerun.then(classify, inputs, outputs, api_name="classify_prepost", preprocess=False)
     on_change = gr.on([pre.change, post.change], cleared, None, outputs, queue=False, api_name=False)
     on_change.then(classify_if_both, inputs, outputs, api_name=False, preprocess=False, trigger_mode="always_last")
-    gr.on([operating_point.input, threshold.input], classify_if_both, inputs, outputs, api_name=False,
+    gr.on([operating_point.input, threshold.input, opacity.input], classify_if_both, inputs, outputs, api_name=False,
           preprocess=False, trigger_mode="always_last")  # fmt: skip

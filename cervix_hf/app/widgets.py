@@ -107,6 +107,42 @@ def untrained_prefix(loaded: LoadedModel) -> str:
     return f"## ⚠️ {loaded.warning}\n\n" if loaded.warning else ""
 
 
+# An untrained model's results are marked where they are shown: their components carry this class, which the page's
+# style greys out, their labels say the output is meaningless, and the verdicts call the answer random.
+UNTRAINED_CLASS = "untrained-output"
+APP_CSS = f".{UNTRAINED_CLASS} {{ opacity: 0.45; filter: grayscale(1); }}"
+UNTRAINED_ANSWER = "Untrained model, random output"
+
+
+def marked(loaded: LoadedModel) -> list[str]:
+    """The `elem_classes` of a result component: greyed out when the model is untrained."""
+    return [] if loaded.trained else [UNTRAINED_CLASS]
+
+
+def answer_heading(answer: str, loaded: LoadedModel) -> str:
+    """`answer` in bold, called a random output when the model is untrained."""
+    return f"**{answer}**" if loaded.trained else f"**{UNTRAINED_ANSWER}: {answer}**"
+
+
+def meaningless(figure: str, loaded: LoadedModel) -> str:
+    """A figure of the answer (a probability, a score), said to mean nothing when the model is untrained."""
+    return figure if loaded.trained else f"{figure}: meaningless"
+
+
+# Heat maps are blended over the photo at this opacity unless the user moves the tab's slider.
+DEFAULT_HEATMAP_OPACITY = 0.45
+
+
+def heatmap_opacity_slider(elem_id: str) -> gr.Slider:
+    return gr.Slider(0.0, 1.0, value=DEFAULT_HEATMAP_OPACITY, step=0.05, label="Heat-map opacity", elem_id=elem_id)
+
+
+def checked_opacity(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise bad_input(f"The heat-map opacity must be a number from 0 to 1, got {value!r}.")
+    return float(value)
+
+
 def result_label(title: str, loaded: LoadedModel) -> str:
     return f"{title} ({loaded.warning})" if loaded.warning else title
 
