@@ -160,8 +160,11 @@ class ModelFamily:
 
     @property
     def train_command(self) -> str:
+        """The training command as it runs here: this interpreter (not a bare `python`, which may be another one)."""
+        from .cli import module_command
+
         return (
-            f"python -m {self.training_script} --data {self.training_data} "
+            f"{module_command(self.training_script)} --data {self.training_data} "
             f"--output-dir checkpoints/{self.checkpoint_folder}"
         )
 

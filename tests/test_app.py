@@ -3,6 +3,8 @@ load, the untrained fallback and `python app.py` itself."""
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -389,8 +391,14 @@ def test_python_app_py_starts_logs_where_models_come_from_and_serves(app_checkpo
     assert details["model"] == f"local folder {app_checkpoints['colponet']}" and details["trained"]
     assert f"will load from local folder {app_checkpoints['cell_detector']}" in text  # the flag
     assert "Pre/post fusion: Negative/Positive: no trained weights found" in text
-    assert "To get real weights: train it (python -m train.train_prepost_fusion" in text
     assert "CERVIX_HF_PREPOST_FUSION" in text
+    # The hint runs as printed, from where the app was started: this interpreter, not a bare `python`.
+    hint = re.search(r"To get real weights: train it \((.+?)\), or point", text).group(1)
+    program, option, module, *arguments = shlex.split(hint)
+    assert (option, arguments) == ("-m", ["--data", "PAIRS", "--output-dir", "checkpoints/prepost_fusion"])
+    assert module.endswith("train.train_prepost_fusion") and Path(REPO_ROOT, program).samefile(sys.executable)
+    shown = subprocess.run([program, option, module, "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert shown.returncode == 0 and "--output-dir" in shown.stdout, shown.stderr[-2000:]
 
 
 def test_moving_a_threshold_decides_again_without_running_the_model(app_checkpoints, tmp_path_factory, pair):

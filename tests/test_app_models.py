@@ -1,6 +1,7 @@
 """Where the app's models come from (flag, environment, checkpoints folder, Hub, untrained) and its example images."""
 
 import dataclasses
+import re
 import shutil
 import threading
 import time
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from cervix_hf.app import models as app_models
+from cervix_hf.cli import module_command
 from cervix_hf.app.examples import find_examples
 from cervix_hf.app.models import (
     TASKS_BY_NAME,
@@ -93,7 +95,8 @@ def test_nothing_to_load_gives_the_untrained_default_and_says_how_to_get_weights
     empty = ModelSlot(COLPONET, checkpoints_dir=tmp_path / "none", untrained_size="tiny")
     message = empty.plan_message()
     assert "no trained weights found" in message and "UNTRAINED" in message
-    assert "python -m train.train_colponet" in message and "CERVIX_HF_COLPONET" in message
+    assert f"{module_command('train.train_colponet')} --data DATA" in message and "CERVIX_HF_COLPONET" in message
+    assert not re.search(r"\(python -m", message)  # a bare `python` may be another interpreter, without torch
 
 
 def test_an_unreachable_hub_fails_fast(monkeypatch, tmp_path):

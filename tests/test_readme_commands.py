@@ -36,6 +36,35 @@ def test_render_card_writes_the_card_of_a_run_folder(tmp_path):
     assert f"- **Accuracy:** {accuracy:.3f}" in card
 
 
+def readme_command_lines() -> list[str]:
+    """Each command of the README's shell blocks, as its first line (continuation lines and comments left out)."""
+    commands, in_shell, continued = [], False, False
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            in_shell = not in_shell and line[3:].strip() in ("bash", "sh")
+            continue
+        if in_shell and line.strip() and not line.lstrip().startswith("#") and not continued:
+            commands.append(line)
+        continued = in_shell and line.rstrip().endswith("\\")
+    return commands
+
+
+def test_every_command_the_readme_shows_runs_as_written_on_a_fresh_machine():
+    """A bare `python`, `pip` or `cervix-hf` on a fresh machine is not the project's environment (`No module named
+    'torch'`): every command names the program in `.venv`, which the set-up line creates, and that program exists."""
+    commands = readme_command_lines()
+    assert len(commands) > 20
+    for command in commands:
+        program = command.split()[0]
+        if program in ("bash", "git", "cd") or command.startswith("python3 -m venv .venv"):
+            continue
+        assert program.startswith(".venv/bin/"), command
+        assert (REPO / program).is_file(), f"{program} does not exist after the set-up: {command}"
+    # Commands quoted in the text, to copy: `python -m module ...` or `python app.py`.
+    for inline in re.findall(r"`(python (?:-m \S|\S+\.py)[^`]*)`", (REPO / "README.md").read_text()):
+        raise AssertionError(f"`{inline}` in the README's text: name .venv/bin/python")
+
+
 def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
     staging = tmp_path / "space"
     out = run_module("train.push_space", "--space-id", "someone/cervix-demo", "--dry-run", "--staging-dir", str(staging))
@@ -51,7 +80,8 @@ def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
     [
         ("benchmarks.colponet_inference", ["--repeats", "1", "--batch-sizes", "1"], r"ColpoNet \d+\.\d+ G"),
         ("benchmarks.prepost_inference", ["--repeats", "1"], r"fusion / two ResNet-50 passes = \d+\.\d+"),
-        ("benchmarks.detector_inference", ["--repeats", "1"], r"cell_detector / torchvision = \d+\.\d+"),
+        ("benchmarks.detector_inference", ["--repeats", "1", "--image-size", "384"],
+         r"cell_detector / torchvision = \d+\.\d+"),
         ("benchmarks.app_latency", ["--requests", "1"], r"classifier through gradio_client: \d+\.\d+x a direct call"),
         ("benchmarks.runtimes", ["--repeats", "1", "--max-inputs", "4", "--size", "tiny", "--skip-memory"],
          r"colponet: OpenVINO int8 at batch 1 is \d+\.\d+x PyTorch fp32(.|\n)*"
