@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,6 +27,7 @@ from cervix_hf import (
     ColpoNetImageProcessor,
     ColpoNetModel,
     PretrainedBackboneUnavailableError,
+    assess_image_quality,
     load_pretrained_backbone,
 )
 from cervix_hf.model_presets import TINY_RESNET, colponet_config
@@ -88,6 +90,7 @@ def test_save_writes_safetensors_auto_map_and_model_code(tiny_colponet_dir):
         "modeling_colponet.py",
         "image_processing_colponet.py",
         "image_quality.py",
+        "pipeline_colponet.py",
     } <= files
     config = json.loads((tiny_colponet_dir / "config.json").read_text())
     assert config["auto_map"] == {
@@ -95,6 +98,8 @@ def test_save_writes_safetensors_auto_map_and_model_code(tiny_colponet_dir):
         "AutoModel": "modeling_colponet.ColpoNetModel",
         "AutoModelForImageClassification": "modeling_colponet.ColpoNetForImageClassification",
     }
+    pipeline_impl = config["custom_pipelines"]["image-classification"]["impl"]
+    assert pipeline_impl == "pipeline_colponet.ColpoNetImageClassificationPipeline"
     processor = json.loads((tiny_colponet_dir / "preprocessor_config.json").read_text())
     assert processor["auto_map"]["AutoImageProcessor"] == "image_processing_colponet.ColpoNetImageProcessor"
     assert "quality_laplacian_threshold" in processor and "quality_fft_threshold" in processor
@@ -120,7 +125,7 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
-    model_dir, image_path = sys.argv[1], sys.argv[2]
+    model_dir, image_path, blurred_path = sys.argv[1], sys.argv[2], sys.argv[3]
     model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
     image = Image.open(image_path).convert("RGB")
@@ -128,29 +133,58 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
         logits = model(**processor(image, return_tensors="pt")).logits[0].tolist()
     classifier = pipeline("image-classification", model=model_dir, trust_remote_code=True)
     top = classifier(image_path, top_k=3)
+    try:
+        classifier(blurred_path, top_k=3)
+        refusal = None
+    except Exception as error:
+        refusal = {
+            "type": type(error).__name__,
+            "is_value_error": isinstance(error, ValueError),
+            "message": str(error),
+            "report_acceptable": getattr(getattr(error, "report", None), "is_acceptable", None),
+        }
+    overridden = classifier(blurred_path, top_k=3, ignore_quality_gate=True)
+    batched = classifier([image_path, blurred_path], top_k=3, batch_size=2, ignore_quality_gate=True)
     report = processor(image, return_tensors="pt", return_quality_report=True)["quality_reports"][0]
     print(json.dumps({
         "logits": logits,
         "pipeline": top,
+        "refusal": refusal,
+        "overridden": overridden,
+        "batched": batched,
         "quality_acceptable": bool(report.is_acceptable),
         "imported_cervix_hf": any(name.startswith("cervix_hf") for name in sys.modules),
         "model_class": type(model).__name__,
+        "pipeline_class": type(classifier).__name__,
     }))
     """
 )
 
 
+def assert_same_top_k(results, probabilities, id2label):
+    """The pipeline's results are the model's own softmax, all labels, most probable first."""
+    expected = sorted(((id2label[i], float(p)) for i, p in enumerate(probabilities)), key=lambda item: -item[1])
+    assert [item["label"] for item in results] == [label for label, _ in expected]
+    np.testing.assert_allclose([item["score"] for item in results], [score for _, score in expected], rtol=1e-5)
+
+
 def test_remote_code_in_fresh_process_gives_same_logits_and_labels(tiny_colponet_dir, tmp_path):
+    """Loaded in a process that never imports cervix_hf, the model gives the same logits, and its pipeline the same
+    probabilities behind the quality gate: a blurry photo is refused unless the caller overrides the gate."""
     rng = np.random.default_rng(0)
-    image = Image.fromarray(rng.integers(0, 256, (180, 240, 3), dtype=np.uint8))
-    image_path = tmp_path / "photo.png"
+    pixels = rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    image, blurred = Image.fromarray(pixels), Image.fromarray(cv2.GaussianBlur(pixels, (0, 0), 4))
+    assert assess_image_quality(np.asarray(image)).is_acceptable
+    assert not assess_image_quality(np.asarray(blurred)).is_acceptable
+    image_path, blurred_path = tmp_path / "photo.png", tmp_path / "blurred.png"
     image.save(image_path)
+    blurred.save(blurred_path)
     script = tmp_path / "load_remote.py"
     script.write_text(REMOTE_CODE_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     result = subprocess.run(
-        [sys.executable, str(script), str(tiny_colponet_dir), str(image_path)],
+        [sys.executable, str(script), str(tiny_colponet_dir), str(image_path), str(blurred_path)],
         cwd=tmp_path,  # the project is not importable from here
         env=env,
         capture_output=True,
@@ -158,26 +192,38 @@ def test_remote_code_in_fresh_process_gives_same_logits_and_labels(tiny_colponet
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "is not supported for" not in result.stderr, result.stderr[-3000:]
     remote = json.loads(result.stdout.strip().splitlines()[-1])
     assert remote["imported_cervix_hf"] is False
     assert remote["model_class"] == "ColpoNetForImageClassification"
+    assert remote["pipeline_class"] == "ColpoNetImageClassificationPipeline"
 
     model = ColpoNetForImageClassification.from_pretrained(tiny_colponet_dir).eval()
     processor = ColpoNetImageProcessor.from_pretrained(tiny_colponet_dir)
     with torch.inference_mode():
-        logits = model(**processor(image, return_tensors="pt")).logits[0]
-    np.testing.assert_allclose(remote["logits"], logits.numpy(), rtol=1e-5, atol=1e-6)
-    probabilities = logits.softmax(-1)
-    expected = sorted(
-        ({"label": model.config.id2label[i], "score": float(p)} for i, p in enumerate(probabilities)),
-        key=lambda item: -item["score"],
-    )
-    assert [item["label"] for item in remote["pipeline"]] == [item["label"] for item in expected]
-    np.testing.assert_allclose(
-        [item["score"] for item in remote["pipeline"]], [item["score"] for item in expected], rtol=1e-5
-    )
+        logits = model(**processor([image, blurred], return_tensors="pt")).logits
+    np.testing.assert_allclose(remote["logits"], logits[0].numpy(), rtol=1e-5, atol=1e-6)
+    probabilities, blurred_probabilities = logits.softmax(-1)
     quality = processor(image, return_quality_report=True)["quality_reports"][0]
     assert remote["quality_acceptable"] == quality.is_acceptable
+
+    # A sharp photo: the model's probabilities, each with the gate's verdict.
+    assert_same_top_k(remote["pipeline"], probabilities, model.config.id2label)
+    assert all(item["quality"] == quality.to_dict() for item in remote["pipeline"])
+    # A blurred one is refused, with the gate's words and the way to override it.
+    refusal = remote["refusal"]
+    assert refusal is not None, "the pipeline classified a photo the quality gate rejects"
+    assert refusal["type"] == "PhotoRejectedError" and refusal["is_value_error"], refusal
+    assert "rejected" in refusal["message"] and "ignore_quality_gate=True" in refusal["message"], refusal
+    assert refusal["report_acceptable"] is False
+    # Overridden, it is classified, and says that the gate rejected it.
+    assert_same_top_k(remote["overridden"], blurred_probabilities, model.config.id2label)
+    assert all(item["quality"]["is_acceptable"] is False for item in remote["overridden"])
+    # Batched, each photo keeps its own probabilities and verdict.
+    sharp_results, blurred_results = remote["batched"]
+    assert_same_top_k(sharp_results, probabilities, model.config.id2label)
+    assert_same_top_k(blurred_results, blurred_probabilities, model.config.id2label)
+    assert [results[0]["quality"]["is_acceptable"] for results in remote["batched"]] == [True, False]
 
 
 def test_processor_resizes_any_image_to_224_with_imagenet_normalisation():

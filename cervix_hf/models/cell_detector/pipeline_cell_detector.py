@@ -11,6 +11,9 @@ from transformers.image_utils import load_image
 from .tiling_cell_detector import detect_tiled
 
 PIPELINE_TASK = "object-detection"
+# The model this pipeline is written for. Being remote code, it is in none of transformers' model mappings, which
+# `check_model_type` reads.
+MODEL_CLASS_NAME = "CellDetectorForObjectDetection"
 
 
 class CellDetectionPipeline(ObjectDetectionPipeline):
@@ -23,6 +26,12 @@ class CellDetectionPipeline(ObjectDetectionPipeline):
 
     With tiles, the score `threshold` applies in each tile before the merge, as in `cervix_hf.inference.detect_cells`.
     """
+
+    def check_model_type(self, supported_models):
+        """transformers' check, which also accepts the cell detector: as remote code, it is in none of transformers'
+        mappings and would be logged as unsupported."""
+        if type(self.model).__name__ != MODEL_CLASS_NAME:
+            super().check_model_type(supported_models)
 
     def _sanitize_parameters(self, tile_size=None, overlap=128, **kwargs):
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)

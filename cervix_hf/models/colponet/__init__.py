@@ -2,7 +2,7 @@
 
 from .configuration_colponet import COLPONET_LABELS, ColpoNetConfig
 from .image_processing_colponet import ColpoNetImageProcessor
-from .image_quality import ImageQualityReport, assess_image_quality, sharpen_image
+from .image_quality import ImageQualityReport, PhotoRejectedError, assess_image_quality, sharpen_image
 from .modeling_colponet import (
     ColpoNetForImageClassification,
     ColpoNetImageClassifierOutput,
@@ -10,3 +10,4 @@ from .modeling_colponet import (
     ColpoNetModelOutput,
     ColpoNetPreTrainedModel,
 )
+from .pipeline_colponet import ColpoNetImageClassificationPipeline

@@ -102,6 +102,21 @@ class ImageQualityReport:
         return {**asdict(self), "message": self.message}
 
 
+class PhotoRejectedError(ValueError):
+    """
+    The quality gate refused a photo: ColpoNet's `image-classification` pipeline raises it for a photo whose report
+    is not acceptable, unless it is called with `ignore_quality_gate=True`.
+
+    Args:
+        message (`str`): what the gate found, and how to classify the photo anyway.
+        report (`ImageQualityReport`, *optional*): the gate's report on the photo, also as `.report`.
+    """
+
+    def __init__(self, message: str, report: ImageQualityReport | None = None):
+        super().__init__(message)
+        self.report = report
+
+
 def laplacian_variance(gray: np.ndarray) -> float:
     """Variance of the 3x3 Laplacian (`cv2.Laplacian(gray, cv2.CV_64F)`) of a 2-D grayscale image; low = blurry."""
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
@@ -238,6 +253,7 @@ __all__ = [
     "SEED_FFT_THRESHOLD",
     "SEED_LAPLACIAN_THRESHOLD",
     "ImageQualityReport",
+    "PhotoRejectedError",
     "assess_image_quality",
     "fft_blur_score",
     "laplacian_variance",

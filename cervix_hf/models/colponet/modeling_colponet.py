@@ -14,6 +14,7 @@ from transformers.backbone_utils import load_backbone
 from transformers.utils import ModelOutput
 
 from .configuration_colponet import ColpoNetConfig
+from .pipeline_colponet import PIPELINE_TASK, ColpoNetImageClassificationPipeline
 
 
 @dataclass
@@ -216,6 +217,20 @@ class ColpoNetForImageClassification(ColpoNetPreTrainedModel):
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.inception_out_channels, config.num_labels)
         self.post_init()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also declares the `image-classification` pipeline behind the quality gate
+        ([`ColpoNetImageClassificationPipeline`]) in `config.json`; its file is copied beside the weights with this
+        one (it is imported above), so that `pipeline(..., trust_remote_code=True)` refuses blurry photos where
+        cervix_hf is not installed."""
+        self.config.custom_pipelines = {
+            PIPELINE_TASK: {
+                "impl": f"pipeline_colponet.{ColpoNetImageClassificationPipeline.__name__}",
+                "pt": ["AutoModelForImageClassification"],
+                "type": "image",
+            }
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
 
     def forward(
         self,
