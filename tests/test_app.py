@@ -510,3 +510,37 @@ def test_inputs_that_cannot_be_what_the_model_takes_get_a_specific_message(clien
     decided = client.predict(handle_file(pair[0]), handle_file(pair[1]), "custom threshold", 0.5,
                              api_name="/classify_prepost")  # fmt: skip
     assert "Decision:" in decided[0]
+
+
+def test_without_a_folder_given_the_examples_come_from_examples_then_the_sample_data(tmp_path, monkeypatch, caplog):
+    """`examples/` in the current folder (a Space's, as push-space stages it) wins over the project's sample data;
+    a folder given always wins; the log says where the examples came from, or that there are none."""
+    from cervix_hf.app.examples import AppExamples, default_examples_dir, find_examples
+    from cervix_hf.app.main import EXAMPLES_ENV_VAR, app_examples
+    from cervix_hf.sample_data import SAMPLE_DATA_ENV
+
+    require_data(SHARED_DATA)
+    monkeypatch.delenv(EXAMPLES_ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO", logger="cervix_hf.app")
+    assert default_examples_dir() == SHARED_DATA
+    assert app_examples() == find_examples(SHARED_DATA)
+    assert f"Examples from {SHARED_DATA}: 3 photo(s), 3 Pap-smear image(s), 3 pre/post pair(s)." in caplog.text
+
+    photo = tmp_path / "examples" / "Type_2" / "mine.jpg"
+    photo.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(photo)
+    caplog.clear()
+    assert default_examples_dir() == tmp_path / "examples"
+    assert app_examples() == AppExamples(cervix_type=[str(photo)])
+    assert f"Examples from {tmp_path / 'examples'}: 1 photo(s), 0 Pap-smear image(s)" in caplog.text
+
+    monkeypatch.setenv(EXAMPLES_ENV_VAR, str(SHARED_DATA))
+    assert app_examples() == find_examples(SHARED_DATA)
+
+    monkeypatch.delenv(EXAMPLES_ENV_VAR)
+    photo.unlink()
+    monkeypatch.setenv(SAMPLE_DATA_ENV, str(tmp_path / "no-sample-data"))
+    caplog.clear()
+    assert default_examples_dir() is None and app_examples() == AppExamples()
+    assert f"No example images: none given (--examples, ${EXAMPLES_ENV_VAR}) and none found in" in caplog.text

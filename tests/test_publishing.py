@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from transformers import AutoImageProcessor, AutoModelForImageClassification, AutoModelForObjectDetection
 
 from cervix_hf.hub import PUBLISHED_MODELS, model_repo_id, repo_env_var
+from cervix_hf.hub import publishing
 from cervix_hf.hub.publishing import PROJECT_ROOT, PublishError, push_space, push_to_hub, stage_space
 from train import push_to_hub as push_to_hub_command
 
@@ -29,7 +30,8 @@ from .model_runs import RUNS
 TOKEN = "hf_test_secret_token_value"
 COLPONET_FILES = {
     "README.md", "config.json", "configuration_colponet.py", "eval_results.json", "image_processing_colponet.py",
-    "image_quality.py", "model.safetensors", "modeling_colponet.py", "preprocessor_config.json", "training_args.json",
+    "image_quality.py", "model.safetensors", "modeling_colponet.py", "pipeline_colponet.py", "preprocessor_config.json",
+    "training_args.json",
     "plots/confusion_matrix.png",  # drawn from eval_results.json, linked by the card
 }  # fmt: skip
 # model type -> (repo id, revision) of what the tests publish
@@ -260,11 +262,19 @@ def test_the_space_is_published_with_its_front_matter_and_model_repos(hub, onlin
     pins = [line for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("gradio")]
     (project / "requirements.txt").write_text("\n".join(pins + ["gradio==5.9.1"]) + "\n")
     shutil.copytree(PROJECT_ROOT / "cervix_hf", project / "cervix_hf", ignore=shutil.ignore_patterns("__pycache__"))
-    commit = push_space("tester/demo", models={"colponet": "tester/colponet@v1"}, project_root=project)
+    photo = tmp_path / "data" / "train" / "Type_3" / "7.jpg"
+    photo.parent.mkdir(parents=True)
+    Image.new("RGB", (32, 32), "pink").save(photo)
+    commit = push_space(
+        "tester/demo", models={"colponet": "tester/colponet@v1"}, project_root=project, examples_dir=tmp_path / "data"
+    )
     repo = hub.repo("tester/demo", "space")
     files = repo.resolve("main").files
     package = {path.relative_to(project).as_posix() for path in (project / "cervix_hf").rglob("*.py")}
-    assert set(files) == {".gitattributes", "README.md", "app.py", "requirements.txt"} | package
+    examples = {"examples/Type_3/7.jpg"}  # where the Space's app finds it
+    assert set(files) == {".gitattributes", "README.md", "app.py", "requirements.txt"} | package | examples
+    assert files["examples/Type_3/7.jpg"] == photo.read_bytes()
+    assert "| `examples/Type_3/7.jpg` | [Intel & MobileODT" in files["README.md"].decode()
     assert len(repo.commits) == 2 and commit.oid == repo.branches["main"]
     card = SpaceCard(files["README.md"].decode())
     assert (card.data.sdk, card.data.app_file, card.data.sdk_version) == ("gradio", "app.py", "5.9.1")
@@ -282,6 +292,31 @@ def test_the_space_is_published_with_its_front_matter_and_model_repos(hub, onlin
 def test_staging_the_space_needs_the_app(tmp_path):
     with pytest.raises(PublishError, match="has no app.py"):
         stage_space(tmp_path / "staged", project_root=tmp_path)
+
+
+def test_space_examples_without_recorded_terms_or_too_heavy_are_refused_and_nothing_is_staged(tmp_path, monkeypatch):
+    examples = tmp_path / "examples"
+    photo, cluster = examples / "Type_1" / "0.jpg", examples / "im_Parabasal" / "001.bmp"
+    for path in (photo, cluster):
+        path.parent.mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(path)
+    staging = tmp_path / "staged"
+    # A SIPaKMeD cluster image, whose terms the project does not record: refused by name, before anything is written.
+    with pytest.raises(PublishError, match=rf"Cannot publish {cluster} \(SIPaKMeD\) as an example") as refused:
+        stage_space(staging, examples_dir=examples)
+    assert str(photo) not in str(refused.value) and "nothing was staged" in str(refused.value)
+    assert not staging.exists()
+    cluster.unlink()
+    monkeypatch.setattr(publishing, "MAX_EXAMPLES_BYTES", photo.stat().st_size - 1)
+    with pytest.raises(PublishError, match=f"The examples picked in {examples} weigh .* smaller images"):
+        stage_space(staging, examples_dir=examples)
+    assert not staging.exists()
+    photo.unlink()
+    with pytest.raises(PublishError, match="No example image found in"):
+        stage_space(staging, examples_dir=examples)
+    with pytest.raises(PublishError, match="The examples folder .* does not exist"):
+        stage_space(staging, examples_dir=tmp_path / "missing")
+    assert not staging.exists()
 
 
 def test_model_repo_ids_come_from_one_place_with_an_environment_override():

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cervix_hf.app.examples import find_examples
+
+from .conftest import SHARED_DATA, require_data
 from .model_runs import colponet_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,12 +69,42 @@ def test_every_command_the_readme_shows_runs_as_written_on_a_fresh_machine():
 
 
 def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
+    require_data(SHARED_DATA)
     staging = tmp_path / "space"
-    out = run_module("train.push_space", "--space-id", "someone/cervix-demo", "--dry-run", "--staging-dir", str(staging))
+    out = run_module(
+        "train.push_space", "--space-id", "someone/cervix-demo", "--dry-run", "--staging-dir", str(staging),
+        "--examples", str(SHARED_DATA),
+    )  # fmt: skip
     assert "Dry run: nothing uploaded to someone/cervix-demo" in out
     for name in ("app.py", "requirements.txt", "README.md", "cervix_hf/__init__.py"):
         assert (staging / name).is_file(), name
         assert name in out
+    # The examples the app picks in the sample data, which the Space's app finds again in examples/, byte for byte,
+    # and nothing else; the README gives each file's data set, terms and citation.
+    picked, staged = find_examples(SHARED_DATA), find_examples(staging / "examples")
+    kinds = {
+        "cervix_type": ("Intel & MobileODT", "the Kaggle competition's rules: research use", "Kaggle, 2017"),
+        "cells": ("ISBI 2014", "research use, with citation", "Lu Z., Carneiro G."),
+        "prepost": ("IARC Atlas of Colposcopy", "IARC owns the images: research and education use only",
+                    "IARC Screening Group"),
+    }
+    readme = (staging / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `examples/")]
+    listed = []
+    for kind, (dataset, terms, citation) in kinds.items():
+        sources, copies = getattr(picked, kind), getattr(staged, kind)
+        if kind == "prepost":
+            sources, copies = [p for pair in sources for p in pair], [p for pair in copies for p in pair]
+        assert len(copies) == len(sources) == (6 if kind == "prepost" else 3)
+        for source, copy in zip(sources, copies):
+            name = Path(copy).relative_to(staging).as_posix()
+            assert Path(copy).name == Path(source).name and Path(copy).read_bytes() == Path(source).read_bytes()
+            assert name in out
+            row = next((row for row in rows if row.startswith(f"| `{name}` |")), None)
+            assert row is not None and all(fact in row for fact in (dataset, terms, citation)), (name, row)
+            listed.append(name)
+    on_disk = [path.relative_to(staging).as_posix() for path in (staging / "examples").rglob("*") if path.is_file()]
+    assert sorted(on_disk) == sorted(listed) and len(rows) == len(listed)
 
 
 @pytest.mark.slow

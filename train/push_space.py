@@ -1,12 +1,14 @@
 """Publish the demo Space (Gradio) to the Hugging Face Hub, in one commit.
 
     python -m train.push_space --space-id OWNER/NAME [--model colponet=OWNER/NAME[@REVISION] ...] \
-        [--private] [--commit-message MSG] [--dry-run] [--staging-dir DIR]
+        [--examples DIR] [--private] [--commit-message MSG] [--dry-run] [--staging-dir DIR]
 
 Uploads `app.py`, `requirements.txt`, `cervix_hf/` and a `README.md` whose front matter makes it a Gradio Space
 (`sdk: gradio`, `app_file: app.py`, `models:` the model repos). The app loads the repos of `cervix_hf/hub/repos.py`, or
-those given with `--model`, which are set as the Space's `CERVIX_HF_<MODEL_TYPE>_REPO` variables. `--dry-run`
-stages the folder, lists it and touches no network.
+those given with `--model`, which are set as the Space's `CERVIX_HF_<MODEL_TYPE>_REPO` variables. `--examples DIR`
+(e.g. the sample data, `../shared/data`) adds the few example images per tab that the app would pick there, in
+`examples/`, where the Space's app finds them, and lists each in the README with its data set's terms and citation.
+`--dry-run` stages the folder, lists it and touches no network.
 
 The token comes from HF_TOKEN or `hf auth login` and is never printed; HF_ENDPOINT selects another Hub.
 """
@@ -39,6 +41,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--model", type=model_repo, action="append", default=[], metavar="MODEL_TYPE=OWNER/NAME[@REVISION]",
         help="load this model type from another repo, optionally at a revision (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        metavar="DIR",
+        help="folder laid out like the public data sets (Type_N/ photos, EDFnnn.png Pap smears, IARC case folders) "
+        "to copy the app's example images from, the few per tab the app picks there; each file's data set is told "
+        "by that layout and one without recorded terms is refused (default: no examples)",
+    )
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--commit-message", help="default: Upload the cervix_hf demo")
     parser.add_argument("--dry-run", action="store_true", help="stage and list the files; no network")
@@ -54,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             staging_dir = args.staging_dir or Path(tempfile.mkdtemp(prefix="cervix_hf-space-"))
-            print_staged(staging_dir, stage_space(staging_dir, models))
+            print_staged(staging_dir, stage_space(staging_dir, models, examples_dir=args.examples))
             print(f"Dry run: nothing uploaded to {args.space_id}; it would load {space_models(models)}.")
             return 0
         commit = push_space(
@@ -63,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             private=args.private,
             commit_message=args.commit_message,
             staging_dir=args.staging_dir,
+            examples_dir=args.examples,
         )
     except (PublishError, ModelCardError) as err:
         print(f"error: {err}", file=sys.stderr)

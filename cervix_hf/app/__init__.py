@@ -12,9 +12,10 @@ Each model comes from, in this order: its flag or environment variable (`CERVIX_
 `CERVIX_HF_CELL_DETECTOR`, `CERVIX_HF_PREPOST_FUSION`; a saved folder or a Hub id `owner/name[@revision]`); the
 training script's folder `checkpoints/<model_type>/`; the published Hub repo (`cervix_hf.hub`). Where none loads,
 its tab runs the default configuration with untrained weights and every result says "UNTRAINED MODEL: output is
-meaningless"; the start-up log says how to get real weights. Example images come from `--examples` /
-`CERVIX_HF_EXAMPLES` (see `cervix_hf.app.examples`). Models load on first use; nothing is downloaded to render the
-page.
+meaningless", and its answers are greyed out and called random; the start-up log says how to get real weights.
+Example images come from `--examples` / `CERVIX_HF_EXAMPLES`, else `examples/` in the current folder (a Space's),
+else the project's sample data (see `cervix_hf.app.examples`). Models load on first use; nothing is downloaded to
+render the page.
 """
 
 from .main import LAUNCH_SETTINGS, build_demo, get_args_parser, main

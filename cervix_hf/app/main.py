@@ -9,10 +9,11 @@ from pathlib import Path
 import gradio as gr
 
 from ..cli import DefaultsHelpFormatter
+from ..sample_data import SAMPLE_DATA_ENV
 from .batch_tab import build_batch_tab
 from .cell_detection_tab import build_cell_detection_tab
 from .cervix_type_tab import build_cervix_type_tab
-from .examples import find_examples
+from .examples import AppExamples, default_examples_dir, default_examples_dirs, find_examples
 from .models import (
     DEFAULT_CHECKPOINTS_DIR,
     RUNTIMES,
@@ -44,17 +45,10 @@ LAUNCH_SETTINGS = {"max_file_size": "100mb", "ssr_mode": False, "css": APP_CSS}
 def build_demo(models: AppModels | None = None, examples_dir: str | Path | None = None) -> gr.Blocks:
     """
     The app. `models` defaults to the environment variables' models, then `checkpoints/` in the current folder, then
-    the Hub; `examples_dir` to `$CERVIX_HF_EXAMPLES` (no examples when unset). Nothing is loaded until a request needs
-    it.
+    the Hub; `examples_dir` as [`app_examples`] says. Nothing is loaded until a request needs it.
     """
     models = models or AppModels.from_settings(requested_models({}))
-    examples = find_examples(examples_dir or os.environ.get(EXAMPLES_ENV_VAR))
-    logger.info(
-        "Examples: %d photo(s), %d Pap-smear image(s), %d pre/post pair(s).",
-        len(examples.cervix_type),
-        len(examples.cells),
-        len(examples.prepost),
-    )
+    examples = app_examples(examples_dir)
     exports = ExportFolders()
     write_drawn_images_atomically()
     with gr.Blocks(
@@ -69,6 +63,31 @@ def build_demo(models: AppModels | None = None, examples_dir: str | Path | None 
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
 
 
+def app_examples(examples_dir: str | Path | None = None) -> AppExamples:
+    """
+    The app's example images, found in `examples_dir`, else `$CERVIX_HF_EXAMPLES`, else the first folder of
+    `examples/` in the current folder and the project's sample data where there are any
+    (`cervix_hf.app.examples.default_examples_dirs`). A folder given that does not exist gives no examples. The log
+    says which folder they came from.
+    """
+    folder = examples_dir or os.environ.get(EXAMPLES_ENV_VAR) or default_examples_dir()
+    if folder is None:
+        searched = ", ".join(str(path) for path in default_examples_dirs())
+        logger.info(
+            "No example images: none given (--examples, $%s) and none found in %s.", EXAMPLES_ENV_VAR, searched
+        )
+        return AppExamples()
+    examples = find_examples(folder)
+    logger.info(
+        "Examples from %s: %d photo(s), %d Pap-smear image(s), %d pre/post pair(s).",
+        folder,
+        len(examples.cervix_type),
+        len(examples.cells),
+        len(examples.prepost),
+    )
+    return examples
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     for task in TASKS:
@@ -81,7 +100,11 @@ def get_args_parser() -> argparse.ArgumentParser:
             f"CHECKPOINTS_DIR/{task.checkpoint_folder}, then the published Hub repo, else untrained)",
         )
     parser.add_argument(
-        "--examples", metavar="DIR", help=f"example images (default: ${EXAMPLES_ENV_VAR}; none if unset)"
+        "--examples",
+        metavar="DIR",
+        help=f"folder of example images (default: ${EXAMPLES_ENV_VAR}, else the first of ./examples (a Space's, as "
+        f"push-space stages it) and the project's sample data (${SAMPLE_DATA_ENV}, else ../shared/data beside the "
+        "checkout) that holds any; else none)",
     )
     parser.add_argument(
         "--checkpoints-dir",

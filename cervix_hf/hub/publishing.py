@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import httpx2  # huggingface_hub's HTTP client: its connection errors are not OSErrors
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants, get_token
@@ -30,7 +30,7 @@ from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, T
 from ..evaluation_plots import evaluations_in, plots_in
 from ..onnx_runtime import EXPORT_REPORT, ONNX_FOLDER
 from ..registry import FAMILIES_BY_TYPE
-from .card_spec import TEMPLATES_DIR, ModelCardError
+from .card_spec import DATASETS, TEMPLATES_DIR, ModelCardError
 from .cards import write_model_card
 from .repos import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var, split_revision
 
@@ -44,10 +44,29 @@ SPACE_FILES = ("app.py", "requirements.txt")
 SPACE_TEMPLATE = "space.md.j2"
 # Never uploaded with the package: caches and build leftovers.
 IGNORED_IN_PACKAGE = ("__pycache__", "*.pyc", "*.pyo", ".*")
+# The terms under which the Space shows a data set's images as examples, which its README states beside each file;
+# keyed like the cards' data-set records (`card_spec.DATASETS`: name, link, citation), as `example_source` tells a
+# file's data set from its layout. A data set missing here (SIPaKMeD: the sample data's README records no terms for
+# it) has its images refused rather than published without their terms.
+EXAMPLE_TERMS = {
+    "intel-mobileodt": "the Kaggle competition's rules: research use",
+    "iarc-atlas": "IARC owns the images: research and education use only, with citation",
+    "isbi2014": "the challenge's terms: research use, with citation",
+}
+# A few images per tab weigh a few MB; more is a folder of something else.
+MAX_EXAMPLES_BYTES = 20 * 1024**2
 
 
 class PublishError(RuntimeError):
     """Publishing cannot start or failed; nothing was committed."""
+
+
+class SpaceExample(NamedTuple):
+    """An example image of the Space: its path in the Space, the file it is copied from, its data set's key."""
+
+    staged: str
+    source: Path
+    dataset: str
 
 
 def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision: str = DEFAULT_REVISION) -> list[str]:
@@ -165,10 +184,13 @@ def push_to_hub(
             return _commit(api, repo_id, folder, files, message, revision, repo_type="model")
 
 
-def stage_space(staging_dir, models: Optional[dict[str, str]] = None, project_root=PROJECT_ROOT) -> list[str]:
+def stage_space(
+    staging_dir, models: Optional[dict[str, str]] = None, project_root=PROJECT_ROOT, examples_dir=None
+) -> list[str]:
     r"""
     Stages the demo Space into `staging_dir`: `app.py`, `requirements.txt` and the `cervix_hf` package from
-    `project_root`, and a `README.md` whose front matter configures a Gradio Space that loads `models`.
+    `project_root`, the example images picked from `examples_dir`, and a `README.md` whose front matter configures a
+    Gradio Space that loads `models` and whose text lists each example with its data set, terms and citation.
 
     Args:
         staging_dir (`str` or `Path`):
@@ -177,13 +199,23 @@ def stage_space(staging_dir, models: Optional[dict[str, str]] = None, project_ro
             Repo ids by model type, overriding `cervix_hf.hub.PUBLISHED_MODELS`.
         project_root (`str` or `Path`, *optional*, defaults to this repository):
             Where `app.py`, `requirements.txt` and `cervix_hf/` are read from.
+        examples_dir (`str` or `Path`, *optional*):
+            A folder laid out like the public data sets (e.g. the project's sample data): the examples
+            `cervix_hf.app.examples.find_examples` picks in it, at most `EXAMPLES_PER_TAB` per tab, are copied into
+            `examples/` (`Type_N/<photo>`, `EDFnnn.png`, `case_<ID>/<views>`), where the Space's app finds them. By
+            default the Space has no examples.
 
     Returns:
         `list[str]`: the staged files, relative to `staging_dir`, sorted.
+
+    Raises:
+        [`PublishError`]: `project_root` is not a checkout, or an example cannot be published (data set without
+        recorded terms, too large a set, none found); nothing was staged.
     """
     staging_dir, project_root = Path(staging_dir), Path(project_root)
     if staging_dir.exists() and any(staging_dir.iterdir()):
         raise PublishError(f"Staging folder {staging_dir} is not empty: give a new or empty folder.")
+    examples = _space_examples(examples_dir) if examples_dir is not None else []
     missing = [name for name in (*SPACE_FILES, PACKAGE_NAME) if not (project_root / name).exists()]
     if missing:
         raise PublishError(
@@ -196,7 +228,10 @@ def stage_space(staging_dir, models: Optional[dict[str, str]] = None, project_ro
     shutil.copytree(
         project_root / PACKAGE_NAME, staging_dir / PACKAGE_NAME, ignore=shutil.ignore_patterns(*IGNORED_IN_PACKAGE)
     )
-    card = _space_card(space_models(models), project_root / "requirements.txt")
+    for example in examples:
+        (staging_dir / example.staged).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(example.source, staging_dir / example.staged)
+    card = _space_card(space_models(models), project_root / "requirements.txt", examples)
     (staging_dir / CARD_FILE).write_text(str(card), encoding="utf-8")
     return _relative_files(staging_dir)
 
@@ -209,6 +244,7 @@ def push_space(
     commit_message: Optional[str] = None,
     staging_dir=None,
     project_root=PROJECT_ROOT,
+    examples_dir=None,
     endpoint: Optional[str] = None,
 ) -> CommitInfo:
     r"""
@@ -224,17 +260,20 @@ def push_space(
             As in [`push_to_hub`].
         project_root (`str` or `Path`, *optional*, defaults to this repository):
             Where the app is read from.
+        examples_dir (`str` or `Path`, *optional*):
+            Where the Space's example images are picked from, as in [`stage_space`]; none by default.
 
     Returns:
         `huggingface_hub.CommitInfo`: the commit.
 
     Raises:
-        [`PublishError`]: offline, no token, or the Hub refused or could not be reached; nothing was committed.
+        [`PublishError`]: offline, no token, an example cannot be published, or the Hub refused or could not be
+        reached; nothing was committed.
     """
     api = _online_api(endpoint)
     repos = space_models(models)
     with _staging(staging_dir) as folder:
-        files = stage_space(folder, repos, project_root)
+        files = stage_space(folder, repos, project_root, examples_dir)
         with _hub_errors(api, space_id):
             api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
             for model_type, repo_id in repos.items():
@@ -253,6 +292,58 @@ def space_models(models: Optional[dict[str, str]] = None) -> dict[str, str]:
             f"Unknown model type(s) {', '.join(unknown)}; the Space shows {', '.join(PUBLISHED_MODELS)}."
         )
     return {**PUBLISHED_MODELS, **(models or {})}
+
+
+def _space_examples(examples_dir) -> list[SpaceExample]:
+    """The example images a Space gets from `examples_dir`, after checking that each one's data set has recorded
+    terms, that together they stay small and that no two land on the same path; a `PublishError` naming what is
+    wrong otherwise."""
+    from ..app.examples import EXAMPLES_FOLDER, example_source, find_examples  # the app's package imports gradio
+
+    examples_dir = Path(examples_dir)
+    if not examples_dir.is_dir():
+        raise PublishError(
+            f"The examples folder {examples_dir} does not exist: give the folder to pick the Space's example images "
+            "from (--examples), e.g. the project's sample data."
+        )
+    found = find_examples(examples_dir)
+    sources = [Path(path) for path in (*found.cervix_type, *found.cells, *(p for pair in found.prepost for p in pair))]
+    if not sources:
+        raise PublishError(
+            f"No example image found in {examples_dir}: it is searched for the public data sets' layouts "
+            "(Type_N/ photos, EDFnnn.png Pap smears, IARC case folders with saline and acetic-acid views; see "
+            "cervix_hf/app/examples.py), e.g. the project's sample data."
+        )
+    unknown = [path for path in sources if example_source(path) not in EXAMPLE_TERMS]
+    if unknown:
+        named = [f"{path} ({DATASETS[example_source(path)].name})" for path in unknown]
+        recorded = "; ".join(DATASETS[key].name for key in EXAMPLE_TERMS)
+        raise PublishError(
+            f"Cannot publish {', '.join(named)} as an example: the terms under which its data set's images may be "
+            f"shown are not recorded (only those of {recorded}, in EXAMPLE_TERMS of cervix_hf/hub/publishing.py), "
+            f"and no example is published without them. Remove it from {examples_dir} or point --examples at "
+            "another folder; nothing was staged."
+        )
+    size = sum(path.stat().st_size for path in sources)
+    if size > MAX_EXAMPLES_BYTES:
+        raise PublishError(
+            f"The examples picked in {examples_dir} weigh {size / 1024**2:.1f} MB, over the "
+            f"{MAX_EXAMPLES_BYTES / 1024**2:.0f} MB a Space's examples may take: point --examples at a folder of "
+            "smaller images; nothing was staged."
+        )
+    examples: dict[str, SpaceExample] = {}
+    for path in sources:
+        dataset = example_source(path)
+        # Kept in the folders find_examples recognises: Type_N/ for a photo, the case folder for a pair's views.
+        kept = path.name if dataset == "isbi2014" else f"{path.parent.name}/{path.name}"
+        staged = f"{EXAMPLES_FOLDER}/{kept}"
+        if staged in examples:
+            raise PublishError(
+                f"{examples[staged].source} and {path} would both be the Space's {staged}: keep one of them in "
+                f"{examples_dir}; nothing was staged."
+            )
+        examples[staged] = SpaceExample(staged, path, dataset)
+    return list(examples.values())
 
 
 def _model_classes(model_dir: Path):
@@ -320,7 +411,7 @@ def _gradio_version(requirements: Path) -> Optional[str]:
         return None
 
 
-def _space_card(models: dict[str, str], requirements: Path) -> SpaceCard:
+def _space_card(models: dict[str, str], requirements: Path, examples: list[SpaceExample]) -> SpaceCard:
     card_data = SpaceCardData(
         title="cervix_hf: cervical-cancer image models (research demo)",
         emoji="🔬",
@@ -345,6 +436,10 @@ def _space_card(models: dict[str, str], requirements: Path) -> SpaceCard:
         template_path=str(template),
         model_repos=models,
         variables={model_type: repo_env_var(model_type) for model_type in models},
+        examples=[
+            {"path": example.staged, "dataset": DATASETS[example.dataset], "terms": EXAMPLE_TERMS[example.dataset]}
+            for example in examples
+        ],
     )
 
 
