@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .conftest import INTEL_SAMPLE, SHARED_DATA
+from .conftest import INTEL_SAMPLE, SHARED_DATA, launch_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,25 +28,54 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def browser_page(running_app):
+def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.requested_hosts = set()
-        page.on("request", lambda request: page.requested_hosts.add(urlparse(request.url).netloc))
-        page.goto(running_app.local_url, wait_until="networkidle")
-        yield page
+        yield browser
         browser.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.requested_hosts = set()
+    page.on("request", lambda request: page.requested_hosts.add(urlparse(request.url).netloc))
+    page.goto(url, wait_until="networkidle")
+    return page
+
+
+@pytest.fixture(scope="module")
+def browser_page(chromium, running_app):
+    page = open_page(chromium, running_app.local_url)
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def untrained_page(chromium, tmp_path_factory):
+    """The app as a fresh machine serves it: no trained weights anywhere (tiny untrained models stand in for the
+    default ResNet-50 ones) and no examples folder given, so that it finds the sample data's examples itself."""
+    from cervix_hf import app
+    from cervix_hf.app.models import AppModels
+
+    models = AppModels.from_settings(checkpoints_dir=tmp_path_factory.mktemp("empty"), untrained_size="tiny")
+    demo = launch_app(app.build_demo(models))
+    page = open_page(chromium, demo.local_url)
+    yield page
+    page.close()
+    demo.close()
 
 
 @pytest.fixture
 def screenshot(browser_page, tmp_path):
-    def save(name: str) -> Path:
+    """Saves the page (the trained app's, or the one given) as `<name>.png`, and into `$CERVIX_HF_TEST_ARTIFACTS`."""
+
+    def save(name: str, page=None) -> Path:
+        page = page or browser_page
         path = tmp_path / f"{name}.png"
-        browser_page.wait_for_timeout(1000)  # let toasts and images finish fading in
-        browser_page.screenshot(path=path, full_page=True)
+        page.wait_for_timeout(1000)  # let toasts and images finish fading in
+        page.screenshot(path=path, full_page=True)
         artifacts = os.environ.get("CERVIX_HF_TEST_ARTIFACTS")
         if artifacts:
             Path(artifacts).mkdir(parents=True, exist_ok=True)
@@ -55,6 +84,15 @@ def screenshot(browser_page, tmp_path):
         return path
 
     return save
+
+
+def opacity(page, component_id: str) -> float:
+    """How opaque a component is drawn (the page's style greys an untrained model's results out)."""
+    return float(page.locator(f"#{component_id}").evaluate("element => getComputedStyle(element).opacity"))
+
+
+def image_source(page, component_id: str) -> str:
+    return page.locator(f"#{component_id} img").first.get_attribute("src")
 
 
 def open_tab(page, name: str) -> None:
@@ -107,7 +145,28 @@ def test_cervix_type_tab_classifies_an_uploaded_photo(browser_page, screenshot):
     assert browser_page.get_by_text("Image accepted").locator("visible=true").first.is_visible()
     browser_page.locator("#cervix-grad-cam img").wait_for(timeout=RESULT_TIMEOUT_MS)
     assert browser_page.get_by_text("Grad-CAM for").is_visible()
+    assert "Untrained model" not in browser_page.locator("body").inner_text()
+    assert opacity(browser_page, "cervix-probabilities") == opacity(browser_page, "cervix-grad-cam") == 1.0
     screenshot("cervix-type")
+
+
+def test_the_heat_map_opacity_blends_the_grad_cam_again(browser_page):
+    open_tab(browser_page, "Cervix type")
+    upload(browser_page, "cervix-photo", INTEL_SAMPLE / "train" / "Type_3" / "1265.jpg")
+    browser_page.get_by_text("Grad-CAM for").wait_for(timeout=RESULT_TIMEOUT_MS)
+    browser_page.locator("#cervix-grad-cam img").wait_for(timeout=RESULT_TIMEOUT_MS)
+    before = image_source(browser_page, "cervix-grad-cam")
+    box = browser_page.locator("#cervix-opacity input[type=number]")
+    box.fill("0")
+    box.press("Enter")
+    browser_page.wait_for_function(
+        "before => { const image = document.querySelector('#cervix-grad-cam img'); "
+        "return image && image.getAttribute('src') !== before; }",
+        arg=before,
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    box.fill("0.45")
+    box.press("Enter")
 
 
 def test_removing_the_photo_clears_the_result_and_an_example_is_classified_when_chosen(browser_page):
@@ -131,6 +190,9 @@ def test_cell_detection_tab_draws_boxes_and_counts(browser_page, screenshot):
     assert browser_page.get_by_text("nucleus").first.is_visible()
     for kind in ("csv", "json"):  # the page shows each file's name and extension apart
         assert browser_page.locator(f"#cells-{kind}").inner_text().split()[2:4] == ["EDF010_detections", f".{kind}"]
+    assert "EDF010_annotated .png" in " ".join(browser_page.locator("#cells-png").inner_text().split())
+    assert "nucleus" in browser_page.locator("#cells-table").inner_text()  # the per-cell table, numbered as drawn
+    assert "each with its number and score" in browser_page.locator("#cells-annotated").inner_text()
     screenshot("cell-detection")
 
 
@@ -209,3 +271,69 @@ def test_the_fusion_tab_decides_as_soon_as_both_images_are_there(browser_page):
     upload(browser_page, "prepost-post", next(case.glob("*_After_acetic_acid.jpg")))
     browser_page.get_by_text("Decision:").locator("visible=true").first.wait_for(timeout=RESULT_TIMEOUT_MS)
     browser_page.locator("#prepost-attention img").wait_for(timeout=RESULT_TIMEOUT_MS)
+
+
+def test_an_untrained_model_s_answers_are_greyed_out_and_called_random_in_every_tab(untrained_page, screenshot):
+    page = untrained_page
+    open_tab(page, "Cervix type")  # an example found without --examples, chosen: it runs the model
+    page.locator(".gallery-item").locator("visible=true").first.click()
+    page.get_by_text("Untrained model, random output: Most probable:").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert page.get_by_text("%: meaningless").locator("visible=true").count()
+    page.locator("#cervix-grad-cam img").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert opacity(page, "cervix-probabilities") < 0.6 and opacity(page, "cervix-grad-cam") < 0.6
+    screenshot("untrained-cervix-type", page)
+
+    open_tab(page, "Cell detection")
+    upload(page, "cells-image", SHARED_DATA / "isbi2014-edf" / "EDF010.png")
+    page.get_by_text("Untrained model, random output:").locator("visible=true").first.wait_for(
+        timeout=RESULT_TIMEOUT_MS
+    )
+    page.locator("#cells-annotated img").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert opacity(page, "cells-annotated") < 0.6
+    assert "score (UNTRAINED MODEL: output is meaningless)" in page.locator("#cells-table").inner_text()
+    screenshot("untrained-cell-detection", page)
+
+    open_tab(page, "Pre/post fusion")
+    case = SHARED_DATA / "iarc-colposcopy-atlas" / "images_low_grade" / "case_AABB"
+    upload(page, "prepost-pre", case / "1_After_normal_saline.jpg")
+    upload(page, "prepost-post", case / "2_After_acetic_acid.jpg")
+    page.get_by_text("Untrained model, random output: Decision:").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert page.get_by_text(": meaningless").locator("visible=true").count()
+    assert opacity(page, "prepost-probabilities") < 0.6 and opacity(page, "prepost-attention") < 0.6
+    screenshot("untrained-prepost", page)
+
+    open_tab(page, "Models")
+    page.get_by_text("no: UNTRAINED MODEL").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    screenshot("untrained-models", page)
+
+
+def test_with_every_card_open_the_models_tab_stays_a_few_screens_tall(chromium, app_checkpoints, tmp_path):
+    from cervix_hf import app
+    from cervix_hf.app.models import AppModels
+    from cervix_hf.app.models_tab import CARD_MAX_HEIGHT
+
+    colponet = tmp_path / "colponet"  # the trained model with a card as long as a real one's
+    colponet.mkdir()
+    for path in app_checkpoints["colponet"].iterdir():
+        if path.is_file():
+            (colponet / path.name).symlink_to(path)
+    card = "\n\n".join(f"## Section {n}\n\nA paragraph of the card, number {n}." for n in range(120))
+    (colponet / "README.md").unlink(missing_ok=True)
+    (colponet / "README.md").write_text(card)
+    models = AppModels.from_settings({"colponet": str(colponet)}, checkpoints_dir=tmp_path / "none",
+                                     untrained_size="tiny")  # fmt: skip
+    demo = launch_app(app.build_demo(models))
+    page = open_page(chromium, demo.local_url)
+    try:
+        open_tab(page, "Models")
+        page.locator("li", has_text="Loaded from: local folder").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+        page.evaluate("document.querySelectorAll('details').forEach(details => details.open = true)")
+        page.wait_for_timeout(300)
+        assert page.get_by_text("A paragraph of the card, number 119.").count() == 1
+        for name in ("colponet", "cell_detector", "prepost_fusion"):
+            card = page.locator(f"#card-{name}")
+            assert card.locator("details[open]").count() == 1
+            assert card.bounding_box()["height"] <= CARD_MAX_HEIGHT + 40, name
+    finally:
+        page.close()
+        demo.close()
