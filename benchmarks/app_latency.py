@@ -35,6 +35,7 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf import load_image
 from cervix_hf.app.models import TASKS_BY_NAME
 from cervix_hf.inference import classify_cervix_type, classify_prepost, detect_cells
@@ -48,7 +49,7 @@ START_TIMEOUT = 300
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--requests", default=20, type=int, help="timed requests per endpoint, each way")
     parser.add_argument("--threads", default=None, type=int, help="torch threads here (default: torch's choice)")
     return parser

@@ -16,13 +16,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import ResNetConfig, ResNetForImageClassification
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf import ColpoNetConfig, ColpoNetForImageClassification
 
 TARGET_OVERHEAD = 1.15
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--repeats", default=10, type=int, help="timed forward passes per model and batch size")
     parser.add_argument("--batch-sizes", default=[1, 8], type=int, nargs="+")
     parser.add_argument("--threads", default=None, type=int, help="torch threads (default: torch's choice)")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.detector_recipes import DETECTOR_RECIPES
@@ -156,7 +157,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data", type=Path, default=sample_data_dir() / "isbi2014-edf", help="the ISBI 2014 EDF set")
     parser.add_argument("--recipe", default="nuclei", choices=sorted(DETECTOR_RECIPES))
     parser.add_argument("--model", type=Path, help="an already trained detector folder (skips training)")

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoImageProcessor
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import read_iarc_atlas
 from cervix_hf.inference import EXPORT_ENGINES, load_classifier, load_detector, load_model_input
 from cervix_hf.onnx_detector import use_onnx_parts
@@ -84,10 +85,14 @@ def main(model_dir: str, runtime: str, threads: int | None = None) -> dict:
     return result
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("model_dir")
     parser.add_argument("runtime")
-    parser.add_argument("--threads", type=int)
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    return parser
+
+
+if __name__ == "__main__":
+    args = get_args_parser().parse_args()
     main(args.model_dir, args.runtime, args.threads)

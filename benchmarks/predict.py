@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.app.models import TASKS_BY_NAME
 from cervix_hf.model_presets import MODEL_SIZES
 from cervix_hf.sample_data import sample_data_dir
@@ -29,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--size", default="resnet-50", choices=MODEL_SIZES, help="model size (tiny: a smoke run)")
     parser.add_argument("--runtime", default="torch", help="predict's --runtime")
     parser.add_argument("--max-photos", type=int, default=None, help="only the first N photos (a smoke run)")

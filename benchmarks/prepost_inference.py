@@ -14,6 +14,7 @@ import time
 import torch
 from transformers import ResNetConfig, ResNetModel
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf import PrePostFusionConfig, PrePostFusionForImageClassification
 
 TARGET_RATIO = 1.10
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--repeats", default=20, type=int)
     parser.add_argument("--threads", type=int)
     return parser

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.models.colponet.image_quality import (
     DEFAULT_FFT_LOW_FREQ_SIZE,
     DEFAULT_FFT_THRESHOLD,
@@ -42,7 +43,7 @@ CALIBRATION_PERCENTILE = 5
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="the shared real-data folder")
     return parser
 

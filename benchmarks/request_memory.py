@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cervix_hf.cli import DefaultsHelpFormatter
+
 from .app_latency import REPO_ROOT, HttpApi, free_port, peak_memory_mib, percentile, start_app
 
 TARGET_RATIO = 1.5
@@ -83,7 +85,7 @@ CASE = textwrap.dedent("""
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--clients", default=6, type=int, help="concurrent clients in the load test")
     parser.add_argument("--requests", default=60, type=int, help="requests in the load test, all clients together")
     parser.add_argument("--skip-load-test", action="store_true", help="only measure memory per request")

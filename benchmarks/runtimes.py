@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.app.models import TASKS_BY_NAME
 from cervix_hf.cli.export import calibration_items
 from cervix_hf.data import read_isbi2014_edf
@@ -74,7 +75,7 @@ TARGET_SPEEDUP = 5.0
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--repeats", default=10, type=int, help="timed batches per runtime and batch size")
     parser.add_argument("--threads", default=None, type=int, help="torch and ONNX Runtime threads (default: all)")
     parser.add_argument("--max-inputs", default=64, type=int, help="real inputs per model (half calibrate int8)")

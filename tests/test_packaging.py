@@ -4,6 +4,7 @@ checkout, the `cervix-hf` command and its subcommands, and pyproject.toml agains
 The fresh environments see this environment's third-party packages through a `.pth` file (installing torch again
 would take minutes) but not the checkout, and install cervix_hf itself with `--no-deps`."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -273,3 +274,23 @@ def test_the_package_list_names_every_package_of_the_checkout():
             if "__pycache__" not in init.parts
         }
     assert set(settings["packages"]) == found
+
+
+BENCHMARKS = sorted(path.stem for path in (REPO_ROOT / "benchmarks").glob("*.py") if path.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_every_benchmark_s_help_gives_each_default(name):
+    """Each option with a default says it in `--help` (argparse's own help leaves defaults out)."""
+    import importlib
+
+    parser = importlib.import_module(f"benchmarks.{name}").get_args_parser()
+    help_text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        default = action.default
+        if action.help == argparse.SUPPRESS or not action.option_strings:
+            continue
+        if default is None or default is False or default == [] or default == argparse.SUPPRESS:
+            continue
+        shown = default if isinstance(default, str) else repr(default) if isinstance(default, list) else str(default)
+        assert f"(default: {shown}" in help_text or "(default:" in (action.help or ""), (name, action.dest)
