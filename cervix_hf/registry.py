@@ -35,6 +35,7 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .commands import module_command
 from .models import cell_detector, colponet, prepost_fusion
 from .metrics import binary, classification, detection
 
@@ -161,8 +162,6 @@ class ModelFamily:
     @property
     def train_command(self) -> str:
         """The training command as it runs here: this interpreter (not a bare `python`, which may be another one)."""
-        from .cli import module_command
-
         return (
             f"{module_command(self.training_script)} --data {self.training_data} "
             f"--output-dir checkpoints/{self.checkpoint_folder}"

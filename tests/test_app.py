@@ -515,7 +515,7 @@ def test_inputs_that_cannot_be_what_the_model_takes_get_a_specific_message(clien
 def test_without_a_folder_given_the_examples_come_from_examples_then_the_sample_data(tmp_path, monkeypatch, caplog):
     """`examples/` in the current folder (a Space's, as push-space stages it) wins over the project's sample data;
     a folder given always wins; the log says where the examples came from, or that there are none."""
-    from cervix_hf.app.examples import AppExamples, default_examples_dir, find_examples
+    from cervix_hf.data.examples import AppExamples, default_examples_dir, find_examples
     from cervix_hf.app.main import EXAMPLES_ENV_VAR, app_examples
     from cervix_hf.sample_data import SAMPLE_DATA_ENV
 

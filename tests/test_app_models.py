@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cervix_hf.app import models as app_models
-from cervix_hf.cli import module_command
-from cervix_hf.app.examples import find_examples
+from cervix_hf.commands import module_command
+from cervix_hf.data.examples import find_examples
 from cervix_hf.app.models import (
     TASKS_BY_NAME,
     UNTRAINED_WARNING,

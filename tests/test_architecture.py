@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cervix_hf"
 # Top to bottom, as in ARCHITECTURE.md: a module may import its own layer and the layers above it.
 LAYERS = (
     ("models", ("models",)),
-    ("helpers", ("files", "image_io", "pretrained_backbone", "sample_data")),
+    ("helpers", ("files", "image_io", "pretrained_backbone", "sample_data", "commands")),
     ("data, metrics", ("data", "metrics")),
     ("registry", ("registry",)),
     ("contracts", ("eval_results", "model_presets", "detector_recipes")),

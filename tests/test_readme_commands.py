@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cervix_hf.app.examples import find_examples
+from cervix_hf.data.examples import find_examples
 
 from .conftest import SHARED_DATA, require_data
 from .model_runs import colponet_run

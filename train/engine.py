@@ -43,7 +43,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
-from cervix_hf.cli import module_command
+from cervix_hf.commands import module_command
 from cervix_hf.eval_results import EvalResults, StageSummary
 from cervix_hf.evaluation_plots import write_evaluation_plots
 from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text

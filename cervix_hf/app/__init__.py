@@ -14,7 +14,7 @@ training script's folder `checkpoints/<model_type>/`; the published Hub repo (`c
 its tab runs the default configuration with untrained weights and every result says "UNTRAINED MODEL: output is
 meaningless", and its answers are greyed out and called random; the start-up log says how to get real weights.
 Example images come from `--examples` / `CERVIX_HF_EXAMPLES`, else `examples/` in the current folder (a Space's),
-else the project's sample data (see `cervix_hf.app.examples`). Models load on first use; nothing is downloaded to
+else the project's sample data (see `cervix_hf.data.examples`). Models load on first use; nothing is downloaded to
 render the page.
 """
 

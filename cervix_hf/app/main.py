@@ -13,7 +13,7 @@ from ..sample_data import SAMPLE_DATA_ENV
 from .batch_tab import build_batch_tab
 from .cell_detection_tab import build_cell_detection_tab
 from .cervix_type_tab import build_cervix_type_tab
-from .examples import AppExamples, default_examples_dir, default_examples_dirs, find_examples
+from ..data.examples import AppExamples, default_examples_dir, default_examples_dirs, find_examples
 from .models import (
     DEFAULT_CHECKPOINTS_DIR,
     RUNTIMES,
@@ -67,7 +67,7 @@ def app_examples(examples_dir: str | Path | None = None) -> AppExamples:
     """
     The app's example images, found in `examples_dir`, else `$CERVIX_HF_EXAMPLES`, else the first folder of
     `examples/` in the current folder and the project's sample data where there are any
-    (`cervix_hf.app.examples.default_examples_dirs`). A folder given that does not exist gives no examples. The log
+    (`cervix_hf.data.examples.default_examples_dirs`). A folder given that does not exist gives no examples. The log
     says which folder they came from.
     """
     folder = examples_dir or os.environ.get(EXAMPLES_ENV_VAR) or default_examples_dir()

@@ -21,13 +21,11 @@ Each command is its module's own `get_args_parser()` and `main`, imported only w
 import argparse
 import copy
 import importlib
-import importlib.util
-import shlex
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from .. import __version__
+from ..commands import training_package
 from ..registry import FAMILIES
 
 PROG = "cervix-hf"
@@ -92,36 +90,6 @@ COMMANDS = (
     Command("push-space", "train.push_space", "publish the demo Space to the Hub, in one commit"),
     Command("app", "cervix_hf.app", "serve the Gradio app"),
 )
-
-
-def training_package() -> str:
-    """
-    The package of the training and publishing scripts: `cervix_hf.train` where cervix_hf is installed (from a
-    wheel, or with `pip install -e .`), the top-level `train` of a checkout that is only on `sys.path`.
-    """
-    return "cervix_hf.train" if importlib.util.find_spec("cervix_hf.train") else "train"
-
-
-def python_command() -> str:
-    """
-    The interpreter running now, as a printed command should name it: relative to the current folder when it is
-    inside it (`.venv/bin/python`), else its full path. A bare `python` may be another interpreter, without torch,
-    on a fresh machine.
-    """
-    executable = Path(sys.executable)
-    try:
-        return str(executable.relative_to(Path.cwd()))
-    except ValueError:
-        return str(executable)
-
-
-def module_command(module: str) -> str:
-    """`<python_command()> -m <module>`, with the training scripts' package as it is installed here (`train.X` in a
-    checkout, `cervix_hf.train.X` installed)."""
-    package, _, name = module.partition(".")
-    if package == "train":
-        module = f"{training_package()}.{name}"
-    return f"{shlex.quote(python_command())} -m {module}"
 
 
 def import_command_module(command: Command):

@@ -26,6 +26,7 @@ import httpx2  # huggingface_hub's HTTP client: its connection errors are not OS
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants, get_token
 from huggingface_hub.hf_api import CommitInfo
 
+from ..data.examples import EXAMPLES_FOLDER, example_source, find_examples
 from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
 from ..evaluation_plots import evaluations_in, plots_in
 from ..onnx_runtime import EXPORT_REPORT, ONNX_FOLDER
@@ -201,7 +202,7 @@ def stage_space(
             Where `app.py`, `requirements.txt` and `cervix_hf/` are read from.
         examples_dir (`str` or `Path`, *optional*):
             A folder laid out like the public data sets (e.g. the project's sample data): the examples
-            `cervix_hf.app.examples.find_examples` picks in it, at most `EXAMPLES_PER_TAB` per tab, are copied into
+            `cervix_hf.data.examples.find_examples` picks in it, at most `EXAMPLES_PER_TAB` per tab, are copied into
             `examples/` (`Type_N/<photo>`, `EDFnnn.png`, `case_<ID>/<views>`), where the Space's app finds them. By
             default the Space has no examples.
 
@@ -298,8 +299,6 @@ def _space_examples(examples_dir) -> list[SpaceExample]:
     """The example images a Space gets from `examples_dir`, after checking that each one's data set has recorded
     terms, that together they stay small and that no two land on the same path; a `PublishError` naming what is
     wrong otherwise."""
-    from ..app.examples import EXAMPLES_FOLDER, example_source, find_examples  # the app's package imports gradio
-
     examples_dir = Path(examples_dir)
     if not examples_dir.is_dir():
         raise PublishError(
@@ -312,7 +311,7 @@ def _space_examples(examples_dir) -> list[SpaceExample]:
         raise PublishError(
             f"No example image found in {examples_dir}: it is searched for the public data sets' layouts "
             "(Type_N/ photos, EDFnnn.png Pap smears, IARC case folders with saline and acetic-acid views; see "
-            "cervix_hf/app/examples.py), e.g. the project's sample data."
+            "cervix_hf/data/examples.py), e.g. the project's sample data."
         )
     unknown = [path for path in sources if example_source(path) not in EXAMPLE_TERMS]
     if unknown:

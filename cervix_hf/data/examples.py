@@ -20,8 +20,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Optional
 
-from ..data import IMAGE_EXTENSIONS
-from ..data.prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
+from . import IMAGE_EXTENSIONS
+from .prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
 from ..sample_data import sample_data_dir
 
 MAX_DEPTH = 4
