@@ -17,4 +17,15 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "Chromium is missing and cannot be installed without root: the browser tests will be skipped." >&2
     fi
 fi
-.venv/bin/python -m pytest "$@"
+# Two worker processes, each test file on one of them in order (its module fixtures built once), each worker's torch
+# with its share of the cores: the suite's subprocesses and start-ups then overlap instead of queueing (about 770 s
+# to 520 s on 2 cores). PYTEST_WORKERS=0 runs everything in this process.
+workers="${PYTEST_WORKERS:-2}"
+cores="$(nproc)"
+threads=$(( workers > 0 ? cores / workers : cores ))
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( threads > 0 ? threads : 1 ))}"
+if [ "$workers" -gt 0 ]; then
+    .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+else
+    .venv/bin/python -m pytest "$@"
+fi
