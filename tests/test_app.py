@@ -198,6 +198,12 @@ def test_prepost_matches_the_model_called_directly(client, app_checkpoints, pair
     post = load_image(pair[1])
     heat = overlay_heatmap(post, attention_received(expected.pre_to_post_attention))
     assert np.abs(read_rgb(value(attention)) - np.asarray(heat, dtype=np.int16)).mean() < 2  # sent as JPEG
+    if operating_point == "custom threshold":  # the opacity blends the same map: 0 gives back the post-stain photo
+        attention = client.predict(handle_file(pair[0]), handle_file(pair[1]), operating_point, threshold, 0.0,
+                                   api_name="/classify_prepost")[2]  # fmt: skip
+        bare = overlay_heatmap(post, attention_received(expected.pre_to_post_attention), alpha=0.0)
+        assert np.abs(read_rgb(value(attention)) - np.asarray(bare, dtype=np.int16)).mean() < 2
+        assert np.abs(np.asarray(bare, dtype=np.int16) - np.asarray(heat, dtype=np.int16)).mean() > 5
 
 
 def test_models_tab_says_where_each_model_came_from_and_that_it_is_trained(client, app_checkpoints):
