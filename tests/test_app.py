@@ -130,7 +130,7 @@ def median_threshold(model) -> float:
 def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints, threshold_rule):
     model, _ = load_detector(str(app_checkpoints["cell_detector"]))
     threshold = 0.0 if threshold_rule == "zero" else median_threshold(model)
-    summary, annotated, counts, csv_path, json_path, cells, png_path = client.predict(
+    summary, annotated, counts, csv_path, json_path, cells = client.predict(
         handle_file(EDF_IMAGE), threshold, api_name="/detect_cells"
     )
     expected = expectations.detections(model, EDF_IMAGE, threshold)
@@ -159,6 +159,7 @@ def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints
     assert annotated["color_map"] == {"nucleus": "#e6194b"}
     # The annotated image to download: the uploaded image at full size, each box outlined in its class's colour
     # (the grey-level original has no such pixel: R = G = B).
+    png_path = client.predict(handle_file(EDF_IMAGE), threshold, api_name="/annotated_cells")
     original, drawn = np.asarray(Image.open(EDF_IMAGE).convert("RGB")), np.asarray(Image.open(png_path))
     assert Path(png_path).name == "EDF010_annotated.png" and drawn.shape == original.shape
     assert not (original == (230, 25, 75)).all(axis=-1).any()
@@ -342,9 +343,10 @@ def test_every_result_of_an_untrained_model_says_so(untrained_app, photos, pair)
     assert details["warning"] == UNTRAINED_WARNING and details["trained"] is False
     assert UNTRAINED_WARNING in client.predict(handle_file(photos[0]), False, api_name="/cervix_grad_cam")["label"]
 
-    summary, annotated, counts, csv_path, json_path, cells, png_path = client.predict(
+    summary, annotated, counts, csv_path, json_path, cells = client.predict(
         handle_file(EDF_IMAGE), 0.5, api_name="/detect_cells"
     )
+    png_path = client.predict(handle_file(EDF_IMAGE), 0.5, api_name="/annotated_cells")
     texts = (summary, annotated["label"], counts["headers"][1], cells["headers"][2])
     assert all(UNTRAINED_WARNING in text for text in texts)
     assert f"Untrained model, random output: {len(cells['data'])} cell(s) found" in summary
@@ -425,7 +427,7 @@ def test_moving_a_threshold_decides_again_without_running_the_model(app_checkpoi
         client = Client(demo.local_url, verbose=False)
         detector, _ = load_detector(str(app_checkpoints["cell_detector"]))
         for threshold in (0.0, median_threshold(detector), 0.9):
-            _, _, counts, _, _, cells, _ = client.predict(handle_file(EDF_IMAGE), threshold, api_name="/detect_cells")
+            _, _, counts, _, _, cells = client.predict(handle_file(EDF_IMAGE), threshold, api_name="/detect_cells")
             expected = expectations.detections(detector, EDF_IMAGE, threshold)
             shown = [row[1:3] for row in cells["data"]]
             assert shown == [[label, pytest.approx(score, abs=1e-4)] for label, score, _ in expected]

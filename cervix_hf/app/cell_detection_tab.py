@@ -34,7 +34,9 @@ from .widgets import (
 def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders) -> None:
     cache = ResultCache()
 
-    def detect(upload, threshold):
+    def detections_above(upload, threshold):
+        """The uploaded image, its safe name, the model, its detections scoring above `threshold`, the model's class
+        names and a colour per class."""
         threshold = checked_threshold(threshold)
         image, name = read_upload(upload, "image", "cell_detector")
         loaded = slot.get()
@@ -47,6 +49,15 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
         )
         detections = [detection for detection in found if detection.score > threshold]
         labels = [config.id2label[i] for i in range(config.num_labels)]
+        colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
+        return image, name, loaded, detections, labels, colours
+
+    def download_stem(name: str, loaded) -> str:
+        return Path(name).stem + ("_UNTRAINED_MODEL" if loaded.warning else "")
+
+    def detect(upload, threshold):
+        image, name, loaded, detections, labels, colours = detections_above(upload, threshold)
+        threshold = checked_threshold(threshold)
         counts = Counter(detection.label for detection in detections)
         # The header carries the warning: the table is a result too, and its header travels with its data.
         table = {
@@ -61,15 +72,12 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
             ],
         }
         _, masks = detection_masks(image, detections)
-        colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
         # The shown image carries each cell's number (its row in the table) and score; the masks draw the boxes.
         display = draw_detections(image, detections, colours, draw_boxes=False)
         folder = exports.new()
-        stem = Path(name).stem + ("_UNTRAINED_MODEL" if loaded.warning else "")
+        stem = download_stem(name, loaded)
         csv_path, json_path = folder / f"{stem}_detections.csv", folder / f"{stem}_detections.json"
         write_detections([(name, detections)], csv_path, json_path)
-        png_path = folder / f"{stem}_annotated.png"
-        draw_detections(image, detections, colours, display_size=None).save(png_path, compress_level=1)
         summary = (
             f"{answer_heading(f'{len(detections)} cell(s) found', loaded)} scoring above {threshold:.2f}: "
             + (", ".join(f"{counts[label]} {label}" for label in labels if counts[label]) or "none")
@@ -89,8 +97,15 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
             str(csv_path),
             str(json_path),
             cells,
-            str(png_path),
         )
+
+    def annotate(upload, threshold):
+        """The full-size annotated image as a PNG: written after the result is shown (encoding a large image takes
+        up to a second), from the cached detections."""
+        image, name, loaded, detections, _, colours = detections_above(upload, threshold)
+        path = exports.new() / f"{download_stem(name, loaded)}_annotated.png"
+        draw_detections(image, detections, colours, display_size=None).save(path, compress_level=1)
+        return str(path)
 
     with gr.Tab("Cell detection"):
         gr.Markdown("A Pap-smear image in; every cell found, with its class and score, out.")
@@ -128,20 +143,30 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
                     csv_file = gr.File(label="Detections (CSV)", elem_id="cells-csv")
                     json_file = gr.File(label="Detections (JSON)", elem_id="cells-json")
                     png_file = gr.File(label="Annotated image (PNG, full size)", elem_id="cells-png")
-    outputs = [summary, annotated, counts, csv_file, json_file, cells, png_file]
+    outputs = [summary, annotated, counts, csv_file, json_file, cells]
 
     def cleared():
         """Every output emptied: what shows while a new image is detected, and after an error or a removal."""
         return "Upload an image to find its cells.", None, None, None, None, None, None
 
+    def detect_if_given(upload, threshold):
+        """The page's detection: the result, and the previous annotated image removed until the new one is written."""
+        return cleared() if upload is None else (*detect(upload, threshold), None)
+
+    def annotate_if_given(upload, threshold):
+        return None if upload is None else annotate(upload, threshold)
+
     # A new image (an upload, a chosen example, a removal) or the button first clears the old result, then
     # detects; a failed request leaves no stale result behind. The threshold re-filters the cached detections
     # from every way of changing it (dragging, arrow keys, typing a number and Enter; `release` fires only when a
-    # drag ends), the last one winning.
-    rerun = gr.on([button.click], cleared, None, outputs, queue=False, api_name=False)
-    rerun.then(detect, [image, threshold], outputs, api_name="detect_cells", preprocess=False)
-    on_change = image.change(cleared, None, outputs, queue=False, api_name=False)
-    on_change.then(lambda upload, threshold: cleared() if upload is None else detect(upload, threshold),
-                   [image, threshold], outputs, api_name=False, preprocess=False)  # fmt: skip
-    threshold.input(lambda upload, value: cleared() if upload is None else detect(upload, value), [image, threshold],
-                    outputs, api_name=False, preprocess=False, trigger_mode="always_last")  # fmt: skip
+    # drag ends), the last one winning. Each result is followed by its annotated image for download.
+    shown, inputs = [*outputs, png_file], [image, threshold]
+    rerun = gr.on([button.click], cleared, None, shown, queue=False, api_name=False)
+    rerun = rerun.then(detect, inputs, outputs, api_name="detect_cells", preprocess=False)
+    rerun.success(annotate, inputs, png_file, api_name="annotated_cells", preprocess=False)
+    on_change = image.change(cleared, None, shown, queue=False, api_name=False)
+    on_change = on_change.then(detect_if_given, inputs, shown, api_name=False, preprocess=False)
+    on_change.success(annotate_if_given, inputs, png_file, api_name=False, preprocess=False)
+    moved = threshold.input(detect_if_given, inputs, shown, api_name=False, preprocess=False,
+                            trigger_mode="always_last")  # fmt: skip
+    moved.success(annotate_if_given, inputs, png_file, api_name=False, preprocess=False)
