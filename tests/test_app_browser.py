@@ -294,8 +294,17 @@ def test_an_untrained_model_s_answers_are_greyed_out_and_called_random_in_every_
     screenshot("untrained-cell-detection", page)
 
     open_tab(page, "Pre/post fusion")
+    radio = page.locator("#prepost-operating-point")
+    radio.get_by_text("custom threshold").wait_for(timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    # A model without operating points (the untrained default) offers none of them.
+    assert [text.strip() for text in radio.locator("label").all_inner_texts()] == ["model default", "custom threshold"]
     case = SHARED_DATA / "iarc-colposcopy-atlas" / "images_low_grade" / "case_AABB"
     upload(page, "prepost-pre", case / "1_After_normal_saline.jpg")
+    upload(page, "prepost-post", case / "1_After_normal_saline.jpg")  # the same picture twice: said, not decided
+    same = page.get_by_text("The pre-stain and post-stain images are the same picture")
+    same.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert not page.get_by_text("Decision:").locator("visible=true").count()
     upload(page, "prepost-post", case / "2_After_acetic_acid.jpg")
     page.get_by_text("Untrained model, random output: Decision:").wait_for(timeout=RESULT_TIMEOUT_MS)
     assert page.get_by_text(": meaningless").locator("visible=true").count()
