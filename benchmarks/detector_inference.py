@@ -5,8 +5,9 @@
 Both models are built with random weights and the same sizes (resize to 1024, the same anchors, proposal counts,
 thresholds and detections per image), so the ratio measures what wrapping transformers' ResNet-50 in our model
 costs over torchvision's own ResNet-50 (target: at most 1.10). `--image-size` sets the image side, and both models'
-resize sizes in proportion (a smaller one makes a quick smoke run; the target is for 1024). Timings interleave the two models. The peak
-resident memory of each (one image, including the ~0.7 GiB of importing torch) is measured in a fresh process.
+resize sizes in proportion (a smaller one makes a quick smoke run; the target is for 1024). Timings interleave the
+two models. The peak resident memory of each (one image, including the ~0.7 GiB of importing torch) is measured in a
+fresh process.
 """
 
 import argparse
@@ -93,7 +94,8 @@ def main(args: argparse.Namespace) -> dict:
                 start = time.perf_counter()
                 run(name, model, image)
                 timings[name].append(time.perf_counter() - start)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, random weights, {args.image_size}x{args.image_size}")
+    size = f"{args.image_size}x{args.image_size}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, random weights, {size}")
     print(f"{'model':>14} {'median s/image':>15} {'min s':>7} {'peak RSS MiB':>13}")
     medians = {}
     for name in models:
