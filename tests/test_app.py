@@ -523,7 +523,7 @@ def test_inputs_that_cannot_be_what_the_model_takes_get_a_specific_message(clien
 def test_without_a_folder_given_the_examples_come_from_examples_then_the_sample_data(tmp_path, monkeypatch, caplog):
     """`examples/` in the current folder (a Space's, as push-space stages it) wins over the project's sample data;
     a folder given always wins; the log says where the examples came from, or that there are none."""
-    from cervix_hf.data.examples import AppExamples, default_examples_dir, find_examples
+    from cervix_hf.data.examples import AppExamples, default_examples, find_examples
     from cervix_hf.app.main import EXAMPLES_ENV_VAR, app_examples
     from cervix_hf.sample_data import SAMPLE_DATA_ENV
 
@@ -531,7 +531,7 @@ def test_without_a_folder_given_the_examples_come_from_examples_then_the_sample_
     monkeypatch.delenv(EXAMPLES_ENV_VAR, raising=False)
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO", logger="cervix_hf.app")
-    assert default_examples_dir() == SHARED_DATA
+    assert default_examples()[0] == SHARED_DATA
     assert app_examples() == find_examples(SHARED_DATA)
     assert f"Examples from {SHARED_DATA}: 3 photo(s), 3 Pap-smear image(s), 3 pre/post pair(s)." in caplog.text
 
@@ -539,7 +539,7 @@ def test_without_a_folder_given_the_examples_come_from_examples_then_the_sample_
     photo.parent.mkdir(parents=True)
     Image.new("RGB", (64, 64)).save(photo)
     caplog.clear()
-    assert default_examples_dir() == tmp_path / "examples"
+    assert default_examples()[0] == tmp_path / "examples"
     assert app_examples() == AppExamples(cervix_type=[str(photo)])
     assert f"Examples from {tmp_path / 'examples'}: 1 photo(s), 0 Pap-smear image(s)" in caplog.text
 
@@ -550,5 +550,5 @@ def test_without_a_folder_given_the_examples_come_from_examples_then_the_sample_
     photo.unlink()
     monkeypatch.setenv(SAMPLE_DATA_ENV, str(tmp_path / "no-sample-data"))
     caplog.clear()
-    assert default_examples_dir() is None and app_examples() == AppExamples()
+    assert default_examples()[0] is None and app_examples() == AppExamples()
     assert f"No example images: none given (--examples, ${EXAMPLES_ENV_VAR}) and none found in" in caplog.text

@@ -35,8 +35,8 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
     cache = ResultCache()
 
     def detections_above(upload, threshold):
-        """The uploaded image, its safe name, the model, its detections scoring above `threshold`, the model's class
-        names and a colour per class."""
+        """The checked threshold, the uploaded image, its safe name, the model, its detections scoring above the
+        threshold, the model's class names and a colour per class."""
         threshold = checked_threshold(threshold)
         image, name = read_upload(upload, "image", "cell_detector")
         loaded = slot.get()
@@ -50,14 +50,13 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
         detections = [detection for detection in found if detection.score > threshold]
         labels = [config.id2label[i] for i in range(config.num_labels)]
         colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
-        return image, name, loaded, detections, labels, colours
+        return threshold, image, name, loaded, detections, labels, colours
 
     def download_stem(name: str, loaded) -> str:
         return Path(name).stem + ("_UNTRAINED_MODEL" if loaded.warning else "")
 
     def detect(upload, threshold):
-        image, name, loaded, detections, labels, colours = detections_above(upload, threshold)
-        threshold = checked_threshold(threshold)
+        threshold, image, name, loaded, detections, labels, colours = detections_above(upload, threshold)
         counts = Counter(detection.label for detection in detections)
         # The header carries the warning: the table is a result too, and its header travels with its data.
         table = {
@@ -102,7 +101,7 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
     def annotate(upload, threshold):
         """The full-size annotated image as a PNG: written after the result is shown (encoding a large image takes
         up to a second), from the cached detections."""
-        image, name, loaded, detections, _, colours = detections_above(upload, threshold)
+        _, image, name, loaded, detections, _, colours = detections_above(upload, threshold)
         path = exports.new() / f"{download_stem(name, loaded)}_annotated.png"
         draw_detections(image, detections, colours, display_size=None).save(path, compress_level=1)
         return str(path)

@@ -13,7 +13,7 @@ from ..sample_data import SAMPLE_DATA_ENV
 from .batch_tab import build_batch_tab
 from .cell_detection_tab import build_cell_detection_tab
 from .cervix_type_tab import build_cervix_type_tab
-from ..data.examples import AppExamples, default_examples_dir, default_examples_dirs, find_examples
+from ..data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
 from .models import (
     DEFAULT_CHECKPOINTS_DIR,
     RUNTIMES,
@@ -70,14 +70,17 @@ def app_examples(examples_dir: str | Path | None = None) -> AppExamples:
     (`cervix_hf.data.examples.default_examples_dirs`). A folder given that does not exist gives no examples. The log
     says which folder they came from.
     """
-    folder = examples_dir or os.environ.get(EXAMPLES_ENV_VAR) or default_examples_dir()
+    folder = examples_dir or os.environ.get(EXAMPLES_ENV_VAR)
+    if folder:
+        examples = find_examples(folder)
+    else:
+        folder, examples = default_examples()
     if folder is None:
         searched = ", ".join(str(path) for path in default_examples_dirs())
         logger.info(
             "No example images: none given (--examples, $%s) and none found in %s.", EXAMPLES_ENV_VAR, searched
         )
-        return AppExamples()
-    examples = find_examples(folder)
+        return examples
     logger.info(
         "Examples from %s: %d photo(s), %d Pap-smear image(s), %d pre/post pair(s).",
         folder,

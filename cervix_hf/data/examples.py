@@ -10,7 +10,7 @@ the `examples/` folder that `push-space --examples` stages into a Space with the
   case folders), the lowest-numbered of each.
 
 Nothing is required: a missing folder or kind simply gives no examples for that tab. `example_source(path)` names
-the data set a file was recognised by; `default_examples_dir()` is where the app looks when no folder is given.
+the data set a file was recognised by; `default_examples()` is what the app finds when no folder is given.
 """
 
 import os
@@ -100,13 +100,14 @@ def default_examples_dirs() -> list[Path]:
     return [Path.cwd() / EXAMPLES_FOLDER, sample_data_dir()]
 
 
-def default_examples_dir() -> Optional[Path]:
-    """The first of `default_examples_dirs()` in which `find_examples` finds an example; `None` when none has one."""
+def default_examples() -> tuple[Optional[Path], AppExamples]:
+    """The first of `default_examples_dirs()` in which `find_examples` finds an example, and its examples (each
+    folder is searched once); `(None, AppExamples())` when none has one."""
     for folder in default_examples_dirs():
-        examples = find_examples(folder, per_tab=1)
+        examples = find_examples(folder)
         if examples.cervix_type or examples.cells or examples.prepost:
-            return folder
-    return None
+            return folder, examples
+    return None, AppExamples()
 
 
 def _image_folders(root: Path):
@@ -125,7 +126,7 @@ __all__ = [
     "EXAMPLES_FOLDER",
     "EXAMPLES_PER_TAB",
     "MAX_DEPTH",
-    "default_examples_dir",
+    "default_examples",
     "default_examples_dirs",
     "example_source",
     "find_examples",
