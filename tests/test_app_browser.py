@@ -190,6 +190,8 @@ def test_cell_detection_tab_draws_boxes_and_counts(browser_page, screenshot):
     assert browser_page.get_by_text("nucleus").first.is_visible()
     for kind in ("csv", "json"):  # the page shows each file's name and extension apart
         assert browser_page.locator(f"#cells-{kind}").inner_text().split()[2:4] == ["EDF010_detections", f".{kind}"]
+    # the full-size PNG is written after the result shows, so that the boxes appear first: wait for it
+    browser_page.locator("#cells-png", has_text="EDF010_annotated").wait_for(timeout=RESULT_TIMEOUT_MS)
     assert "EDF010_annotated .png" in " ".join(browser_page.locator("#cells-png").inner_text().split())
     assert "nucleus" in browser_page.locator("#cells-table").inner_text()  # the per-cell table, numbered as drawn
     assert "each with its number and score" in browser_page.locator("#cells-annotated").inner_text()
