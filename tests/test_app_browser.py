@@ -151,9 +151,10 @@ def test_cervix_type_tab_classifies_an_uploaded_photo(browser_page, screenshot):
 
 
 def test_the_heat_map_opacity_blends_the_grad_cam_again(browser_page):
-    open_tab(browser_page, "Cervix type")
+    open_tab(browser_page, "Cervix type")  # the photo of the test above is removed first: its map is not this one
+    browser_page.locator("#cervix-photo").get_by_role("button", name="Remove Image").click()
+    browser_page.get_by_text("Upload a photo to classify it.").wait_for(timeout=RESULT_TIMEOUT_MS)
     upload(browser_page, "cervix-photo", INTEL_SAMPLE / "train" / "Type_3" / "1265.jpg")
-    browser_page.get_by_text("Grad-CAM for").wait_for(timeout=RESULT_TIMEOUT_MS)
     browser_page.locator("#cervix-grad-cam img").wait_for(timeout=RESULT_TIMEOUT_MS)
     before = image_source(browser_page, "cervix-grad-cam")
     box = browser_page.locator("#cervix-opacity input[type=number]")
@@ -250,9 +251,11 @@ def test_the_fusion_tab_offers_the_operating_points_its_model_defines(browser_pa
     config = json.loads((app_checkpoints["prepost_fusion"] / "config.json").read_text())
     defined = [name for name, point in (config.get("operating_points") or {}).items() if point["threshold"] is not None]
     open_tab(browser_page, "Pre/post fusion")
+    # The model loads when the tab opens; the line under the choices says when they are the model's.
+    info = browser_page.locator("#prepost-operating-point-info", has_text="Operating points this model defines")
+    info.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert sorted(info.inner_text().strip().rstrip(".").split(": ")[-1].split(", ")) == sorted(defined)
     radio = browser_page.locator("#prepost-operating-point")
-    radio.get_by_text("custom threshold").wait_for(timeout=RESULT_TIMEOUT_MS)
-    browser_page.wait_for_timeout(500)
     labels = [text.strip() for text in radio.locator("label").all_inner_texts()]
     assert labels[0] == "model default" and labels[-1] == "custom threshold"
     assert sorted(label.split(":")[0] for label in labels[1:-1]) == sorted(defined)
@@ -297,8 +300,7 @@ def test_an_untrained_model_s_answers_are_greyed_out_and_called_random_in_every_
 
     open_tab(page, "Pre/post fusion")
     radio = page.locator("#prepost-operating-point")
-    radio.get_by_text("custom threshold").wait_for(timeout=RESULT_TIMEOUT_MS)
-    page.wait_for_timeout(500)
+    page.get_by_text("This model defines no operating points").wait_for(timeout=RESULT_TIMEOUT_MS)
     # A model without operating points (the untrained default) offers none of them.
     assert [text.strip() for text in radio.locator("label").all_inner_texts()] == ["model default", "custom threshold"]
     case = SHARED_DATA / "iarc-colposcopy-atlas" / "images_low_grade" / "case_AABB"

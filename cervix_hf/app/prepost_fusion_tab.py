@@ -84,6 +84,15 @@ def operating_point_choices(loaded) -> list[tuple[str, str]]:
     return [*choices, (CUSTOM_THRESHOLD, CUSTOM_THRESHOLD)]
 
 
+def operating_points_summary(choices: list[tuple[str, str]]) -> str:
+    """One line under the choices that says which operating points the loaded model defines, or that it has none."""
+    defined = [value for _, value in choices if value not in (MODEL_DEFAULT, CUSTOM_THRESHOLD)]
+    if not defined:
+        return ("This model defines no operating points: it decides at its default threshold, or at a custom one "
+                "you set.")  # fmt: skip
+    return f"Operating points this model defines, chosen on its validation split: {', '.join(defined)}."
+
+
 def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
     cache = ResultCache()
 
@@ -175,7 +184,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                     elem_id="prepost-operating-point",
                 )
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Decision threshold", interactive=False)
-                operating_point_info = gr.Markdown(label="Operating point")
+                operating_point_info = gr.Markdown(label="Operating point", elem_id="prepost-operating-point-info")
                 button = gr.Button("Classify the pair", variant="primary")
                 if examples:
                     gr.Examples([list(pair) for pair in examples], inputs=[pre, post], label="Example pairs")
@@ -192,8 +201,13 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                 opacity = heatmap_opacity_slider("prepost-opacity")
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON(label="Details")
-    # The model loads on first use; the choices it defines are shown once the tab is opened.
-    tab.select(lambda: gr.Radio(choices=operating_point_choices(slot.get())), None, operating_point, api_name=False)
+    def show_operating_points():
+        choices = operating_point_choices(slot.get())
+        return gr.Radio(choices=choices), operating_points_summary(choices)
+
+    # The model loads on first use; the choices it defines are shown once the tab is opened, with a line that says
+    # which they are (and so that the list is now the model's).
+    tab.select(show_operating_points, None, [operating_point, operating_point_info], api_name=False)
     operating_point.input(
         show_operating_point,
         [operating_point, threshold],
