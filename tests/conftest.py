@@ -6,13 +6,22 @@ in the summary; under CI (`CI` set) nothing may pass by skipping: missing sample
 what is missing, and any test that would skip fails with its reason.
 """
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Each test process (each pytest-xdist worker) gets its own gradio cache. gradio names a cached file by its content,
+# and an app deletes the files it cached when it closes: the other worker's app closing would delete a file that an
+# app of this one, given the same detections, had just handed out (its download then answers 403).
+GRADIO_CACHE = tempfile.mkdtemp(prefix="cervix_hf_tests_gradio_")
+os.environ["GRADIO_TEMP_DIR"] = GRADIO_CACHE
+atexit.register(shutil.rmtree, GRADIO_CACHE, ignore_errors=True)
 
 import pytest  # noqa: E402
 
