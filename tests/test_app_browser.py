@@ -42,6 +42,8 @@ def open_page(browser, url: str):
     page.requested_hosts = set()
     page.on("request", lambda request: page.requested_hosts.add(urlparse(request.url).netloc))
     page.goto(url, wait_until="networkidle")
+    # The page is built by script after the network settles: wait until its tabs are there (a cold machine is slow).
+    page.get_by_role("tab", name="Models").wait_for(timeout=RESULT_TIMEOUT_MS)
     return page
 
 
@@ -121,8 +123,7 @@ def test_page_shows_the_banner_and_fetches_nothing_from_the_network(browser_page
 )
 def test_each_tab_says_what_its_labels_mean_and_links_the_card(browser_page, tab, explanation):
     open_tab(browser_page, tab)
-    text = browser_page.get_by_text(explanation)
-    assert text.is_visible()
+    browser_page.get_by_text(explanation).wait_for(timeout=RESULT_TIMEOUT_MS)  # shown once the tab has opened
     link = browser_page.locator("a", has_text="model card").locator("visible=true")
     assert link.first.get_attribute("href").startswith("https://huggingface.co/cervix-hf/")
 
