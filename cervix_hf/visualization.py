@@ -102,6 +102,15 @@ def overlay_heatmap(
     return PIL.Image.fromarray(np.rint(blended).astype(np.uint8))
 
 
+def _display_copy(image: PIL.Image.Image, display_size: int | None) -> tuple[PIL.Image.Image, np.ndarray]:
+    """An RGB copy of `image` to draw on, shrunk to `display_size` at most (`None`: full size), and the factors
+    (x, y, x, y) that take a box in `image`'s pixels to the copy's."""
+    display = image.convert("RGB").copy()
+    if display_size is not None:
+        display.thumbnail((display_size, display_size))
+    return display, np.array([display.width / image.width, display.height / image.height] * 2)
+
+
 def detection_masks(
     image: PIL.Image.Image, detections, display_size: int | None = DEFAULT_DISPLAY_SIZE
 ) -> tuple[PIL.Image.Image, list[tuple[np.ndarray, str]]]:
@@ -120,10 +129,7 @@ def detection_masks(
         detection (in order of first appearance), a float mask of the displayed image's (height, width) and the
         class name.
     """
-    display = image.convert("RGB").copy()
-    if display_size is not None:
-        display.thumbnail((display_size, display_size))
-    scale = np.array([display.width / image.width, display.height / image.height] * 2)
+    display, scale = _display_copy(image, display_size)
     limits = np.array([display.width, display.height] * 2)
     border = max(2, round(min(display.size) / 300))
     masks: dict[str, np.ndarray] = {}
@@ -159,10 +165,7 @@ def draw_detections(
             [`detection_masks`]; `None` keeps the image's size (a download at full resolution).
         draw_boxes (`bool`, *optional*, defaults to `True`): whether to outline the boxes too.
     """
-    drawn = image.convert("RGB").copy()
-    if display_size is not None:
-        drawn.thumbnail((display_size, display_size))
-    scale = np.array([drawn.width / image.width, drawn.height / image.height] * 2)
+    drawn, scale = _display_copy(image, display_size)
     draw = PIL.ImageDraw.Draw(drawn)
     font = PIL.ImageFont.load_default(size=max(10, round(min(drawn.size) / 80)))
     width = max(1, round(min(drawn.size) / 400))
