@@ -172,6 +172,7 @@ class _Bounds:
         """The decoded image reduced to `max_side` (antialiased), then checked against `min_side`."""
         width, height = original_size or image.size
         if self.max_side is not None and max(image.size) > self.max_side:
+            image = _sixteen_bit_to_eight(image, name)  # Pillow's reduction takes no 16-bit pixels
             scale = self.max_side / max(image.size)
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
@@ -220,6 +221,7 @@ def _rgb_from_pil(image: Image.Image, name: str, bounds: _Bounds) -> Image.Image
         image.load()
         # Reduced before the orientation and mode conversions below, each of which copies the image.
         reduced = bounds.fit(image, name, original_size)
+        _refuse_missing_data(reduced, image.format, original_size, name)
         image = ImageOps.exif_transpose(reduced)
     except ImageLoadError:
         raise
@@ -232,6 +234,47 @@ def _rgb_from_pil(image: Image.Image, name: str, bounds: _Bounds) -> Image.Image
     if image.size != reduced.size:  # turned by 90 degrees
         original_size = original_size[::-1]
     return _with_original_size(_to_rgb(image, name), original_size)
+
+
+def _sixteen_bit_to_eight(image: Image.Image, name: str) -> Image.Image:
+    """
+    A 16-bit grayscale image (mode `I;16*`, as microscopy and DICOM exports are) as 8-bit (`L`), scaled by the bit
+    depth it uses as [`_to_uint8`] scales every image, through a table of its values rather than a float copy of
+    every pixel; any other image as it is.
+    """
+    if not image.mode.startswith("I;16"):
+        return image
+    _, high = image.getextrema()
+    table = _to_uint8(np.arange(int(high) + 1, dtype=np.uint32), name)
+    converted = Image.fromarray(table[np.asarray(image)])
+    converted.info.update(image.info)  # EXIF orientation, applied later
+    return converted
+
+
+def _refuse_missing_data(
+    image: Image.Image, file_format: str | None, size: tuple[int, int], name: str
+) -> None:
+    """
+    Refuses a JPEG whose data is mostly missing. A JPEG that ends early, but with a marker (as a file cut short and
+    closed, or one whose header claims 9999x9999 pixels over a few hundred bytes), decodes without an error: the
+    decoder fills every block it has no data for with mid-grey (128 in every channel). When the whole lower half of
+    the picture is that grey, at least half of it is missing. The bottom row is looked at first, so a photo costs
+    one row.
+    """
+    if file_format != "JPEG" or image.mode not in ("L", "RGB") or image.height < 2:
+        return
+
+    def all_grey(top: int) -> bool:
+        extrema = image.crop((0, top, image.width, image.height)).getextrema()
+        return all(band == (128, 128) for band in (extrema if image.mode == "RGB" else (extrema,)))
+
+    if all_grey(image.height - 1) and all_grey(image.height // 2):
+        raise ImageLoadError(
+            name,
+            f"the file's image data ends early: the lower half or more of its {size[0]}x{size[1]} pixels is "
+            "missing (only the grey a decoder puts where data is missing). Copy or download it again, or re-export "
+            "it from the original.",
+        )
 
 
 def _with_original_size(image: Image.Image, original_size: tuple[int, int]) -> Image.Image:

@@ -1,6 +1,7 @@
 """`load_image`: every source and pixel mode becomes the RGB picture a user expects, every bad file a clear error."""
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -175,3 +176,52 @@ def test_pillow_decompression_bomb_guard_is_reported(tmp_path, monkeypatch):
     assert_load_error(path, "bomb.png", "decompression bomb", "PIL.Image.MAX_IMAGE_PIXELS", max_pixels=None)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
     assert load_image(path, max_pixels=None).size == (100, 80)  # our limit decides, Pillow's warning is silenced
+
+
+def test_a_large_sixteen_bit_grayscale_image_is_reduced_and_scaled_by_its_bit_depth(tmp_path):
+    """A 12-bit microscopy export saved as 16-bit PNG, over 4 times ColpoNet's 2048 px: four bands of known levels."""
+    from cervix_hf.inference import load_model_input
+
+    levels = [0, 1024, 2048, 4095]  # 12 bits used: 4095 is white
+    band = 9000 // len(levels)
+    pixels = np.repeat(np.array(levels, dtype=np.uint16), band)[None, :].repeat(3000, axis=0)
+    path = tmp_path / "microscopy.png"
+    Image.fromarray(pixels).save(path)
+    with Image.open(path) as stored:
+        assert stored.mode == "I;16" and stored.size == (9000, 3000)
+    image = load_model_input(path, "colponet")
+    assert image.size == (2048, 683) and image.mode == "RGB"
+    centres = [round((index + 0.5) * image.width / len(levels)) for index in range(len(levels))]
+    expected = [round(level * 255 / 4095) for level in levels]  # 0, 64, 128, 255
+    assert [image.getpixel((x, 300)) for x in centres] == [(value,) * 3 for value in expected]
+
+
+def _jpeg_ending_early(width: int, height: int, kept_bytes: int) -> bytes:
+    """A noisy JPEG cut after `kept_bytes` bytes and closed with an end-of-image marker, as the header declared."""
+    buffer = io.BytesIO()
+    noise_image(width, height).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()[:kept_bytes] + b"\xff\xd9"
+
+
+def test_a_jpeg_whose_data_is_mostly_missing_is_refused_not_decoded_as_grey(tmp_path):
+    # A header claiming 9999x9999 pixels over 690 bytes: the 9999 written into a small JPEG's frame header.
+    data = bytearray(_jpeg_ending_early(64, 64, 688))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = (9999).to_bytes(2, "big") * 2  # height, width
+    claims = tmp_path / "claims_9999.jpg"
+    claims.write_bytes(bytes(data))
+    assert len(data) == 690
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(claims) as opened:
+            assert opened.size == (9999, 9999)
+    assert_load_error(claims, "claims_9999.jpg", "ends early", "9999x9999", max_side=2048)
+    # A real photo cut after its first third, closed with the end marker: two thirds of it are missing.
+    whole = io.BytesIO()
+    noise_image(400, 300).save(whole, "JPEG", quality=90)
+    cut = tmp_path / "cut_third.jpg"
+    cut.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 3] + b"\xff\xd9")
+    assert_load_error(cut, "cut_third.jpg", "ends early")
+    # The whole photo loads.
+    (tmp_path / "whole.jpg").write_bytes(whole.getvalue())
+    assert load_image(tmp_path / "whole.jpg").size == (400, 300)
