@@ -190,6 +190,24 @@ def test_detection_csv_cells_are_never_spreadsheet_formulas(tmp_path):
     assert json.loads((tmp_path / "d.json").read_text())[0]["image"] == "=HYPERLINK(\"http://x\")"  # data, as given
 
 
+def test_a_link_planted_at_an_output_s_temporary_name_is_never_written_through(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    csv_path, json_path = tmp_path / "d.csv", tmp_path / "d.json"
+    for output in (csv_path, json_path):  # the names the temporary files used to have
+        os.symlink(victim, output.with_name(output.name + ".tmp"))
+    write_detections([("a.png", [CellDetection("nucleus", 0.9, (1.0, 2.0, 3.0, 4.0))])], csv_path, json_path)
+    assert victim.read_text() == "precious"
+    assert [row["label"] for row in csv.DictReader(csv_path.open())] == ["nucleus"]
+    assert json.loads(json_path.read_text())[0]["image"] == "a.png"
+    assert not csv_path.is_symlink() and not json_path.is_symlink()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["d.csv", "d.csv.tmp", "d.json", "d.json.tmp",
+                                                                "victim.txt"]  # fmt: skip
+    umask = os.umask(0)
+    os.umask(umask)
+    assert csv_path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a file `open` creates, readable by others
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
