@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cervix_hf.data import read_coco, read_detection_csv, read_isbi2014_edf, read_pairs_csv, read_sipakmed, read_voc
+from cervix_hf.data import (
+    read_coco,
+    read_detection_csv,
+    read_iarc_atlas,
+    read_image_folder,
+    read_intel_mobileodt,
+    read_isbi2014_edf,
+    read_pairs_csv,
+    read_sipakmed,
+    read_voc,
+)
 
 CSV_HEADER = "filename,xmin,ymin,xmax,ymax,label"
 
@@ -110,6 +120,103 @@ def test_outside_paths_are_read_when_the_caller_allows_them(tmp_path):
     assert read_detection_csv(csv_path, allow_outside_root=True).records[0].image_path == str(outside)
     pairs = _write_pairs(tmp_path, [f"{outside},a_post.jpg,1"])
     assert read_pairs_csv(pairs, allow_outside_root=True).records[0].pre_path == str(outside)
+
+
+def _link_out(link: Path, target: Path) -> Path:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, link)
+    return link
+
+
+def _image_folder_with_a_link_out(root: Path, outside: Path):
+    _write_image(root / "Type_1" / "own.png")
+    _link_out(root / "Type_2" / "innocent.png", _write_image(outside / "secret.png"))
+    return lambda allow: read_image_folder(root, allow_outside_root=allow).paths, "Type_2/innocent.png"
+
+
+def _image_folder_with_a_class_folder_linked_out(root: Path, outside: Path):
+    _write_image(root / "Type_1" / "own.png")
+    _write_image(outside / "elsewhere" / "secret.png")
+    _link_out(root / "Type_2", outside / "elsewhere")
+    return lambda allow: read_image_folder(root, allow_outside_root=allow).paths, "Type_2/secret.png"
+
+
+def _intel_train_with_a_link_out(root: Path, outside: Path):
+    _write_image(root / "train" / "Type_1" / "1.jpg")
+    _link_out(root / "train" / "Type_3" / "3.jpg", _write_image(outside / "secret.jpg"))
+    return lambda allow: read_intel_mobileodt(root, ("train",), allow).paths, "train/Type_3/3.jpg"
+
+
+def _intel_test_with_a_link_out(root: Path, outside: Path):
+    _link_out(root / "test" / "9.jpg", _write_image(outside / "secret.jpg"))
+    (root / "solution_stg1_release.csv").write_text("image_name,Type_1,Type_2,Type_3\n9.jpg,0,1,0\n")
+    return lambda allow: read_intel_mobileodt(root, ("test",), allow).paths, "test/9.jpg"
+
+
+def _intel_solution_csv_linked_out(root: Path, outside: Path):
+    _write_image(root / "test" / "9.jpg")
+    (outside / "private.csv").parent.mkdir(parents=True, exist_ok=True)
+    (outside / "private.csv").write_text("image_name,Type_1,Type_2,Type_3\n9.jpg,0,1,0\n")
+    _link_out(root / "solution_stg1_release.csv", outside / "private.csv")
+    return lambda allow: read_intel_mobileodt(root, ("test",), allow).paths, "solution_stg1_release.csv"
+
+
+def _iarc_atlas_with_a_link_out(root: Path, outside: Path):
+    case = root / "images_low_grade" / "case_A"
+    _write_image(case / "1_After_normal_saline.jpg")
+    _link_out(case / "2_After_acetic_acid.jpg", _write_image(outside / "secret.jpg"))
+    return (lambda allow: [r.post_path for r in read_iarc_atlas(root, allow_outside_root=allow).records],
+            "images_low_grade/case_A/2_After_acetic_acid.jpg")  # fmt: skip
+
+
+def _isbi_with_a_link_out(root: Path, outside: Path):
+    _write_image(root / "EDF000.png", size=(20, 10), mode="L")
+    _link_out(root / "EDF000_GT.png", _write_image(outside / "secret.png", size=(20, 10), mode="L"))
+    return lambda allow: [r.image_path for r in read_isbi2014_edf(root, allow_outside_root=allow).records], (
+        "EDF000_GT.png"
+    )
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        _image_folder_with_a_link_out,
+        _image_folder_with_a_class_folder_linked_out,
+        _intel_train_with_a_link_out,
+        _intel_test_with_a_link_out,
+        _intel_solution_csv_linked_out,
+        _iarc_atlas_with_a_link_out,
+        _isbi_with_a_link_out,
+    ],
+)
+def test_folder_readers_refuse_a_symbolic_link_leading_out_of_the_data_folder(tmp_path, layout, caplog):
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    read, link = layout(root, outside)
+    with pytest.raises(ValueError) as error:
+        read(False)
+    assert repr(link) in _message(error) and "outside" in _message(error) and str(root) in _message(error)
+    assert read(True)  # the caller who trusts the folder reads it
+
+
+def test_a_symbolic_link_inside_the_data_folder_is_read(tmp_path):
+    root = tmp_path / "data"
+    real = _write_image(root / "Type_1" / "a.png")
+    _link_out(root / "Type_2" / "b.png", real)
+    assert read_image_folder(root).paths == [str(root / "Type_1" / "a.png"), str(root / "Type_2" / "b.png")]
+
+
+def test_a_file_name_too_long_for_the_file_system_names_the_csv_and_line(tmp_path):
+    name = "x" * 10_000 + ".png"
+    detections = tmp_path / "boxes.csv"
+    detections.write_text(f"{CSV_HEADER}\n{name},1,1,5,5,nucleus\n")
+    with pytest.raises(ValueError) as error:
+        read_detection_csv(detections)
+    assert f"{detections}, line 2" in _message(error) and "too long" in _message(error)
+    assert len(_message(error)) < 300  # the name is shortened in the message
+    pairs = _write_pairs(tmp_path, [f"a_pre.jpg,{name},1"])
+    with pytest.raises(ValueError) as error:
+        read_pairs_csv(pairs)
+    assert f"{pairs}, line 2, post image" in _message(error) and "too long" in _message(error)
 
 
 # --- malformed COCO ----------------------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--annotations", type=Path, help="detector data in csv, coco or voc: the annotation file")
     parser.add_argument("--box-from", default="nucleus", help="SIPaKMeD: boxes from the nucleus or cytoplasm masks")
     parser.add_argument("--post", default="acetic", help="IARC atlas: the post-stain view (acetic or lugol)")
-    parser.add_argument("--allow-outside-root", action="store_true", help="accept annotation paths outside --data")
+    parser.add_argument("--allow-outside-root", action="store_true", help="accept annotation paths, and symbolic "
+                        "links of a data folder, that lead outside --data")  # fmt: skip
     return parser
 
 
@@ -199,7 +200,7 @@ def _prepost(model, processor, args, output_dir: Path) -> EvalResults:
     if args.data.is_file():
         records = read_pairs_csv(args.data, allow_outside_root=args.allow_outside_root)
     else:
-        records = read_iarc_atlas(args.data, post=args.post)
+        records = read_iarc_atlas(args.data, post=args.post, allow_outside_root=args.allow_outside_root)
     predictor = Predictor("prepost_fusion", model, processor, threshold=0.5)
     items = [BatchInput((r.pre_path, r.post_path)) for r in records.records]
     rows = [row for chunk in chunks(items, args.batch_size) for row in predictor(chunk)]

@@ -90,7 +90,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-outside-root",
         action="store_true",
-        help="let --annotations name images outside --data (absolute paths, ..); refused by default",
+        help="let --annotations name images outside --data (absolute paths, ..), or an ISBI folder hold symbolic "
+        "links leading out of it; refused by default",
     )
     parser.add_argument("--box-from", default="cytoplasm", choices=("cytoplasm", "nucleus"), help="SIPaKMeD boxes")
     parser.add_argument("--test-names", nargs="+", help="image names (file stems) held out as the test split")
@@ -155,7 +156,7 @@ def load_records(args: argparse.Namespace) -> tuple[DetectionRecords, str]:
     where = {"image_root": args.data, "allow_outside_root": args.allow_outside_root}
     readers = {
         "sipakmed": lambda: read_sipakmed(args.data, box_from=args.box_from),
-        "isbi2014": lambda: read_isbi2014_edf(args.data),
+        "isbi2014": lambda: read_isbi2014_edf(args.data, allow_outside_root=args.allow_outside_root),
         "csv": lambda: read_detection_csv(args.annotations, **where),
         "coco": lambda: read_coco(args.annotations, **where),
         "voc": lambda: read_voc(args.annotations, **where),

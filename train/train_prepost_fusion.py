@@ -64,7 +64,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-outside-root",
         action="store_true",
-        help="let a pairs CSV name images outside its folder (absolute paths, ..); refused by default",
+        help="let a pairs CSV name images outside its folder (absolute paths, ..), or the atlas folder hold "
+        "symbolic links leading out of it; refused by default",
     )
     parser.add_argument("--post", default="acetic", choices=("acetic", "lugol"), help="IARC post-stain view")
     parser.add_argument("--from-checkpoint", type=Path, help="start from a saved pre/post model folder")
@@ -93,7 +94,7 @@ def load_records(args: argparse.Namespace):
     if args.data.is_file():
         return read_pairs_csv(args.data, allow_outside_root=args.allow_outside_root)
     if args.data.is_dir():
-        return read_iarc_atlas(args.data, post=args.post)
+        return read_iarc_atlas(args.data, post=args.post, allow_outside_root=args.allow_outside_root)
     raise SystemExit(f"--data {args.data}: no such file or folder.")
 
 

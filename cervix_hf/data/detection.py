@@ -20,6 +20,7 @@ from .datasets import class_counts
 from .layout import (
     IMAGE_READ_ERRORS,
     file_identity,
+    found_inside,
     image_size,
     path_inside,
     read_csv_rows,
@@ -414,7 +415,9 @@ def read_voc(
     return _records_from_named_boxes(images, label_names, warnings)
 
 
-def read_isbi2014_edf(root: Union[str, Path], names: Optional[Sequence[str]] = None) -> DetectionRecords:
+def read_isbi2014_edf(
+    root: Union[str, Path], names: Optional[Sequence[str]] = None, allow_outside_root: bool = False
+) -> DetectionRecords:
     r"""
     Reads the extended-depth-of-field images of the ISBI 2014 Overlapping Cervical Cytology challenge (`EDFnnn.png`
     with its nucleus ground truth `EDFnnn_GT.png`) as one-class ("nucleus") detection data.
@@ -430,11 +433,15 @@ def read_isbi2014_edf(root: Union[str, Path], names: Optional[Sequence[str]] = N
             Folder holding the `EDFnnn.png` and `EDFnnn_GT.png` files.
         names (`Sequence[str]`, *optional*, defaults to every image of `root`):
             Image names to read, in that order (e.g. `["EDF000", "EDF001"]`).
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept an image or ground truth that leads outside `root` through a symbolic link; by default it is
+            refused, as the annotation readers refuse paths outside their root.
 
     Raises:
         `ValueError`: when `root` has no EDF image, `names` lists an image not in `root`, or, naming the file, an
         image or ground truth that cannot be read (empty, not a PNG, truncated, a folder), a ground truth that is
-        missing, not single-channel or of another size than its image.
+        missing, not single-channel or of another size than its image, or one whose symbolic link leads outside
+        `root`.
     """
     root = Path(root)
     available = sorted(path.stem for path in root.glob("EDF*.png") if not path.stem.endswith("_GT"))
@@ -448,6 +455,8 @@ def read_isbi2014_edf(root: Union[str, Path], names: Optional[Sequence[str]] = N
     records = []
     for name in names:
         image_path, truth_path = root / f"{name}.png", root / f"{name}_GT.png"
+        for path in (image_path, truth_path):
+            found_inside(root, path, allow_outside_root)
         if truth_path.is_dir():
             raise ValueError(f"{truth_path} is a folder, expected the ground truth of {image_path.name}.")
         if not truth_path.is_file():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from .layout import read_text, visible_entries
+from .layout import found_inside, read_text, visible_entries
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class ImageFolderRecords:
         )
 
 
-def read_image_folder(root: Union[str, Path], label_names: Optional[Sequence[str]] = None) -> ImageFolderRecords:
+def read_image_folder(
+    root: Union[str, Path], label_names: Optional[Sequence[str]] = None, allow_outside_root: bool = False
+) -> ImageFolderRecords:
     r"""
     Reads a `root/<class name>/<image>` folder (extensions .jpg, .jpeg, .png, .bmp, .tif, .tiff, any case; hidden
     files skipped), sorted by path. The subset of every record is the name of `root`.
@@ -74,16 +76,22 @@ def read_image_folder(root: Union[str, Path], label_names: Optional[Sequence[str
         label_names (`Sequence[str]`, *optional*, defaults to the sorted names of the sub-folders holding images):
             Class names, in class-index order; sub-folders of other names are ignored and a class may have no
             folder.
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept images that lead outside `root` through a symbolic link (of the file or of its class folder); by
+            default they are refused, as the annotation readers refuse paths outside their root.
 
     Raises:
-        `ValueError`: when `root` is not a folder or holds no images in that layout.
+        `ValueError`: when `root` is not a folder or holds no images in that layout, or, naming it, an image whose
+        symbolic link leads outside `root`.
     """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"Image folder {root} does not exist or is not a folder.")
     if label_names is None:
-        label_names = sorted(entry.name for entry in visible_entries(root) if entry.is_dir() and _list_images(entry))
-    items = sorted(_read_class_folders(root, label_names))
+        label_names = sorted(
+            entry.name for entry in visible_entries(root) if entry.is_dir() and _list_images(entry, root, True)
+        )
+    items = sorted(_read_class_folders(root, label_names, root, allow_outside_root))
     if not items:
         raise ValueError(f"No images found in {root}: expected root/<class name>/*.jpg (or .png, .bmp, .tif).")
     return ImageFolderRecords(
@@ -95,7 +103,7 @@ def read_image_folder(root: Union[str, Path], label_names: Optional[Sequence[str
 
 
 def read_intel_mobileodt(
-    root: Union[str, Path], subsets: Sequence[str] = INTEL_MOBILEODT_SUBSETS
+    root: Union[str, Path], subsets: Sequence[str] = INTEL_MOBILEODT_SUBSETS, allow_outside_root: bool = False
 ) -> ImageFolderRecords:
     r"""
     Reads the Intel & MobileODT Cervical Cancer Screening data (Kaggle, 2017) in its competition layout:
@@ -109,11 +117,14 @@ def read_intel_mobileodt(
             Folder holding the competition's `train/`, `additional_Type_N_v2/`, `test/` and csv.
         subsets (`Sequence[str]`, *optional*, defaults to `("train", "additional", "test")`):
             Subsets to read.
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept images (and the csv) that lead outside `root` through a symbolic link; by default they are
+            refused, as the annotation readers refuse paths outside their root.
 
     Raises:
         `ValueError`: when `subsets` names an unknown subset, when no image is found, or when the csv has a header
         other than the competition's or a malformed row (not exactly one 1, unknown or repeated image), or a test
-        image has no row.
+        image has no row; naming it, an image or the csv whose symbolic link leads outside `root`.
     """
     unknown = sorted(set(subsets) - set(INTEL_MOBILEODT_SUBSETS))
     if unknown:
@@ -122,7 +133,7 @@ def read_intel_mobileodt(
     readers = {"train": _read_intel_train, "additional": _read_intel_additional, "test": _read_intel_test}
     records = ImageFolderRecords(paths=[], labels=[], label_names=list(INTEL_MOBILEODT_LABELS), subsets=[])
     for subset in subsets:
-        for path, label in sorted(readers[subset](root)):
+        for path, label in sorted(readers[subset](root, allow_outside_root)):
             records.paths.append(path)
             records.labels.append(label)
             records.subsets.append(subset)
@@ -131,27 +142,28 @@ def read_intel_mobileodt(
     return records
 
 
-def _read_intel_train(root: Path) -> list[tuple[str, int]]:
-    return _read_class_folders(root / "train", INTEL_MOBILEODT_LABELS)
+def _read_intel_train(root: Path, allow_outside_root: bool) -> list[tuple[str, int]]:
+    return _read_class_folders(root / "train", INTEL_MOBILEODT_LABELS, root, allow_outside_root)
 
 
-def _read_intel_additional(root: Path) -> list[tuple[str, int]]:
+def _read_intel_additional(root: Path, allow_outside_root: bool) -> list[tuple[str, int]]:
     items = []
     for label, name in enumerate(INTEL_MOBILEODT_LABELS):
         folder = root / f"additional_{name}_v2"
-        items += _read_class_folders(folder, INTEL_MOBILEODT_LABELS)
-        items += [(path, label) for path in _list_images(folder)]
+        items += _read_class_folders(folder, INTEL_MOBILEODT_LABELS, root, allow_outside_root)
+        items += [(path, label) for path in _list_images(folder, root, allow_outside_root)]
     return items
 
 
-def _read_intel_test(root: Path) -> list[tuple[str, int]]:
+def _read_intel_test(root: Path, allow_outside_root: bool) -> list[tuple[str, int]]:
     test_folder, csv_path = root / "test", root / SOLUTION_CSV_NAME
-    images = {Path(path).name: path for path in _list_images(test_folder)}
+    images = {Path(path).name: path for path in _list_images(test_folder, root, allow_outside_root)}
     if not images:
         return []
     if not csv_path.is_file():
         logger.warning(f"Skipping the {len(images)} images of {test_folder}: their labels, {csv_path}, are missing.")
         return []
+    found_inside(root, csv_path, allow_outside_root)
     labels = _read_solution_csv(csv_path, test_folder, set(images))
     unlabelled = sorted(set(images) - set(labels))
     if unlabelled:
@@ -195,14 +207,23 @@ def _parse_one_hot(values: list[Optional[str]]) -> Optional[int]:
     return numbers.index(1.0)
 
 
-def _read_class_folders(root: Path, label_names: Sequence[str]) -> list[tuple[str, int]]:
-    return [(path, label) for label, name in enumerate(label_names) for path in _list_images(root / name)]
+def _read_class_folders(
+    folder: Path, label_names: Sequence[str], root: Path, allow_outside_root: bool
+) -> list[tuple[str, int]]:
+    return [
+        (path, label)
+        for label, name in enumerate(label_names)
+        for path in _list_images(folder / name, root, allow_outside_root)
+    ]
 
 
-def _list_images(folder: Path) -> list[str]:
+def _list_images(folder: Path, root: Path, allow_outside_root: bool) -> list[str]:
+    """The image files of `folder`, sorted; one whose symbolic link leads outside `root` is refused (`found_inside`)."""
     if not folder.is_dir():
         return []
     return sorted(
-        str(path) for path in visible_entries(folder) if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+        str(found_inside(root, path, allow_outside_root))
+        for path in visible_entries(folder)
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
     )
 

@@ -3,6 +3,7 @@ reading text, csv and image headers, each turning a malformed file into a `Value
 
 import csv
 import io
+import reprlib
 from pathlib import Path
 from typing import Optional, Union
 
@@ -34,12 +35,20 @@ def path_inside(root: Path, name: str, where: str, allow_outside_root: bool = Fa
             Accept absolute paths and paths that leave `root` (through `..` or a symbolic link).
 
     Raises:
-        `ValueError`, starting with `where`: when `name` is empty, or, unless `allow_outside_root`, absolute or
-        resolving (after `..` and symbolic links) to `root` itself or to a place outside it.
+        `ValueError`, starting with `where`: when `name` is empty or cannot name a file (longer than the file system
+        allows, a loop of symbolic links, a NUL character), or, unless `allow_outside_root`, absolute or resolving
+        (after `..` and symbolic links) to `root` itself or to a place outside it.
     """
     if not name:
         raise ValueError(f"{where}: the image path is empty.")
     path = root / name
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # the reader says what is missing
+    except (OSError, ValueError) as error:
+        problem = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise ValueError(f"{where}: cannot use the path {reprlib.repr(name)} ({problem}).") from None
     if allow_outside_root:
         return path
     if Path(name).is_absolute():
@@ -57,6 +66,16 @@ def path_inside(root: Path, name: str, where: str, allow_outside_root: bool = Fa
             "pass allow_outside_root=True if you trust this file."
         )
     return path
+
+
+def found_inside(root: Path, path: Path, allow_outside_root: bool = False) -> Path:
+    """
+    `path`, a file a folder reader found under `root` (by listing it), once it is known to stay inside `root`: a
+    symbolic link, of the file or of a folder on the way, that leads out of `root` is refused as [`path_inside`]
+    refuses one an annotation file names (`ValueError` naming `root` and the path); `allow_outside_root=True`
+    accepts it.
+    """
+    return path_inside(root, str(path.relative_to(root)), str(root), allow_outside_root)
 
 
 def file_identity(path: Path) -> Path:

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 
 from ..image_io import ImageLoadError, load_image
 from ..models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
-from .layout import file_identity, path_inside, read_csv_rows
+from .layout import file_identity, found_inside, path_inside, read_csv_rows
 from .splits import stratified_split
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def read_pairs_csv(
     return PairRecords(records)
 
 
-def read_iarc_atlas(root: Union[str, Path], post: str = "acetic") -> PairRecords:
+def read_iarc_atlas(root: Union[str, Path], post: str = "acetic", allow_outside_root: bool = False) -> PairRecords:
     r"""
     Reads the IARC Atlas of Colposcopy (IARC Screening Group) as one pair per case: `root/images_low_grade/case_<ID>/`
     and `root/images_high_grade/case_<ID>/` hold numbered views `N_<step>.jpg`, and
@@ -200,10 +200,13 @@ def read_iarc_atlas(root: Union[str, Path], post: str = "acetic") -> PairRecords
             Folder holding `images_low_grade/`, `images_high_grade/` and the csv files.
         post (`str`, *optional*, defaults to `"acetic"`):
             Post-stain view: `"acetic"` (acetic acid) or `"lugol"` (Lugol's iodine).
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept views (and csv files) that lead outside `root` through a symbolic link, of the file or of its case
+            folder; by default they are refused, as the annotation readers refuse paths outside their root.
 
     Raises:
         `ValueError`: when `post` is unknown, a csv lacks the `case_id` or `histopathology_diagnosis` column, or
-        `root` holds no case folder.
+        `root` holds no case folder; naming it, a view or csv whose symbolic link leads outside `root`.
     """
     if post not in IARC_POST_VIEWS:
         raise ValueError(f"post must be one of {', '.join(IARC_POST_VIEWS)}, got {post!r}.")
@@ -216,13 +219,16 @@ def read_iarc_atlas(root: Union[str, Path], post: str = "acetic") -> PairRecords
     ]
     if not case_folders:
         raise ValueError(f"No IARC atlas case found in {root}. Expected the layout {_IARC_LAYOUT}.")
-    histopathology = _read_iarc_histopathology(root)
+    histopathology = _read_iarc_histopathology(root, allow_outside_root)
 
     records = PairRecords(records=[])
     labelled_by_folder = []
     for folder, folder_grade in case_folders:
         case_id = folder.name.removeprefix("case_")
         views = {name: first_view(folder, pattern) for name, pattern in (IARC_PRE_VIEW, IARC_POST_VIEWS[post])}
+        for view in views.values():
+            if view is not None:
+                found_inside(root, Path(view), allow_outside_root)
         missing = [name for name, path in views.items() if path is None]
         histopathology_label = _histopathology_label(histopathology.get(case_id, ""))
         if missing:
@@ -349,10 +355,11 @@ def _existing_image(image_root: Path, value: str, view: str, where: str, allow_o
     return str(path)
 
 
-def _read_iarc_histopathology(root: Path) -> dict[str, str]:
+def _read_iarc_histopathology(root: Path, allow_outside_root: bool) -> dict[str, str]:
     """Histopathology diagnosis per case id, from every `colposcopy_cases_*_grade.csv` of `root`."""
     diagnoses = {}
     for csv_path in sorted(root.glob(_IARC_CASES_CSV)):
+        found_inside(root, csv_path, allow_outside_root)
         with csv_path.open(encoding="utf-8-sig", newline="") as file:
             reader = csv.DictReader(file)
             if not {"case_id", "histopathology_diagnosis"} <= set(reader.fieldnames or []):
