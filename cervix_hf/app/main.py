@@ -23,6 +23,7 @@ from .models import (
 )
 from .models_tab import build_models_tab
 from .prepost_fusion_tab import build_prepost_tab
+from .uploads import CheckedBlocks
 from .widgets import APP_CSS, ExportFolders, write_drawn_images_atomically
 
 logger = logging.getLogger("cervix_hf.app")
@@ -51,7 +52,8 @@ def build_demo(models: AppModels | None = None, examples_dir: str | Path | None 
     examples = app_examples(examples_dir)
     exports = ExportFolders()
     write_drawn_images_atomically()
-    with gr.Blocks(
+    # Every event checks its inputs before a file is read: only the request's own uploads (`uploads.py`).
+    with CheckedBlocks(
         title="cervix_hf: research demo, not a diagnosis", analytics_enabled=False, delete_cache=(3600, 3600)
     ) as demo:
         gr.Markdown(BANNER)
