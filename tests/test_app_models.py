@@ -52,7 +52,9 @@ def test_the_former_names_still_reach_a_model(tmp_path):
     PrePostFusionImageProcessor().save_pretrained(former)
     loaded = ModelSlot(prepost, checkpoints_dir=tmp_path / "checkpoints").get()
     assert loaded.trained and loaded.source.location == str(former)
-    assert "checkpoints/prepost_fusion" in loaded.notes[0] and "no such folder" in loaded.notes[0]
+    # the Models tab shows these notes: the folder by its name, never the server's path to it
+    assert "local model 'prepost_fusion'" in loaded.notes[0] and "no such folder" in loaded.notes[0]
+    assert str(tmp_path) not in loaded.notes[0]
 
 
 def test_a_reference_is_a_folder_when_it_exists_else_a_hub_id_with_optional_revision(tmp_path):
@@ -77,7 +79,7 @@ def test_sources_are_tried_in_order_flag_checkpoints_hub(tmp_path, tiny_colponet
     assert "HF_HUB_OFFLINE is set" in plan[2][1]  # conftest switches the Hub off
     loaded = slot.get()
     assert loaded.trained and loaded.source.location == str(tmp_path / "checkpoints" / "colponet")
-    assert loaded.notes == [f"local folder {tmp_path / 'missing'} (--colponet / CERVIX_HF_COLPONET): no such folder"]
+    assert loaded.notes == ["local model 'missing' (--colponet / CERVIX_HF_COLPONET): no such folder"]
     assert "will load from local folder" in slot.plan_message()
 
 

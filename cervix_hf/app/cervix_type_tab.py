@@ -61,7 +61,7 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
             verdict += f"{answer_heading(f'Most probable: {prediction.label}', loaded)} ({probability}){overridden}."
         details = {
             **prediction.to_dict(),
-            "model": loaded.source.describe(),
+            "model": loaded.source.shown(),
             "trained": loaded.trained,
             "warning": loaded.warning,
         }

@@ -116,6 +116,15 @@ class ModelSource:
             return f"Hub repo {self.location} @ {self.revision or 'main'}{commit}"
         return "untrained default configuration"
 
+    def shown(self) -> str:
+        """
+        How the app's pages and answers name the source: a folder by its own name, never by its path on the
+        server (which [`describe`], for the log, gives).
+        """
+        if self.kind == "folder":
+            return f"local model '{Path(self.location).name}'"
+        return self.describe()
+
 
 UNTRAINED_SOURCE = ModelSource("untrained", origin="no trained weights found")
 
@@ -300,7 +309,7 @@ class ModelSlot:
         notes = []
         for source, reason in plan:
             if reason is not None:
-                notes.append(_note(source, reason))
+                notes.append(_shown_note(source, reason))
                 continue
             try:
                 model, processor = self.task.load(source.location, source.pinned_revision)
@@ -308,7 +317,7 @@ class ModelSlot:
                     raise ValueError(f"it holds a {model.config.model_type!r} model, not {self.task.model_type!r}")
             # A folder or repo that exists but does not load (wrong model, corrupt weights) falls through, logged.
             except Exception as error:
-                notes.append(_note(source, f"could not be loaded ({_first_line(error)})"))
+                notes.append(_shown_note(source, f"could not be loaded ({_first_line(error)})"))
                 logger.warning("%s: could not load %s: %s", self.task.title, source.describe(), error)
                 continue
             exported = self._load_export(source)
@@ -412,7 +421,15 @@ def _read_card(source: ModelSource) -> str | None:
 
 
 def _note(source: ModelSource, reason: str) -> str:
+    """Why a source was not used, for the log."""
     return f"{source.describe()} ({source.origin}): {reason}"
+
+
+def _shown_note(source: ModelSource, reason: str) -> str:
+    """Why a source was not used, as the Models tab shows it: the source by its name, not its server path."""
+    if source.kind == "folder" and source.location:
+        reason = reason.replace(source.location, source.shown())
+    return f"{source.shown()} ({source.origin}): {reason}"
 
 
 def _first_line(error: BaseException) -> str:

@@ -22,7 +22,7 @@ def describe_model(slot: ModelSlot) -> str:
     parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
     lines = [
         f"## {slot.task.title}",
-        f"- **Loaded from:** {loaded.source.describe()}",
+        f"- **Loaded from:** {loaded.source.shown()}",
         trained_line(loaded),
         f"- **Runtime:** {loaded.runtime}",
         f"- **Model:** `{config.model_type}` ({type(loaded.model).__name__}, {parameters:,} parameters)",

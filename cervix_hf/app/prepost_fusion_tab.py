@@ -159,7 +159,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
         details = {
             **prediction.to_dict(),
             "operating_point": operating_point,
-            "model": loaded.source.describe(),
+            "model": loaded.source.shown(),
             "trained": loaded.trained,
             "warning": loaded.warning,
         }

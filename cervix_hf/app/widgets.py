@@ -148,7 +148,7 @@ def result_label(title: str, loaded: LoadedModel) -> str:
 
 
 def model_footer(loaded: LoadedModel) -> str:
-    return f"\n\n*Model: {loaded.source.describe()}. Research demo, not a diagnosis.*"
+    return f"\n\n*Model: {loaded.source.shown()}. Research demo, not a diagnosis.*"
 
 
 class ResultCache:
