@@ -166,6 +166,10 @@ class Predictor:
         threshold (`float`, *optional*): the detector's score threshold (default: its config's), or the fusion
             model's decision threshold (default: its `operating_point`'s, else its config's).
         operating_point (`str`, *optional*): the fusion model's named operating point.
+        max_decoded_pixels (`int`, *optional*): `load_image`'s decoding budget per image (the app's
+            `MAX_DECODED_PIXELS`, as its tabs read uploads); `None` has none.
+        open_input (`Callable[[str], object]`, *optional*): what an input's name is read from (a path, or a binary
+            file object); by default the name is the path. It may raise `ImageLoadError`, which becomes the row's error.
     """
 
     def __init__(
@@ -176,8 +180,12 @@ class Predictor:
         ignore_quality_gate: bool = False,
         threshold: float | None = None,
         operating_point: str | None = None,
+        max_decoded_pixels: int | None = None,
+        open_input=None,
     ):
         self.model_type, self.model, self.processor = model_type, model, processor
+        self.max_decoded_pixels = max_decoded_pixels
+        self.open_input = open_input or (lambda name: name)
         self.ignore_quality_gate = ignore_quality_gate
         self.device = model_device(model)
         config = model.config
@@ -201,6 +209,10 @@ class Predictor:
         run = {"colponet": self._colponet, "cell_detector": self._detector, "prepost_fusion": self._prepost}
         return run[self.model_type](chunk)
 
+    def _load(self, name: str):
+        """The input `name` read within the model's bounds and the decoding budget, as the app's tabs read it."""
+        return load_model_input(self.open_input(name), self.model_type, max_decoded_pixels=self.max_decoded_pixels)
+
     def _row(self, item: BatchInput, **values) -> dict:
         names = KEY_COLUMNS[self.model_type]
         return {column: None for column in self.columns} | dict(zip(names, item.paths)) | values
@@ -210,7 +222,7 @@ class Predictor:
         rows, ready = {}, []
         for item in chunk:
             try:
-                prepared = prepare_cervix_photo(self.processor, item.paths[0])
+                prepared = prepare_cervix_photo(self.processor, self._load(item.paths[0]))
             except (ImageLoadError, OSError) as error:
                 rows[item] = self._row(item, status="error", error=str(error))
                 continue
@@ -233,7 +245,8 @@ class Predictor:
         rows = []
         for item in chunk:
             try:
-                cells = detect_cells(self.model, self.processor, item.paths[0], self.threshold)
+                cells = detect_cells(self.model, self.processor, self.open_input(item.paths[0]), self.threshold,
+                                     max_decoded_pixels=self.max_decoded_pixels)  # fmt: skip
             except (ImageLoadError, OSError) as error:
                 rows.append(self._row(item, row="image", error=str(error)))
                 continue
@@ -250,7 +263,7 @@ class Predictor:
         rows, ready = {}, []
         for item in chunk:
             try:
-                views = tuple(load_model_input(path, "prepost_fusion") for path in item.paths)
+                views = tuple(self._load(path) for path in item.paths)
             except (ImageLoadError, OSError) as error:
                 rows[item] = self._row(item, status="error", error=str(error))
                 continue

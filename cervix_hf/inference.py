@@ -41,7 +41,8 @@ def load_model_input(image, model_type: str, reduce: bool = True, max_decoded_pi
     )
     width, height = original_size(loaded)
     if record.input_max_aspect is not None and max(width, height) > record.input_max_aspect * min(width, height):
-        name = str(image) if isinstance(image, (str, Path)) else "<in-memory image>"
+        given = image if isinstance(image, (str, Path)) else getattr(image, "name", None)  # a path, or a named file
+        name = str(given) if isinstance(given, (str, Path)) and str(given) else "<in-memory image>"
         raise ImageLoadError(
             name,
             f"the image is {width}x{height} pixels, {max(width, height) / min(width, height):.1f} times longer than "
@@ -288,7 +289,13 @@ def use_bf16_backbone(detector):
 
 @torch.inference_mode()
 def detect_cells(
-    model, processor, image, threshold: float = 0.5, tile_size: int | None = None, overlap: int = 128
+    model,
+    processor,
+    image,
+    threshold: float = 0.5,
+    tile_size: int | None = None,
+    overlap: int = 128,
+    max_decoded_pixels: int | None = None,
 ) -> list[CellDetection]:
     """
     Cells found in `image` (a path, file, PIL image or array) scoring above `threshold`, best first.
@@ -297,9 +304,9 @@ def detect_cells(
     sharing at least `overlap` pixels, merged by the detector folder's `detect_tiled`), so a whole slide is not
     shrunk to the model's input size; pick a `tile_size` at which the model keeps the tiles' scale (its `min_size`).
     Without it, an image over the detector's `input_max_side` (4096 px) is reduced to it first. Boxes are in pixels
-    of `image` as given either way.
+    of `image` as given either way. `max_decoded_pixels` is `load_image`'s decoding budget (the app sets one).
     """
-    image = load_model_input(image, "cell_detector", reduce=tile_size is None)
+    image = load_model_input(image, "cell_detector", reduce=tile_size is None, max_decoded_pixels=max_decoded_pixels)
     width, height = original_size(image)
 
     def detect(tile, target_size=None):
@@ -376,6 +383,31 @@ def prepost_threshold(
     if point.get("achieved") is False:
         origin += f"; its target was not reached: {point.get('reason')}"
     return value, origin
+
+
+@torch.inference_mode()
+def classify_cell_batch(model, processor, images: list, threshold: float) -> list[dict]:
+    """
+    The cell classifier's answers for loaded cell images (see `load_model_input`), one batch: the processor's
+    `post_process_classification` (class probabilities, the group roll-up, the decision at `threshold`).
+    """
+    inputs = processor(images, return_tensors="pt")
+    outputs = model(pixel_values=inputs["pixel_values"].to(model_device(model)))
+    return processor.post_process_classification(outputs, model.config, threshold=threshold)
+
+
+def classify_cell(model, processor, image, threshold: float | None = None, operating_point: str | None = None) -> dict:
+    """
+    One Pap-smear cell image (a path, file, PIL image or array) through the cell classifier: its class
+    probabilities, their roll-up into normal and abnormal, and the decision at `threshold`, else the named
+    `operating_point`'s, else the model's decision threshold; with `threshold_origin` saying which, in words.
+
+    Raises:
+        [`OperatingPointError`]: as [`prepost_threshold`].
+    """
+    value, origin = prepost_threshold(model.config, operating_point, threshold)
+    answer = classify_cell_batch(model, processor, [load_model_input(image, "cell_classifier")], value)[0]
+    return {**answer, "operating_point": operating_point if threshold is None else None, "threshold_origin": origin}
 
 
 @torch.inference_mode()
