@@ -80,7 +80,7 @@ def test_cervix_type_matches_the_model_called_directly(client, app_checkpoints, 
         assert details["label"] == best == value(probabilities)["label"]
         assert f"Most probable: {best}" in verdict and "sharp enough" in verdict
         assert details["trained"] is True and UNTRAINED_WARNING not in verdict
-        assert details["model"] == f"local folder {app_checkpoints['colponet']}"
+        assert details["model"] == f"local model '{app_checkpoints['colponet'].name}'"  # never the server's path
 
 
 def test_grad_cam_is_the_heat_map_of_the_predicted_class_over_the_photo(client, app_checkpoints, photos):
@@ -210,7 +210,8 @@ def test_prepost_matches_the_model_called_directly(client, app_checkpoints, pair
 def test_models_tab_says_where_each_model_came_from_and_that_it_is_trained(client, app_checkpoints):
     cards = client.predict(api_name="/models")[:3]  # then each model's plots
     for card, task in zip(cards, ("colponet", "cell_detector", "prepost_fusion"), strict=True):
-        assert f"**Loaded from:** local folder {app_checkpoints[task]}\n" in card
+        assert f"**Loaded from:** local model '{app_checkpoints[task].name}'\n" in card
+        assert str(app_checkpoints[task]) not in card
         # trained for the tests without an evaluation file: said, not "yes" alone
         assert "**Trained:** yes, with no evaluation file (eval_results.json) where it was loaded from" in card
 
@@ -396,7 +397,7 @@ def test_python_app_py_starts_logs_where_models_come_from_and_serves(app_checkpo
             process.terminate()
             process.wait(timeout=30)
     text = log.read_text()
-    assert details["model"] == f"local folder {app_checkpoints['colponet']}" and details["trained"]
+    assert details["model"] == f"local model '{app_checkpoints['colponet'].name}'" and details["trained"]
     assert f"will load from local folder {app_checkpoints['cell_detector']}" in text  # the flag
     assert "Pre/post fusion: Negative/Positive: no trained weights found" in text
     assert "CERVIX_HF_PREPOST_FUSION" in text
