@@ -16,7 +16,9 @@ The engine under `cervix-hf predict`:
 
 import csv
 import glob
+import io
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -27,7 +29,7 @@ import torch
 
 from .data import IMAGE_EXTENSIONS, read_iarc_atlas
 from .data.layout import read_csv_rows
-from .detection_export import spreadsheet_safe
+from .detection_export import spreadsheet_safe, spreadsheet_unsafe
 from .files import atomic_open
 from .image_io import ImageLoadError
 from .inference import (
@@ -286,55 +288,150 @@ def output_format(path: str | Path | None, requested: str | None) -> str:
 
 
 def read_rows(path: str | Path, fmt: str) -> list[dict]:
-    """The rows of an output file written by [`RowWriter`] (CSV values come back as text)."""
+    """
+    The rows of an output file written by [`RowWriter`] (CSV values come back as text, as written: `row_key` reads
+    the names back). A last line without its line end, which a run stopped while writing it left, is not read.
+    """
     path = Path(path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        text = handle.read()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
     if fmt == "jsonl":
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{path}, line {number}: not a JSON object ({error.msg}).") from None
         return rows
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
-def row_key(row: dict, model_type: str) -> tuple[str, ...]:
-    return tuple(_unsafe(str(row[column])) for column in KEY_COLUMNS[model_type])
+def row_key(row: dict, model_type: str, fmt: str | None = None) -> tuple[str, ...]:
+    """The input a row is of: its name columns, read back from the cells `RowWriter` made safe when `fmt` is csv."""
+    names = (str(row.get(column)) for column in KEY_COLUMNS[model_type])
+    return tuple(spreadsheet_unsafe(name) if fmt == "csv" else name for name in names)
 
 
-def _unsafe(value: str) -> str:
-    """A CSV cell as written by `spreadsheet_safe`, back to the name it was (`'=x` was `=x`)."""
-    return value[1:] if value.startswith("'") and value[1:2] in ("=", "+", "-", "@", "\t", "\r") else value
+def _given(value) -> bool:
+    return value is not None and value != ""
 
 
-def _finished(row: dict, model_type: str) -> bool:
-    """Whether `row` closes a successful input: any row without an error; for the detector, its image's summary."""
-    if row.get("error") not in (None, ""):
+def _number(value, low: float = -math.inf, high: float = math.inf) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
         return False
-    return model_type != "cell_detector" or row.get("row") == "image"
+    return not isinstance(value, bool) and low <= number <= high
+
+
+def _count(value, low: int = 0) -> bool:
+    try:
+        return not isinstance(value, bool) and int(value) >= low
+    except (TypeError, ValueError):
+        return False
+
+
+def _complete(row: dict, model_type: str, columns: Sequence[str] | None, fmt: str) -> bool:
+    """
+    Whether `row` is a whole row of an input predicted without error: every column is there (in a CSV, every field
+    of its line), and every column of its kind holds a value that parses (ColpoNet's type probabilities and gate
+    scores, the detector's cell or image summary, the fusion model's probability and threshold).
+    """
+    if None in row or any(column not in row for column in columns or ()) or _given(row.get("error")):
+        return False
+    if fmt == "csv" and any(value is None for value in row.values()):  # a line with fewer fields than the header
+        return False
+    if not all(_given(row.get(column)) for column in KEY_COLUMNS[model_type]):
+        return False
+    if model_type == "colponet":
+        probabilities = [column for column in row if column.startswith("probability_")]
+        gate = (
+            row.get("quality_acceptable") in (True, False, "True", "False")
+            and _number(row.get("laplacian_variance"))
+            and _number(row.get("fft_score"))
+            and _given(row.get("quality_message"))
+        )
+        if row.get("status") == "rejected by the quality gate":
+            return gate
+        return (
+            row.get("status") == "classified"
+            and gate
+            and f"probability_{row.get('label')}" in probabilities
+            and all(_number(row[column], 0, 1) for column in probabilities)
+        )
+    if model_type == "cell_detector":
+        if row.get("row") == "cell":
+            return (
+                _count(row.get("cell"), 1)
+                and _given(row.get("label"))
+                and _number(row.get("score"), 0, 1)
+                and all(_number(row.get(side)) for side in ("xmin", "ymin", "xmax", "ymax"))
+            )
+        counts = [row[column] for column in row if column.startswith("count_")]
+        return (
+            row.get("row") == "image"
+            and _count(row.get("cells"))
+            and all(_count(count) for count in counts)
+            and sum(int(count) for count in counts) == int(row["cells"])
+        )
+    return (
+        row.get("status") == "classified"
+        and _given(row.get("label"))
+        and _number(row.get("probability"), 0, 1)
+        and _number(row.get("threshold"), 0, 1)
+    )
 
 
 def completed_keys(
-    path: str | Path, fmt: str, model_type: str, rows: list[dict] | None = None
+    path: str | Path,
+    fmt: str,
+    model_type: str,
+    rows: list[dict] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> set[tuple[str, ...]]:
-    """The inputs an earlier run finished without error (`--resume` skips them; failed ones are tried again)."""
+    """
+    The inputs an earlier run finished (`--resume` skips them; the others are tried again): those with a complete
+    row ([`_complete`]; `columns`, when given, are the columns every row needs); for the detector, an image whose
+    summary row and every cell row are complete, with as many cell rows as its summary counts.
+    """
     rows = read_rows(path, fmt) if rows is None else rows
-    return {row_key(row, model_type) for row in rows if _finished(row, model_type)}
+    if model_type != "cell_detector":
+        return {row_key(row, model_type, fmt) for row in rows if _complete(row, model_type, columns, fmt)}
+    cells, summaries, broken = Counter(), {}, set()
+    for row in rows:
+        key = row_key(row, model_type, fmt)
+        if not _complete(row, model_type, columns, fmt) or (row["row"] == "image" and key in summaries):
+            broken.add(key)
+        elif row["row"] == "cell":
+            cells[key] += 1
+        else:
+            summaries[key] = int(row["cells"])
+    return {key for key, count in summaries.items() if key not in broken and cells[key] == count}
 
 
 def keep_completed(path: str | Path, fmt: str, model_type: str, columns: Sequence[str]) -> set[tuple[str, ...]]:
     """
-    Rewrites an earlier run's output with only the rows of inputs it finished (a failed input's row and the cell
-    rows of an image cut off mid-way go, to be written again), and returns those inputs' keys.
+    Rewrites an earlier run's output with only the rows of inputs it finished, each input's once (a failed input's
+    row, a row cut short or that does not parse, and the rows of an image cut off mid-way go, to be written again),
+    and returns those inputs' keys.
     """
     rows = read_rows(path, fmt)
-    done = completed_keys(path, fmt, model_type, rows)
-    if fmt == "csv" and rows and list(rows[0]) != list(columns):
+    if fmt == "csv" and rows and [column for column in rows[0] if column is not None] != list(columns):
         raise ValueError(f"{path} has other columns than this model's predictions; --resume needs the same model.")
-    kept = [row for row in rows if row_key(row, model_type) in done]
+    done = completed_keys(path, fmt, model_type, rows, columns)
+    kept, seen = [], set()
+    for row in rows:
+        key = row_key(row, model_type, fmt)
+        if key not in done or not _complete(row, model_type, columns, fmt):
+            continue
+        if model_type != "cell_detector":  # one row per input: a second one for the same input goes
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(row)
     with atomic_open(path, newline="", encoding="utf-8") as handle:
         RowWriter(handle, fmt, columns, header=True).write(kept, escape=False)  # written safe the first time
     return done
@@ -387,7 +484,7 @@ def merge_shards(
     paths = [shard_path(output, rank, world_size) for rank in range(world_size)]
     for path in paths:
         rows += read_rows(path, fmt)
-    rows.sort(key=lambda row: row_key(row, model_type))  # stable: within an input, the order it was written in
+    rows.sort(key=lambda row: row_key(row, model_type, fmt))  # stable: within an input, the order it was written in
     with atomic_open(output, newline="", encoding="utf-8") as handle:
         RowWriter(handle, fmt, columns).write(rows, escape=False)  # the shards' cells are already safe
     for path in paths:

@@ -13,8 +13,17 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def spreadsheet_safe(value):
-    """`value`, with a text cell that a spreadsheet would run as a formula prefixed by `'` (shown as text)."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+    """
+    `value`, with a text cell that a spreadsheet would run as a formula prefixed by `'` (shown as text). A text that
+    already starts with `'`s before such a character gets one more too, so that [`spreadsheet_unsafe`] gives every
+    text back as it was (`'=x` is written `''=x`, never read back as `=x`).
+    """
+    return "'" + value if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_PREFIXES) else value
+
+
+def spreadsheet_unsafe(cell: str) -> str:
+    """The text [`spreadsheet_safe`] was given, from the cell it wrote."""
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_PREFIXES) else cell
 
 
 def write_detections(per_image: Iterable[tuple[str, list]], csv_path: Path, json_path: Path) -> None:

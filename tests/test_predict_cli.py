@@ -134,6 +134,75 @@ def test_resume_keeps_finished_rows_skips_their_photos_and_retries_failures(
     assert by_image[str(extra)]["status"] == "classified"
 
 
+def test_resume_redoes_a_line_cut_short_and_a_row_missing_its_probabilities_and_keeps_formula_like_names(
+    tiny_colponet_dir, intel_photos, tmp_path, monkeypatch, capsys
+):
+    """A run killed while writing its last line, a row whose probabilities were lost, and a photo named like a
+    spreadsheet formula: `cervix-hf predict --resume` ends with each photo once, every row whole."""
+    names = ["'=HYPERLINK(x).jpg", "b.jpg", "c.jpg", "d.jpg"]
+    for name, photo in zip(names, intel_photos[::30]):
+        shutil.copy(photo, tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # the names as the user typed them are the rows' keys
+    output = tmp_path / "predictions.csv"
+    args = ["--model", str(tiny_colponet_dir), *names, "--output", str(output), "--quiet", "--runtime", "torch"]
+    assert main(args) == 0
+    first = read_csv(output)
+    assert [row["image"] for row in first] == ["''=HYPERLINK(x).jpg", *names[1:]]  # shown as text, not run
+    damaged = next(i for i, row in enumerate(first[1:3], start=1) if row["status"] == "classified")
+    lost = [{**row, **({k: "" for k in row if k.startswith("probability_")} if i == damaged else {})}
+            for i, row in enumerate(first)]  # fmt: skip
+    with open(output, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(first[0]))
+        writer.writeheader()
+        writer.writerows(lost)
+    with open(output, newline="", encoding="utf-8") as handle:
+        text = handle.read()
+    with open(output, "w", newline="", encoding="utf-8") as handle:
+        handle.write(text[: text.rindex(names[-1]) + 3])  # killed while writing d.jpg's row: "d.j"
+    capsys.readouterr()
+
+    command = [str(Path(sys.executable).with_name("cervix-hf")), "predict", *args, "--resume"]
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "4 input(s), 2 already done" in resumed.stderr and "2 input(s) predicted, 0 failed" in resumed.stderr
+    rows = read_csv(output)
+    assert sorted(row["image"] for row in rows) == sorted(row["image"] for row in first)  # each photo once
+    by_image = {row["image"]: row for row in rows}
+    for row in first:
+        again = by_image[row["image"]]
+        assert again["status"] == row["status"] and again["label"] == row["label"]
+        assert probabilities(again) == pytest.approx(probabilities(row), abs=1e-5)
+    assert rows[0] == first[0]  # the formula-like name was finished, kept as it was written
+
+
+def test_resume_redoes_a_detector_image_with_a_cell_row_cut_short_or_unreadable(detector_dir, tmp_path, capsys):
+    data = require_data(SHARED_DATA / "isbi2014-edf")
+    images = [str(data / f"EDF00{index}.png") for index in range(3)]
+    output = tmp_path / "cells.jsonl"
+    args = ["--model", str(detector_dir), *images, "--output", str(output), "--threshold", "0.05", "--runtime",
+            "torch", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    first = [json.loads(line) for line in output.read_text().splitlines()]
+    cells = {image: [row for row in first if row["image"] == image and row["row"] == "cell"] for image in images}
+    assert all(cells.values())  # every image has cells to lose
+    broken = [dict(row) for row in first]
+    broken[first.index(cells[images[1]][0])]["score"] = None  # a cell of the second image lost its score
+    lines = [json.dumps(row) for row in broken[: first.index(cells[images[2]][-1]) + 1]]
+    output.write_text("\n".join(lines)[:-10])  # killed inside the third image's last cell row, before its summary
+    capsys.readouterr()
+
+    assert main([*args, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "3 input(s), 1 already done" in err and "2 input(s) predicted, 0 failed" in err
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    for image in images:
+        (summary,) = [row for row in rows if row["image"] == image and row["row"] == "image"]
+        again = [row for row in rows if row["image"] == image and row["row"] == "cell"]
+        assert summary["cells"] == len(again) == len(cells[image])
+        for mine, theirs in zip(again, cells[image]):
+            assert mine["label"] == theirs["label"] and mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def detector_dir(tmp_path_factory):
     torch.manual_seed(0)

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"cannot resume from {args.output}: {error}")
     processes.barrier()  # the output is cleaned before any process reads which inputs are done
     if resuming and not processes.is_main:
-        done = completed_keys(args.output, fmt, model_type)
+        done = completed_keys(args.output, fmt, model_type, columns=predictor.columns)
     todo = shard([item for item in inputs if item.key not in done], processes.rank, processes.world_size)
     if processes.is_main:
         print(f"{model_type} on {describe_runtime(model)}: {len(inputs)} input(s), {len(done)} already done; "
