@@ -94,9 +94,12 @@ class RequestFiles:
     def _add_zip(self, source: Path, shown: str) -> None:
         try:
             declared = _declared_entries(source)
-            if self.entries + declared > MAX_ZIP_ENTRIES:
-                raise bad_input(f"{shown} holds {declared:,} entries: at most {MAX_ZIP_ENTRIES:,} in all a request "
-                                "(each reference to the same zip counted); send fewer files.")  # fmt: skip
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            raise bad_input(f"{shown} is not a zip that can be read ({error}); make it again.") from None
+        if self.entries + declared > MAX_ZIP_ENTRIES:
+            raise bad_input(f"{shown} holds {declared:,} entries: at most {MAX_ZIP_ENTRIES:,} in all a request "
+                            "(each reference to the same zip counted); send fewer files.")  # fmt: skip
+        try:
             archive = self._stack.enter_context(zipfile.ZipFile(source))
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
             raise bad_input(f"{shown} is not a zip that can be read ({error}); make it again.") from None
