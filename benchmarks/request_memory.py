@@ -1,7 +1,7 @@
 """Memory per request for ordinary and oversized images, with and without the models' input bounds, and a load test
 of the app with oversized images among ordinary ones.
 
-    python -m benchmarks.request_memory [--clients 6] [--requests 60] [--skip-load-test] [--skip-memory]
+    python -m benchmarks.request_memory [--clients 6] [--requests 60] [--skip-load-test] [--skip-memory] [--batch]
                                         [--models colponet cell_detector prepost_fusion]
 
 Part 1, one fresh process per (model, image, bounds) case: the default ResNet-50-sized model with random weights
@@ -20,6 +20,13 @@ from its header). The target: a 100-MP image's peak at most 1.5x the ordinary ph
 Part 2 starts `python app.py` (the three default models, random weights) and sends `--requests` requests from
 `--clients` threads over gradio's HTTP API, a third of them 100-MP images (PNG, to be refused from the header; JPEG,
 to be answered), and prints the unexpected outcomes, p50/p95 latency and the app's peak resident memory.
+
+Part 3 (`--batch`) starts `python app.py` with its own gradio and temporary folders and sends the Batch tab the
+worst requests over raw HTTP, one at a time (the files uploaded first, as the page does): a 10000x10000 16-bit PNG
+of under 1 MB (ColpoNet, then the detector), a zip of 1.5 GB of zeros referenced twice, a 10 MB file referenced
+250 times, a zip of 200,000 empty entries, and two batches of 16-bit PNGs at once. For each: the app's peak
+resident memory added (VmHWM, reset before the request), the bytes and files the request left or wrote under those
+folders (at their peak, sampled every 50 ms), its seconds, and its answer.
 """
 
 import argparse
@@ -95,7 +102,129 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--bounds", nargs="+", default=list(BOUNDS), choices=BOUNDS,
                         help="rows of the memory table (the target is the app's)")  # fmt: skip
+    parser.add_argument("--batch", action="store_true", help="also measure the Batch tab's worst requests (part 3)")
+    parser.add_argument("--batch-only", action="store_true", help="only measure the Batch tab's worst requests")
     return parser
+
+
+def _batch_files(folder: Path) -> dict[str, Path]:
+    import zipfile
+
+    files = {"16-bit PNG": folder / "sixteen_bit.png", "10 MB file": folder / "ten_mb.bin"}
+    pixels = np.zeros((10000, 10000), dtype=np.uint16)
+    pixels[::97] = 40000  # a little structure, still well under 1 MB
+    Image.fromarray(pixels).save(files["16-bit PNG"])
+    files["10 MB file"].write_bytes(np.random.default_rng(0).integers(0, 255, 10_000_000, dtype=np.uint8).tobytes())
+    files["zeros zip"] = folder / "zeros.zip"
+    with zipfile.ZipFile(files["zeros zip"], "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for part in range(3):
+            with archive.open(f"zeros_{part}.png", "w", force_zip64=True) as entry:
+                for _ in range(500):
+                    entry.write(bytes(1_000_000))
+    files["many entries zip"] = folder / "entries.zip"
+    with zipfile.ZipFile(files["many entries zip"], "w", zipfile.ZIP_STORED) as archive:
+        for number in range(200_000):
+            archive.writestr(f"e{number}.jpg", b"")
+    return files
+
+
+def _tree_size(roots: list[Path]) -> tuple[int, int]:
+    sizes = []
+    for root in roots:
+        for path in root.rglob("*"):
+            try:
+                if path.is_file() and not path.is_symlink():
+                    sizes.append(path.stat().st_size)
+            except OSError:  # removed meanwhile
+                pass
+    return len(sizes), sum(sizes)
+
+
+def batch_table() -> dict:
+    """The Batch tab's worst requests against `python app.py`: memory, disk, time and answer of each."""
+    import json
+    import os
+
+    import httpx
+
+    photos, cells = "Cervix type (photos)", "Cell detection (Pap-smear images)"
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        (folder / "inputs").mkdir()
+        files = _batch_files(folder / "inputs")
+        roots = [folder / "gradio", folder / "tmp"]
+        for root in roots:
+            root.mkdir()
+        saved = {key: os.environ.get(key) for key in ("GRADIO_TEMP_DIR", "TMPDIR")}
+        os.environ.update(GRADIO_TEMP_DIR=str(roots[0]), TMPDIR=str(roots[1]))
+        port = free_port()
+        try:
+            process, _, _ = start_app(port, folder / "no-checkpoints", folder / "app.log")
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+        url = f"http://127.0.0.1:{port}"
+
+        def upload(path: Path) -> dict:
+            with path.open("rb") as handle:
+                answer = httpx.post(f"{url}/gradio_api/upload", files={"files": (path.name, handle)}, timeout=600)
+            return {"path": answer.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+        def call(data) -> str:
+            event = httpx.post(f"{url}/gradio_api/call/predict_batch", json={"data": data}, timeout=60).json()
+            text = httpx.get(f"{url}/gradio_api/call/predict_batch/{event['event_id']}", timeout=900).text
+            last = [block for block in text.split("\n\n") if block.startswith("event:")][-1]
+            kind, _, payload = last.partition("\n")
+            payload = json.loads(payload.removeprefix("data:").strip())
+            if "complete" in kind:
+                return "answered: " + payload[0].split("\n")[-1][:60]
+            return "refused: " + str(payload.get("error") if isinstance(payload, dict) else payload)[:60]
+
+        cases = [
+            ("16-bit 10000x10000 PNG, ColpoNet", photos, [("16-bit PNG", 1)], 1),
+            ("16-bit 10000x10000 PNG, detector", cells, [("16-bit PNG", 1)], 1),
+            ("zip of 1.5 GB zeros, twice", photos, [("zeros zip", 2)], 1),
+            ("10 MB file, 250 references", photos, [("10 MB file", 250)], 1),
+            ("zip of 200,000 empty entries", photos, [("many entries zip", 1)], 1),
+            ("two 16-bit PNG batches at once", cells, [("16-bit PNG", 1)], 2),
+        ]
+        table = {}
+        print("the Batch tab's worst requests: app memory added (peak RSS), what they wrote (peak over the request),")
+        print("seconds and answer; ResNet-50-sized models with random weights")
+        try:
+            for label, choice, parts, parallel in cases:
+                payloads = [payload for name, count in parts for payload in [upload(files[name])] * count]
+                Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+                before_rss = peak_memory_mib(process.pid)[1]
+                before_files, before_bytes = _tree_size(roots)
+                most, answers, done = [0, 0], [], threading.Event()
+
+                def watch():
+                    while not done.wait(0.05):
+                        count, size = _tree_size(roots)
+                        most[0], most[1] = max(most[0], count - before_files), max(most[1], size - before_bytes)
+
+                watcher = threading.Thread(target=watch)
+                watcher.start()
+                start = time.perf_counter()
+                threads = [threading.Thread(target=lambda: answers.append(call([choice, payloads])))
+                           for _ in range(parallel)]  # fmt: skip
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                seconds = time.perf_counter() - start
+                done.set()
+                watcher.join()
+                added = peak_memory_mib(process.pid)[0] - before_rss
+                table[label] = {"added_mib": added, "files": most[0], "bytes": most[1], "seconds": seconds,
+                                "answers": answers}  # fmt: skip
+                print(f"{label:<34} +{added:>6.0f} MiB  {most[1] / 1e6:>8.1f} MB in {most[0]:>6} file(s)  "
+                      f"{seconds:>6.1f} s  {' | '.join(answers)}")  # fmt: skip
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return table
 
 
 def make_images(folder: Path) -> dict[str, Path]:
@@ -214,11 +343,15 @@ def load_test(images: dict[str, Path], clients: int, requests: int) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
+    if args.batch_only:
+        return {"batch": batch_table()}
     with tempfile.TemporaryDirectory() as folder:
         images = make_images(Path(folder))
         results = {} if args.skip_memory else {"memory": memory_table(images, args.models, args.bounds)}
         if not args.skip_load_test:
             results["load"] = load_test(images, args.clients, args.requests)
+    if args.batch:
+        results["batch"] = batch_table()
     return results
 
 
