@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from transformers import modeling_utils
 
@@ -130,3 +131,21 @@ def test_resume_starts_a_stage_afresh_when_its_only_checkpoint_was_cut_short(tmp
     assert any(".tmp-checkpoint-4" in message for message in _warnings(caplog)), _warnings(caplog)
     assert trainer.state.global_step == 8
     assert sorted(path.name for path in stage_dir.iterdir() if path.is_dir()) == ["checkpoint-4", "checkpoint-8"]
+
+
+@pytest.mark.parametrize("broken", ["model.safetensors", "optimizer.pt", "rng_state.pth"])
+def test_resume_goes_on_from_the_newest_checkpoint_that_loads_when_the_latest_is_corrupt(tmp_path, caplog, broken):
+    stage_dir = tmp_path / "only"
+    _train_two_epochs(tmp_path, resume=False)
+    (stage_dir / STAGE_DONE_FILE).unlink()  # as a run killed after its last checkpoint was written
+    damaged = stage_dir / "checkpoint-8" / broken
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a disk that filled, a copy cut short
+    with caplog.at_level(logging.INFO, logger="train.engine"):
+        resumed = _train_two_epochs(tmp_path, resume=True)
+
+    warnings = _warnings(caplog)
+    assert any(str(stage_dir / "checkpoint-8") in m and broken in m and "Ignoring" in m for m in warnings), warnings
+    assert any(f"from {stage_dir / 'checkpoint-4'}" in record.getMessage() for record in caplog.records)
+    assert resumed.state.global_step == 8  # the second epoch trained again from checkpoint-4
+    reloaded = load_file(stage_dir / "checkpoint-8" / "model.safetensors")  # written again, whole
+    assert set(reloaded) == {"backbone.weight", "backbone.bias", "head.weight", "head.bias"}

@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -220,8 +221,10 @@ class CervixTrainer(Trainer):
 def last_complete_checkpoint(folder: Path) -> str | None:
     """
     The latest checkpoint in `folder` that `--resume` can continue from, or None. Incomplete ones are skipped with a
-    warning naming them: a temporary folder of a save cut short, or a `checkpoint-N` without its trainer state or
-    weights (as a save cut short by an older version left it).
+    warning naming them: a temporary folder of a save cut short, a `checkpoint-N` without its trainer state or
+    weights (as a save cut short by an older version left it), or one with a file that does not load (a truncated
+    or corrupt `model.safetensors`, `optimizer.pt`, scheduler or RNG state), so the run goes on from the newest
+    checkpoint that loads.
     """
     candidates = []
     for path in sorted(Path(folder).iterdir()):
@@ -232,18 +235,34 @@ def last_complete_checkpoint(folder: Path) -> str | None:
         elif match := CHECKPOINT_NAME.match(path.name):
             candidates.append((int(match.group(1)), path))
     for _, path in sorted(candidates, reverse=True):
-        if _checkpoint_is_complete(path):
+        problem = _checkpoint_problem(path)
+        if problem is None:
             return str(path)
-        logger.warning("Ignoring %s: it lacks its trainer state or weights (a save cut short).", path)
+        logger.warning("Ignoring %s: %s.", path, problem)
     return None
 
 
-def _checkpoint_is_complete(path: Path) -> bool:
+def _checkpoint_problem(path: Path) -> str | None:
+    """Why `--resume` cannot continue from the checkpoint folder `path`, or None: every file it holds must load."""
     try:
         json.loads((path / TRAINER_STATE_NAME).read_text())
     except (OSError, ValueError):
-        return False
-    return any((path / name).is_file() for name in WEIGHTS_FILES)
+        return "it lacks its trainer state or weights (a save cut short)"
+    if not any((path / name).is_file() for name in WEIGHTS_FILES):
+        return "it lacks its trainer state or weights (a save cut short)"
+    for file in sorted(path.iterdir()):
+        try:
+            if file.suffix == ".safetensors":
+                load_file(file)
+            elif file.suffix in (".pt", ".pth", ".bin"):  # torch.save's zip: every member checked, nothing unpickled
+                with zipfile.ZipFile(file) as archive:
+                    if (member := archive.testzip()) is not None:
+                        raise ValueError(f"{member} fails its checksum")
+            elif file.suffix == ".json":
+                json.loads(file.read_text())
+        except Exception as error:  # what a truncated or corrupt file raises depends on where it breaks
+            return f"its {file.name} does not load, truncated or corrupt ({type(error).__name__}: {error})"
+    return None
 
 
 def run_stages(
