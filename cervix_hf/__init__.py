@@ -23,6 +23,14 @@ from .models.cell_detector import (
     CellDetectorModel,
 )
 from .image_io import ImageLoadError, load_image
+from .models.cell_classifier import (
+    HERLEV_LABELS,
+    CellClassificationPipeline,
+    CellClassifierConfig,
+    CellClassifierForImageClassification,
+    CellClassifierImageProcessor,
+    CellClassifierModel,
+)
 from .models.prepost_fusion import (
     PREPOST_LABELS,
     PrePostClassificationPipeline,
@@ -39,6 +47,12 @@ register_auto_classes()
 __version__ = "0.1.0"
 
 __all__ = [
+    "HERLEV_LABELS",
+    "CellClassificationPipeline",
+    "CellClassifierConfig",
+    "CellClassifierForImageClassification",
+    "CellClassifierImageProcessor",
+    "CellClassifierModel",
     "SIPAKMED_LABELS",
     "CellDetectorConfig",
     "CellDetectorForObjectDetection",

@@ -4,6 +4,8 @@ which the model card links with relative paths (so the Hub shows them) and the a
 - ColpoNet: the confusion matrix, and one ROC curve per type (one type against the others).
 - Pre/post fusion: the ROC and precision-recall curves with the decision threshold and the operating points marked
   where they fall on these cases, and a reliability (calibration) diagram.
+- Cell classifier: the confusion matrix and the per-class ROC curves, as ColpoNet's, and the ROC curve of the
+  positive group's probability (abnormal: the sum of its classes') with the operating points marked.
 - Cell detector: precision against recall per class at IoU 0.5 (COCO's 101 recall points, `pr_curve_50`); and, from
   the evaluation code that has the images, one image with its true boxes and the detections
   ([`draw_detection_sample`]).
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .registry import FAMILIES_BY_TYPE
 
 PLOTS_FOLDER = "plots"
 DETECTION_SAMPLE = "detection_sample.png"
@@ -38,6 +42,7 @@ PLOT_TITLES = {
     "roc.png": "ROC curves",
     "precision_recall.png": "Precision against recall",
     "reliability.png": "Reliability (calibration)",
+    "group_roc.png": "ROC curve of the positive group (normal against abnormal), with the operating points",
     DETECTION_SAMPLE: "Detections against the true boxes, on one evaluated image",
 }
 
@@ -55,9 +60,8 @@ def write_evaluation_plots(eval_results: dict, model_dir: str | Path) -> list[Pl
     """Draws the plots of `eval_results` (the parsed file) into `model_dir/plots/`; returns them."""
     folder = Path(model_dir) / PLOTS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    draw = {"colponet": _colponet, "prepost_fusion": _prepost, "cell_detector": _detector}.get(
-        eval_results["model_type"]
-    )
+    record = FAMILIES_BY_TYPE.get(eval_results["model_type"])
+    draw = PLOTTERS.get(record.evaluation_plots) if record else None
     names = draw(eval_results, folder) if draw else []
     return [Plot(f"{PLOTS_FOLDER}/{name}", PLOT_TITLES[name]) for name in names]
 
@@ -198,6 +202,32 @@ def _rates(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     }
 
 
+def _grouped(eval_results: dict, folder: Path) -> list[str]:
+    from sklearn.metrics import roc_curve
+
+    written = _colponet(eval_results, folder)
+    predictions = eval_results.get("predictions") or []
+    members = eval_results["label_groups"][eval_results["positive_group"]]
+    labels = np.array([int(p["label"] in members) for p in predictions])
+    scores = np.array([sum(p["probabilities"][name] for name in members) for p in predictions])
+    if len(labels) == 0 or labels.min() == labels.max():
+        return written  # one group only: no curve
+    plt = _pyplot()
+    binary = eval_results["metrics"]["binary"]
+    points = {name: point["threshold"] for name, point in binary["operating_points"].items()
+              if point.get("threshold") is not None}  # fmt: skip
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    fpr, tpr, _ = roc_curve(labels, scores)
+    axes.plot(fpr, tpr, label=f"{eval_results['evaluated_on']} ({len(labels)} cells, {labels.sum()} "
+              f"{eval_results['positive_group']})")  # fmt: skip
+    for name, threshold in points.items():
+        rates = _rates(labels, scores, threshold)
+        axes.plot(1 - rates["specificity"], rates["sensitivity"], "o", label=f"{name} ({threshold:.2f})")
+    _roc_axes(axes)
+    _save(figure, folder / "group_roc.png")
+    return [*written, "group_roc.png"]
+
+
 def _detector(eval_results: dict, folder: Path) -> list[str]:
     plt = _pyplot()
     per_class = eval_results["metrics"]["per_class"]
@@ -218,6 +248,10 @@ def _detector(eval_results: dict, folder: Path) -> list[str]:
     if (folder / DETECTION_SAMPLE).is_file():
         written.append(DETECTION_SAMPLE)
     return written
+
+
+# The plotter of each `ModelFamily.evaluation_plots` kind.
+PLOTTERS = {"classification": _colponet, "binary": _prepost, "detection": _detector, "grouped": _grouped}
 
 
 def draw_detection_sample(

@@ -38,6 +38,7 @@ from transformers import AutoConfig, AutoImageProcessor
 from transformers.utils import ModelOutput
 
 from .files import atomic_write_text
+from .registry import FAMILIES
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +61,11 @@ class ExportSpec:
     outputs: tuple[str, ...]
 
 
+# From the model records: the processor's inputs, the record's `onnx_outputs`.
 EXPORTABLE = {
-    "colponet": ExportSpec(("pixel_values",), ("logits",)),
-    "prepost_fusion": ExportSpec(
-        ("pre_pixel_values", "post_pixel_values"), ("logits", "probabilities", "pre_to_post_attentions")
-    ),
+    record.model_type: ExportSpec(tuple(record.processor_class.model_input_names), record.onnx_outputs)
+    for record in FAMILIES
+    if record.onnx_outputs
 }
 
 

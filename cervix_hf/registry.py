@@ -36,8 +36,8 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .commands import module_command
-from .models import cell_detector, colponet, prepost_fusion
-from .metrics import binary, classification, detection
+from .models import cell_classifier, cell_detector, colponet, prepost_fusion
+from .metrics import binary, cell_classification, classification, detection
 
 # The published ResNet-50 size (each config's defaults), and a tiny one for smoke runs and tests on a CPU: the same
 # architecture with a few channels per layer, which trains in seconds and says nothing about the full model's accuracy.
@@ -95,6 +95,15 @@ class ModelFamily:
         input_max_aspect (`float`, *optional*): the most elongated input accepted (longer side over shorter side):
             a colposcopy photo is near 4:3, and a strip or a panorama squeezed into a square would be read as
             nonsense; `None` accepts any (a Pap-smear field or slide may be long).
+        input_columns (`tuple[str, ...]`, *optional*, defaults to `("image",)`): the columns naming one input in
+            `cervix-hf predict`'s rows (the key `--resume` and the merge of shards go by): one image, or
+            `("pre", "post")` for a pair.
+        onnx_outputs (`tuple[str, ...]`, *optional*): the outputs of its ONNX graph (whose inputs are the processor's
+            `model_input_names`), for `cervix-hf export`'s classifier path; `None` when that path cannot export it.
+        evaluation_plots (`str`, *optional*, defaults to `"classification"`): which plots its evaluation gets
+            (`cervix_hf.evaluation_plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
+        sizes (`tuple[str, ...]`, *optional*, defaults to `MODEL_SIZES`): its named sizes, the published one first
+            (its config's defaults), then `"tiny"` (`tiny_config`).
         former_names (`tuple[str, ...]`, *optional*): the words used for it before every name followed the stem,
             still accepted where a user may have saved them: the app's flags and variables, the folders under
             `checkpoints/`, and `cervix-hf train <name>`.
@@ -120,6 +129,10 @@ class ModelFamily:
     input_max_side: int = 2048
     input_min_side: int = 32
     input_max_aspect: float | None = None
+    input_columns: tuple[str, ...] = ("image",)
+    onnx_outputs: tuple[str, ...] | None = None
+    evaluation_plots: str = "classification"
+    sizes: tuple[str, ...] = MODEL_SIZES
     former_names: tuple[str, ...] = ()
 
     @property
@@ -171,10 +184,17 @@ class ModelFamily:
     def auto_class_name(self) -> str:
         return self.task_auto_class.__name__
 
-    def config(self, size: str = "resnet-50", **overrides):
-        """A config of the named size (`MODEL_SIZES`); `overrides` are passed to the config."""
-        if size not in MODEL_SIZES:
-            raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}.")
+    @property
+    def published_size(self) -> str:
+        """The size it is published at: its config's defaults."""
+        return self.sizes[0]
+
+    def config(self, size: str | None = None, **overrides):
+        """A config of the named size (`sizes`; the published one when `None`); `overrides` are passed to the
+        config."""
+        size = size or self.published_size
+        if size not in self.sizes:
+            raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(self.sizes)}.")
         base = self.tiny_config if size == "tiny" else {}
         return self.config_class(**{**base, **overrides})
 
@@ -223,6 +243,7 @@ FAMILIES = (
             IndexMetric("roc_auc", "Macro ROC-AUC (one-vs-rest)", ("metrics", "roc_auc")),
         ),
         eval_problems=classification.eval_results_problems,
+        onnx_outputs=("logits",),
     ),
     ModelFamily(
         model_type="cell_detector",
@@ -258,6 +279,7 @@ FAMILIES = (
         # Four times the default input size's longer side (1333), and room for a 4096-px field of view at full
         # scale for detectors that keep the input's scale; larger slides go through tiling (`tile_size`).
         input_max_side=4096,
+        evaluation_plots="detection",
         former_names=("detector", "cell-detector"),
     ),
     ModelFamily(
@@ -290,7 +312,52 @@ FAMILIES = (
         ),
         eval_problems=binary.eval_results_problems,
         pipeline_class=prepost_fusion.PrePostClassificationPipeline,
+        input_columns=("pre", "post"),
+        onnx_outputs=("logits", "probabilities", "pre_to_post_attentions"),
+        evaluation_plots="binary",
         former_names=("prepost",),
+    ),
+    ModelFamily(
+        model_type="cell_classifier",
+        title="Pap cell: 7 classes, normal/abnormal",
+        config_class=cell_classifier.CellClassifierConfig,
+        base_model_class=cell_classifier.CellClassifierModel,
+        task_model_class=cell_classifier.CellClassifierForImageClassification,
+        processor_class=cell_classifier.CellClassifierImageProcessor,
+        task_auto_class=AutoModelForImageClassification,
+        pipeline_task="image-classification",
+        pipeline_tag="image-classification",
+        label_names=tuple(cell_classifier.HERLEV_LABELS),
+        tiny_config={
+            "backbone_config": {**TINY_RESNET, "layer_type": "basic", "out_features": ["stage4"]},
+        },
+        repo_id="cervix-hf/cell-classifier",
+        training_data="HERLEV",
+        card_sections=(
+            "Classification report",
+            "Confusion matrix",
+            "Normal and abnormal",
+            "Operating points",
+            "Baselines",
+        ),
+        index_metrics=(
+            IndexMetric("accuracy", "7-class accuracy", ("metrics", "accuracy")),
+            IndexMetric("f1", "7-class macro F1", ("metrics", "classification_report", "macro avg", "f1-score")),
+            IndexMetric("binary_accuracy", "Normal/abnormal accuracy at the decision threshold",
+                        ("metrics", "binary", "report", "accuracy")),
+            IndexMetric("sensitivity", "Abnormal sensitivity at the decision threshold",
+                        ("metrics", "binary", "report", "sensitivity")),
+            IndexMetric("specificity", "Abnormal specificity at the decision threshold",
+                        ("metrics", "binary", "report", "specificity")),
+            IndexMetric("roc_auc", "Normal/abnormal ROC-AUC", ("metrics", "binary", "report", "roc_auc")),
+        ),
+        eval_problems=cell_classification.eval_results_problems,
+        # A single cell is a small crop: the Herlev cells are 200 or 224 px; larger uploads are reduced.
+        input_max_side=1024,
+        input_max_aspect=3.0,
+        onnx_outputs=("logits",),
+        evaluation_plots="grouped",
+        sizes=("small", "tiny"),
     ),
 )
 FAMILIES_BY_TYPE = {family.model_type: family for family in FAMILIES}

@@ -18,6 +18,7 @@ from .detection_transforms import (
     DetectionTransform,
     RandomRightAngleRotation,
 )
+from .herlev import HerlevRecords, read_herlev, source_image_split
 from .intel_mobileodt import (
     IMAGE_EXTENSIONS,
     INTEL_MOBILEODT_LABELS,
@@ -44,6 +45,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "INTEL_MOBILEODT_LABELS",
     "ISBI2014_EDF_LABELS",
+    "HerlevRecords",
     "ImageClassificationDataset",
     "ImageFolderRecords",
     "PairDataset",
@@ -59,6 +61,7 @@ __all__ = [
     "guess_detection_format",
     "read_coco",
     "read_detection_csv",
+    "read_herlev",
     "read_iarc_atlas",
     "read_image_folder",
     "read_intel_mobileodt",
@@ -66,5 +69,6 @@ __all__ = [
     "read_pairs_csv",
     "read_sipakmed",
     "read_voc",
+    "source_image_split",
     "stratified_split",
 ]
