@@ -1,5 +1,6 @@
 """Prediction functions shared by the command line, the app and the tests."""
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from transformers import (
+    AutoConfig,
     AutoImageProcessor,
     AutoModelForImageClassification,
     AutoModelForObjectDetection,
@@ -15,7 +17,7 @@ from transformers import (
 from .image_io import ImageLoadError, load_image, original_size
 from .models.cell_detector.tiling_cell_detector import detect_tiled
 from .models.colponet import ImageQualityReport
-from .registry import family
+from .registry import FAMILIES_BY_TYPE, family
 from .visualization import grad_cam
 
 # `runtime=` of the loaders: PyTorch, an export run by one engine, or "auto" (the fastest that is there and checked).
@@ -84,7 +86,89 @@ class CervixTypePrediction:
 
 
 class ModelLoadError(ValueError):
-    """A saved model that must not be used: weights missing, extra, of the wrong shape, corrupt, or not safetensors."""
+    """A saved model that must not be used: weights missing, extra, of the wrong shape, corrupt, or not safetensors;
+    a config or processor file that describes no model this package can run."""
+
+
+# The largest side, in pixels, a model whose type has no record may ask its inputs to be resized to.
+DEFAULT_MAX_INPUT_SIDE = 4096
+
+
+def _reason(error: BaseException) -> str:
+    """An error's message, its first line, at most 300 characters: a hostile file's message can be long."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def load_config(model_id: str, revision: str | None = None):
+    """
+    The config of a saved model (folder or Hub repo id).
+
+    Raises:
+        `ModelLoadError`: naming its `config.json`, when the file cannot describe a model: nested too deep to read,
+            values of the wrong type, sizes out of range. `OSError` when there is no config to read.
+    """
+    try:
+        config = AutoConfig.from_pretrained(model_id, revision=revision)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+        raise ModelLoadError(
+            f"Cannot load the model in {model_id}: its config.json does not describe a model "
+            f"({type(error).__name__}: {_reason(error)})."
+        ) from None
+    record = FAMILIES_BY_TYPE.get(config.model_type)
+    bound = record.input_max_side if record is not None else DEFAULT_MAX_INPUT_SIDE
+    for name in ("min_size", "max_size", "image_size"):
+        value = getattr(config, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= bound):
+            raise ModelLoadError(
+                f"Cannot load the model in {model_id}: its config.json asks for `{name}` {value!r}; it must be a "
+                f"whole number of pixels from 1 to {bound}, the largest input this model takes."
+            )
+    return config
+
+
+def _check_processor_sizes(model_id: str, processor, model_type: str) -> None:
+    """Refuses a processor whose `size` or `crop_size` is not a whole number of pixels from 1 to the model's bound
+    (a negative size fails at the first prediction; 100000x100000 would allocate 30 GB per image)."""
+    record = FAMILIES_BY_TYPE.get(model_type)
+    bound = record.input_max_side if record is not None else DEFAULT_MAX_INPUT_SIDE
+    for name in ("size", "crop_size"):
+        value = getattr(processor, name, None)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value):  # transformers' SizeDict
+            value = dataclasses.asdict(value)
+        sides = {key: side for key, side in value.items() if side is not None} if isinstance(value, dict) else value
+        if not isinstance(sides, dict) or not sides or any(
+            isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= bound for side in sides.values()
+        ):
+            raise ModelLoadError(
+                f"Cannot load the model in {model_id}: its preprocessor_config.json asks for `{name}` "
+                f"{_reason(repr(sides))}; each side must be a whole number of pixels from 1 to {bound}, the largest "
+                "input this model takes."
+            )
+
+
+def _shape_mismatches(model_id: str, config, auto_class) -> list[str]:
+    """The weights of a local `model.safetensors` whose shapes differ from those `config` gives them, as
+    `name (file shape; config shape)`; empty when the folder is not local or holds other files."""
+    from safetensors import safe_open
+
+    weights = Path(model_id) / "model.safetensors"
+    if not weights.is_file():
+        return []
+    try:
+        with torch.device("meta"):
+            expected = {name: tuple(t.shape) for name, t in auto_class.from_config(config).state_dict().items()}
+        with safe_open(weights, "pt") as stored:
+            shapes = {name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()}
+    except Exception:  # only to name the weights: the caller says the shapes differ either way
+        return []
+    return [
+        f"{name} ({'x'.join(map(str, shape))} in the file; {'x'.join(map(str, expected[name]))} in the config)"
+        for name, shape in sorted(shapes.items())
+        if name in expected and expected[name] != shape
+    ]
 
 
 def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoModelForImageClassification):
@@ -93,14 +177,18 @@ def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoM
 
     Strict, unlike `from_pretrained`'s default: only safetensors weights are read (a pickled `pytorch_model.bin`
     can run code when loaded), and a checkpoint whose weights do not match the model exactly (missing, unexpected
-    or mismatched keys, which `from_pretrained` would fill with random values) is refused.
+    or mismatched keys, which `from_pretrained` would fill with random values) is refused. The config and the
+    processor are checked before anything runs: a file nested too deep, a size that is negative or larger than the
+    model's input bound (its record's `input_max_side`), or a network that cannot be built is refused.
 
     Raises:
-        `ModelLoadError`: naming the folder or repo, the weights file or the keys.
+        `ModelLoadError`: naming the folder or repo and the file (`config.json`, `model.safetensors`,
+            `preprocessor_config.json`), and the weights or the setting at fault.
     """
+    config = load_config(model_id, revision)
     try:
         model, info = auto_class.from_pretrained(
-            model_id, revision=revision, use_safetensors=True, output_loading_info=True
+            model_id, config=config, revision=revision, use_safetensors=True, output_loading_info=True
         )
     except SafetensorError as error:
         raise ModelLoadError(
@@ -116,6 +204,18 @@ def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoM
                 "load it with from_pretrained(..., use_safetensors=False) and save_pretrained() it again."
             ) from error
         raise
+    except (RuntimeError, ValueError, TypeError) as error:  # RecursionError is a RuntimeError
+        if "mismatch" in str(error):
+            mismatches = _shape_mismatches(model_id, config, auto_class)
+            shown = "; ".join(mismatches[:5]) + (f" and {len(mismatches) - 5} more" if len(mismatches) > 5 else "")
+            raise ModelLoadError(
+                f"Cannot load the model in {model_id}: the weights in model.safetensors have other shapes than "
+                f"config.json gives them{': ' + shown if shown else ''}. Use the config saved with these weights."
+            ) from None
+        raise ModelLoadError(
+            f"Cannot load the model in {model_id}: the network its config.json describes cannot be built "
+            f"({type(error).__name__}: {_reason(error)})."
+        ) from None
     problems = [
         f"{what.replace('_', ' ')}: {', '.join(sorted(map(str, keys))[:10])}"
         + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
@@ -129,7 +229,14 @@ def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoM
             + "). Loading it would fill those weights with random values: use the complete checkpoint that "
             "save_pretrained wrote, or train it again."
         )
-    processor = AutoImageProcessor.from_pretrained(model_id, revision=revision)
+    try:
+        processor = AutoImageProcessor.from_pretrained(model_id, revision=revision)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+        raise ModelLoadError(
+            f"Cannot load the model in {model_id}: its preprocessor_config.json does not describe a processor "
+            f"({type(error).__name__}: {_reason(error)})."
+        ) from None
+    _check_processor_sizes(model_id, processor, config.model_type)
     return model.eval(), processor
 
 

@@ -4,6 +4,7 @@ API calls typed and validated (what an adversarial user sent, and what each now 
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -163,6 +164,66 @@ def test_a_truncated_weights_file_is_named(saved_colponet):
     with pytest.raises(ModelLoadError, match=r"model\.safetensors\) is corrupt or truncated") as error:
         load_classifier(str(saved_colponet))
     assert str(saved_colponet) in str(error.value)
+
+
+def _edit_json(path: Path, change) -> None:
+    values = json.loads(path.read_text())
+    change(values)
+    path.write_text(json.dumps(values))
+
+
+HOSTILE_FOLDERS = {
+    # name: (what is done to the saved folder, the file the error must name, words it must say)
+    "shapes mismatched": (
+        lambda folder: _edit_json(folder / "config.json", lambda c: c.update(reduction_channels=24)),
+        "model.safetensors", "other shapes than config.json",
+    ),
+    "negative size": (
+        lambda folder: _edit_json(folder / "config.json", lambda c: c["backbone_config"].update(embedding_size=-8)),
+        "config.json", "cannot be built",
+    ),
+    "config nested 100k deep": (
+        lambda folder: (folder / "config.json").write_text(
+            (folder / "config.json").read_text().rstrip().removesuffix("}") + ', "x": ' + "[" * 100_000
+            + "]" * 100_000 + "}"
+        ),
+        "config.json", "does not describe a model",
+    ),
+    "processor asking for 100000x100000 px": (
+        lambda folder: _edit_json(folder / "preprocessor_config.json",
+                                  lambda p: p.update(size={"height": 100_000, "width": 100_000})),
+        "preprocessor_config.json", "from 1 to 2048",
+    ),
+    "processor asking for a negative size": (
+        lambda folder: _edit_json(folder / "preprocessor_config.json",
+                                  lambda p: p.update(size={"height": -5, "width": 224})),
+        "preprocessor_config.json", "from 1 to 2048",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_FOLDERS)
+def test_a_hostile_model_folder_is_refused_when_loaded_naming_the_file(saved_colponet, case):
+    spoil, file, words = HOSTILE_FOLDERS[case]
+    spoil(saved_colponet)
+    with pytest.raises(ModelLoadError) as error:
+        load_classifier(str(saved_colponet))
+    assert str(saved_colponet) in str(error.value) and file in str(error.value) and words in str(error.value)
+
+
+def test_predict_says_why_a_hostile_model_folder_cannot_be_used_instead_of_a_traceback(saved_colponet, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(photo)
+    for case in ("config nested 100k deep", "processor asking for 100000x100000 px"):
+        folder = tmp_path / case.replace(" ", "_")
+        shutil.copytree(saved_colponet, folder)
+        spoil, file, _ = HOSTILE_FOLDERS[case]
+        spoil(folder)
+        command = [str(Path(sys.executable).with_name("cervix-hf")), "predict", "--model", str(folder), str(photo)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 2, (case, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr and f"{file}" in result.stderr.splitlines()[-1], result.stderr[-2000:]
+        assert result.stdout == ""  # nothing predicted
 
 
 def test_the_app_shows_a_broken_checkpoint_as_failed_never_as_trained(saved_colponet, tmp_path):

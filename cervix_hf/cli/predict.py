@@ -39,7 +39,7 @@ from ..batch import (
     shard,
     shard_path,
 )
-from ..inference import DISCLAIMER, RUNTIMES, OperatingPointError, load_classifier, load_detector
+from ..inference import DISCLAIMER, RUNTIMES, OperatingPointError, load_classifier, load_config, load_detector
 from ..onnx_runtime import describe_runtime
 
 MODEL_TYPES = ("colponet", "cell_detector", "prepost_fusion")
@@ -80,14 +80,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def load(model: str, revision: str | None, runtime: str):
-    """The model's type, the model (in `runtime`) and its processor; `ValueError` saying why it cannot be loaded."""
-    from transformers import AutoConfig
-
+    """The model's type, the model (in `runtime`) and its processor; `ValueError` saying why it cannot be loaded
+    (`ModelLoadError` naming the file for a config, weights or processor file that describes no model it runs)."""
     path = Path(model).expanduser()
     if not path.is_dir() and (path.is_absolute() or model.startswith(".") or model.count("/") != 1):
         raise ValueError(f"{model}: no such folder ({path.resolve()}), and not a Hub repo id (owner/name).")
     try:
-        model_type = AutoConfig.from_pretrained(str(path) if path.is_dir() else model, revision=revision).model_type
+        model_type = load_config(str(path) if path.is_dir() else model, revision).model_type
     except OSError as error:
         where = f"the folder {path} is not a saved model" if path.is_dir() else (
             f"there is no folder {path.resolve()}, and the Hub did not provide {model}")  # fmt: skip
