@@ -51,6 +51,26 @@ TINY_RESNET = {
 }
 
 
+# ColpoNet for training from random weights on a CPU: a ResNet-18 layout (basic blocks, two per stage) at half
+# width (32-256 channels, 3.0 M parameters in all, 12 MB of float32 weights) and narrower new blocks: small enough
+# to train in minutes per epoch on 2 CPU cores and to ship in a repository, where the ResNet-50 size is 100 MB.
+COLPONET_SMALL = {
+    "backbone_config": {
+        "model_type": "resnet",
+        "embedding_size": 32,
+        "hidden_sizes": [32, 64, 128, 256],
+        "depths": [2, 2, 2, 2],
+        "layer_type": "basic",
+        "out_features": ["stage4"],
+    },
+    "use_pretrained_backbone": False,
+    "reduction_channels": 128,
+    "dense_growth_rate": 16,
+    "inception_branch_channels": [32, 48, 64, 8, 16, 16],
+    "classifier_dropout": 0.3,
+}
+
+
 def tiny_backbone_config(out_features: list[str]) -> dict:
     return {**TINY_RESNET, "out_features": out_features}
 
@@ -103,7 +123,8 @@ class ModelFamily:
         evaluation_plots (`str`, *optional*, defaults to `"classification"`): which plots its evaluation gets
             (`cervix_hf.evaluation_plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
         sizes (`tuple[str, ...]`, *optional*, defaults to `MODEL_SIZES`): its named sizes, the published one first
-            (its config's defaults), then `"tiny"` (`tiny_config`).
+            (its config's defaults), then `"tiny"` (`tiny_config`) and any of `size_configs`.
+        size_configs (`Mapping[str, Mapping]`, *optional*): the config arguments of its other named sizes.
         former_names (`tuple[str, ...]`, *optional*): the words used for it before every name followed the stem,
             still accepted where a user may have saved them: the app's flags and variables, the folders under
             `checkpoints/`, and `cervix-hf train <name>`.
@@ -133,6 +154,7 @@ class ModelFamily:
     onnx_outputs: tuple[str, ...] | None = None
     evaluation_plots: str = "classification"
     sizes: tuple[str, ...] = MODEL_SIZES
+    size_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     former_names: tuple[str, ...] = ()
 
     @property
@@ -195,7 +217,7 @@ class ModelFamily:
         size = size or self.published_size
         if size not in self.sizes:
             raise ValueError(f"Unknown model size {size!r}; choose one of {', '.join(self.sizes)}.")
-        base = self.tiny_config if size == "tiny" else {}
+        base = self.tiny_config if size == "tiny" else self.size_configs.get(size, {})
         return self.config_class(**{**base, **overrides})
 
 
@@ -232,6 +254,8 @@ FAMILIES = (
             "dense_bottleneck_factor": 2,
             "inception_branch_channels": [8, 8, 8, 4, 4, 4],
         },
+        sizes=("resnet-50", "small", "tiny"),
+        size_configs={"small": COLPONET_SMALL},
         repo_id="cervix-hf/colponet",
         input_max_aspect=3.0,
         training_data="DATA",

@@ -253,10 +253,19 @@ def test_stratified_split_keeps_groups_whole():
     assert Counter(split_of_group.values()) == {"train": 28, "validation": 8, "test": 4}
 
 
-@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.7, 0.3, 0.0), (0.7, 0.2, 0.2), (0.8, 0.3, -0.1)])
+@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.7, 0.0, 0.3), (0.0, 0.7, 0.3), (0.7, 0.2, 0.2), (0.8, 0.3, -0.1)])
 def test_stratified_split_rejects_bad_fractions(fractions):
     with pytest.raises(ValueError, match="fractions"):
         stratified_split([0, 1, 2] * 5, fractions=fractions)
+
+
+def test_a_test_fraction_of_zero_leaves_the_test_split_empty_and_keeps_the_class_proportions():
+    labels = [0] * 250 + [1] * 781 + [2] * 450  # the competition's training set
+    splits = stratified_split(labels, fractions=(0.8, 0.2, 0.0), seed=3)
+    _assert_disjoint_and_covering(splits, len(labels))
+    assert splits["test"] == []
+    # 20% of each class, rounded: 50, 156.2 -> 156, 90
+    assert Counter(labels[i] for i in splits["validation"]) == {0: 50, 1: 156, 2: 90}
 
 
 def test_stratified_split_rejects_groups_of_another_length():

@@ -30,7 +30,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -60,6 +60,9 @@ CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 WEIGHTS_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 
 
+SCHEDULES = ("plateau", "cosine")
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
@@ -74,6 +77,12 @@ class TrainingStage:
         epochs (`float`): number of epochs (0 skips the stage).
         train_backbone (`bool`): whether the backbone's parameters are trained in this stage.
         batch_size (`int`, *optional*): per-device batch size of this stage (default: `--batch-size`).
+        schedule (`str`, *optional*, defaults to `"plateau"`): `"plateau"`: the learning rate is cut 10x after
+            `--plateau-patience` evaluations without improvement, training stops early after
+            `--early-stopping-patience`, and the best checkpoint on the metric is kept; `"cosine"`: a linear warm-up
+            over the first `warmup_ratio` of the steps, then a cosine decay to 0 over the fixed number of epochs,
+            and the last weights are kept (the validation split is evaluated each epoch, never used to choose).
+        warmup_ratio (`float`, *optional*, defaults to 0.1): the share of the steps warmed up under `"cosine"`.
     """
 
     name: str
@@ -81,6 +90,12 @@ class TrainingStage:
     epochs: float
     train_backbone: bool
     batch_size: int | None = None
+    schedule: str = "plateau"
+    warmup_ratio: float = 0.1
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r} of stage {self.name}; choose one of {SCHEDULES}.")
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -96,6 +111,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--workers", default=2, type=int, help="data-loading processes")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
     parser.add_argument("--logging-steps", default=10, type=int)
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast for the forward passes (GPUs with bf16, CPUs with AVX-512 BF16 or AMX); weights and "
+        "optimiser stay float32",
+    )
     parser.add_argument("--no-progress-bar", action="store_true")
     backbone = parser.add_mutually_exclusive_group()
     backbone.add_argument(
@@ -277,6 +298,7 @@ def run_stages(
     data_collator: Callable | None = None,
     processing_class=None,
     trainer_class: type[CervixTrainer] = CervixTrainer,
+    training_settings: dict[str, Any] | None = None,
 ) -> tuple[CervixTrainer, list[dict[str, Any]]]:
     """
     Trains `model` through `stages`; returns the last stage's trainer and one summary per stage.
@@ -285,7 +307,8 @@ def run_stages(
     stops early after `args.early_stopping_patience` evaluations without improvement and cuts the learning
     rate 10x after `args.plateau_patience`. With `args.resume`, finished stages are reloaded from their folder and
     an interrupted one continues from its last checkpoint. `model` must have `set_backbone_trainable(bool)`;
-    `processing_class` (the image processor) is saved with every checkpoint.
+    `processing_class` (the image processor) is saved with every checkpoint; `training_settings` are further
+    `TrainingArguments` of every stage (e.g. `label_smoothing_factor`).
     """
     if not any(stage.epochs > 0 for stage in stages):
         raise ValueError("Nothing to train: every stage has 0 epochs.")
@@ -308,12 +331,14 @@ def run_stages(
             logger.info("Stage %s already finished: reloaded its best weights from %s.", stage.name, stage_dir)
             continue
         model.set_backbone_trainable(stage.train_backbone)
+        stage_args = _stage_arguments(args, stage, stage_dir, metric_for_best_model, greater_is_better)
+        if training_settings:
+            stage_args = replace(stage_args, **training_settings)
+        callbacks = []
+        if stage.schedule == "plateau":
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
         trainer = trainer_class(
-            model=model,
-            args=_stage_arguments(args, stage, stage_dir, metric_for_best_model, greater_is_better),
-            train_dataset=train_dataset,
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)],
-            **trainer_kwargs,
+            model=model, args=stage_args, train_dataset=train_dataset, callbacks=callbacks, **trainer_kwargs
         )
         summary = _train_stage(trainer, stage, stage_dir, args, metric_for_best_model)
         if trainer.is_world_process_zero():
@@ -350,7 +375,19 @@ def _train_stage(trainer: CervixTrainer, stage: TrainingStage, stage_dir: Path, 
 def _stage_arguments(
     args: argparse.Namespace, stage: TrainingStage, stage_dir: Path, metric: str, greater_is_better: bool
 ) -> TrainingArguments:
-    """One stage's `TrainingArguments`: evaluated and saved every epoch, the best checkpoint on `metric` kept."""
+    """One stage's `TrainingArguments`: evaluated and saved every epoch; under the `"plateau"` schedule the best
+    checkpoint on `metric` is kept, under `"cosine"` the last."""
+    if stage.schedule == "cosine":
+        schedule = {"lr_scheduler_type": "cosine", "warmup_steps": stage.warmup_ratio, "load_best_model_at_end": False,
+                    "save_total_limit": 1}  # fmt: skip
+    else:
+        schedule = {
+            "lr_scheduler_type": "reduce_lr_on_plateau",
+            "lr_scheduler_kwargs": {"mode": "max" if greater_is_better else "min", "factor": 0.1,
+                                    "patience": args.plateau_patience},  # fmt: skip
+            "load_best_model_at_end": True,
+            "save_total_limit": 2,
+        }
     return _training_arguments(
         args,
         stage_dir,
@@ -359,14 +396,10 @@ def _stage_arguments(
         learning_rate=stage.learning_rate,
         weight_decay=args.weight_decay,
         per_device_train_batch_size=stage.batch_size or args.batch_size,
-        lr_scheduler_type="reduce_lr_on_plateau",
-        lr_scheduler_kwargs={"mode": "max" if greater_is_better else "min", "factor": 0.1,
-                             "patience": args.plateau_patience},  # fmt: skip
         eval_strategy="epoch",
         save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=True,
         metric_for_best_model=metric,
+        **schedule,
         greater_is_better=greater_is_better,
         logging_steps=args.logging_steps,
         seed=args.seed,
@@ -382,10 +415,12 @@ def _training_arguments(args: argparse.Namespace, output_dir: Path, **stage_sett
         per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
         dataloader_num_workers=args.workers,
         dataloader_pin_memory=torch.cuda.is_available(),
-        use_cpu=_cpu_processes(),
+        # transformers takes bf16 without a GPU only when told to use the CPU.
+        use_cpu=_cpu_processes() or (getattr(args, "bf16", False) and not torch.cuda.is_available()),
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=args.no_progress_bar,
+        bf16=getattr(args, "bf16", False),
         **stage_settings,
     )
 

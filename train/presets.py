@@ -12,7 +12,7 @@ from torchvision.transforms import v2
 
 from cervix_hf.data import DetectionTransform, PairTransform, RandomRightAngleRotation
 
-CLASSIFICATION_PRESETS = ("none", "flip", "default")
+CLASSIFICATION_PRESETS = ("none", "flip", "default", "strong")
 DETECTION_PRESETS = ("none", "flip", "default", "nuclei")
 PAIR_PRESETS = ("none", "flip", "default")
 
@@ -26,16 +26,32 @@ def _flips() -> list[v2.Transform]:
     return [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
 
 
-def classification_train_transform(preset: str = "default") -> Optional[v2.Compose]:
+def classification_train_transform(preset: str = "default", size: Optional[int] = None) -> Optional[v2.Compose]:
     """
-    Augmentation for colposcopy photos (`None` for `"none"`).
+    Augmentation for colposcopy photos (`None` for `"none"`), of PIL images or uint8 tensors.
 
     Args:
         preset (`str`, *optional*, defaults to `"default"`):
             `"none"`: no augmentation. `"flip"`: horizontal and vertical flips. `"default"`: flips, rotation,
-            brightness/contrast jitter and a shift-scale-rotate (the seed work's augmentation).
+            brightness/contrast jitter and a shift-scale-rotate (the seed work's augmentation). `"strong"`: for
+            training from random weights: a random crop of 35-100% of the photo's area (aspect 3:4 to 4:3) resized
+            to `size`, flips, a rotation up to 30 degrees, and brightness, contrast, saturation and hue jitter (other
+            cameras, light and white balance).
+        size (`int`, *optional*):
+            Side of the output of `"strong"`'s crop; required by it, unused by the others.
     """
     _check(preset, CLASSIFICATION_PRESETS)
+    if preset == "strong":
+        if size is None:
+            raise ValueError("The 'strong' augmentation preset needs the model's input size (size=...).")
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(0.35, 1.0), ratio=(0.75, 4 / 3), antialias=True),
+                *_flips(),
+                v2.RandomRotation(degrees=30),
+                v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2, hue=0.03),
+            ]
+        )
     extra = {
         "none": None,
         "flip": [],

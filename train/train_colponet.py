@@ -6,17 +6,26 @@ Reproduce the published model (Intel & MobileODT competition data, `microsoft/re
 
 Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_colponet ...`` (or ``accelerate launch -m ...``).
 
+The real-data recipe (``--recipe kaggle``, ``train/recipes.py``): ColpoNet from random weights on the competition's
+1,481 training photos, evaluated on a stratified 20% validation split (``--seed 42``) that training never uses to
+choose; about 40 minutes on 2 CPU cores::
+
+    python -m train.train_colponet --data ../shared/data/intel-mobileodt-512 --recipe kaggle \
+        --output-dir checkpoints/colponet
+
 Smoke run on the real sample beside the project (a tiny backbone, under a minute on 2 CPU cores)::
 
     python -m train.train_colponet --data ../shared/data/intel-mobileodt-sample --output-dir runs/colponet-smoke \
         --model-size tiny --stage1-epochs 2 --stage2-epochs 2 --batch-size 8
 
 Data: the competition layout (`train/Type_N/`, `additional_Type_N_v2/`, `test/` + `solution_stg1_release.csv`),
-or any `<root>/<class name>/*.jpg` folder. It is split 70:20:10 (stratified, `--seed`); blurry training photos
-are dropped by the quality gate; the held-out 10% gives `eval_results.json`.
+or any `<root>/<class name>/*.jpg` folder. It is split by `--split` (stratified, `--seed`; 70:20:10 by default);
+blurry training photos are dropped by the quality gate; the test split (the validation split when `--split` gives
+the test 0) gives `eval_results.json`.
 
-Training runs in two stages, as in the seed work: the backbone frozen at lr 1e-4, then everything at 1e-5, each
-with early stopping on the validation log loss (the competition's metric) and reduce-on-plateau.
+By default training runs in two stages, as in the seed work: the backbone frozen at lr 1e-4, then everything at
+1e-5, each with early stopping on the validation log loss (the competition's metric) and reduce-on-plateau.
+`--schedule cosine` trains for the fixed number of epochs instead and keeps the last weights.
 """
 
 import argparse
@@ -29,6 +38,7 @@ import torch
 from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor, load_pretrained_backbone
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
+    DecodedImageDataset,
     ImageClassificationDataset,
     class_counts,
     compute_class_weights,
@@ -37,24 +47,33 @@ from cervix_hf.data import (
     stratified_split,
 )
 from cervix_hf.metrics import compute_classification_metrics
-from cervix_hf.model_presets import MODEL_SIZES, colponet_config
+from cervix_hf.image_io import load_image
+from cervix_hf.model_presets import colponet_config
+from cervix_hf.models.colponet.image_quality import assess_image_quality
 from cervix_hf.quality_filter import filter_by_quality
+from cervix_hf.registry import family
 from cervix_hf.eval_results import EvalResults
 from .engine import (
     TrainingStage,
     add_common_args,
     finish_run,
     on_main_process,
+    SCHEDULES,
     published_path,
     run_stages,
     start_run,
     training_summary,
 )
 from .presets import CLASSIFICATION_PRESETS, classification_train_transform
+from .recipes import COLPONET_RECIPES
 
 logger = logging.getLogger("train.train_colponet")
 
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
+# `--recipe`'s fields, by argument name.
+RECIPE_ARGS = ("model_size", "image_size", "augmentation", "stage1_epochs", "stage1_lr", "stage2_epochs", "stage2_lr",
+               "schedule", "batch_size", "weight_decay", "label_smoothing", "class_weights", "split",
+               "quality_percentile", "bf16", "decode_once")  # fmt: skip
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -65,7 +84,28 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--from-checkpoint", type=Path, help="start from a saved ColpoNet folder instead of a fresh model"
     )
-    parser.add_argument("--model-size", default="resnet-50", choices=MODEL_SIZES)
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(COLPONET_RECIPES),
+        help="named recipe (train/recipes.py): its settings replace the defaults of "
+        + ", ".join("--" + name.replace("_", "-") for name in RECIPE_ARGS)
+        + "; flags given still win",
+    )
+    parser.add_argument("--model-size", default="resnet-50", choices=family("colponet").sizes)
+    parser.add_argument("--image-size", default=224, type=int, help="side of the model's square input (pixels)")
+    parser.add_argument(
+        "--split",
+        default=list(SPLIT_FRACTIONS),
+        type=float,
+        nargs=3,
+        metavar=("TRAIN", "VALIDATION", "TEST"),
+        help="stratified fractions (--seed); a test fraction of 0 evaluates the model on its validation split",
+    )
+    parser.add_argument("--schedule", default="plateau", choices=SCHEDULES, help="see train/engine.TrainingStage")
+    parser.add_argument("--label-smoothing", default=0.0, type=float, help="of the cross-entropy")
+    parser.add_argument(
+        "--decode-once", action="store_true", help="decode every photo once into memory instead of every epoch"
+    )
     parser.add_argument("--stage1-epochs", default=5, type=float, help="frozen backbone")
     parser.add_argument("--stage1-lr", default=1e-4, type=float)
     parser.add_argument("--stage2-epochs", default=20, type=float, help="everything trained")
@@ -90,7 +130,38 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "photos; 100 is the seed work's value for full-resolution photos)",
     )
     parser.add_argument("--quality-fft-threshold", type=float, help="quality gate FFT threshold (default: 0)")
+    parser.add_argument(
+        "--quality-percentile",
+        type=float,
+        help="calibrate both quality-gate thresholds to this percentile of the training split's scores, saved with "
+        "the processor (overrides --quality-laplacian-threshold and --quality-fft-threshold)",
+    )
     return add_common_args(parser)
+
+
+def apply_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with `--recipe`'s settings wherever a setting still has the parser's default."""
+    if not args.recipe:
+        return args
+    recipe = COLPONET_RECIPES[args.recipe]
+    defaults = get_args_parser(add_help=False).parse_args(["--data", ".", "--output-dir", "."])
+    for name in RECIPE_ARGS:
+        if getattr(args, name) == getattr(defaults, name):
+            value = getattr(recipe, name)
+            setattr(args, name, list(value) if isinstance(value, tuple) else value)
+    return args
+
+
+def calibrate_quality_gate(paths: list[str], percentile: float) -> dict[str, float]:
+    """The quality gate's thresholds at `percentile` of the scores of `paths` (the training photos): photos like
+    them are rejected at about that rate, whatever their resolution and camera."""
+    if not 0 <= percentile < 50:
+        raise SystemExit(f"--quality-percentile must be in [0, 50), got {percentile}.")
+    reports = [assess_image_quality(load_image(path)) for path in paths]
+    return {
+        "quality_laplacian_threshold": float(np.percentile([r.laplacian_variance for r in reports], percentile)),
+        "quality_fft_threshold": float(np.percentile([r.fft_score for r in reports], percentile)),
+    }
 
 
 def load_records(data: Path):
@@ -102,7 +173,10 @@ def load_records(data: Path):
     return read_image_folder(data)
 
 
-def build_model(args: argparse.Namespace, label_names: list[str], class_weights: list[float] | None):
+def build_model(
+    args: argparse.Namespace, label_names: list[str], class_weights: list[float] | None
+) -> tuple[ColpoNetForImageClassification, str]:
+    """The model to train, and where its weights start from (for the card)."""
     if args.from_checkpoint:
         model = ColpoNetForImageClassification.from_pretrained(args.from_checkpoint, class_weights=class_weights)
         if list(model.config.id2label.values()) != label_names:
@@ -110,7 +184,7 @@ def build_model(args: argparse.Namespace, label_names: list[str], class_weights:
                 f"--from-checkpoint {args.from_checkpoint} predicts {list(model.config.id2label.values())}, "
                 f"but --data has the classes {label_names}."
             )
-        return model
+        return model, "saved ColpoNet " + published_path(args.from_checkpoint, args)
     config = colponet_config(
         args.model_size,
         id2label=dict(enumerate(label_names)),
@@ -118,20 +192,23 @@ def build_model(args: argparse.Namespace, label_names: list[str], class_weights:
         **({"use_pretrained_backbone": False} if args.no_pretrained_backbone else {}),
     )
     model = ColpoNetForImageClassification(config)
-    load_pretrained_backbone(model, require=args.require_pretrained_backbone)
-    return model
+    if load_pretrained_backbone(model, require=args.require_pretrained_backbone):
+        return model, f"backbone from {config.backbone} (ImageNet)"
+    return model, "random weights (no ImageNet)"
 
 
-def build_processor(args: argparse.Namespace) -> ColpoNetImageProcessor:
-    """The checkpoint's processor (or a new one), with the quality-gate thresholds given on the command line."""
+def build_processor(args: argparse.Namespace, calibrated: dict[str, float] | None = None) -> ColpoNetImageProcessor:
+    """The checkpoint's processor (or a new one of `--image-size`), with the quality-gate thresholds given on the
+    command line or `calibrated` on the training split."""
     overrides = {
         "quality_laplacian_threshold": args.quality_laplacian_threshold,
         "quality_fft_threshold": args.quality_fft_threshold,
+        **(calibrated or {}),
     }
     overrides = {name: value for name, value in overrides.items() if value is not None}
     if args.from_checkpoint:
         return ColpoNetImageProcessor.from_pretrained(args.from_checkpoint, **overrides)
-    return ColpoNetImageProcessor(**overrides)
+    return ColpoNetImageProcessor(size={"height": args.image_size, "width": args.image_size}, **overrides)
 
 
 def compute_metrics_for(label_names: list[str]):
@@ -147,19 +224,46 @@ def compute_metrics_for(label_names: list[str]):
     return compute_metrics
 
 
+def gate_effect(paths, labels, probabilities, processor, label_names) -> dict:
+    """Accuracy and log loss of the evaluated photos the quality gate accepts and of those it rejects, at the
+    processor's thresholds: whether rejected photos are really the ones the model gets wrong."""
+    accepted = np.array([processor.assess_quality([load_image(path)])[0].is_acceptable for path in paths])
+    effect = {}
+    for name, mask in (("accepted", accepted), ("rejected", ~accepted)):
+        effect[name] = {"n": int(mask.sum()), "accuracy": None, "log_loss": None}
+        if mask.any():
+            chosen = probabilities[mask]
+            truth = np.asarray(labels)[mask]
+            effect[name]["accuracy"] = float((chosen.argmax(1) == truth).mean())
+            effect[name]["log_loss"] = float(-np.log(np.clip(chosen[np.arange(len(truth)), truth], 1e-15, 1)).mean())
+    return effect
+
+
 def main(args: argparse.Namespace) -> dict:
+    args = apply_recipe(args)
     state = start_run(args)
     if args.stage1_epochs <= 0 and args.stage2_epochs <= 0:
         raise SystemExit("Nothing to train: both --stage1-epochs and --stage2-epochs are 0.")
+    if args.image_size < 32:
+        raise SystemExit(f"--image-size must be at least 32 pixels, got {args.image_size}.")
     records = load_records(args.data)
     label_names = list(records.label_names)
     paths, labels = list(records.paths), list(records.labels)
-    splits = stratified_split(labels, fractions=SPLIT_FRACTIONS, seed=args.seed)
+    try:
+        splits = stratified_split(labels, fractions=args.split, seed=args.seed)
+    except ValueError as err:
+        raise SystemExit(f"--split {' '.join(map(str, args.split))}: {err}") from None
     subset = {name: ([paths[i] for i in idx], [labels[i] for i in idx]) for name, idx in splits.items()}
+    evaluated_on = "test" if subset["test"][0] else "validation"
 
     quality_summary = {"mode": args.quality_gate, "rejected": 0}
     train_paths, train_labels = subset["train"]
-    processor = build_processor(args)
+    calibrated = None
+    if args.quality_percentile is not None and not args.from_checkpoint:
+        calibrated = on_main_process(state, lambda: calibrate_quality_gate(train_paths, args.quality_percentile))
+        quality_summary["calibrated"] = {"on": "train", "percentile": args.quality_percentile, **calibrated}
+        logger.info("Quality gate calibrated on the training split: %s.", calibrated)
+    processor = build_processor(args, calibrated)
     if args.quality_gate != "off":
         gate = on_main_process(  # reads every training photo: once, not on every process
             state,
@@ -189,17 +293,21 @@ def main(args: argparse.Namespace) -> dict:
     class_weights = None
     if args.class_weights == "balanced":
         class_weights = [float(w) for w in compute_class_weights(train_labels, len(label_names))]
-    model = build_model(args, label_names, class_weights)
+    model, initialisation = build_model(args, label_names, class_weights)
+    model.to(memory_format=torch.channels_last)  # faster convolutions on CPUs and GPUs alike
 
-    transform = classification_train_transform(args.augmentation)
+    transform = classification_train_transform(args.augmentation, size=args.image_size)
+    dataset_class = DecodedImageDataset if args.decode_once else ImageClassificationDataset
     datasets = {
-        name: ImageClassificationDataset(split_paths, split_labels, processor, transform if name == "train" else None)
+        name: dataset_class(split_paths, split_labels, processor, transform if name == "train" else None)
         for name, (split_paths, split_labels) in subset.items()
+        if split_paths
     }
     stages = [
-        TrainingStage("stage1_frozen_backbone", args.stage1_lr, args.stage1_epochs, train_backbone=False),
-        TrainingStage("stage2_full", args.stage2_lr, args.stage2_epochs, train_backbone=True),
-    ]
+        TrainingStage("stage1_frozen_backbone", args.stage1_lr, args.stage1_epochs, train_backbone=False,
+                      schedule=args.schedule),
+        TrainingStage("stage2_full", args.stage2_lr, args.stage2_epochs, train_backbone=True, schedule=args.schedule),
+    ]  # fmt: skip
     trainer, stage_summaries = run_stages(
         model,
         stages,
@@ -210,19 +318,26 @@ def main(args: argparse.Namespace) -> dict:
         metric_for_best_model="log_loss",
         greater_is_better=False,
         processing_class=processor,
+        training_settings={"weight_decay": args.weight_decay, "label_smoothing_factor": args.label_smoothing},
     )
-    prediction = trainer.predict(datasets["test"])  # on every process: each predicts its share, then they gather
+    # On every process: each predicts its share, then they gather.
+    prediction = trainer.predict(datasets[evaluated_on])
     if not state.is_main_process:  # the main process alone writes the model, its evaluation and its card
         return {}
-    probabilities = torch.softmax(torch.as_tensor(prediction.predictions), dim=-1).numpy()
-    test_labels = np.asarray(subset["test"][1])
+    probabilities = torch.softmax(torch.as_tensor(prediction.predictions, dtype=torch.float32), dim=-1).numpy()
+    eval_paths, eval_labels = subset[evaluated_on]
+    eval_labels = np.asarray(eval_labels)
+    quality_summary["effect_on_" + evaluated_on] = gate_effect(
+        eval_paths, eval_labels, probabilities, processor, label_names
+    )
     eval_results = EvalResults(
         model_type=model.config.model_type,
         label_names=label_names,
-        metrics=compute_classification_metrics(test_labels, probabilities, label_names),
+        metrics=compute_classification_metrics(eval_labels, probabilities, label_names),
         data={
             "source": published_path(args.data, args),
-            "split_fractions": dict(zip(("train", "validation", "test"), SPLIT_FRACTIONS)),
+            "split_fractions": dict(zip(("train", "validation", "test"), args.split)),
+            "split_rule": "stratified by class, shuffled with the seed, from every labelled photo of --data",
             "seed": args.seed,
             "class_counts": {name: class_counts(split_labels, label_names) for name, (_, split_labels) in subset.items()},
             "quality_gate": {
@@ -231,7 +346,19 @@ def main(args: argparse.Namespace) -> dict:
                 "fft_threshold": processor.quality_fft_threshold,
             },
         },
-        training=training_summary(args, stage_summaries, class_weights=class_weights),
+        training=training_summary(
+            args,
+            stage_summaries,
+            class_weights=class_weights,
+            recipe=COLPONET_RECIPES[args.recipe].to_dict() if args.recipe else None,
+            image_size=args.image_size,
+            schedule=args.schedule,
+            label_smoothing=args.label_smoothing,
+            weight_decay=args.weight_decay,
+            bf16=args.bf16,
+            initialisation=initialisation,
+        ),
+        evaluated_on=evaluated_on,
         extra={
             "predictions": [
                 {
@@ -239,13 +366,14 @@ def main(args: argparse.Namespace) -> dict:
                     "label": label_names[label],
                     "probabilities": dict(zip(label_names, map(float, probs))),
                 }
-                for path, label, probs in zip(subset["test"][0], test_labels, probabilities)
+                for path, label, probs in zip(eval_paths, eval_labels, probabilities)
             ],
         },
     )
     finish_run(model, processor, args.output_dir, eval_results, args)
     logger.info(
-        "Held-out accuracy %.3f, log loss %.3f. Model and eval_results.json in %s.",
+        "%s accuracy %.3f, log loss %.3f. Model and eval_results.json in %s.",
+        evaluated_on.capitalize(),
         eval_results.metrics["accuracy"],
         eval_results.metrics["log_loss"],
         args.output_dir,

@@ -1,6 +1,6 @@
 """Data readers, splits and PyTorch datasets for cervix_hf training and evaluation."""
 
-from .datasets import ImageClassificationDataset, class_counts, compute_class_weights
+from .datasets import DecodedImageDataset, ImageClassificationDataset, class_counts, compute_class_weights
 from .detection import (
     guess_detection_format,
     ISBI2014_EDF_LABELS,
@@ -46,6 +46,7 @@ __all__ = [
     "INTEL_MOBILEODT_LABELS",
     "ISBI2014_EDF_LABELS",
     "HerlevRecords",
+    "DecodedImageDataset",
     "ImageClassificationDataset",
     "ImageFolderRecords",
     "PairDataset",

@@ -1,5 +1,7 @@
-"""PyTorch dataset of labelled image files, and the class statistics used to weight the training loss."""
+"""PyTorch datasets of labelled image files (read per item, or decoded once into memory), and the class statistics used
+to weight the training loss."""
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -95,3 +97,73 @@ def _count_labels(labels: Sequence[int], num_classes: int) -> np.ndarray:
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must be class indices in [0, {num_classes}), got {sorted(set(labels.tolist()))}.")
     return np.bincount(labels, minlength=num_classes)
+
+
+class DecodedImageDataset(Dataset):
+    r"""
+    Labelled image files decoded once, into memory, as model inputs: `{"pixel_values": FloatTensor[C, H, W],
+    "labels": int}` per item, like [`ImageClassificationDataset`] without reading a file per item.
+
+    Without `transform` (evaluation), each image goes through `image_processor` once, when the dataset is built, so
+    its inputs are exactly those of prediction. With `transform` (training), each image is kept as a
+    `cache_size` x `cache_size` uint8 tensor; an item is the transform of that tensor (torchvision v2 transforms
+    accept tensors), resized to the processor's size when the transform leaves another size, then rescaled to
+    [0, 1] and normalised with the processor's mean and standard deviation.
+
+    Args:
+        paths (`Sequence[str]`):
+            Image files, read with [`load_image`] (RGB).
+        labels (`Sequence[int]`):
+            Class index of each image.
+        image_processor (`BaseImageProcessor`):
+            The model's processor: its `size`, `image_mean`, `image_std` and, without `transform`, its call.
+        transform (`Callable[[torch.Tensor], torch.Tensor]`, *optional*):
+            Augmentation of a uint8 `[C, H, W]` tensor.
+        cache_size (`int`, *optional*, defaults to 1.25 x the processor's height):
+            Side of the kept training images, larger than the model's input so that random crops keep detail.
+        workers (`int`, *optional*, defaults to 2):
+            Threads decoding the files.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int],
+        image_processor,
+        transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        cache_size: Optional[int] = None,
+        workers: int = 2,
+    ):
+        if len(paths) != len(labels):
+            raise ValueError(f"paths and labels must have the same length, got {len(paths)} and {len(labels)}.")
+        self.paths = list(paths)
+        self.labels = [int(label) for label in labels]
+        self.transform = transform
+        self.size = (int(image_processor.size["height"]), int(image_processor.size["width"]))
+        self.mean = torch.tensor(image_processor.image_mean).view(-1, 1, 1)
+        self.std = torch.tensor(image_processor.image_std).view(-1, 1, 1)
+        side = cache_size or round(1.25 * self.size[0])
+
+        def decode(path: str) -> torch.Tensor:
+            image = load_image(path)
+            if transform is None:
+                return image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+            resized = image.resize((side, side), PIL.Image.Resampling.BILINEAR)
+            return torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            self.images = list(pool.map(decode, self.paths))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+            if tuple(image.shape[-2:]) != self.size:
+                image = torch.nn.functional.interpolate(
+                    image[None].float(), size=self.size, mode="bilinear", antialias=True
+                )[0]
+            image = (image.float() / 255.0 - self.mean) / self.std
+        return {"pixel_values": image, "labels": self.labels[index]}

@@ -26,7 +26,8 @@ def stratified_split(
         labels (`Sequence[int]`):
             Class index of each sample.
         fractions (`Sequence[float]`, *optional*, defaults to `(0.7, 0.2, 0.1)`):
-            Train, validation and test fractions: three positive numbers summing to 1.
+            Train, validation and test fractions summing to 1: train and validation positive, test positive or 0
+            (no test split: a run evaluated on its validation split).
         seed (`int`, *optional*, defaults to 42):
             Seed of the shuffle; the same seed gives the same split.
         groups (`Sequence`, *optional*):
@@ -64,10 +65,15 @@ def stratified_split(
 
 def _validate_fractions(fractions: Sequence[float]) -> np.ndarray:
     fractions = np.asarray(fractions, dtype=float)
-    if fractions.shape != (len(SPLIT_NAMES),) or (fractions <= 0).any() or not np.isclose(fractions.sum(), 1.0):
+    if (
+        fractions.shape != (len(SPLIT_NAMES),)
+        or (fractions[:2] <= 0).any()
+        or fractions[2] < 0
+        or not np.isclose(fractions.sum(), 1.0)
+    ):
         raise ValueError(
-            "fractions must be three positive numbers (train, validation, test) summing to 1, "
-            f"got {fractions.tolist()}."
+            "fractions must be three numbers (train, validation, test) summing to 1, train and validation positive "
+            f"and test positive or 0, got {fractions.tolist()}."
         )
     return fractions
 
@@ -78,14 +84,16 @@ def _majority_label(labels: list[int]) -> int:
 
 
 def _split_counts(size: int, fractions: np.ndarray) -> np.ndarray:
-    """Largest-remainder counts of `size` items per split, at least one per split when `size` allows it."""
-    if size < len(fractions):
+    """Largest-remainder counts of `size` items per split, at least one per split of positive fraction when `size`
+    allows it."""
+    wanted = fractions > 0
+    if size < wanted.sum():
         return np.array([1] * size + [0] * (len(fractions) - size))
     ideal = size * fractions
     counts = np.floor(ideal).astype(int)
     largest_remainders = np.argsort(-(ideal - counts), kind="stable")
     counts[largest_remainders[: size - counts.sum()]] += 1
-    for split in np.flatnonzero(counts == 0):
+    for split in np.flatnonzero((counts == 0) & wanted):
         counts[split] += 1
         counts[counts.argmax()] -= 1
     return counts
