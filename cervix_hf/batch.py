@@ -31,8 +31,10 @@ from .data import IMAGE_EXTENSIONS, read_iarc_atlas
 from .data.layout import read_csv_rows
 from .detection_export import spreadsheet_safe, spreadsheet_unsafe
 from .files import atomic_open
+from .registry import FAMILIES
 from .image_io import ImageLoadError
 from .inference import (
+    classify_cell_batch,
     detect_cells,
     load_model_input,
     model_device,
@@ -43,8 +45,10 @@ from .inference import (
 
 FORMATS = ("csv", "jsonl")
 LIST_SUFFIXES = (".csv", ".txt")
-# The column naming each input, by model type: the key that --resume and the merge of shards go by.
-KEY_COLUMNS = {"colponet": ("image",), "cell_detector": ("image",), "prepost_fusion": ("pre", "post")}
+# The column naming each input, by model type (its record's `input_columns`): the key that --resume and the merge of
+# shards go by.
+KEY_COLUMNS = {record.model_type: record.input_columns for record in FAMILIES}
+PAIR_COLUMNS = ("pre", "post")
 
 
 class InputError(ValueError):
@@ -78,7 +82,7 @@ def find_inputs(sources: Sequence[str], model_type: str) -> list[BatchInput]:
         [`InputError`] naming the argument: a path that does not exist, a glob that matches nothing, a list without
         the needed column, or a folder with nothing to predict.
     """
-    found = _find_pairs(sources) if model_type == "prepost_fusion" else _find_images(sources)
+    found = _find_pairs(sources) if KEY_COLUMNS[model_type] == PAIR_COLUMNS else _find_images(sources)
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputError(f"No inputs found in {', '.join(sources)}.")
@@ -162,12 +166,13 @@ class Predictor:
     is one large image, and Faster R-CNN resizes each on its own).
 
     Args:
-        model_type (`str`): `"colponet"`, `"cell_detector"` or `"prepost_fusion"`.
+        model_type (`str`): `"colponet"`, `"cell_detector"`, `"prepost_fusion"` or `"cell_classifier"`.
         model, processor: as the loaders return them (any runtime).
         ignore_quality_gate (`bool`): ColpoNet classifies photos the quality gate rejects too.
         threshold (`float`, *optional*): the detector's score threshold (default: its config's), or the fusion
-            model's decision threshold (default: its `operating_point`'s, else its config's).
-        operating_point (`str`, *optional*): the fusion model's named operating point.
+            model's and the cell classifier's decision threshold (default: its `operating_point`'s, else its
+            config's).
+        operating_point (`str`, *optional*): the fusion model's or the cell classifier's named operating point.
         max_decoded_pixels (`int`, *optional*): `load_image`'s decoding budget per image (the app's
             `MAX_DECODED_PIXELS`, as its tabs read uploads); `None` has none.
         open_input (`Callable[[str], object]`, *optional*): what an input's name is read from (a path, or a binary
@@ -192,7 +197,7 @@ class Predictor:
         self.device = model_device(model)
         config = model.config
         self.labels = [config.id2label[i] for i in range(len(config.id2label))]
-        if model_type == "prepost_fusion":
+        if model_type in ("prepost_fusion", "cell_classifier"):
             self.threshold, _ = prepost_threshold(config, operating_point, threshold)
         elif model_type == "cell_detector":
             self.threshold = config.box_score_threshold if threshold is None else threshold
@@ -202,13 +207,18 @@ class Predictor:
         if self.model_type == "colponet":
             return ["image", "status", "label", *(f"probability_{name}" for name in self.labels),
                     "quality_acceptable", "laplacian_variance", "fft_score", "quality_message", "error"]  # fmt: skip
+        if self.model_type == "cell_classifier":
+            groups = self.model.config.group_names
+            return ["image", "status", "label", *(f"probability_{name}" for name in self.labels),
+                    *(f"probability_{group}" for group in groups), "decision", "threshold", "error"]  # fmt: skip
         if self.model_type == "cell_detector":
             return ["image", "row", "cell", "label", "score", "xmin", "ymin", "xmax", "ymax", "cells",
                     *(f"count_{name}" for name in self.labels), "error"]  # fmt: skip
         return ["pre", "post", "status", "label", "probability", "threshold", "error"]
 
     def __call__(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        run = {"colponet": self._colponet, "cell_detector": self._detector, "prepost_fusion": self._prepost}
+        run = {"colponet": self._colponet, "cell_detector": self._detector, "prepost_fusion": self._prepost,
+               "cell_classifier": self._cell_classifier}  # fmt: skip
         return run[self.model_type](chunk)
 
     def _load(self, name: str):
@@ -241,6 +251,24 @@ class Predictor:
                 best = max(range(len(values)), key=values.__getitem__)
                 rows[item] |= {"status": "classified", "label": self.labels[best],
                                **{f"probability_{n}": p for n, p in zip(self.labels, values)}}  # fmt: skip
+        return [rows[item] for item in chunk]
+
+    def _cell_classifier(self, chunk: Sequence[BatchInput]) -> list[dict]:
+        rows, ready = {}, []
+        for item in chunk:
+            try:
+                ready.append((item, self._load(item.paths[0])))
+            except (ImageLoadError, OSError) as error:
+                rows[item] = self._row(item, status="error", error=str(error))
+        if ready:
+            answers = classify_cell_batch(self.model, self.processor, [image for _, image in ready], self.threshold)
+            for (item, _), answer in zip(ready, answers):
+                rows[item] = self._row(
+                    item, status="classified", label=answer["label"], decision=answer["decision"],
+                    threshold=answer["threshold"],
+                    **{f"probability_{name}": p for name, p in answer["probabilities"].items()},
+                    **{f"probability_{group}": p for group, p in answer["groups"].items()},
+                )  # fmt: skip
         return [rows[item] for item in chunk]
 
     def _detector(self, chunk: Sequence[BatchInput]) -> list[dict]:
@@ -376,6 +404,15 @@ def _complete(row: dict, model_type: str, columns: Sequence[str] | None, fmt: st
             and _count(row.get("cells"))
             and all(_count(count) for count in counts)
             and sum(int(count) for count in counts) == int(row["cells"])
+        )
+    if model_type == "cell_classifier":
+        probabilities = [column for column in row if column.startswith("probability_")]
+        return (
+            row.get("status") == "classified"
+            and f"probability_{row.get('label')}" in probabilities
+            and f"probability_{row.get('decision')}" in probabilities
+            and all(_number(row[column], 0, 1) for column in probabilities)
+            and _number(row.get("threshold"), 0, 1)
         )
     return (
         row.get("status") == "classified"

@@ -7,7 +7,8 @@ optionally the model card again.
 
 Every image (pair) of `--data` is evaluated, read by the readers training uses: ColpoNet the Intel & MobileODT
 layout or a `<root>/<class>/` folder; the detector ISBI 2014, SIPaKMeD, or a CSV/COCO/VOC annotation file
-(`--format`, `--annotations`); the fusion model the IARC atlas or a pairs CSV. The metrics are the training runs'
+(`--format`, `--annotations`); the fusion model the IARC atlas or a pairs CSV; the cell classifier the Herlev layout
+(`labels.csv`). The metrics are the training runs'
 own (`cervix_hf.metrics`), on the split named `external`, and the file is checked against its contract before it is
 written. ColpoNet classifies every photo, as its training evaluation does, and records how many its quality gate
 would have rejected; the fusion model decides at its saved threshold and marks its saved operating points; on ISBI
@@ -28,13 +29,14 @@ import numpy as np
 from cervix_hf.batch import BatchInput, Predictor, chunks
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.data import class_counts, read_iarc_atlas, read_pairs_csv
+from cervix_hf.data import class_counts, read_herlev, read_iarc_atlas, read_pairs_csv
 from cervix_hf.eval_results import EvalResults, EvalResultsError
 from cervix_hf.evaluation_plots import EVALUATIONS_FOLDER, PLOTS_FOLDER, draw_detection_sample, write_evaluation_plots
 from cervix_hf.files import EVAL_RESULTS_FILE
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 from cervix_hf.inference import detect_cells, load_model_input
 from cervix_hf.metrics import compute_classification_metrics, compute_detection_metrics, evaluate_binary
+from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier
 
 from . import train_cell_detector, train_colponet
 from .engine import _write_json, software_versions
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--data {args.data}: no such file or folder.")
     model_type = AutoConfig.from_pretrained(args.model).model_type
     model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
-    evaluate = {"colponet": _colponet, "cell_detector": _detector, "prepost_fusion": _prepost}.get(model_type)
+    evaluate = {"colponet": _colponet, "cell_detector": _detector, "prepost_fusion": _prepost,
+                "cell_classifier": _cell_classifier}.get(model_type)  # fmt: skip
     if evaluate is None:
         return _fail(f"--model {args.model} holds a {model_type!r} model, which this command cannot evaluate.")
     output_dir = args.output_dir or args.model / EVALUATIONS_FOLDER / args.data.name
@@ -105,6 +108,11 @@ def _headline(eval_results: EvalResults) -> str:
         return f"accuracy {metrics['accuracy']:.3f}, log loss {metrics['log_loss']:.3f}"
     if eval_results.model_type == "cell_detector":
         return f"mAP@[.5:.95] {metrics['map'] or 0:.3f}, mAP@.5 {metrics['map_50'] or 0:.3f}"
+    if eval_results.model_type == "cell_classifier":
+        report = metrics["binary"]["report"]
+        return f"7-class accuracy {metrics['accuracy']:.3f}; at threshold {report['threshold']:.3f}: normal/abnormal " \
+            f"accuracy {report['accuracy']:.3f}, sensitivity {report['sensitivity']}, " \
+            f"specificity {report['specificity']}"  # fmt: skip
     report = metrics["report"]
     return f"at threshold {metrics['threshold']:.3f}: sensitivity {report['sensitivity']}, specificity " \
         f"{report['specificity']}, ROC-AUC {report['roc_auc']}"  # fmt: skip
@@ -225,6 +233,42 @@ def _prepost(model, processor, args, output_dir: Path) -> EvalResults:
         evaluated_on=SPLIT,
         extra={"predictions": [{"case_id": r.case_id, "label": int(label), "probability": float(score)}
                                for r, label, score in zip(records.records, labels, scores)]},  # fmt: skip
+    )
+
+
+def _cell_classifier(model, processor, args, output_dir: Path) -> EvalResults:
+    records = read_herlev(args.data, allow_outside_root=args.allow_outside_root)
+    names = list(records.label_names)
+    _check_labels(model, names, args)
+    config = model.config
+    predictor = Predictor("cell_classifier", model, processor)
+    items = [BatchInput((path,)) for path in records.paths]
+    rows = [row for chunk in chunks(items, args.batch_size) for row in predictor(chunk)]
+    failed = [row["image"] for row in rows if row["error"]]
+    if failed:
+        raise SystemExit(f"{len(failed)} cell image(s) could not be read, e.g. {failed[0]}; fix or remove them first.")
+    probabilities = np.array([[row[f"probability_{name}"] for name in names] for row in rows])
+    labels = np.asarray(records.labels)
+    points = config.operating_points or None  # the saved ones, chosen on the training run's validation cells
+    _, positive = config.group_names
+    return EvalResults(
+        model_type="cell_classifier",
+        label_names=names,
+        metrics=evaluate_grouped_classifier(labels, probabilities, names, config.label_groups, positive,
+                                            config.decision_threshold, points),  # fmt: skip
+        data=_data(args, class_counts={SPLIT: class_counts(labels, names)},
+                   source_images={SPLIT: len(set(records.source_images))}),  # fmt: skip
+        training=_training_of(args.model),
+        evaluated_on=SPLIT,
+        extra={
+            "label_groups": config.label_groups,
+            "positive_group": positive,
+            "predictions": [
+                {"image": Path(path).name, "source_image": source, "label": names[label],
+                 "probabilities": dict(zip(names, map(float, p)))}
+                for path, source, label, p in zip(records.paths, records.source_images, labels, probabilities)
+            ],
+        },  # fmt: skip
     )
 
 

@@ -5,7 +5,7 @@
     cervix-hf export --model checkpoints/cell_detector --precision int8 --calibration ../shared/data/isbi2014-edf
 
 `--calibration` is data of the kind the model sees: for ColpoNet a folder of photos (searched recursively; only
-photos its quality gate accepts are used), for the fusion model the IARC atlas layout or a pairs CSV, for the
+photos its quality gate accepts are used), for the cell classifier a folder of cell images (e.g. the Herlev folder), for the fusion model the IARC atlas layout or a pairs CSV, for the
 detector an ISBI 2014 or SIPaKMeD folder (labelled: the check scores mAP@.5 against its boxes) or any folder of
 images (the check scores against PyTorch's own detections). Half of the images chosen calibrate the int8 ranges,
 the other half check the export against PyTorch; the export is kept only if it agrees (`cervix_hf.onnx_runtime`,
@@ -91,8 +91,8 @@ def calibration_items(model_type: str, data: Path, processor, limit: int) -> lis
                 item = tuple(load_model_input(view, model_type) for view in candidate)
             else:
                 item = load_model_input(candidate, model_type)
-                if not processor(item, return_quality_report=True)["quality_reports"][0].is_acceptable:
-                    continue  # the model never sees photos the gate rejects
+                if hasattr(processor, "assess_quality") and not processor.assess_quality(item)[0].is_acceptable:
+                    continue  # the model never sees photos its quality gate rejects
         except ImageLoadError:
             continue
         items.append(item)

@@ -3,13 +3,16 @@
     cervix-hf predict --model checkpoints/colponet photos/ --output predictions.csv
     cervix-hf predict --model checkpoints/cell_detector 'fields/*.png' --output cells.jsonl
     cervix-hf predict --model checkpoints/prepost_fusion pairs.csv --output decisions.csv   # or the IARC atlas folder
+    cervix-hf predict --model checkpoints/cell_classifier cells/ --operating-point screening --output cells.csv
     torchrun --nproc_per_node 2 -m cervix_hf.predict --model M photos/ --output predictions.csv
 
-The model's type (ColpoNet, cell detector, pre/post fusion) is read from its folder or Hub repo. One row per input:
-for ColpoNet the quality gate's verdict and scores, and the type probabilities when it classified the photo; for the
-detector one row per cell (`row=cell`) and a summary per image (`row=image`: cells per class); for the fusion model
-one row per pair. A file that cannot be read becomes a row with an `error`, counted at the end; the exit code is 1
-when any input failed (2 when nothing could run). `--resume` skips the inputs an output file already holds.
+The model's type (ColpoNet, cell detector, pre/post fusion, cell classifier) is read from its folder or Hub repo.
+One row per input: for ColpoNet the quality gate's verdict and scores, and the type probabilities when it classified
+the photo; for the detector one row per cell (`row=cell`) and a summary per image (`row=image`: cells per class); for
+the fusion model one row per pair; for the cell classifier one row per cell image, with the class and group
+probabilities and the normal/abnormal decision. A file that cannot be read becomes a row with an `error`, counted at
+the end; the exit code is 1 when any input failed (2 when nothing could run). `--resume` skips the inputs an output
+file already holds.
 
 Under `torchrun` or `accelerate launch` each process predicts its share of the inputs and the first one merges the
 shares into the output, sorted by input. Research demo, not a diagnosis.
@@ -41,8 +44,9 @@ from ..batch import (
 )
 from ..inference import DISCLAIMER, RUNTIMES, OperatingPointError, load_classifier, load_config, load_detector
 from ..onnx_runtime import describe_runtime
+from ..registry import FAMILIES_BY_TYPE
 
-MODEL_TYPES = ("colponet", "cell_detector", "prepost_fusion")
+MODEL_TYPES = tuple(FAMILIES_BY_TYPE)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -64,9 +68,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "ones are tried again), and append")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar (none either when not on a terminal)")
     parser.add_argument("--ignore-quality-gate", action="store_true", help="ColpoNet: classify rejected photos too")
-    parser.add_argument("--threshold", type=float, help="detector: score threshold (default: the model's); fusion: "
-                        "decision threshold (default: the operating point's, else the model's)")  # fmt: skip
-    parser.add_argument("--operating-point", help="fusion: a named operating point of the model (e.g. screening)")
+    parser.add_argument("--threshold", type=float, help="detector: score threshold (default: the model's); fusion "
+                        "and cell classifier: decision threshold (default: the operating point's, else the "
+                        "model's)")  # fmt: skip
+    parser.add_argument("--operating-point", help="fusion and cell classifier: a named operating point of the model "
+                        "(e.g. screening)")  # fmt: skip
     parser.add_argument("--device", help="where a PyTorch model runs, e.g. cpu, cuda:0 (default: this process's GPU "
                         "under torchrun, LOCAL_RANK, when there is one; else cpu). Exports run on the CPU")  # fmt: skip
     parser.add_argument(

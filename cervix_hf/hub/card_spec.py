@@ -96,6 +96,15 @@ DATASETS = {
         citation="Lu Z., Carneiro G., Bradley A. P. et al. An improved joint optimization of multiple level set "
         "functions for the segmentation of overlapping cervical cells. IEEE Transactions on Image Processing, 2015.",
     ),
+    "herlev": Dataset(
+        name="Herlev Pap-smear database (DTU/Herlev)",
+        slug="herlev-pap-smear",
+        url="https://mde-lab.aegean.gr/index.php/downloads",
+        licence="free for research, with citation of the dataset paper; the images are not redistributed with the "
+        "model",
+        citation="Jantzen J., Norup J., Dounias G., Bjerregaard B. Pap-smear benchmark data for pattern "
+        "classification. NiSIS 2005.",
+    ),
     "sipakmed": Dataset(
         name="SIPaKMeD",
         slug="sipakmed",

@@ -198,6 +198,8 @@ def _dataset_of(model_type: str, eval_results: dict) -> Dataset:
     data = eval_results.get("data", {})
     source = str(data.get("source", ""))
     name = Path(source).name.lower()
+    if data.get("dataset") in DATASETS:  # a run that names its data set
+        return DATASETS[data["dataset"]]
     if model_type == "colponet" and ("mobileodt" in name or "intel" in name):
         return DATASETS["intel-mobileodt"]
     if model_type == "cell_detector":
