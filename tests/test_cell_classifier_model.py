@@ -78,7 +78,8 @@ def test_roll_up_is_the_sum_of_each_group_and_decides_at_the_threshold():
     abnormal = probabilities[:, 3:].sum(axis=1)  # HERLEV order: the last four are the abnormal classes
     # A threshold exactly at one cell's probability of abnormal: that cell is called abnormal (>=).
     threshold = float(np.sort(abnormal)[2])
-    answers = CellClassifierImageProcessor().post_process_classification({"logits": logits}, config, threshold=threshold)
+    processor = CellClassifierImageProcessor()
+    answers = processor.post_process_classification({"logits": logits}, config, threshold=threshold)
     for answer, row, p_abnormal in zip(answers, probabilities, abnormal):
         assert answer["groups"]["normal"] == pytest.approx(sum(answer["probabilities"][name] for name in NORMAL))
         assert answer["groups"]["abnormal"] == pytest.approx(p_abnormal, abs=1e-6)

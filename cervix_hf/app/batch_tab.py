@@ -46,6 +46,7 @@ CHOICES = {
     "Cervix type (photos)": "colponet",
     "Cell detection (Pap-smear images)": "cell_detector",
     "Pre/post fusion (a zip with pairs.csv: columns pre, post)": "prepost_fusion",
+    "Pap cell (single-cell images)": "cell_classifier",
 }
 SHOWN_ROWS = 500
 

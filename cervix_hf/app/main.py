@@ -11,6 +11,7 @@ import gradio as gr
 from ..cli import DefaultsHelpFormatter
 from ..sample_data import SAMPLE_DATA_ENV
 from .batch_tab import build_batch_tab
+from .cell_classifier_tab import build_cell_classifier_tab
 from .cell_detection_tab import build_cell_detection_tab
 from .cervix_type_tab import build_cervix_type_tab
 from ..data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
@@ -60,6 +61,7 @@ def build_demo(models: AppModels | None = None, examples_dir: str | Path | None 
         build_cervix_type_tab(models["colponet"], examples.cervix_type)
         build_cell_detection_tab(models["cell_detector"], examples.cells, exports)
         build_prepost_tab(models["prepost_fusion"], examples.prepost)
+        build_cell_classifier_tab(models["cell_classifier"], [])
         build_batch_tab(models, exports)
         build_models_tab(models)
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)

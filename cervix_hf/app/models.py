@@ -77,6 +77,8 @@ class ModelTask:
 
     def build_untrained(self, size: str) -> tuple:
         """The model of `size` (see `cervix_hf.model_presets`) with random weights in eval mode, and its processor."""
+        # A size this model does not have (the cell classifier has no "resnet-50") gives its published one.
+        size = size if size in self.family.sizes else self.family.published_size
         return self.family.task_model_class(self.family.config(size)).eval(), self.family.processor_class()
 
 

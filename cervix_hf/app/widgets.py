@@ -299,6 +299,13 @@ LABEL_EXPLANATIONS = {
         "HSIL) on histopathology; **Negative**: CIN1 (low-grade, LSIL). The training atlas has no normal cases, so "
         "Negative does not mean normal. The threshold trades sensitivity against specificity."
     ),
+    "cell_classifier": (
+        "**What the classes mean.** The Herlev database's seven cell classes: three **normal** (superficial and "
+        "intermediate squamous cells, columnar cells) and four **abnormal** (light, moderate and severe dysplasia, "
+        "and carcinoma in situ: precancer of increasing grade). The probability of abnormal is the sum of the four "
+        "abnormal classes'; a cell is called abnormal when it reaches the threshold. The screening point misses few "
+        "abnormal cells at the cost of false alarms. A research demo on one public database, not a diagnosis."
+    ),
 }
 
 

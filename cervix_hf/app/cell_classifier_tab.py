@@ -1,0 +1,101 @@
+"""The Pap cell tab: one Pap-smear cell image; its seven class probabilities, the normal/abnormal roll-up and the
+decision at an operating point or a threshold."""
+
+import gradio as gr
+
+from ..inference import OperatingPointError, classify_cell
+from ..models.cell_classifier import OPERATING_POINT_NAMES
+from .models import ModelSlot
+from .widgets import (
+    CUSTOM_THRESHOLD,
+    IMAGE_SOURCES,
+    MODEL_DEFAULT,
+    answer_heading,
+    bad_input,
+    checked_choice,
+    checked_threshold,
+    label_explanation,
+    marked,
+    meaningless,
+    model_footer,
+    read_upload,
+    result_label,
+    untrained_prefix,
+)
+
+CHOICES = [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD]
+PROMPT = "Upload an image of one Pap-smear cell to classify it."
+
+
+def build_cell_classifier_tab(slot: ModelSlot, examples: list[str]) -> None:
+    def classify(cell_image, operating_point, threshold):
+        image, name = read_upload(cell_image, "cell image", "cell_classifier")
+        checked_choice(operating_point, CHOICES, "The operating point")
+        chosen = {"threshold": checked_threshold(threshold)} if operating_point == CUSTOM_THRESHOLD else {
+            "operating_point": None if operating_point == MODEL_DEFAULT else operating_point}  # fmt: skip
+        loaded = slot.get()
+        try:
+            answer = classify_cell(loaded.predictor, loaded.processor, image, **chosen)
+        except OperatingPointError as error:
+            raise bad_input(f"{error} Choose another, or '{CUSTOM_THRESHOLD}'.") from None
+        negative, positive = loaded.model.config.group_names
+        decision, label = answer["decision"], answer["label"]
+        comparison = "≥" if decision == positive else "<"
+        probability = meaningless(f"{answer['groups'][positive]:.3f}", loaded)
+        verdict = (
+            f"{answer_heading(f'Decision: {decision}', loaded)}: probability of {positive} {probability} {comparison} "
+            f"threshold {answer['threshold']:.3f} ({answer['threshold_origin']}). Most probable class: {label} "
+            f"({meaningless(format(answer['probabilities'][label], '.1%'), loaded)})."
+        )
+        classes = gr.Label(value=answer["probabilities"], label=result_label("Class probabilities", loaded),
+                           elem_classes=marked(loaded))  # fmt: skip
+        groups = gr.Label(value=answer["groups"], label=result_label(f"{negative} / {positive}", loaded),
+                          elem_classes=marked(loaded))  # fmt: skip
+        details = {**answer, "image": name, "model": loaded.source.shown(), "trained": loaded.trained,
+                   "warning": loaded.warning}  # fmt: skip
+        return untrained_prefix(loaded) + verdict + model_footer(loaded), classes, groups, details
+
+    with gr.Tab("Pap cell"):
+        gr.Markdown(
+            "One Pap-smear cell in (a crop centred on a single cell, as in the Herlev database); the probability of "
+            "each of seven classes, their sum for normal and for abnormal, and the decision at a threshold out."
+        )
+        gr.Markdown(label_explanation("cell_classifier"), elem_id="cell_classifier-labels")
+        with gr.Row():
+            with gr.Column():
+                cell = gr.Image(label="Cell image", sources=IMAGE_SOURCES, elem_id="cell-image")
+                operating_point = gr.Radio(
+                    CHOICES,
+                    value=MODEL_DEFAULT,
+                    label="Operating point",
+                    info="Thresholds on the probability of abnormal, chosen on the validation split when the model "
+                    "was trained (screening: abnormal sensitivity at least 0.95).",
+                    elem_id="cell-operating-point",
+                )
+                threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Custom threshold (probability of "
+                                      "abnormal)", elem_id="cell-threshold")  # fmt: skip
+                button = gr.Button("Classify the cell", variant="primary")
+                if examples:
+                    gr.Examples([[path] for path in examples], inputs=cell, label="Example cells")
+            with gr.Column():
+                verdict = gr.Markdown(PROMPT, label="Verdict")
+                groups = gr.Label(label="Normal / abnormal", elem_id="cell-groups")
+                classes = gr.Label(label="Class probabilities", num_top_classes=7, elem_id="cell-classes")
+                with gr.Accordion("Details (JSON)", open=False):
+                    details = gr.JSON(label="Details")
+    inputs, outputs = [cell, operating_point, threshold], [verdict, classes, groups, details]
+
+    def cleared():
+        return PROMPT, gr.Label(value=None), gr.Label(value=None), None
+
+    def classify_if_given(cell_image, operating_point, threshold):
+        return cleared() if cell_image is None else classify(cell_image, operating_point, threshold)
+
+    # As the other tabs: a new image first clears the old result, then runs; the button re-runs; the operating
+    # point and the threshold decide again.
+    rerun = button.click(cleared, None, outputs, queue=False, api_name=False)
+    rerun.then(classify, inputs, outputs, api_name="classify_cell", preprocess=False)
+    on_change = cell.change(cleared, None, outputs, queue=False, api_name=False)
+    on_change.then(classify_if_given, inputs, outputs, api_name=False, preprocess=False)
+    gr.on([operating_point.input, threshold.input], classify_if_given, inputs, outputs, api_name=False,
+          preprocess=False, trigger_mode="always_last")  # fmt: skip
