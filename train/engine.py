@@ -27,7 +27,9 @@ import math
 import os
 import platform
 import re
+import shlex
 import shutil
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -47,7 +49,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 from cervix_hf.commands import module_command
 from cervix_hf.eval_results import EvalResults, StageSummary
 from cervix_hf.evaluation_plots import write_evaluation_plots
-from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text
+from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text, give_default_mode
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 
 logger = logging.getLogger(__name__)
@@ -113,7 +115,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--logging-steps", default=10, type=int)
     parser.add_argument(
         "--bf16",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="bfloat16 autocast for the forward passes (GPUs with bf16, CPUs with AVX-512 BF16 or AMX); weights and "
         "optimiser stay float32",
     )
@@ -128,6 +131,33 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="fail instead of warning when the ImageNet backbone cannot be downloaded",
     )
     return parser
+
+
+class RecipeArgumentParser(argparse.ArgumentParser):
+    """
+    An argument parser whose `--recipe NAME` sets the defaults of the arguments it names, so that a flag given on
+    the command line still wins, wherever it stands and whatever its value (`--label-smoothing 0` included).
+
+    Args:
+        recipes (`Mapping[str, Mapping[str, Any]]`): each recipe's defaults, by argument name (`dest`).
+    """
+
+    def __init__(self, *args, recipes: dict[str, dict[str, Any]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recipes = recipes
+
+    def parse_known_args(self, args=None, namespace=None):
+        probe = argparse.ArgumentParser(add_help=False)
+        probe.add_argument("--recipe", choices=sorted(self.recipes))
+        chosen, _ = probe.parse_known_args(args)
+        if not chosen.recipe:
+            return super().parse_known_args(args, namespace)
+        saved = {action.dest: action.default for action in self._actions}
+        self.set_defaults(**self.recipes[chosen.recipe])
+        try:
+            return super().parse_known_args(args, namespace)
+        finally:  # the parser's own defaults again, for the next parse
+            self.set_defaults(**saved)
 
 
 def validate_common_args(args: argparse.Namespace) -> None:
@@ -426,14 +456,34 @@ def _training_arguments(args: argparse.Namespace, output_dir: Path, **stage_sett
 
 
 def training_summary(args: argparse.Namespace, stages: list[StageSummary], **settings) -> dict:
-    """The `training` entry of `eval_results.json`: the stages, the settings every script shares, then `settings`."""
+    """The `training` entry of `eval_results.json`: the command that ran, the stages, the settings every script
+    shares, then `settings`."""
     return {
+        "command": published_command(sys.argv, args),
         "stages": stages,
         "augmentation": args.augmentation,
         "batch_size": args.batch_size,
         "model_size": args.model_size if not args.from_checkpoint else published_path(args.from_checkpoint, args),
         **settings,
     }
+
+
+def published_command(argv: list[str], args: argparse.Namespace) -> str:
+    """The training command as it ran (`python -m train.<script> ...` or `cervix-hf train ...`), relative paths as
+    given and absolute ones as `published_path` writes them, so that a card shows the command without naming the
+    machine's folders."""
+    script = Path(argv[0]).stem if argv else ""
+    module = next((name for name in sys.modules if name in (f"train.{script}", f"cervix_hf.train.{script}")), None)
+    words = []
+    for word in argv[1:]:
+        name, equals, value = word.partition("=")
+        if word.startswith("-") and equals and os.path.isabs(value):
+            words.append(name + "=" + published_path(value, args))
+        elif not word.startswith("-") and os.path.isabs(word):
+            words.append(published_path(word, args))
+        else:
+            words.append(word)
+    return shlex.join(["python", "-m", module, *words] if module else ["cervix-hf", *words])
 
 
 def software_versions() -> dict[str, str]:
@@ -468,6 +518,8 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     eval_results.validate()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
+    for weights in output_dir.glob("*.safetensors"):
+        give_default_mode(weights)
     processor.save_pretrained(output_dir)
     _write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
     write_evaluation_plots(eval_results.to_dict(), output_dir)  # the card links them

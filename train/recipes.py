@@ -34,6 +34,7 @@ class ColpoNetRecipe:
             keeps the processor's thresholds.
         bf16 (`bool`): bfloat16 autocast.
         decode_once (`bool`): decode every photo once into memory (`cervix_hf.data.DecodedImageDataset`).
+        baselines (`bool`): score the non-learned baselines on the evaluated split (`train/colponet_baselines.py`).
     """
 
     description: str
@@ -53,6 +54,7 @@ class ColpoNetRecipe:
     quality_percentile: float | None
     bf16: bool
     decode_once: bool
+    baselines: bool
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +80,7 @@ COLPONET_RECIPES = {
         quality_percentile=2.0,
         bf16=True,
         decode_once=True,
+        baselines=True,
     ),
     "seed64": ColpoNetRecipe(
         description="the seed work's ColpoNet at 64x64 px (ResNet-50 size, two stages), from random weights",
@@ -97,6 +100,7 @@ COLPONET_RECIPES = {
         quality_percentile=2.0,
         bf16=True,
         decode_once=True,
+        baselines=False,
     ),
 }
 

@@ -59,11 +59,13 @@ from .engine import (
     finish_run,
     on_main_process,
     SCHEDULES,
+    RecipeArgumentParser,
     published_path,
     run_stages,
     start_run,
     training_summary,
 )
+from .colponet_baselines import class_prior, classical_baseline, compare, figures
 from .presets import CLASSIFICATION_PRESETS, classification_train_transform
 from .recipes import COLPONET_RECIPES
 
@@ -73,12 +75,15 @@ SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 # `--recipe`'s fields, by argument name.
 RECIPE_ARGS = ("model_size", "image_size", "augmentation", "stage1_epochs", "stage1_lr", "stage2_epochs", "stage2_lr",
                "schedule", "batch_size", "weight_decay", "label_smoothing", "class_weights", "split",
-               "quality_percentile", "bf16", "decode_once")  # fmt: skip
+               "quality_percentile", "bf16", "decode_once", "baselines")  # fmt: skip
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], add_help=add_help, formatter_class=DefaultsHelpFormatter
+    parser = RecipeArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        add_help=add_help,
+        formatter_class=DefaultsHelpFormatter,
+        recipes={name: recipe_defaults(recipe) for name, recipe in COLPONET_RECIPES.items()},
     )
     parser.add_argument("--data", required=True, type=Path, help="competition folder or <root>/<class>/*.jpg")
     parser.add_argument(
@@ -87,7 +92,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--recipe",
         choices=sorted(COLPONET_RECIPES),
-        help="named recipe (train/recipes.py): its settings replace the defaults of "
+        help="named recipe (train/recipes.py): its settings become the defaults of "
         + ", ".join("--" + name.replace("_", "-") for name in RECIPE_ARGS)
         + "; flags given still win",
     )
@@ -104,7 +109,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--schedule", default="plateau", choices=SCHEDULES, help="see train/engine.TrainingStage")
     parser.add_argument("--label-smoothing", default=0.0, type=float, help="of the cross-entropy")
     parser.add_argument(
-        "--decode-once", action="store_true", help="decode every photo once into memory instead of every epoch"
+        "--decode-once",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="decode every photo once into memory instead of every epoch",
     )
     parser.add_argument("--stage1-epochs", default=5, type=float, help="frozen backbone")
     parser.add_argument("--stage1-lr", default=1e-4, type=float)
@@ -136,20 +144,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="calibrate both quality-gate thresholds to this percentile of the training split's scores, saved with "
         "the processor (overrides --quality-laplacian-threshold and --quality-fft-threshold)",
     )
+    parser.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also score the class prior and a colour-and-texture logistic regression (train/colponet_baselines.py) "
+        "on the evaluated split, with paired bootstrap intervals, for the card",
+    )
     return add_common_args(parser)
 
 
-def apply_recipe(args: argparse.Namespace) -> argparse.Namespace:
-    """`args` with `--recipe`'s settings wherever a setting still has the parser's default."""
-    if not args.recipe:
-        return args
-    recipe = COLPONET_RECIPES[args.recipe]
-    defaults = get_args_parser(add_help=False).parse_args(["--data", ".", "--output-dir", "."])
-    for name in RECIPE_ARGS:
-        if getattr(args, name) == getattr(defaults, name):
-            value = getattr(recipe, name)
-            setattr(args, name, list(value) if isinstance(value, tuple) else value)
-    return args
+def recipe_defaults(recipe) -> dict:
+    """A recipe's settings, as the defaults of the arguments they set."""
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name, value in recipe.to_dict().items() if name in RECIPE_ARGS}  # fmt: skip
 
 
 def calibrate_quality_gate(paths: list[str], percentile: float) -> dict[str, float]:
@@ -240,7 +248,6 @@ def gate_effect(paths, labels, probabilities, processor, label_names) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    args = apply_recipe(args)
     state = start_run(args)
     if args.stage1_epochs <= 0 and args.stage2_epochs <= 0:
         raise SystemExit("Nothing to train: both --stage1-epochs and --stage2-epochs are 0.")
@@ -258,6 +265,7 @@ def main(args: argparse.Namespace) -> dict:
 
     quality_summary = {"mode": args.quality_gate, "rejected": 0}
     train_paths, train_labels = subset["train"]
+    subset_paths_before_gate, subset_labels_before_gate = list(train_paths), list(train_labels)
     calibrated = None
     if args.quality_percentile is not None and not args.from_checkpoint:
         calibrated = on_main_process(state, lambda: calibrate_quality_gate(train_paths, args.quality_percentile))
@@ -330,6 +338,17 @@ def main(args: argparse.Namespace) -> dict:
     quality_summary["effect_on_" + evaluated_on] = gate_effect(
         eval_paths, eval_labels, probabilities, processor, label_names
     )
+    intervals = figures(probabilities, eval_labels, label_names)
+    baselines = None
+    if args.baselines:
+        train_labels_all = subset_labels_before_gate
+        baselines = {
+            "class_prior": compare(probabilities, class_prior(train_labels_all, len(label_names), len(eval_labels)),
+                                   eval_labels, label_names),
+            "colour_texture_logistic_regression": compare(
+                probabilities, classical_baseline(subset_paths_before_gate, train_labels_all, eval_paths),
+                eval_labels, label_names),
+        }  # fmt: skip
     eval_results = EvalResults(
         model_type=model.config.model_type,
         label_names=label_names,
@@ -360,6 +379,8 @@ def main(args: argparse.Namespace) -> dict:
         ),
         evaluated_on=evaluated_on,
         extra={
+            "intervals": intervals,
+            "baselines": baselines,
             "predictions": [
                 {
                     "path": published_path(path, args),
