@@ -18,6 +18,7 @@ import csv
 import glob
 import io
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -50,6 +51,8 @@ LIST_SUFFIXES = (".csv", ".txt")
 KEY_COLUMNS = {record.model_type: record.input_columns for record in FAMILIES}
 PAIR_COLUMNS = ("pre", "post")
 
+logger = logging.getLogger(__name__)
+
 
 class InputError(ValueError):
     """An input argument that names nothing usable: a missing path, a glob that matches nothing, a bad list."""
@@ -71,8 +74,10 @@ def find_inputs(sources: Sequence[str], model_type: str) -> list[BatchInput]:
     The inputs named by `sources`, in the order given (a folder's and a glob's files sorted), each once.
 
     Images: a file (of any kind: one that is not an image becomes an error row, not a stop), a folder (its image
-    files, recursively), a glob pattern (`photos/**/*.jpg`), or a `.txt` list (one path a line) or `.csv` list (a
-    column `image` or `path`), whose relative paths are relative to the list's folder.
+    files, recursively, less the ground-truth masks `NAME_GT.png` beside an image `NAME.png`, as ISBI 2014 keeps
+    them, which a warning counts; name a mask itself to predict it), a glob pattern (`photos/**/*.jpg`), or a `.txt`
+    list (one path a line) or `.csv` list (a column `image` or `path`), whose relative paths are relative to the
+    list's folder.
 
     Pairs (`model_type="prepost_fusion"`): a `.csv` with columns `pre` and `post` (other columns, such as `label`,
     are ignored; relative paths are relative to the csv's folder), or a folder in the IARC atlas layout
@@ -95,6 +100,11 @@ def _find_images(sources: Sequence[str]) -> list[BatchInput]:
         path = Path(source)
         if path.is_dir():
             images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            masks = {p for p in images if p.stem.endswith("_GT") and p.with_name(p.stem[:-3] + p.suffix).is_file()}
+            if masks:
+                images = [p for p in images if p not in masks]
+                logger.warning("%s: skipped %d ground-truth mask(s) (NAME_GT.png beside NAME.png, as ISBI 2014 "
+                               "keeps them); name a mask itself to predict it.", source, len(masks))  # fmt: skip
             if not images:
                 raise InputError(f"{source}: the folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
             found += [BatchInput((str(p),)) for p in images]

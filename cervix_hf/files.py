@@ -53,6 +53,47 @@ def _create_exclusively(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"Cannot create a temporary file beside {path}: every name tried exists.")
 
 
+def give_default_mode(path) -> None:
+    """
+    Gives the file `path` the permissions `open` gives a new file (0666 less the umask): transformers writes
+    `model.safetensors` readable by its owner only (0600), unlike every other file of a saved model.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write_text(path, text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def model_folder_problem(folder) -> str | None:
+    """
+    Why `folder` (an existing folder) is not a saved model, or `None` when it is one (it has a `config.json`). A
+    training run that was interrupted (checkpoint or stage folders, but no model saved at its top) is told apart, so
+    that the message can point to `--resume`.
+    """
+    folder = Path(folder)
+    if (folder / CONFIG_FILE).is_file():
+        return None
+    if _is_interrupted_run(folder):
+        return (
+            f"{folder} is a training run that did not finish: it holds checkpoints but no saved model ({CONFIG_FILE}) "
+            "at its top. Continue it by running its training command again with --resume (same --output-dir), or "
+            "give the folder of a finished run."
+        )
+    return f"{folder} has no {CONFIG_FILE}, so it is not a saved model folder"
+
+
+def _is_interrupted_run(folder: Path) -> bool:
+    """Whether `folder` holds a training run's checkpoints (`checkpoint-N`), directly or in its stage folders."""
+    try:
+        children = [path for path in folder.iterdir() if path.is_dir()]
+        return any(
+            path.name.startswith(("checkpoint-", ".tmp-checkpoint-")) or (path / "stage_done.json").is_file()
+            or any(child.name.startswith("checkpoint-") for child in path.iterdir() if child.is_dir())
+            for path in children
+        )  # fmt: skip
+    except OSError:
+        return False

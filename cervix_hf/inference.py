@@ -186,6 +186,15 @@ def load_pretrained(model_id: str, revision: str | None = None, auto_class=AutoM
             `preprocessor_config.json`), and the weights or the setting at fault.
     """
     config = load_config(model_id, revision)
+    if type(config) not in auto_class._model_mapping:  # transformers would list every class it does take
+        held = FAMILIES_BY_TYPE.get(config.model_type)
+        taken = [record.model_type for record in FAMILIES_BY_TYPE.values() if record.task_auto_class is auto_class]
+        raise ModelLoadError(
+            f"Cannot load the model in {model_id} here: it holds a {config.model_type!r} model"
+            + (f" ({held.title})" if held else "")
+            + f", and this needs {' or '.join(map(repr, taken)) or auto_class.__name__}. Give the folder or repo of "
+            "a model of that kind."
+        )
     try:
         model, info = auto_class.from_pretrained(
             model_id, config=config, revision=revision, use_safetensors=True, output_loading_info=True

@@ -55,6 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="auto", help="detector data: auto, isbi2014, sipakmed, csv, coco, voc")
     parser.add_argument("--annotations", type=Path, help="detector data in csv, coco or voc: the annotation file")
     parser.add_argument("--box-from", default="nucleus", help="SIPaKMeD: boxes from the nucleus or cytoplasm masks")
+from cervix_hf.hub import ModelReferenceError, resolve_model_reference
     parser.add_argument("--post", default="acetic", help="IARC atlas: the post-stain view (acetic or lugol)")
     parser.add_argument("--allow-outside-root", action="store_true", help="accept annotation paths, and symbolic "
                         "links of a data folder, that lead outside --data")  # fmt: skip
@@ -67,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     from cervix_hf.registry import family
     from transformers import AutoConfig
 
-    if not (args.model / "config.json").is_file():
-        return _fail(f"--model {args.model}: not a saved model folder (no config.json).")
+    try:  # the evaluation is written into the folder, so it must be a local one
+        resolve_model_reference(str(args.model), local_only=True)
+    except ModelReferenceError as error:
+        return _fail(f"--model {error}")
     if not args.data.exists():
         return _fail(f"--data {args.data}: no such file or folder.")
     model_type = AutoConfig.from_pretrained(args.model).model_type

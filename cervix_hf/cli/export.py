@@ -32,6 +32,7 @@ from ..data import (
     read_pairs_csv,
     read_sipakmed,
 )
+from ..hub import ModelReferenceError, resolve_model_reference
 from ..image_io import ImageLoadError
 from ..inference import load_model_input, load_pretrained
 from ..onnx_detector import export_detector_onnx
@@ -103,8 +104,10 @@ def calibration_items(model_type: str, data: Path, processor, limit: int) -> lis
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    if not (args.model / "config.json").is_file():
-        print(f"error: {args.model} is not a saved model folder (no config.json).", file=sys.stderr)
+    try:  # the export is written into the folder, so it must be a local one
+        resolve_model_reference(str(args.model), local_only=True)
+    except ModelReferenceError as error:
+        print(f"error: --model {error}", file=sys.stderr)
         return 2
     from transformers import AutoConfig
 
@@ -113,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         exportable = ", ".join(EXPORTABLE_TYPES)
         print(f"error: a {model_type!r} model cannot be exported; exportable: {exportable}.", file=sys.stderr)
         return 2
-    if args.calibration is None or not args.calibration.exists():
-        print(f"error: --calibration {args.calibration} is needed and must exist: real images to check the export "
-              "against PyTorch (and to calibrate int8).", file=sys.stderr)  # fmt: skip
+    if args.calibration is None:
+        print("error: --calibration DATA is needed: real images of the kind the model sees (a folder of photos, "
+              "pre/post pairs, or Pap-smear fields), to check the export against PyTorch and to calibrate int8.",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if not args.calibration.exists():
+        print(f"error: --calibration {args.calibration}: no such file or folder.", file=sys.stderr)
         return 2
     model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
     items = calibration_items(model_type, args.calibration, processor, args.max_images)

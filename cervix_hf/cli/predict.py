@@ -42,6 +42,7 @@ from ..batch import (
     shard,
     shard_path,
 )
+from ..hub import resolve_model_reference
 from ..inference import DISCLAIMER, RUNTIMES, OperatingPointError, load_classifier, load_config, load_detector
 from ..onnx_runtime import describe_runtime
 from ..registry import FAMILIES_BY_TYPE
@@ -66,7 +67,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per batch (the detector: one at a time)")
     parser.add_argument("--resume", action="store_true", help="skip the inputs --output already holds (failed "
                         "ones are tried again), and append")  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress bar (none either when not on a terminal)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, the weight loading's included "
+                        "(predict's own shows only on a terminal)")  # fmt: skip
     parser.add_argument("--ignore-quality-gate", action="store_true", help="ColpoNet: classify rejected photos too")
     parser.add_argument("--threshold", type=float, help="detector: score threshold (default: the model's); fusion "
                         "and cell classifier: decision threshold (default: the operating point's, else the "
@@ -88,18 +90,16 @@ def get_args_parser() -> argparse.ArgumentParser:
 def load(model: str, revision: str | None, runtime: str):
     """The model's type, the model (in `runtime`) and its processor; `ValueError` saying why it cannot be loaded
     (`ModelLoadError` naming the file for a config, weights or processor file that describes no model it runs)."""
-    path = Path(model).expanduser()
-    if not path.is_dir() and (path.is_absolute() or model.startswith(".") or model.count("/") != 1):
-        raise ValueError(f"{model}: no such folder ({path.resolve()}), and not a Hub repo id (owner/name).")
+    reference = resolve_model_reference(model, revision)  # a missing folder is told at once, without the Hub
+    source, revision = reference.location, reference.revision
     try:
-        model_type = load_config(str(path) if path.is_dir() else model, revision).model_type
+        model_type = load_config(source, revision).model_type
     except OSError as error:
-        where = f"the folder {path} is not a saved model" if path.is_dir() else (
-            f"there is no folder {path.resolve()}, and the Hub did not provide {model}")  # fmt: skip
+        where = f"the folder {source} is not a saved model" if reference.kind == "folder" else (
+            f"there is no folder {Path(model).resolve()}, and the Hub did not provide {source}")  # fmt: skip
         raise ValueError(f"cannot load {model}: {where} ({str(error).splitlines()[0]}).") from None
     if model_type not in MODEL_TYPES:
         raise ValueError(f"{model} holds a {model_type!r} model; predict takes {', '.join(MODEL_TYPES)}.")
-    source = str(path) if path.is_dir() else model
     loader = load_detector if model_type == "cell_detector" else load_classifier
     return (model_type, *loader(source, revision, runtime=runtime))
 
@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--batch-size must be at least 1.")
     if (args.resume or processes.world_size > 1) and args.output is None:
         return _fail("--resume and several processes need --output FILE.")
+    if args.quiet:  # transformers' and the Hub's bars too (loading the weights, downloading them)
+        from huggingface_hub.utils import disable_progress_bars
+        from transformers.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+        disable_progress_bars()
     try:
         model_type, model, processor = load(args.model, args.revision, args.runtime)
         if isinstance(model, torch.nn.Module) and getattr(model, "onnx_precision", None) is None:  # not an export

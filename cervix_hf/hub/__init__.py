@@ -6,9 +6,12 @@ from .repos import (
     DEFAULT_REVISION,
     DEFAULT_SPACE_ID,
     PUBLISHED_MODELS,
+    ModelReference,
+    ModelReferenceError,
     is_repo_reference,
     model_repo_id,
     repo_env_var,
+    resolve_model_reference,
     split_revision,
 )
 
@@ -16,8 +19,11 @@ __all__ = [
     "DEFAULT_REVISION",
     "DEFAULT_SPACE_ID",
     "PUBLISHED_MODELS",
+    "ModelReference",
+    "ModelReferenceError",
     "is_repo_reference",
     "model_repo_id",
     "repo_env_var",
+    "resolve_model_reference",
     "split_revision",
 ]
