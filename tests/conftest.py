@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The app never serves the repository's own release models in tests: a test that wants one sets its own folder.
+os.environ["CERVIX_HF_RELEASE_DIR"] = os.path.join(tempfile.gettempdir(), "cervix_hf_tests_no_release")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Each test process (each pytest-xdist worker) gets its own gradio cache. gradio names a cached file by its content,

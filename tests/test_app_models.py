@@ -12,6 +12,8 @@ import pytest
 from cervix_hf.app import models as app_models
 from cervix_hf.commands import module_command
 from cervix_hf.data.examples import find_examples
+from cervix_hf.hub import ModelReferenceError
+from cervix_hf.inference import ModelLoadError
 from cervix_hf.app.models import (
     TASKS_BY_NAME,
     UNTRAINED_WARNING,
@@ -57,37 +59,41 @@ def test_the_former_names_still_reach_a_model(tmp_path):
     assert str(tmp_path) not in loaded.notes[0]
 
 
-def test_a_reference_is_a_folder_when_it_exists_else_a_hub_id_with_optional_revision(tmp_path):
-    (tmp_path / "owner" / "name").mkdir(parents=True)
+def test_a_reference_is_a_folder_when_it_exists_else_a_hub_id_with_optional_revision(tmp_path, tiny_colponet_dir):
     assert parse_model_reference("someone/colponet@v1.0", "flag") == app_models.ModelSource(
         "hub", "someone/colponet", "v1.0", "flag"
     )
     assert parse_model_reference("someone/colponet", "flag").revision is None
+    shutil.copytree(tiny_colponet_dir, tmp_path / "owner" / "name")
     folder = parse_model_reference(str(tmp_path / "owner" / "name"), "flag")
-    assert (folder.kind, folder.location) == ("folder", str(tmp_path / "owner" / "name"))
-    assert parse_model_reference("no/such/folder", "flag").kind == "folder"
+    assert (folder.kind, folder.location, folder.required) == ("folder", str(tmp_path / "owner" / "name"), True)
+    with pytest.raises(ModelReferenceError, match="^flag: no/such/folder: no such folder"):
+        parse_model_reference("no/such/folder", "flag")
 
 
-def test_sources_are_tried_in_order_flag_checkpoints_hub(tmp_path, tiny_colponet_dir):
+def test_sources_are_tried_in_order_flag_checkpoints_release_hub(tmp_path, tiny_colponet_dir):
     shutil.copytree(tiny_colponet_dir, tmp_path / "checkpoints" / "colponet")
-    slot = ModelSlot(COLPONET, requested=str(tmp_path / "missing"), checkpoints_dir=tmp_path / "checkpoints")
+    with pytest.raises(ModelReferenceError, match="--colponet / CERVIX_HF_COLPONET: .*missing: no such folder"):
+        ModelSlot(COLPONET, requested=str(tmp_path / "missing"), checkpoints_dir=tmp_path / "checkpoints")
+    slot = ModelSlot(COLPONET, requested=str(tiny_colponet_dir), checkpoints_dir=tmp_path / "checkpoints")
     plan = slot.resolve()
     assert [source.origin for source, _ in plan] == [
-        "--colponet / CERVIX_HF_COLPONET", "the training script's folder", "the published repo",
+        "--colponet / CERVIX_HF_COLPONET", "the training script's folder", "the repository's release model",
+        "the published repo",
     ]  # fmt: skip
-    assert plan[0][1] == "no such folder" and plan[1][1] is None
-    assert "HF_HUB_OFFLINE is set" in plan[2][1]  # conftest switches the Hub off
-    loaded = slot.get()
+    assert plan[0][1] is None and plan[1][1] is None and plan[2][1] == "no such folder"
+    assert "HF_HUB_OFFLINE is set" in plan[3][1]  # conftest switches the Hub off
+    unflagged = ModelSlot(COLPONET, checkpoints_dir=tmp_path / "checkpoints")
+    loaded = unflagged.get()
     assert loaded.trained and loaded.source.location == str(tmp_path / "checkpoints" / "colponet")
-    assert loaded.notes == ["local model 'missing' (--colponet / CERVIX_HF_COLPONET): no such folder"]
-    assert "will load from local folder" in slot.plan_message()
+    assert "will load from local folder" in unflagged.plan_message()
 
 
 def test_nothing_to_load_gives_the_untrained_default_and_says_how_to_get_weights(tmp_path):
-    broken = tmp_path / "broken"
+    broken = tmp_path / "colponet"  # the training script's folder, broken: it falls through (a flag's would stop)
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    slot = ModelSlot(COLPONET, requested=str(broken), checkpoints_dir=tmp_path, untrained_size="tiny")
+    slot = ModelSlot(COLPONET, checkpoints_dir=tmp_path, untrained_size="tiny")
     message = slot.plan_message()  # the broken folder looks available until its weights are read
     assert message.startswith("ColpoNet: cervix type (Type 1/2/3): will load from local folder")
     loaded = slot.get()
@@ -157,18 +163,18 @@ def test_examples_are_optional_and_sipakmed_clusters_count_as_cells(tmp_path):
     assert find_examples(tmp_path).cells == [str(cluster / "001.bmp")]
 
 
-def test_a_model_of_another_type_falls_through_to_the_next_source(tmp_path, tiny_colponet_dir):
+def test_a_model_of_another_type_stops_a_flag_and_falls_through_elsewhere(tmp_path, tiny_colponet_dir):
     from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
     from cervix_hf.model_presets import prepost_config
 
-    wrong = tmp_path / "prepost"
+    wrong = tmp_path / "checkpoints" / "colponet"
     PrePostFusionForImageClassification(prepost_config("tiny")).save_pretrained(wrong)
     PrePostFusionImageProcessor().save_pretrained(wrong)
-    shutil.copytree(tiny_colponet_dir, tmp_path / "checkpoints" / "colponet")
-    slot = ModelSlot(COLPONET, requested=str(wrong), checkpoints_dir=tmp_path / "checkpoints")
-    loaded = slot.get()
-    assert loaded.model.config.model_type == "colponet"
-    assert "'prepost_fusion' model, not 'colponet'" in loaded.notes[0]
+    flagged = AppModels({"colponet": ModelSlot(COLPONET, requested=str(wrong), checkpoints_dir=tmp_path / "none")})
+    with pytest.raises(ModelLoadError, match="--colponet / CERVIX_HF_COLPONET: .*'prepost_fusion' model, not"):
+        flagged.load_requested()
+    loaded = ModelSlot(COLPONET, checkpoints_dir=tmp_path / "checkpoints", untrained_size="tiny").get()
+    assert not loaded.trained and "'prepost_fusion' model, not 'colponet'" in loaded.notes[0]
 
 
 def test_warming_up_loads_and_runs_every_model_once(tmp_path):

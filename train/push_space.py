@@ -3,8 +3,9 @@
     python -m train.push_space --space-id OWNER/NAME [--model colponet=OWNER/NAME[@REVISION] ...] \
         [--examples DIR] [--private] [--commit-message MSG] [--dry-run] [--staging-dir DIR]
 
-Uploads `app.py`, `requirements.txt`, `cervix_hf/` and a `README.md` whose front matter makes it a Gradio Space
-(`sdk: gradio`, `app_file: app.py`, `models:` the model repos). The app loads the repos of `cervix_hf/hub/repos.py`, or
+Uploads `app.py`, `requirements.txt`, `cervix_hf/`, the `release/` models (the app serves them before the Hub
+repos) and a `README.md` whose front matter makes it a Gradio Space (`sdk: gradio`, `app_file: app.py`, `models:` the
+model repos). The app loads the repos of `cervix_hf/hub/repos.py`, or
 those given with `--model`, which are set as the Space's `CERVIX_HF_<MODEL_TYPE>_REPO` variables. `--examples DIR`
 (e.g. the sample data, `../shared/data`) adds the few example images per tab that the app would pick there, in
 `examples/`, where the Space's app finds them, and lists each in the README with its data set's terms and citation.

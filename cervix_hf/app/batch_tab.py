@@ -322,7 +322,7 @@ def build_batch_tab(models: AppModels, exports: ExportFolders) -> None:
                 uploads = gr.File(file_count="multiple", label="Images, or a zip", elem_id="batch-files")
                 button = gr.Button("Predict all", variant="primary")
             with gr.Column():
-                summary = gr.Markdown("Add images and press *Predict all*.")
+                summary = gr.Markdown("Add images and press *Predict all*.", label="Summary")
                 table = gr.Dataframe(label="Results (the first 500 rows; all in the CSV)", interactive=False,
                                      elem_id="batch-table")  # fmt: skip
                 csv_file = gr.File(label="All results (CSV)", elem_id="batch-csv")

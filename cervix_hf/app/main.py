@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -15,8 +16,11 @@ from .cell_classifier_tab import build_cell_classifier_tab
 from .cell_detection_tab import build_cell_detection_tab
 from .cervix_type_tab import build_cervix_type_tab
 from ..data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
+from ..hub import ModelReferenceError
+from ..inference import ModelLoadError
 from .models import (
     DEFAULT_CHECKPOINTS_DIR,
+    RELEASE_DIR_ENV,
     RUNTIMES,
     TASKS,
     AppModels,
@@ -103,8 +107,9 @@ def get_args_parser() -> argparse.ArgumentParser:
             *task.family.former_flags,
             metavar="DIR_OR_HUB_ID",
             dest=task.name,
-            help=f"{task.title}: a saved folder or owner/name[@revision] (default: ${task.env_var}, then "
-            f"CHECKPOINTS_DIR/{task.checkpoint_folder}, then the published Hub repo, else untrained)",
+            help=f"{task.title}: a saved folder (it must load) or owner/name[@revision] (default: ${task.env_var}, "
+            f"then CHECKPOINTS_DIR/{task.checkpoint_folder}, then release/{task.checkpoint_folder} (${RELEASE_DIR_ENV} "
+            "names another release folder), then the published Hub repo, else untrained)",
         )
     parser.add_argument(
         "--examples",
@@ -137,14 +142,24 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests
-    models = AppModels.from_settings(
-        requested_models({task.name: getattr(args, task.name) for task in TASKS}),
-        checkpoints_dir=args.checkpoints_dir,
-        runtime=args.runtime,
-    )
+    host = args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    port = args.port or (int(os.environ["GRADIO_SERVER_PORT"]) if os.environ.get("GRADIO_SERVER_PORT") else None)
+    if port is not None and not _port_is_free(host, port):
+        parser.exit(2, f"error: port {port} on {host} is in use (by another app?): choose another with "
+                       "--port (or GRADIO_SERVER_PORT), or leave both unset for the first free one from 7860.\n")
+    try:
+        models = AppModels.from_settings(
+            requested_models({task.name: getattr(args, task.name) for task in TASKS}),
+            checkpoints_dir=args.checkpoints_dir,
+            runtime=args.runtime,
+        )
+        models.load_requested()
+    except (ModelReferenceError, ModelLoadError) as error:
+        parser.exit(2, f"error: {error}\n")
     models.log_plan()
     if args.warm_up:  # in the background: the page is served at once, the first request finds its model ready
         threading.Thread(target=models.warm_up, name="warm-up", daemon=True).start()
@@ -153,6 +168,17 @@ def main(argv: list[str] | None = None) -> None:
         logger.warning("The examples folder %s does not exist: the app starts without examples.", examples_dir)
     demo = build_demo(models, examples_dir)
     demo.launch(server_name=args.host, server_port=args.port, **LAUNCH_SETTINGS)
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    """Whether `host:port` can be listened on now (gradio would otherwise fail after the models started loading)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is free
+            probe.bind((host, port))
+        return True
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ For each task the first source that is available and loads is used:
    `owner/name@revision`;
 2. the folder the training script writes, `checkpoints/<model_type>/` (`colponet`, `cell_detector`,
    `prepost_fusion`), or one under a former name (`checkpoints/cell-detector`, `checkpoints/prepost`);
-3. the published Hub repo (`cervix_hf.hub.model_repo_id`), when the Hub answers within `HUB_CHECK_TIMEOUT` seconds
+3. the repository's release models, `release/<model_type>/` beside the package's checkout, or in the current folder
+   (a Space's); `CERVIX_HF_RELEASE_DIR` names another release folder;
+4. the published Hub repo (`cervix_hf.hub.model_repo_id`), when the Hub answers within `HUB_CHECK_TIMEOUT` seconds
    or the repo is in the local Hugging Face cache (with `HF_HUB_OFFLINE=1` only the cache is looked at);
-4. otherwise the model's default configuration with untrained (random) weights, so the app always starts; every
+5. otherwise the model's default configuration with untrained (random) weights, so the app always starts; every
    result of that model then carries `UNTRAINED_WARNING`.
 
+A flag or variable is decided to be a folder or a Hub id at once (`cervix_hf.hub.resolve_model_reference`); a folder
+it names must load: `AppModels.load_requested` loads those at start and raises instead of falling through.
 `ModelSlot.resolve` only looks (does the folder exist, does the Hub know the repo); `ModelSlot.get` reads the weights
 on first use, once, under a lock, and falls through to the next source if they fail to load.
 """
@@ -37,8 +41,9 @@ from huggingface_hub import (
 from huggingface_hub.errors import EntryNotFoundError
 from PIL import Image
 
-from ..hub import is_repo_reference, model_repo_id, split_revision
-from ..inference import EXPORT_ENGINES, load_detector, load_pretrained
+from ..files import model_folder_problem
+from ..hub import ModelReferenceError, model_repo_id, resolve_model_reference, split_revision
+from ..inference import EXPORT_ENGINES, ModelLoadError, load_config, load_detector, load_pretrained
 from ..onnx_detector import available_detector_precision
 from ..onnx_runtime import EXPORTABLE, available_precision, describe_runtime, load_onnx
 from ..registry import FAMILIES, ModelFamily
@@ -50,6 +55,21 @@ UNTRAINED_WARNING = "UNTRAINED MODEL: output is meaningless"
 HUB_CHECK_TIMEOUT = 5.0
 RUNTIMES = ("auto", "torch", *EXPORT_ENGINES)
 DEFAULT_CHECKPOINTS_DIR = Path("checkpoints")
+RELEASE_DIR_ENV = "CERVIX_HF_RELEASE_DIR"
+RELEASE_FOLDER = "release"
+
+
+def release_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """
+    The folders that may hold the repository's release models, one `<model_type>/` folder each: `$CERVIX_HF_RELEASE_DIR`
+    when set, else `release/` beside the package's checkout and `release/` in the current folder (a Space's).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(RELEASE_DIR_ENV):
+        return [Path(environ[RELEASE_DIR_ENV]).expanduser().resolve()]
+    checkout = Path(__file__).resolve().parents[2] / RELEASE_FOLDER
+    current = Path(RELEASE_FOLDER).resolve()
+    return [checkout] if current == checkout else [checkout, current]
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ class ModelSource:
         revision (`str`, *optional*): the Hub revision asked for (branch, tag or commit); `None` is the default branch.
         origin (`str`): why this source is tried (e.g. `"--colponet / CERVIX_HF_COLPONET"`).
         commit (`str`, *optional*): the Hub commit the revision pointed to when the Hub was asked.
+        required (`bool`): a folder a flag or variable named: it must load, never falls through to the next source.
     """
 
     kind: str
@@ -104,6 +125,7 @@ class ModelSource:
     revision: str | None = None
     origin: str = ""
     commit: str | None = None
+    required: bool = False
 
     @property
     def pinned_revision(self) -> str | None:
@@ -132,11 +154,18 @@ UNTRAINED_SOURCE = ModelSource("untrained", origin="no trained weights found")
 
 
 def parse_model_reference(value: str, origin: str) -> ModelSource:
-    """A flag's or environment variable's value as a source: an existing folder, else `owner/name[@revision]`."""
-    path = Path(value).expanduser()
-    if not path.exists() and is_repo_reference(value):
-        return ModelSource("hub", *split_revision(value), origin)
-    return ModelSource("folder", str(path.resolve()), origin=origin)
+    """
+    A flag's or environment variable's value as a source: a folder (required to load) or `owner/name[@revision]`,
+    told apart by `resolve_model_reference`; its `ModelReferenceError` (a missing folder, not a saved model) is
+    raised naming `origin`.
+    """
+    try:
+        reference = resolve_model_reference(value)
+    except ModelReferenceError as error:
+        raise ModelReferenceError(f"{origin}: {error}") from None
+    if reference.kind == "hub":
+        return ModelSource("hub", reference.location, reference.revision, origin)
+    return ModelSource("folder", reference.location, origin=origin, required=True)
 
 
 @dataclass
@@ -223,6 +252,9 @@ class ModelSlot:
                 self.sources.append(
                     ModelSource("folder", str(former_folder.resolve()), origin="the training script's former folder")
                 )
+        for release in release_dirs():
+            release_folder = release / task.checkpoint_folder
+            self.sources.append(ModelSource("folder", str(release_folder), origin="the repository's release model"))
         self.sources.append(
             ModelSource("hub", *split_revision(model_repo_id(task.model_type)), origin="the published repo")
         )
@@ -239,6 +271,27 @@ class ModelSlot:
             if self._plan is None:
                 self._plan = [self._check(source) for source in self.sources]
             return self._plan
+
+    def planned_config(self):
+        """
+        The config of the model this slot serves, read without its weights (for what a page offers before the model
+        loads): the loaded model's; else the first available source's `config.json` (a folder's, or the Hub
+        cache's: nothing is downloaded); else the untrained default's.
+        """
+        if self._loaded is not None:
+            return self._loaded.model.config
+        available = next((source for source, reason in self.resolve() if reason is None), None)
+        location = available and available.location
+        if available is not None and available.kind == "hub":
+            cached = try_to_load_from_cache(available.location, "config.json", revision=available.pinned_revision)
+            location = str(Path(cached).parent) if isinstance(cached, str) else None
+        if location is not None:
+            try:
+                return load_config(location)
+            except (OSError, ValueError) as error:  # the load itself will say so; the page offers the defaults
+                logger.info("%s: cannot read the config of %s yet: %s", self.task.title, location, _first_line(error))
+        family = self.task.family
+        return family.config(self.untrained_size if self.untrained_size in family.sizes else family.published_size)
 
     def plan_message(self) -> str:
         """One paragraph for the start-up log: where the model will come from, or how to get real weights."""
@@ -289,9 +342,8 @@ class ModelSlot:
             folder = Path(source.location)
             if not folder.is_dir():
                 return source, "no such folder"
-            if not (folder / "config.json").is_file():
-                return source, "the folder has no config.json, so it is not a saved model"
-            return source, None
+            problem = model_folder_problem(folder)
+            return source, problem and problem.replace(str(folder), "the folder")
         try:
             cached = isinstance(try_to_load_from_cache(source.location, "config.json", revision=source.revision), str)
         except ValueError as error:  # not a valid repo id
@@ -319,6 +371,8 @@ class ModelSlot:
                     raise ValueError(f"it holds a {model.config.model_type!r} model, not {self.task.model_type!r}")
             # A folder or repo that exists but does not load (wrong model, corrupt weights) falls through, logged.
             except Exception as error:
+                if source.required:
+                    raise ModelLoadError(f"{source.origin}: {source.location} could not be loaded: {error}") from None
                 notes.append(_shown_note(source, f"could not be loaded ({_first_line(error)})"))
                 logger.warning("%s: could not load %s: %s", self.task.title, source.describe(), error)
                 continue
@@ -359,6 +413,15 @@ class AppModels:
                 for task in TASKS
             }
         )
+
+    def load_requested(self) -> None:
+        """
+        Loads now every model whose flag or variable names a folder, so that one which cannot load stops the app at
+        start: `ModelLoadError` naming the flag and why.
+        """
+        for slot in self:
+            if any(source.required for source in slot.sources):
+                slot.get()
 
     def __getitem__(self, name: str) -> ModelSlot:
         return self._slots[name]
@@ -449,5 +512,6 @@ __all__ = [
     "TASKS_BY_NAME",
     "UNTRAINED_WARNING",
     "parse_model_reference",
+    "release_dirs",
     "requested_models",
 ]

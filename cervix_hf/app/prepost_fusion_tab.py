@@ -176,8 +176,12 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                 with gr.Row():
                     pre = gr.Image(label="Pre-stain image", sources=IMAGE_SOURCES, elem_id="prepost-pre")
                     post = gr.Image(label="Post-stain image", sources=IMAGE_SOURCES, elem_id="prepost-post")
+                # Only the points the model defines, read from its config before it loads: the API offers these.
+                defined = slot.planned_config().operating_points or {}
+                offered = [name for name in OPERATING_POINT_NAMES
+                           if (defined.get(name) or {}).get("threshold") is not None]  # fmt: skip
                 operating_point = gr.Radio(
-                    CHOICES,
+                    [MODEL_DEFAULT, *offered, CUSTOM_THRESHOLD],
                     value=MODEL_DEFAULT,
                     label="Operating point",
                     info="Chosen on the validation split when the model was trained; only those the model defines.",

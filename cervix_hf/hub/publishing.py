@@ -27,7 +27,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData,
 from huggingface_hub.hf_api import CommitInfo
 
 from ..data.examples import EXAMPLES_FOLDER, example_source, find_examples
-from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
+from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE, give_default_mode
 from ..evaluation_plots import evaluations_in, plots_in
 from ..onnx_runtime import EXPORT_REPORT, ONNX_FOLDER
 from ..registry import FAMILIES_BY_TYPE
@@ -56,6 +56,9 @@ EXAMPLE_TERMS = {
 }
 # A few images per tab weigh a few MB; more is a folder of something else.
 MAX_EXAMPLES_BYTES = 20 * 1024**2
+# The repository's trained models (`release/<model_type>/`), which the Space serves without the Hub's model repos.
+RELEASE_FOLDER = "release"
+MAX_RELEASE_BYTES = 40 * 1024**2
 
 
 class PublishError(RuntimeError):
@@ -115,6 +118,8 @@ def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision:
         )
     staging_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(staging_dir)
+    for weights in staging_dir.glob("*.safetensors"):  # a kept staging folder (--staging-dir) is read by others too
+        give_default_mode(weights)
     processor_class.from_pretrained(model_dir).save_pretrained(staging_dir)
     for name in RUN_FILES:
         shutil.copy2(model_dir / name, staging_dir / name)
@@ -190,8 +195,10 @@ def stage_space(
 ) -> list[str]:
     r"""
     Stages the demo Space into `staging_dir`: `app.py`, `requirements.txt` and the `cervix_hf` package from
-    `project_root`, the example images picked from `examples_dir`, and a `README.md` whose front matter configures a
-    Gradio Space that loads `models` and whose text lists each example with its data set, terms and citation.
+    `project_root`, its `release/` models when it has them (the app serves them before the Hub repos, so the Space
+    shows trained models on its own), the example images picked from `examples_dir`, and a `README.md` whose front
+    matter configures a Gradio Space that loads `models` and whose text lists each example with its data set, terms
+    and citation.
 
     Args:
         staging_dir (`str` or `Path`):
@@ -210,8 +217,9 @@ def stage_space(
         `list[str]`: the staged files, relative to `staging_dir`, sorted.
 
     Raises:
-        [`PublishError`]: `project_root` is not a checkout, or an example cannot be published (data set without
-        recorded terms, too large a set, none found); nothing was staged.
+        [`PublishError`]: `project_root` is not a checkout, its `release/` weighs over `MAX_RELEASE_BYTES`, or an
+        example cannot be published (data set without recorded terms, too large a set, none found); nothing was
+        staged.
     """
     staging_dir, project_root = Path(staging_dir), Path(project_root)
     if staging_dir.exists() and any(staging_dir.iterdir()):
@@ -223,7 +231,19 @@ def stage_space(
             f"{project_root} has no {', '.join(missing)}: the Space is staged from a checkout of the project (its "
             "app.py, requirements.txt and cervix_hf/); run from a clone, where `pip install -e .` installs cervix-hf."
         )
+    release = project_root / RELEASE_FOLDER
+    release_files = [path for path in release.rglob("*") if path.is_file() and not any(
+        part.startswith(".") or part == "__pycache__" for part in path.relative_to(release).parts)]  # fmt: skip
+    release_bytes = sum(path.stat().st_size for path in release_files)
+    if release_bytes > MAX_RELEASE_BYTES:
+        raise PublishError(
+            f"{release} weighs {release_bytes / 1024**2:.1f} MB, over the {MAX_RELEASE_BYTES / 1024**2:.0f} MB the "
+            "Space's release models may take: rebuild them smaller, or remove what is not a model's file."
+        )
     staging_dir.mkdir(parents=True, exist_ok=True)
+    for path in release_files:
+        (staging_dir / RELEASE_FOLDER / path.relative_to(release)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, staging_dir / RELEASE_FOLDER / path.relative_to(release))
     for name in SPACE_FILES:
         shutil.copy2(project_root / name, staging_dir / name)
     shutil.copytree(
