@@ -120,3 +120,51 @@ def test_non_finite_loss_stops_training_with_a_clear_error(tmp_path):
             metric_for_best_model="loss",
             greater_is_better=False,
         )
+
+
+@pytest.mark.slow
+def test_the_kaggle_recipe_command_trains_on_a_validation_split_beside_its_baselines(intel_sample, tmp_path):
+    """The README's recipe command, as a user runs it, shrunk (tiny size, 64 px, one epoch) to run in seconds."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    output_dir = tmp_path / "colponet"
+    command = [sys.executable, "-m", "cervix_hf", "train", "colponet", "--data", str(intel_sample), "--recipe", "kaggle",
+               "--output-dir", str(output_dir), "--model-size", "tiny", "--image-size", "64", "--stage2-epochs", "1",
+               "--workers", "0", "--no-progress-bar"]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    # 40 photos per class, 80:20: 8 of each class in the validation split, no test split
+    assert saved["evaluated_on"] == "validation"
+    assert saved["data"]["class_counts"]["validation"] == {"Type_1": 8, "Type_2": 8, "Type_3": 8}
+    assert sum(saved["data"]["class_counts"]["test"].values()) == 0
+    # the recipe's settings, and a flag given (the size) winning over the recipe's
+    assert saved["training"]["label_smoothing"] == 0.1 and saved["training"]["schedule"] == "cosine"
+    assert saved["training"]["model_size"] == "tiny" and saved["training"]["image_size"] == 64
+    assert saved["training"]["initialisation"] == "random weights (no ImageNet)"
+    # the gate's thresholds are the 2nd percentiles of the training photos' scores, saved with the processor
+    processor = ColpoNetImageProcessor.from_pretrained(output_dir)
+    calibrated = saved["data"]["quality_gate"]["calibrated"]
+    assert processor.quality_laplacian_threshold == pytest.approx(calibrated["quality_laplacian_threshold"])
+    assert processor.size == {"height": 64, "width": 64}
+    # the interval's point estimates are the evaluation's own, recomputed from the saved predictions
+    names = saved["label_names"]
+    labels = np.array([names.index(p["label"]) for p in saved["predictions"]])
+    probabilities = np.array([[p["probabilities"][n] for n in names] for p in saved["predictions"]])
+    accuracy = float((probabilities.argmax(1) == labels).mean())
+    log_loss = float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-15, 1)).mean())
+    assert saved["intervals"]["accuracy"] == pytest.approx(accuracy) == pytest.approx(saved["metrics"]["accuracy"])
+    assert saved["intervals"]["log_loss"] == pytest.approx(log_loss, abs=1e-6)
+    low, high = saved["intervals"]["accuracy_ci"]
+    assert low <= accuracy <= high
+    # the class prior of the training split: 32 of each class before the gate, so every class gets 1/3
+    prior = saved["baselines"]["class_prior"]
+    assert prior["log_loss"] == pytest.approx(np.log(3), abs=1e-9)
+    assert prior["model_minus_baseline"]["log_loss"] == pytest.approx(log_loss - np.log(3), abs=1e-6)
+    assert "colour_texture_logistic_regression" in saved["baselines"]
+    card = ModelCard.load(output_dir / "README.md").text
+    assert "random weights (no ImageNet)" in card
+    assert "python -m cervix_hf train colponet" not in card and "--recipe kaggle" in card
+    assert f"| this model | {accuracy:.3f} [{low:.3f}, {high:.3f}]" in card
