@@ -159,7 +159,7 @@ def test_the_staged_space_carries_the_release_models_and_serves_them(tmp_path):
     probe = ("from cervix_hf.app.models import AppModels; "
              "print(AppModels.from_settings()['colponet'].get().source.describe())")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "space", env=environ, capture_output=True,
-                            text=True, timeout=240)  # fmt: skip
+                            text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"local folder {(tmp_path / 'space' / 'release' / 'colponet').resolve()}"
 
