@@ -1,4 +1,7 @@
+import csv
 import logging
+import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,10 +14,14 @@ from cervix_hf.data import (
     ImageClassificationDataset,
     class_counts,
     compute_class_weights,
+    is_intel_mobileodt,
+    read_iarc_atlas_types,
     read_image_folder,
     read_intel_mobileodt,
     stratified_split,
 )
+
+from .conftest import SHARED_DATA, require_data
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "intel-mobileodt-sample"
 SOLUTION_HEADER = ["image_name", "Type_1", "Type_2", "Type_3"]
@@ -177,6 +184,78 @@ def test_reads_the_real_sample():
     assert {name: len(indices) for name, indices in splits.items()} == {"train": 84, "validation": 24, "test": 12}
     for indices in splits.values():
         assert set(Counter(records.labels[i] for i in indices).values()) == {len(indices) // 3}
+
+
+def test_a_folder_of_only_the_test_photos_and_their_csv_is_the_competition_layout(tmp_path):
+    for name, _ in TEST_LABELS:
+        _write_image(tmp_path / "test" / name)
+    _write_solution_csv(tmp_path, _one_hot_rows(TEST_LABELS), separator=";", bom=True)
+    assert is_intel_mobileodt(tmp_path)  # not a <root>/<class>/ folder whose one class is "test"
+    records = read_intel_mobileodt(tmp_path)
+    assert _relative(records, tmp_path) == ["test/0.jpg", "test/1.jpg", "test/2.jpg"]
+    assert records.labels == [label for _, label in TEST_LABELS]
+    (tmp_path / "solution_stg1_release.csv").unlink()
+    assert not is_intel_mobileodt(tmp_path)
+
+
+ATLAS_CSV_COLUMNS = ["case_number", "case_id", "age", "hpv_status", "provisional_diagnosis", "histopathology_diagnosis"]
+
+
+def test_the_atlas_as_cervix_types_one_photo_after_acetic_acid_per_case(tmp_path):
+    photos = sorted(require_data(SHARED_DATA / "intel-mobileodt-sample").glob("train/Type_*/*.jpg"))[::10]
+    views = {  # case folder: its views, each a real JPEG
+        "images_low_grade/case_AAA1": ["2_After_normal_saline.jpg", "5_After_acetic_acid.jpg",
+                                       "3_After_acetic_acid.jpg", "4_After_acetic_acid_with_green_filter.jpg"],
+        "images_low_grade/case_AAA2": ["1_After_normal_saline.jpg", "2_After_Lugol\u2019s_iodine.jpg"],
+        "images_high_grade/case_AAB1": ["1_After_acetic_acid.jpg"],
+        "images_high_grade/case_AAB2": ["1_After_acetic_acid.jpg"],
+        "images_high_grade/case_AAB3": ["2_After_acetic_acid.jpg"],
+    }  # fmt: skip
+    copies = iter(photos)
+    for case, names in views.items():
+        (tmp_path / case).mkdir(parents=True)
+        for name in names:
+            shutil.copy(next(copies), tmp_path / case / name)
+    diagnoses = {
+        "low": [("AAA1", "Type 2 transformation zone; low-grade squamous intraepithelial lesion (LSIL)."),
+                ("AAA2", "Type 1 transformation zone; CIN1 with SPI.")],
+        "high": [("AAB1", "type 3 Transformation Zone; leukoplakia."),
+                 ("AAB2", "High-grade squamous intraepithelial lesion (HSIL) on a cervical polyp.")],
+    }  # fmt: skip (AAB3 is in no csv)
+    for grade, rows in diagnoses.items():
+        with (tmp_path / f"colposcopy_cases_{grade}_grade.csv").open("w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(ATLAS_CSV_COLUMNS)
+            writer.writerows([n, case, 40, "Positive", text, "CIN1."] for n, (case, text) in enumerate(rows))
+
+    records = read_iarc_atlas_types(tmp_path)
+    assert records.label_names == ["Type_1", "Type_2", "Type_3"]
+    assert _relative(records, tmp_path) == [
+        "images_low_grade/case_AAA1/3_After_acetic_acid.jpg",  # the first taken, not a green-filter view
+        "images_high_grade/case_AAB1/1_After_acetic_acid.jpg",
+    ]
+    assert records.labels == [1, 2] and records.subsets == ["images_low_grade", "images_high_grade"]
+    assert records.skipped_cases == [("AAA2", "no acetic acid view"), ("AAB2", "no transformation-zone type"),
+                                     ("AAB3", "no transformation-zone type")]  # fmt: skip
+    assert records.skipped == {"no acetic acid view": 1, "no transformation-zone type": 2}
+
+
+def test_the_real_atlas_as_cervix_types_follows_each_case_s_csv_row():
+    atlas = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
+    expected = {}  # case id: type number, read from the csv text itself
+    for csv_path in sorted(atlas.glob("colposcopy_cases_*_grade.csv")):
+        for row in csv.DictReader(csv_path.read_text(encoding="utf-8-sig").splitlines()):
+            found = re.match(r"Type ([123]) transformation zone", row["provisional_diagnosis"])
+            if found:
+                expected[row["case_id"]] = int(found.group(1))
+    cases = atlas.glob("images_*_grade/case_*")
+    with_view = {folder.name[5:] for folder in cases if any(folder.glob("*_After_acetic_acid.jpg"))}
+    records = read_iarc_atlas_types(atlas)
+    read = {Path(path).parent.name[5:]: label + 1 for path, label in zip(records.paths, records.labels)}
+    assert read == {case: number for case, number in expected.items() if case in with_view}
+    assert len(read) == 49 and sorted(read.values()) == sorted(expected[case] for case in read)
+    assert all(Path(path).name.endswith("_After_acetic_acid.jpg") for path in records.paths)
+    assert sum(records.skipped.values()) == 52 - 49 == len(records.skipped_cases)
 
 
 def test_dataset_loads_transforms_then_processes(tmp_path):

@@ -3,7 +3,7 @@
 
 import csv
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -36,12 +36,19 @@ class ImageFolderRecords:
             Class names, in class-index order.
         subsets (`list[str]`):
             Subset each image comes from (e.g. `"train"`, `"additional"`, `"test"`).
+        skipped (`dict[str, int]`, *optional*, defaults to `{}`):
+            Number of cases the reader skipped, per reason (readers of one photo per case, e.g.
+            [`read_iarc_atlas_types`]).
+        skipped_cases (`list[tuple[str, str]]`, *optional*, defaults to `[]`):
+            `(case_id, reason)` of each skipped case.
     """
 
     paths: list[str]
     labels: list[int]
     label_names: list[str]
     subsets: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_cases: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self):
         if not len(self.paths) == len(self.labels) == len(self.subsets):
@@ -60,6 +67,8 @@ class ImageFolderRecords:
             labels=[self.labels[i] for i in indices],
             label_names=list(self.label_names),
             subsets=[self.subsets[i] for i in indices],
+            skipped=dict(self.skipped),
+            skipped_cases=list(self.skipped_cases),
         )
 
 
@@ -140,6 +149,13 @@ def read_intel_mobileodt(
     if not records.paths:
         raise ValueError(f"No images found in {root}. Expected the Intel & MobileODT layout: {_INTEL_LAYOUT}.")
     return records
+
+
+def is_intel_mobileodt(root: Union[str, Path]) -> bool:
+    """Whether `root` holds any subset of the competition layout: `train/`, an `additional_Type_N_v2/` folder, or
+    the test photos' `solution_stg1_release.csv` (a folder of only `test/` and the csv is a data set too)."""
+    root = Path(root)
+    return (root / "train").is_dir() or any(root.glob("additional_Type_*")) or (root / SOLUTION_CSV_NAME).is_file()
 
 
 def _read_intel_train(root: Path, allow_outside_root: bool) -> list[tuple[str, int]]:

@@ -1,6 +1,7 @@
 """Pairs of cervix images taken before and after a stain (pre: normal saline; post: acetic acid or Lugol's iodine),
 labelled Negative/Positive, for the pre/post fusion model: readers (a generic csv and the IARC Atlas of Colposcopy),
-a case-level split, a PyTorch dataset and augmentation that keeps each pair aligned."""
+a case-level split, a PyTorch dataset and augmentation that keeps each pair aligned. The atlas is also read as a
+cervix-type data set (one photo per case, its transformation-zone type) for ColpoNet: `read_iarc_atlas_types`."""
 
 import csv
 import logging
@@ -17,6 +18,7 @@ from torchvision.transforms import v2
 
 from ..image_io import ImageLoadError, load_image
 from ..models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
+from .intel_mobileodt import INTEL_MOBILEODT_LABELS, ImageFolderRecords
 from .layout import file_identity, found_inside, path_inside, read_csv_rows
 from .splits import stratified_split
 
@@ -42,6 +44,8 @@ _IARC_LAYOUT = (
 _HIGH_GRADE_HISTOLOGY = re.compile(r"HSIL|CIN\s*[23]|invasive|carcinoma|cancer", re.IGNORECASE)
 _LOW_GRADE_HISTOLOGY = re.compile(r"LSIL|CIN\s*1", re.IGNORECASE)
 _VIEW_NUMBER = re.compile(r"(\d+)_")
+# "Type 2 transformation zone; ..." in an atlas case's provisional diagnosis.
+_TRANSFORMATION_ZONE_TYPE = re.compile(r"\bType\s*([123])\s+transformation\s+zone", re.IGNORECASE)
 _CSV_LABELS = {"0": 0, "1": 1, "negative": 0, "positive": 1}
 
 
@@ -211,15 +215,8 @@ def read_iarc_atlas(root: Union[str, Path], post: str = "acetic", allow_outside_
     if post not in IARC_POST_VIEWS:
         raise ValueError(f"post must be one of {', '.join(IARC_POST_VIEWS)}, got {post!r}.")
     root = Path(root)
-    case_folders = [
-        (folder, grade)
-        for grade_folder, grade in _IARC_GRADE_FOLDERS.items()
-        for folder in sorted((root / grade_folder).glob("case_*"))
-        if folder.is_dir()
-    ]
-    if not case_folders:
-        raise ValueError(f"No IARC atlas case found in {root}. Expected the layout {_IARC_LAYOUT}.")
-    histopathology = _read_iarc_histopathology(root, allow_outside_root)
+    case_folders = _iarc_case_folders(root)
+    histopathology = _read_iarc_case_column(root, "histopathology_diagnosis", allow_outside_root)
 
     records = PairRecords(records=[])
     labelled_by_folder = []
@@ -251,6 +248,53 @@ def read_iarc_atlas(root: Union[str, Path], post: str = "acetic", allow_outside_
             f"{len(labelled_by_folder)} case(s) of {root} have no recognised histopathology diagnosis in "
             f"{_IARC_CASES_CSV}; labelled by their folder instead: {labelled_by_folder}."
         )
+    return records
+
+
+def read_iarc_atlas_types(root: Union[str, Path], allow_outside_root: bool = False) -> ImageFolderRecords:
+    r"""
+    Reads the IARC Atlas of Colposcopy (layout as for [`read_iarc_atlas`]) as a cervix-type data set: one photo per
+    case, the view after acetic acid (`N_After_acetic_acid.jpg`, the lowest-numbered one), labelled `Type_1`,
+    `Type_2` or `Type_3` (the Intel & MobileODT classes) by the transformation-zone type that the case's
+    `provisional_diagnosis` (csv column of `colposcopy_cases_{low,high}_grade.csv`) names: "Type N transformation
+    zone; ...". Records are the low-grade cases, then the high-grade ones, each sorted by case id; each record's
+    subset is its grade folder (`images_low_grade` or `images_high_grade`).
+
+    A case is skipped, with its reason, when its provisional diagnosis names no transformation-zone type (or the
+    case is absent from the csv files): `"no transformation-zone type"`; or when it has no acetic acid view: `"no
+    acetic acid view"`. (In the atlas sample, 1 of 52 cases names no type and 2 lack the view.)
+
+    Args:
+        root (`str` or `Path`):
+            Folder holding `images_low_grade/`, `images_high_grade/` and the csv files.
+        allow_outside_root (`bool`, *optional*, defaults to `False`):
+            Accept views (and csv files) that lead outside `root` through a symbolic link; by default they are
+            refused.
+
+    Raises:
+        `ValueError`: when a csv lacks the `case_id` or `provisional_diagnosis` column, or `root` holds no case
+        folder; naming it, a view or csv whose symbolic link leads outside `root`.
+    """
+    root = Path(root)
+    case_folders = _iarc_case_folders(root)
+    diagnoses = _read_iarc_case_column(root, "provisional_diagnosis", allow_outside_root)
+    view_name, view_pattern = IARC_POST_VIEWS["acetic"]
+    records = ImageFolderRecords(paths=[], labels=[], label_names=list(INTEL_MOBILEODT_LABELS), subsets=[])
+    for folder, _ in case_folders:
+        case_id = folder.name.removeprefix("case_")
+        zone_type = _TRANSFORMATION_ZONE_TYPE.search(diagnoses.get(case_id, ""))
+        view = first_view(folder, view_pattern)
+        if zone_type is None:
+            reason = "no transformation-zone type"
+        elif view is None:
+            reason = f"no {view_name} view"
+        else:
+            records.paths.append(str(found_inside(root, Path(view), allow_outside_root)))
+            records.labels.append(int(zone_type.group(1)) - 1)
+            records.subsets.append(folder.parent.name)
+            continue
+        records.skipped[reason] = records.skipped.get(reason, 0) + 1
+        records.skipped_cases.append((case_id, reason))
     return records
 
 
@@ -355,21 +399,39 @@ def _existing_image(image_root: Path, value: str, view: str, where: str, allow_o
     return str(path)
 
 
-def _read_iarc_histopathology(root: Path, allow_outside_root: bool) -> dict[str, str]:
-    """Histopathology diagnosis per case id, from every `colposcopy_cases_*_grade.csv` of `root`."""
-    diagnoses = {}
+def _read_iarc_case_column(root: Path, column: str, allow_outside_root: bool) -> dict[str, str]:
+    """One column of the cases' csv files (e.g. `histopathology_diagnosis`) per case id, from every
+    `colposcopy_cases_*_grade.csv` of `root`."""
+    values = {}
     for csv_path in sorted(root.glob(_IARC_CASES_CSV)):
         found_inside(root, csv_path, allow_outside_root)
         with csv_path.open(encoding="utf-8-sig", newline="") as file:
             reader = csv.DictReader(file)
-            if not {"case_id", "histopathology_diagnosis"} <= set(reader.fieldnames or []):
+            if not {"case_id", column} <= set(reader.fieldnames or []):
                 raise ValueError(
-                    f"{csv_path}, line 1: expected the columns case_id and histopathology_diagnosis, got "
-                    f"{reader.fieldnames}."
+                    f"{csv_path}, line 1: expected the columns case_id and {column}, got {reader.fieldnames}."
                 )
             for row in reader:
-                diagnoses[(row["case_id"] or "").strip()] = row["histopathology_diagnosis"] or ""
-    return diagnoses
+                values[(row["case_id"] or "").strip()] = row[column] or ""
+    return values
+
+
+def _iarc_case_folders(root: Path) -> list[tuple[Path, int]]:
+    """(case folder, grade of its folder: 0 low, 1 high) of every atlas case, low grade first, each sorted by id."""
+    case_folders = [
+        (folder, grade)
+        for grade_folder, grade in _IARC_GRADE_FOLDERS.items()
+        for folder in sorted((root / grade_folder).glob("case_*"))
+        if folder.is_dir()
+    ]
+    if not case_folders:
+        raise ValueError(f"No IARC atlas case found in {root}. Expected the layout {_IARC_LAYOUT}.")
+    return case_folders
+
+
+def is_iarc_atlas(root: Union[str, Path]) -> bool:
+    """Whether `root` is laid out as the IARC atlas: an `images_low_grade/` or `images_high_grade/` folder."""
+    return any((Path(root) / grade_folder).is_dir() for grade_folder in _IARC_GRADE_FOLDERS)
 
 
 def _histopathology_label(diagnosis: str) -> Optional[int]:
