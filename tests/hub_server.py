@@ -11,7 +11,8 @@ huggingface_hub 2.4's client calls to publish and to download.
   `X-Repo-Commit`, `Content-Length`; `X-Error-Code` on a 404).
 
 Writes need `Authorization: Bearer <token>` with the server's token. Anything else answers 404 and is recorded in
-`unhandled`, so a test sees when the client starts calling something new.
+`unhandled`, so a test sees when the client starts calling something new. `fail_commits = N` makes the next N
+commits answer 500: a push that fails halfway (the repo exists, nothing is committed).
 """
 
 import base64
@@ -75,6 +76,7 @@ class LocalHub:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.unhandled: list[tuple[str, str]] = []
         self.authorizations: set[str] = set()  # Authorization headers received
+        self.fail_commits = 0  # the next commits to refuse with a 500
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -238,6 +240,9 @@ def _handler_for(hub: LocalHub):
             repo = self._find_repo(repo_type, repo_id)
             if revision not in repo.branches:
                 raise _Reply(404, {"error": f"Invalid rev id: {revision}"}, {"X-Error-Code": "RevisionNotFound"})
+            if hub.fail_commits > 0:
+                hub.fail_commits -= 1
+                raise _Reply(500, {"error": "Internal Error: the local test hub refuses this commit"})
             parent = repo.resolve(revision)
             files, message = dict(parent.files), ""
             for line in body.splitlines():

@@ -9,6 +9,7 @@
     cervix-hf render-card ...        python -m train.render_card
     cervix-hf push-to-hub ...        python -m train.push_to_hub
     cervix-hf push-space ...         python -m train.push_space
+    cervix-hf publish MODEL_TYPE ... python -m train.publish  (train, evaluate, export, card, push; resumable)
     cervix-hf app ...                python app.py
 
 The `train` commands come from the model records (`cervix_hf.registry`), so a new model gets its own; a model's
@@ -88,6 +89,7 @@ COMMANDS = (
     Command("render-card", "train.render_card", "render a trained model folder's model card again"),
     Command("push-to-hub", "train.push_to_hub", "publish a trained model folder to the Hub, in one commit"),
     Command("push-space", "train.push_space", "publish the demo Space to the Hub, in one commit"),
+    Command("publish", "train.publish", "train, evaluate, export and publish a model from a data folder, resumably"),
     Command("app", "cervix_hf.app", "serve the Gradio app"),
 )
 
