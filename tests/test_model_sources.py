@@ -165,11 +165,11 @@ def test_the_staged_space_carries_the_release_models_and_serves_them(tmp_path):
 
 
 def test_a_training_run_writes_its_weights_with_the_mode_of_its_other_files(tmp_path):
-    from .model_runs import colponet_run
+    from .model_runs import prepost_run
 
     old = os.umask(0o022)
     try:
-        run_dir = colponet_run(tmp_path / "run")
+        run_dir = prepost_run(tmp_path / "run")
     finally:
         os.umask(old)
     mode = (run_dir / "config.json").stat().st_mode & 0o777
