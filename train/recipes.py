@@ -33,6 +33,7 @@ class ColpoNetRecipe:
             of the training split's scores (the gate then rejects about this share of photos like them); `None`
             keeps the processor's thresholds.
         bf16 (`bool`): bfloat16 autocast.
+        channels_last (`bool`): weights in channels-last memory order.
         decode_once (`bool`): decode every photo once into memory (`cervix_hf.data.DecodedImageDataset`).
         baselines (`bool`): score the non-learned baselines on the evaluated split (`train/colponet_baselines.py`).
     """
@@ -53,6 +54,7 @@ class ColpoNetRecipe:
     split: tuple[float, float, float]
     quality_percentile: float | None
     bf16: bool
+    channels_last: bool
     decode_once: bool
     baselines: bool
 
@@ -79,6 +81,7 @@ COLPONET_RECIPES = {
         split=(0.8, 0.2, 0.0),
         quality_percentile=2.0,
         bf16=True,
+        channels_last=True,
         decode_once=True,
         baselines=True,
     ),
@@ -99,6 +102,7 @@ COLPONET_RECIPES = {
         split=(0.8, 0.2, 0.0),
         quality_percentile=2.0,
         bf16=True,
+        channels_last=True,
         decode_once=True,
         baselines=False,
     ),
