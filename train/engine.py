@@ -472,8 +472,9 @@ def published_command(argv: list[str], args: argparse.Namespace) -> str:
     """The training command as it ran (`python -m train.<script> ...` or `cervix-hf train ...`), relative paths as
     given and absolute ones as `published_path` writes them, so that a card shows the command without naming the
     machine's folders."""
-    script = Path(argv[0]).stem if argv else ""
-    module = next((name for name in sys.modules if name in (f"train.{script}", f"cervix_hf.train.{script}")), None)
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # set under `python -m`
+    script = main_spec.name if main_spec else ""
+    module = script if script.startswith(("train.", "cervix_hf.train.")) else None
     words = []
     for word in argv[1:]:
         name, equals, value = word.partition("=")
