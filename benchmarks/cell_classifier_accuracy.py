@@ -172,13 +172,14 @@ def main(args: argparse.Namespace) -> dict:
     labels = {name: np.asarray(split.labels) for name, split in splits.items()}
 
     prior = np.bincount(labels["train"], minlength=len(names)) / len(labels["train"])
-    probabilities = {"class prior": {split: np.tile(prior, (len(labels[split]), 1)) for split in labels}}
+    evaluated = ("validation", "test")
+    probabilities = {"class prior": {split: np.tile(prior, (len(labels[split]), 1)) for split in evaluated}}
 
     started = time.monotonic()
     features = {name: np.stack([classical_features(path) for path in split.paths]) for name, split in splits.items()}
     regression = make_pipeline(StandardScaler(), LogisticRegression(C=args.classical_c, max_iter=5000))
     regression.fit(features["train"], labels["train"])
-    probabilities["classical"] = {split: regression.predict_proba(features[split]) for split in ("validation", "test")}
+    probabilities["classical"] = {split: regression.predict_proba(features[split]) for split in evaluated}
     classical_seconds = time.monotonic() - started
 
     train_seconds = None

@@ -85,3 +85,19 @@ def test_evaluate_and_export_int8(trained, herlev, tmp_path):
     assert "top-1 agreement" in result.stdout
     report = json.loads((trained / "onnx" / "export.json").read_text())
     assert (trained / "onnx" / "model_int8.onnx").is_file() and report
+
+
+def test_weights_from_a_finished_run_refinishes_it_with_the_same_predictions(trained, herlev, tmp_path):
+    again = tmp_path / "again"
+    run("train", "cell_classifier", "--data", herlev, "--recipe", "tiny", "--output-dir", again, "--threads", "1",
+        "--seed", "3", "--weights-from", trained)  # fmt: skip
+    first, second = (json.loads((folder / "eval_results.json").read_text()) for folder in (trained, again))
+    assert second["predictions"] == first["predictions"]
+    assert second["training"]["stages"] == first["training"]["stages"]
+    assert second["training"]["weights_from"] == trained.name
+    assert "--weights-from" not in second["training"]["command"]
+    assert "weights are those of a finished run" in (again / "README.md").read_text()
+    refused = subprocess.run([*CLI, "train", "cell_classifier", "--data", str(herlev), "--recipe", "tiny",
+                              "--output-dir", str(tmp_path / "other"), "--seed", "4", "--weights-from", str(trained)],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert refused.returncode != 0 and "another seed" in refused.stderr

@@ -23,6 +23,7 @@ test split, with 95% intervals. A run has no checkpoints to resume: it is minute
 """
 
 import argparse
+import json
 import logging
 import math
 import time
@@ -39,6 +40,7 @@ from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import class_counts, read_herlev, source_image_split
 from cervix_hf.data.herlev import HERLEV_SPLIT_FRACTIONS
 from cervix_hf.eval_results import EvalResults
+from cervix_hf.files import EVAL_RESULTS_FILE
 from cervix_hf.image_io import load_image
 from cervix_hf.metrics import select_operating_points, wilson_interval
 from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier, group_probability
@@ -122,16 +124,25 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "validation)",
     )
     parser.add_argument("--threads", default=None, type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--weights-from",
+        type=Path,
+        help="a finished run's folder of the same recipe, settings and seed: its weights and training summary are "
+        "taken instead of training again; the predictions, operating points, evaluation, plots and card are made "
+        "again (to re-finish a run with this code)",
+    )
     parser.add_argument("--no-progress-bar", action="store_true", help="log one line per epoch only")
-    recipe = parser.add_argument_group("recipe settings (default: the recipe's)")
+    recipe = parser.add_argument_group("recipe settings (default: the --recipe's; shown: the herlev recipe's)")
     for setting in fields(CellRecipe):
         flag = "--" + setting.name.replace("_", "-")
+        value = getattr(RECIPES["herlev"], setting.name)
+        shown = ("per device " if setting.name == "batch_size" else "") + f"(default: {value}) in the herlev recipe"
         if setting.type in (bool, "bool"):
-            recipe.add_argument(flag, default=None, action=argparse.BooleanOptionalAction)
+            recipe.add_argument(flag, default=None, action=argparse.BooleanOptionalAction, help=shown)
         elif setting.name == "model_size":
-            recipe.add_argument(flag, default=None, choices=FAMILY.sizes)
+            recipe.add_argument(flag, default=None, choices=FAMILY.sizes, help=shown)
         else:
-            recipe.add_argument(flag, default=None, type=type(setting.default))
+            recipe.add_argument(flag, default=None, type=type(setting.default), help=shown)
     return parser
 
 
@@ -365,6 +376,34 @@ def cell_predictions(records, probabilities: np.ndarray, args) -> list[dict]:
     ]
 
 
+def finished_run(folder: Path, recipe: CellRecipe, args: argparse.Namespace):
+    """The model of a finished run of `recipe` (same settings and seed) in eval mode, and its training summary."""
+    trained = json.loads((folder / EVAL_RESULTS_FILE).read_text())
+    if trained["training"].get("settings") != asdict(recipe) or trained["data"].get("seed") != args.seed:
+        raise SystemExit(f"--weights-from {folder}: that run used other settings or another seed than this command.")
+    model = CellClassifierForImageClassification.from_pretrained(
+        folder, label_smoothing=recipe.label_smoothing, classifier_dropout=recipe.classifier_dropout
+    )
+    model.config.operating_points, model.config.decision_threshold = None, 0.5  # chosen again below
+    return model.eval(), trained["training"]["stages"][0]
+
+
+def published_command(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, as the card prints it: the flags that differ from their defaults, with
+    the data and output folders named as the run's files name them (`published_path`)."""
+    defaults = vars(get_args_parser().parse_args(["--data", "-", "--output-dir", "-"]))
+    words = ["cervix-hf", "train", "cell_classifier"]
+    for name, value in vars(args).items():
+        if name == "weights_from":
+            continue  # the weights of a run of this same command
+        if name in ("data", "output_dir"):
+            words += [f"--{name.replace('_', '-')}", published_path(value, args) if name == "data" else str(value)]
+        elif value != defaults.get(name):
+            flag = f"--{name.replace('_', '-')}"
+            words += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
+    return " ".join(words)
+
+
 def build_model(recipe: CellRecipe) -> CellClassifierForImageClassification:
     config = FAMILY.config(
         recipe.model_size, label_smoothing=recipe.label_smoothing, classifier_dropout=recipe.classifier_dropout
@@ -384,11 +423,14 @@ def main(args: argparse.Namespace) -> dict:
     processor = CellClassifierImageProcessor(size={"height": recipe.image_size, "width": recipe.image_size})
     images = {name: decode(split.paths, processor) for name, split in splits.items()}
     logger.info("Decoded %d cells at %d px in %.0f s.", len(records), recipe.image_size, time.monotonic() - started)
-    model = build_model(recipe)
-    stage = train(
-        model, images["train"], torch.tensor(splits["train"].labels), recipe, processor, args.seed,
-        quiet=args.no_progress_bar,
-    )  # fmt: skip
+    if args.weights_from:
+        model, stage = finished_run(args.weights_from, recipe, args)
+    else:
+        model = build_model(recipe)
+        stage = train(
+            model, images["train"], torch.tensor(splits["train"].labels), recipe, processor, args.seed,
+            quiet=args.no_progress_bar,
+        )  # fmt: skip
     probabilities = {
         name: predict_probabilities(model, images[name], processor, recipe) for name in ("validation", "test")
     }
@@ -429,12 +471,14 @@ def main(args: argparse.Namespace) -> dict:
         training={
             "stages": [stage],
             "recipe": args.recipe,
+            "command": published_command(args),
             "settings": asdict(recipe),
             "augmentation": f"recipe {args.recipe}",
             "batch_size": recipe.batch_size,
             "model_size": recipe.model_size,
             "decision_threshold": args.decision_threshold,
             "train_seconds": stage["train_seconds"],
+            "weights_from": published_path(args.weights_from, args) if args.weights_from else None,
         },
         extra={
             "label_groups": config.label_groups,
