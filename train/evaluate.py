@@ -1,47 +1,72 @@
 """Evaluate a saved model on a labelled data set: `eval_results.json` in the training runs' layout, its plots, and
 optionally the model card again.
 
-    python -m train.evaluate --model checkpoints/colponet --data ../shared/data/intel-mobileodt-sample
+    python -m train.evaluate --model checkpoints/colponet --data ../shared/data/iarc-colposcopy-atlas
     cervix-hf evaluate --model checkpoints/cell_detector --data ../shared/data/isbi2014-edf --output-dir eval/isbi
     cervix-hf evaluate --model checkpoints/prepost_fusion --data ATLAS_OR_PAIRS_CSV --update-card
 
 Every image (pair) of `--data` is evaluated, read by the readers training uses: ColpoNet the Intel & MobileODT
-layout or a `<root>/<class>/` folder; the detector ISBI 2014, SIPaKMeD, or a CSV/COCO/VOC annotation file
-(`--format`, `--annotations`); the fusion model the IARC atlas or a pairs CSV; the cell classifier the Herlev layout
-(`labels.csv`). The metrics are the training runs'
-own (`cervix_hf.metrics`), on the split named `external`, and the file is checked against its contract before it is
-written. ColpoNet classifies every photo, as its training evaluation does, and records how many its quality gate
-would have rejected; the fusion model decides at its saved threshold and marks its saved operating points; on ISBI
-data the detector is compared with the classical baseline on the same images.
+layout, the IARC atlas or a `<root>/<class>/` folder; the detector ISBI 2014, SIPaKMeD, or a CSV/COCO/VOC annotation
+file (`--format`, `--annotations`); the fusion model the IARC atlas or a pairs CSV; the cell classifier the Herlev
+layout (`labels.csv`). The metrics are the training runs' own (`cervix_hf.metrics`), on the split named
+`external`, and the file is checked against its contract before it is written. ColpoNet classifies every photo, as
+its training evaluation does, and records how many its quality gate would have rejected; the fusion model decides at
+its saved threshold and marks its saved operating points; on ISBI data the detector is compared with the classical
+baseline on the same images.
 
-The results go to `--output-dir` (default: `<model>/evaluations/<data name>/`). `--update-card` renders the model
-card again, which then links every evaluation in the model folder's `evaluations/` (its file and plots) beside the
-training run's own, which it keeps describing; `push-to-hub` publishes them with the model.
+ColpoNet's data is read by its layout: the competition's (`train/`, `additional_Type_N_v2/`, `test/` with
+`solution_stg1_release.csv`, any of them alone; `--subset` picks some, by default every one present is evaluated),
+the IARC atlas (one photo per case, after acetic acid, typed by the case's provisional diagnosis: an other-camera
+test), or a `<root>/<class>/` folder. Photos that overlap the model's own training data are refused, told from the
+model folder's `eval_results.json`: photos of the data set it was trained on (same name, or sharing photos with the
+ones it recorded) that are not among the photos its training run held out and evaluated on. `--allow-overlap`
+evaluates them anyway and names the split `overlapping-training-data` instead of `external`.
+
+The results go to `--output-dir` (default: `<model>/evaluations/<data name>/`, `<data name>-<subset>` with
+`--subset`). `--update-card` renders the model card again, which then links every evaluation in the model folder's
+`evaluations/` (its file and plots) beside the training run's own, which it keeps describing; `push-to-hub`
+publishes them with the model.
 """
 
 import argparse
 import json
+import os
 import sys
-from pathlib import Path
+from collections import Counter
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from cervix_hf.batch import BatchInput, Predictor, chunks
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.data import class_counts, read_herlev, read_iarc_atlas, read_pairs_csv
+from cervix_hf.data import (
+    INTEL_MOBILEODT_SUBSETS,
+    class_counts,
+    is_iarc_atlas,
+    is_intel_mobileodt,
+    read_herlev,
+    read_iarc_atlas,
+    read_iarc_atlas_types,
+    read_image_folder,
+    read_intel_mobileodt,
+    read_pairs_csv,
+)
 from cervix_hf.eval_results import EvalResults, EvalResultsError
 from cervix_hf.evaluation_plots import EVALUATIONS_FOLDER, PLOTS_FOLDER, draw_detection_sample, write_evaluation_plots
 from cervix_hf.files import EVAL_RESULTS_FILE
+from cervix_hf.hub import ModelReferenceError, resolve_model_reference
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 from cervix_hf.inference import detect_cells, load_model_input
 from cervix_hf.metrics import compute_classification_metrics, compute_detection_metrics, evaluate_binary
 from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier
 
-from . import train_cell_detector, train_colponet
+from . import train_cell_detector
 from .engine import _write_json, software_versions
 
 SPLIT = "external"
+# ColpoNet's split name when --allow-overlap evaluates photos of the model's own training data.
+OVERLAP_SPLIT = "overlapping-training-data"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -55,8 +80,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="auto", help="detector data: auto, isbi2014, sipakmed, csv, coco, voc")
     parser.add_argument("--annotations", type=Path, help="detector data in csv, coco or voc: the annotation file")
     parser.add_argument("--box-from", default="nucleus", help="SIPaKMeD: boxes from the nucleus or cytoplasm masks")
-from cervix_hf.hub import ModelReferenceError, resolve_model_reference
     parser.add_argument("--post", default="acetic", help="IARC atlas: the post-stain view (acetic or lugol)")
+    parser.add_argument("--subset", nargs="+", choices=INTEL_MOBILEODT_SUBSETS, help="ColpoNet on the competition "
+                        "layout: the subsets to evaluate (default: every one present)")  # fmt: skip
+    parser.add_argument("--allow-overlap", action="store_true", help="ColpoNet: evaluate photos of the model's own "
+                        f"training data anyway, under the split name {OVERLAP_SPLIT} (refused by default)")  # fmt: skip
     parser.add_argument("--allow-outside-root", action="store_true", help="accept annotation paths, and symbolic "
                         "links of a data folder, that lead outside --data")  # fmt: skip
     return parser
@@ -80,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 "cell_classifier": _cell_classifier}.get(model_type)  # fmt: skip
     if evaluate is None:
         return _fail(f"--model {args.model} holds a {model_type!r} model, which this command cannot evaluate.")
-    output_dir = args.output_dir or args.model / EVALUATIONS_FOLDER / args.data.name
+    data_name = _data_name(args.data) + "".join(f"-{subset}" for subset in args.subset or ())
+    output_dir = args.output_dir or args.model / EVALUATIONS_FOLDER / data_name
     try:
         eval_results = evaluate(model, processor, args, output_dir)
         eval_results.software = software_versions()
@@ -129,8 +158,96 @@ def _training_of(model_dir: Path) -> dict:
             "note": "the model folder records no training"}  # fmt: skip
 
 
+def _data_name(data: Path) -> str:
+    """A data set's name: its folder's or file's (`.` and a trailing `/` name the folder itself)."""
+    return Path(os.path.abspath(data)).name
+
+
 def _data(args: argparse.Namespace, **facts) -> dict:
     return {"source": args.data.name, "seed": None, "evaluated": "every image of the data set", **facts}
+
+
+def _colponet_records(args: argparse.Namespace):
+    """The labelled photos of `--data` by its layout (the IARC atlas, the competition's, else `<root>/<class>/`),
+    what was read, told to the user, and the layout's name."""
+    data, subsets = args.data, args.subset
+    if subsets and not is_intel_mobileodt(data):
+        raise SystemExit(f"--subset {' '.join(subsets)}: {data} is not in the competition layout (train/, "
+                         "additional_Type_N_v2/, test/ with solution_stg1_release.csv).")  # fmt: skip
+    if is_iarc_atlas(data):
+        records = read_iarc_atlas_types(data, allow_outside_root=args.allow_outside_root)
+        skipped = ", ".join(f"{case} ({reason})" for case, reason in records.skipped_cases)
+        print(f"Read {data} as the IARC atlas: {len(records)} case(s), one photo after acetic acid each, typed by "
+              f"the case's provisional diagnosis; skipped {len(records.skipped_cases)} case(s)"
+              + (f": {skipped}." if skipped else "."))  # fmt: skip
+        return records, "iarc-atlas"
+    if is_intel_mobileodt(data):
+        records = read_intel_mobileodt(data, subsets or INTEL_MOBILEODT_SUBSETS, args.allow_outside_root)
+        counts = Counter(records.subsets)
+        which = "the subset(s) asked for" if subsets else "every subset present (--subset picks some)"
+        print(f"Read {data} in the competition layout, {which}: "
+              + ", ".join(f"{subset} {count} photo(s)" for subset, count in counts.items()) + ".")  # fmt: skip
+        return records, "intel-mobileodt"
+    records = read_image_folder(data, allow_outside_root=args.allow_outside_root)
+    if records.label_names == ["test"]:
+        raise SystemExit(f"--data {data}: test/ holds the competition's test photos, but their labels, "
+                         f"solution_stg1_release.csv, are not in {data}; put the csv beside test/.")  # fmt: skip
+    return records, "image-folder"
+
+
+def _inside_data_set(path: str, name: str) -> str:
+    """A recorded photo path (`<data set name>/<path inside it>`, as training runs write them) inside its data set."""
+    parts = PurePosixPath(path).parts
+    start = max((i + 1 for i, part in enumerate(parts) if part == name), default=0)
+    return PurePosixPath(*parts[start:]).as_posix() if parts[start:] else path
+
+
+def _training_overlap(args: argparse.Namespace, paths: list[str]) -> dict:
+    """
+    Which evaluated photos overlap the model's own training data, told from the training run's `eval_results.json`:
+    its data set (`data.source`) and the photos it held out and evaluated on (`predictions`). The evaluated data set
+    is the training one when it has the same name, or when it holds a photo at the same place as a recorded one (a
+    copy under another name). Then every photo that is not a recorded one overlaps, unless it lies in a top folder
+    (e.g. `test/`) from which none of the recorded photos came: the training split did not draw from it.
+    """
+    record_file = args.model / EVAL_RESULTS_FILE
+    if not record_file.is_file():
+        return {"checked": False, "overlapping": [], "note": "the model folder records no training data "
+                f"({EVAL_RESULTS_FILE}): overlap with it could not be checked"}  # fmt: skip
+    record = json.loads(record_file.read_text())
+    source = _data_name(Path(str(record["data"]["source"])))
+    held_out = {_inside_data_set(str(row["path"]), source) for row in record.get("predictions") or [] if "path" in row}
+    evaluated = [Path(os.path.relpath(path, args.data)).as_posix() for path in paths]
+    same_data_set = _data_name(args.data) == source or bool(held_out & set(evaluated))
+    drawn_from = {key.split("/")[0] for key in held_out}
+    overlapping = [key for key in evaluated if same_data_set and key not in held_out
+                   and (not drawn_from or key.split("/")[0] in drawn_from)]  # fmt: skip
+    return {"checked": True, "training_data": source, "held_out_photos_recorded": len(held_out),
+            "overlapping": overlapping}  # fmt: skip
+
+
+def _refuse_or_flag_overlap(args: argparse.Namespace, overlap: dict, total: int) -> str:
+    """The split name of the evaluation, after refusing an overlap with the training data or saying it loudly."""
+    if not overlap["checked"]:
+        print(f"Note: {overlap['note']}.")
+        return SPLIT
+    overlapping = overlap["overlapping"]
+    if not overlapping:
+        print(f"Split {SPLIT}: no photo of {args.data} is among the training data of the model "
+              f"({overlap['training_data']}).")  # fmt: skip
+        return SPLIT
+    problem = (f"{len(overlapping)} of {total} photo(s) of {args.data} overlap the model's own training data: they "
+               f"are of {overlap['training_data']}, the data set it was trained on, and not among the "
+               f"{overlap['held_out_photos_recorded']} photo(s) its training run held out "
+               f"(e.g. {overlapping[0]})")  # fmt: skip
+    if not args.allow_overlap:
+        raise SystemExit(f"{problem}. Their figures would flatter the model. Evaluate other photos (e.g. --subset "
+                         f"test), or pass --allow-overlap to evaluate them anyway, named {OVERLAP_SPLIT}.")  # fmt: skip
+    warning = f"WARNING: {problem}. The split is named {OVERLAP_SPLIT}, not {SPLIT}: these figures are not an " \
+        "independent test."  # fmt: skip
+    print(warning)
+    print(warning, file=sys.stderr)
+    return OVERLAP_SPLIT
 
 
 def _check_labels(model, data_names, args) -> None:
@@ -140,9 +257,11 @@ def _check_labels(model, data_names, args) -> None:
 
 
 def _colponet(model, processor, args, output_dir: Path) -> EvalResults:
-    records = train_colponet.load_records(args.data)
+    records, layout = _colponet_records(args)
     names = list(records.label_names)
     _check_labels(model, names, args)
+    overlap = _training_overlap(args, records.paths)
+    split = _refuse_or_flag_overlap(args, overlap, len(records))
     predictor = Predictor("colponet", model, processor, ignore_quality_gate=True)
     items = [BatchInput((str(path),)) for path in records.paths]
     rows = [row for chunk in chunks(items, args.batch_size) for row in predictor(chunk)]
@@ -156,14 +275,17 @@ def _colponet(model, processor, args, output_dir: Path) -> EvalResults:
         model_type="colponet",
         label_names=names,
         metrics=compute_classification_metrics(labels, probabilities, names),
-        data=_data(args, class_counts={SPLIT: class_counts(labels, names)},
+        data=_data(args, layout=layout, class_counts={split: class_counts(labels, names)},
+                   subsets=dict(Counter(records.subsets)), skipped=records.skipped,
+                   training_overlap={**overlap, "overlapping": len(overlap["overlapping"])},
                    quality_gate={"checked": len(rows), "would_reject": rejected,
                                  "laplacian_threshold": processor.quality_laplacian_threshold,
                                  "fft_threshold": processor.quality_fft_threshold}),  # fmt: skip
         training=_training_of(args.model),
-        evaluated_on=SPLIT,
-        extra={"predictions": [
-            {"path": Path(path).name, "label": names[label], "probabilities": dict(zip(names, map(float, p)))}
+        evaluated_on=split,
+        extra={"predictions": [  # named as training runs name theirs: <data set name>/<path inside it>
+            {"path": f"{_data_name(args.data)}/{Path(os.path.relpath(path, args.data)).as_posix()}",
+             "label": names[label], "probabilities": dict(zip(names, map(float, p)))}
             for path, label, p in zip(records.paths, labels, probabilities)
         ]},  # fmt: skip
     )
