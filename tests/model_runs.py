@@ -184,4 +184,77 @@ def prepost_run(output_dir: Path) -> Path:
     return finish_run(model, PrePostFusionImageProcessor(), output_dir, eval_results, args)
 
 
-RUNS = {"colponet": colponet_run, "cell_detector": detector_run, "prepost_fusion": prepost_run}
+def cell_classifier_run(output_dir: Path) -> Path:
+    """As `train/train_cell_classifier.py`: operating points on the abnormal group's validation probabilities, the
+    test split evaluated with them, the validation and test summaries, the training summary of its one stage."""
+    from cervix_hf import CellClassifierForImageClassification, CellClassifierImageProcessor, HERLEV_LABELS
+    from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier, group_probability
+    from cervix_hf.models.cell_classifier import HERLEV_GROUPS
+    from cervix_hf.registry import family
+    from train import train_cell_classifier
+
+    torch.manual_seed(0)
+    names = list(HERLEV_LABELS)
+    rng = np.random.default_rng(0)
+
+    def probabilities(labels):
+        logits = rng.normal(size=(len(labels), 7)) + 2.0 * np.eye(7)[labels]
+        return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    labels = {"train": np.repeat(np.arange(7), 5), "validation": np.repeat(np.arange(7), 3),
+              "test": np.repeat(np.arange(7), 2)}  # fmt: skip
+    scores = {split: probabilities(labels[split]) for split in ("validation", "test")}
+    abnormal = (labels["validation"] >= 3).astype(int)
+    points = select_operating_points(abnormal, group_probability(scores["validation"], names, HERLEV_GROUPS["abnormal"]),
+                                     0.95, 0.95)  # fmt: skip
+    threshold = points["screening"]["threshold"]
+    model = CellClassifierForImageClassification(
+        family("cell_classifier").config("tiny", operating_points=points, decision_threshold=threshold)
+    ).eval()
+    args = train_cell_classifier.get_args_parser().parse_args(
+        ["--data", "../shared/data/herlev", "--output-dir", str(output_dir), "--recipe", "tiny"]
+    )
+    stage = {**stage_summary("train", 3e-3, True, "none (a fixed schedule; the weight average is kept)", None),
+             "train_seconds": 12.5}  # fmt: skip
+    eval_results = EvalResults(
+        model_type="cell_classifier",
+        label_names=names,
+        metrics=evaluate_grouped_classifier(labels["test"], scores["test"], names, HERLEV_GROUPS, "abnormal",
+                                            threshold, points),  # fmt: skip
+        data={
+            "source": "herlev",
+            "dataset": "herlev",
+            "split_fractions": {"train": 0.7, "validation": 0.2, "test": 0.1},
+            "split_by": "source_image",
+            "seed": 42,
+            "class_counts": {split: class_counts(values, names) for split, values in labels.items()},
+            "source_images": {"train": 20, "validation": 12, "test": 9},
+        },
+        training={
+            "stages": [stage],
+            "recipe": "tiny",
+            "command": train_cell_classifier.published_command(args),
+            "settings": train_cell_classifier.asdict(train_cell_classifier.RECIPES["tiny"]),
+            "augmentation": "recipe tiny",
+            "batch_size": 16,
+            "model_size": "tiny",
+            "decision_threshold": "screening",
+            "train_seconds": 12.5,
+            "weights_from": None,
+        },
+        extra={
+            "label_groups": HERLEV_GROUPS,
+            "positive_group": "abnormal",
+            "summary": {split: train_cell_classifier.split_summary(labels[split], scores[split], names, HERLEV_GROUPS,
+                                                                   "abnormal", points, 5)
+                        for split in ("validation", "test")},  # fmt: skip
+            "predictions": [{"image": f"cell{i}.jpg", "source_image": f"s{i}", "label": names[label],
+                             "probabilities": dict(zip(names, map(float, row)))}
+                            for i, (label, row) in enumerate(zip(labels["test"], scores["test"]))],  # fmt: skip
+        },
+    )
+    return finish_run(model, CellClassifierImageProcessor(), output_dir, eval_results, args)
+
+
+RUNS = {"colponet": colponet_run, "cell_detector": detector_run, "prepost_fusion": prepost_run,
+        "cell_classifier": cell_classifier_run}  # fmt: skip

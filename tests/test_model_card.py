@@ -61,6 +61,7 @@ def test_every_run_writes_a_card_with_every_section_and_the_files_numbers(runs, 
         "colponet": ("accuracy", eval_results["metrics"].get("accuracy")),
         "cell_detector": ("mean_average_precision", eval_results["metrics"].get("map")),
         "prepost_fusion": ("sensitivity", eval_results["metrics"].get("report", {}).get("sensitivity")),
+        "cell_classifier": ("accuracy", eval_results["metrics"].get("accuracy")),
     }
     metric_type, value = headline[model_type]  # fmt: skip
     assert index[metric_type] == pytest.approx(value, abs=5e-5)
