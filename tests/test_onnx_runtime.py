@@ -103,6 +103,26 @@ def test_int8_colponet_stays_within_the_agreement_bound_on_real_photos(colponet_
             assert max(abs(expected[k] - got[k]) for k in expected) <= onnx_runtime.MAX_PROBABILITY_DIFFERENCE
 
 
+def test_an_export_openvino_cannot_compile_is_kept_and_served_by_onnx_runtime(colponet_dir, intel_photos, monkeypatch):
+    """Some int8 graphs (the fusion model's attention) make OpenVINO's compiler raise: the export, checked under ONNX
+    Runtime, is kept, and the report says why OpenVINO does not serve it."""
+    compare = onnx_runtime._compare
+
+    def compare_where_openvino_fails(model, exported, batches, spec, engine):
+        if engine == "openvino":
+            raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:132: index '0' out of range")
+        return compare(model, exported, batches, spec, engine)
+
+    monkeypatch.setattr(onnx_runtime, "_compare", compare_where_openvino_fails)
+    model, processor = load_classifier(str(colponet_dir), runtime="torch")
+    export_onnx(model, processor, colponet_dir, "fp32", check=[load_model_input(intel_photos[0], "colponet")])
+    report = json.loads((colponet_dir / "onnx" / "export.json").read_text())["fp32"]
+    assert report["accepted"] is True and onnx_path(colponet_dir, "fp32").is_file()
+    assert report["openvino"] == {"accepted": False, "error": "Exception from src/inference/src/cpp/core.cpp:132: "
+                                  "index '0' out of range"}  # fmt: skip
+    assert load_classifier(str(colponet_dir), runtime="auto")[0].engine == "onnxruntime"
+
+
 def test_openvino_serves_an_export_only_when_its_own_check_passed(colponet_dir, intel_photos):
     model, processor = load_classifier(str(colponet_dir), runtime="torch")
     export_onnx(model, processor, colponet_dir, "fp32", check=[load_model_input(intel_photos[0], "colponet")])

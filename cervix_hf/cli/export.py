@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             f"input(s): top-1 agreement {report['top1_agreement']:.3f}, largest probability difference "
             f"{report['max_probability_difference']:.4f}; exported in {report['export_seconds']} s."
         )
-        if "openvino" in report:
+        if "error" in report.get("openvino", {}):
+            print(f"OpenVINO cannot run this export ({report['openvino']['error']}), so ONNX Runtime serves it.")
+        elif "openvino" in report:
             check = report["openvino"]
             print(f"Run by OpenVINO: top-1 agreement {check['top1_agreement']:.3f}, largest probability difference "
                   f"{check['max_probability_difference']:.4f}; {_verdict(report)}")  # fmt: skip
