@@ -108,7 +108,7 @@ def upload(page, component_id: str, path: Path) -> None:
 def test_page_shows_the_banner_and_fetches_nothing_from_the_network(browser_page, running_app):
     assert browser_page.get_by_text("Research demo, not a diagnosis.").first.is_visible()
     assert [tab.strip() for tab in browser_page.get_by_role("tab").all_inner_texts()] == [
-        "Cervix type", "Cell detection", "Pre/post fusion", "Batch", "Models",
+        "Cervix type", "Cell detection", "Pre/post fusion", "Pap cell", "Batch", "Models",
     ]  # fmt: skip
     assert browser_page.requested_hosts == {urlparse(running_app.local_url).netloc}
 
@@ -224,7 +224,7 @@ def test_prepost_tab_decides_on_an_uploaded_pair(browser_page, screenshot):
 
 def test_models_tab_says_where_each_model_came_from(browser_page, screenshot):
     open_tab(browser_page, "Models")
-    loaded_from = browser_page.locator("li", has_text="Loaded from: local folder")
+    loaded_from = browser_page.locator("li", has_text="Loaded from: local model")
     loaded_from.first.wait_for(timeout=RESULT_TIMEOUT_MS)
     assert loaded_from.count() == 3
     assert browser_page.locator("li", has_text="Trained: yes").count() == 3
@@ -340,7 +340,7 @@ def test_with_every_card_open_the_models_tab_stays_a_few_screens_tall(chromium, 
     page = open_page(chromium, demo.local_url)
     try:
         open_tab(page, "Models")
-        page.locator("li", has_text="Loaded from: local folder").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+        page.locator("li", has_text="Loaded from: local model").first.wait_for(timeout=RESULT_TIMEOUT_MS)
         page.evaluate("document.querySelectorAll('details').forEach(details => details.open = true)")
         page.wait_for_timeout(300)
         assert page.get_by_text("A paragraph of the card, number 119.").count() == 1

@@ -173,7 +173,8 @@ def test_published_models_load_anywhere_with_identical_outputs(runs, published, 
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["imported_cervix_hf"] is False  # the Hub repos carry their own code
     images = {"colponet": ["photo.jpg"], "cell_detector": ["smear.png"], "prepost_fusion": ["pre.jpg", "post.jpg"]}
-    for model_type, run in runs.items():
+    for model_type in PUBLISHED:  # the models this module publishes
+        run = runs[model_type]
         auto = AutoModelForObjectDetection if model_type == "cell_detector" else AutoModelForImageClassification
         model = auto.from_pretrained(run).eval()
         processor = AutoImageProcessor.from_pretrained(run)
@@ -282,6 +283,7 @@ def test_the_space_is_published_with_its_front_matter_and_model_repos(hub, onlin
         "tester/colponet",
         PUBLISHED_MODELS["cell_detector"],
         PUBLISHED_MODELS["prepost_fusion"],
+        PUBLISHED_MODELS["cell_classifier"],
     ]
     space_environment = {key: value["value"] for key, value in repo.variables.items()}
     expected = {**PUBLISHED_MODELS, "colponet": "tester/colponet@v1"}

@@ -226,7 +226,7 @@ def test_predict_says_why_a_hostile_model_folder_cannot_be_used_instead_of_a_tra
         assert result.stdout == ""  # nothing predicted
 
 
-def test_the_app_shows_a_broken_checkpoint_as_failed_never_as_trained(saved_colponet, tmp_path):
+def test_the_app_refuses_a_broken_checkpoint_named_by_its_flag_never_serving_it_untrained(saved_colponet, tmp_path):
     weights = load_file(saved_colponet / "model.safetensors")
     del weights[sorted(weights)[0]]
     save_file(weights, saved_colponet / "model.safetensors", metadata={"format": "pt"})
@@ -234,9 +234,9 @@ def test_the_app_shows_a_broken_checkpoint_as_failed_never_as_trained(saved_colp
         TASKS_BY_NAME["colponet"], requested=str(saved_colponet), checkpoints_dir=tmp_path / "none",
         untrained_size="tiny",
     )  # fmt: skip
-    loaded = slot.get()
-    assert not loaded.trained and loaded.warning
-    assert "do not match" in loaded.notes[0] and str(saved_colponet) in loaded.notes[0]
+    with pytest.raises(ModelLoadError, match="do not match") as error:  # said at start, naming the flag
+        slot.get()
+    assert "--colponet" in str(error.value) and str(saved_colponet) in str(error.value)
 
 
 # --- Files the app and the exports write -------------------------------------------------------------------------

@@ -20,11 +20,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Optional
 
+from PIL import Image
+
+from ..models.colponet.image_quality import assess_image_quality
 from . import IMAGE_EXTENSIONS
 from .prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
 from ..sample_data import sample_data_dir
 
 MAX_DEPTH = 4
+GATE_CANDIDATES = 40
 EXAMPLES_PER_TAB = 3
 # The folder beside a Space's app.py (the current folder when it runs) that push-space stages the examples into.
 EXAMPLES_FOLDER = "examples"
@@ -61,7 +65,7 @@ def find_examples(root: str | Path | None, per_tab: int = EXAMPLES_PER_TAB) -> A
         sources = {name: example_source(folder / name) for name in images}
         photos = [name for name in images if sources[name] == CERVIX_TYPE_SOURCE]
         if photos and folder.name not in photos_by_type:
-            photos_by_type[folder.name] = str(folder / photos[0])
+            photos_by_type[folder.name] = str(folder / _sharp_photo(folder, photos))
         examples.cells.extend(str(folder / name) for name in images if sources[name] in CELL_SOURCES)
         pre, post = first_view(folder, IARC_PRE_VIEW[1]), first_view(folder, IARC_POST_VIEWS["acetic"][1])
         if pre and post:
@@ -108,6 +112,20 @@ def default_examples() -> tuple[Optional[Path], AppExamples]:
         if examples.cervix_type or examples.cells or examples.prepost:
             return folder, examples
     return None, AppExamples()
+
+
+def _sharp_photo(folder: Path, names: list[str]) -> str:
+    """The first of the first `GATE_CANDIDATES` photos that the quality gate accepts at its default thresholds, else
+    the first photo: an example the Cervix type tab turns away as blurry demonstrates nothing (a set of photos
+    shrunk by a third party is soft throughout)."""
+    for name in names[:GATE_CANDIDATES]:
+        try:
+            with Image.open(folder / name) as image:
+                if assess_image_quality(image.convert("RGB")).is_acceptable:
+                    return name
+        except (OSError, ValueError):
+            continue
+    return names[0]
 
 
 def _image_folders(root: Path):
