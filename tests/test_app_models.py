@@ -32,9 +32,11 @@ def test_flags_win_over_environment_variables():
     environ = {"CERVIX_HF_COLPONET": "from/env", "CERVIX_HF_PREPOST_FUSION": "/models/prepost", "OTHER": "x"}
     requested = requested_models({"colponet": "from/flag", "cell_detector": None}, environ)
     assert requested == {"colponet": "from/flag", "prepost_fusion": "/models/prepost"}
-    assert [task.flag for task in TASKS_BY_NAME.values()] == ["--colponet", "--cell-detector", "--prepost-fusion", "--cell-classifier"]
+    assert [task.flag for task in TASKS_BY_NAME.values()] == [
+        "--colponet", "--cell-detector", "--prepost-fusion", "--cell-classifier",
+    ]  # fmt: skip
     assert [task.env_var for task in TASKS_BY_NAME.values()] == [
-        "CERVIX_HF_COLPONET", "CERVIX_HF_CELL_DETECTOR", "CERVIX_HF_PREPOST_FUSION",
+        "CERVIX_HF_COLPONET", "CERVIX_HF_CELL_DETECTOR", "CERVIX_HF_PREPOST_FUSION", "CERVIX_HF_CELL_CLASSIFIER",
     ]  # fmt: skip
 
 
