@@ -168,3 +168,16 @@ def test_the_kaggle_recipe_command_trains_on_a_validation_split_beside_its_basel
     assert "random weights (no ImageNet)" in card
     assert "python -m cervix_hf train colponet" not in card and "--recipe kaggle" in card
     assert f"| this model | {accuracy:.3f} [{low:.3f}, {high:.3f}]" in card
+
+    # the README's benchmark over this model: the same photos, the same model row, each baseline beside it
+    benchmark = subprocess.run(
+        [sys.executable, "-m", "benchmarks.colponet_accuracy", "--model", str(output_dir), "--data", str(intel_sample),
+         "--resamples", "200", "--output", str(tmp_path / "benchmark.json")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert benchmark.returncode == 0, benchmark.stderr[-3000:]
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["validation_photos"] == 24
+    assert report["model"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert report["baselines"]["class prior"]["log_loss"] == pytest.approx(np.log(3), abs=1e-9)
+    assert f"model (kaggle recipe)                    {accuracy:.3f}" in benchmark.stdout
