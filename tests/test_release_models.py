@@ -64,3 +64,20 @@ def test_a_release_export_passed_its_check(model_type):
     report = json.loads((RELEASE / model_type / "onnx" / "export.json").read_text())
     assert report["int8"]["accepted"] is True
     assert list((RELEASE / model_type / "onnx").glob("*int8.onnx"))  # one graph, or the detector's parts
+
+
+def test_the_cell_classifier_benchmark_reports_the_release_model_s_own_test_figures():
+    """The README's benchmark over the release model, as a user runs it: its test row is the model's evaluation."""
+    import subprocess
+    import sys
+
+    folder = RELEASE / "cell_classifier"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cell_classifier_accuracy", "--model", str(folder)],
+        cwd=RELEASE.parent, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((folder / "eval_results.json").read_text())
+    assert evaluation["evaluated_on"] == "test"
+    assert f"| model | test | {evaluation['metrics']['accuracy']:.3f} [" in result.stdout
+    assert "model beats class prior on validation accuracy_7" in result.stdout
