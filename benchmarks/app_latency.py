@@ -35,9 +35,9 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf import load_image
 from cervix_hf.app.models import TASKS_BY_NAME
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.inference import classify_cervix_type, classify_prepost, detect_cells
 from cervix_hf.sample_data import sample_data_dir
 from cervix_hf.visualization import grad_cam, overlay_heatmap

@@ -142,8 +142,17 @@ def screening_threshold(labels, probabilities, names) -> float:
 def train_model(args: argparse.Namespace, output_dir: Path) -> float:
     from train import train_cell_classifier
 
-    argv = ["--data", str(args.data), "--output-dir", str(output_dir), "--recipe", args.recipe,
-            "--seed", str(args.seed), "--no-progress-bar"]  # fmt: skip
+    argv = [
+        "--data",
+        str(args.data),
+        "--output-dir",
+        str(output_dir),
+        "--recipe",
+        args.recipe,
+        "--seed",
+        str(args.seed),
+        "--no-progress-bar",
+    ]
     if args.threads:
         argv += ["--threads", str(args.threads)]
     started = time.monotonic()
@@ -190,8 +199,10 @@ def main(args: argparse.Namespace) -> dict:
     else:
         trained = json.loads((model_dir / "eval_results.json").read_text())["data"]
         if trained.get("seed") != args.seed or trained.get("split_by") != "source_image":
-            raise SystemExit(f"--model {model_dir} was trained with another split (seed {trained.get('seed')}); "
-                             f"pass --seed {trained.get('seed')} or train again.")  # fmt: skip
+            raise SystemExit(
+                f"--model {model_dir} was trained with another split (seed {trained.get('seed')}); "
+                f"pass --seed {trained.get('seed')} or train again."
+            )
     probabilities["model"] = model_probabilities(model_dir)
 
     results = {}
@@ -199,17 +210,25 @@ def main(args: argparse.Namespace) -> dict:
         threshold = screening_threshold(labels["validation"], by_split["validation"], names)
         results[method] = {split: measures(labels[split], by_split[split], names, threshold) for split in by_split}
 
-    print(f"Herlev cells, split by source image (seed {args.seed}): "
-          + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))  # fmt: skip
-    print(f"classical features and regression: {classical_seconds:.0f} s; model training: "
-          + (f"{train_seconds / 60:.1f} min" if train_seconds else "not run (--model)"))  # fmt: skip
-    header = ("| method | split | 7-class accuracy | normal/abnormal accuracy | sensitivity | specificity | ROC-AUC "
-              "| threshold |")  # fmt: skip
+    print(
+        f"Herlev cells, split by source image (seed {args.seed}): "
+        + ", ".join(f"{name} {len(split)}" for name, split in splits.items())
+    )
+    print(
+        f"classical features and regression: {classical_seconds:.0f} s; model training: "
+        + (f"{train_seconds / 60:.1f} min" if train_seconds else "not run (--model)")
+    )
+    header = (
+        "| method | split | 7-class accuracy | normal/abnormal accuracy | sensitivity | specificity | ROC-AUC "
+        "| threshold |"
+    )
     print(header + "\n|" + "---|" * 8)
     for method, by_split in results.items():
         for split, result in by_split.items():
-            cells = [f"{result[m]['estimate']:.3f} [{result[m]['wilson'][0]:.3f}, {result[m]['wilson'][1]:.3f}]"
-                     for m in MEASURES]  # fmt: skip
+            cells = [
+                f"{result[m]['estimate']:.3f} [{result[m]['wilson'][0]:.3f}, {result[m]['wilson'][1]:.3f}]"
+                for m in MEASURES
+            ]
             auc = "n/a" if result["roc_auc"] is None else f"{result['roc_auc']:.3f}"
             print(f"| {method} | {split} | " + " | ".join(cells) + f" | {auc} | {result['threshold']:.3f} |")
     verdicts = {}

@@ -52,8 +52,9 @@ TARGET_LOG_LOSS, TARGET_ACCURACY = 0.85, 0.65
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="a ColpoNet trained with --recipe kaggle")
-    parser.add_argument("--data", type=Path, help="the competition folder (default: the sample data's "
-                        "intel-mobileodt-512)")  # fmt: skip
+    parser.add_argument(
+        "--data", type=Path, help="the competition folder (default: the sample data's intel-mobileodt-512)"
+    )
     seed64 = parser.add_mutually_exclusive_group()
     seed64.add_argument("--seed64-model", type=Path, help="a ColpoNet trained with --recipe seed64 on the same split")
     seed64.add_argument("--train-seed64", action="store_true", help="train the seed64 baseline here first")
@@ -85,9 +86,24 @@ def recorded_split(model_dir: Path, data: Path):
 
 def train_seed64(data: Path, seed: int, fractions: dict, work: Path) -> Path:
     output = work / "colponet-seed64"
-    command = [sys.executable, "-m", "train.train_colponet", "--data", str(data), "--recipe", "seed64",
-               "--seed", str(seed), "--split", *(str(fractions[n]) for n in ("train", "validation", "test")),
-               "--output-dir", str(output), "--no-progress-bar", "--workers", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "train.train_colponet",
+        "--data",
+        str(data),
+        "--recipe",
+        "seed64",
+        "--seed",
+        str(seed),
+        "--split",
+        *(str(fractions[n]) for n in ("train", "validation", "test")),
+        "--output-dir",
+        str(output),
+        "--no-progress-bar",
+        "--workers",
+        "1",
+    ]
     print("Training the seed64 baseline:", " ".join(command), flush=True)
     subprocess.run(command, check=True)
     return output
@@ -160,19 +176,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"classical baseline: {time.perf_counter() - started:.0f} s", flush=True)
     seed64 = args.seed64_model
     if args.train_seed64:
-        seed64 = train_seed64(data, results["data"]["seed"], results["data"]["split_fractions"],
-                              Path(tempfile.mkdtemp(prefix="colponet-seed64-")))  # fmt: skip
+        seed64 = train_seed64(
+            data,
+            results["data"]["seed"],
+            results["data"]["split_fractions"],
+            Path(tempfile.mkdtemp(prefix="colponet-seed64-")),
+        )
     if seed64 is not None:
         recorded_split(seed64, data)  # the same photos, or it stops
         baselines["seed ColpoNet at 64 px (seed64)"] = model_probabilities(seed64, eval_paths, flips=False)
     model = model_probabilities(args.model, eval_paths, flips=False)
     baselines["model + test-time flips (ablation)"] = model_probabilities(args.model, eval_paths, flips=True)
 
-    report = {"validation_photos": len(evaluated), "model": figures(model, truth, names, args.resamples),
-              "baselines": {n: compare(model, p, truth, names, args.resamples) for n, p in baselines.items()}}  # fmt: skip
+    report = {
+        "validation_photos": len(evaluated),
+        "model": figures(model, truth, names, args.resamples),
+        "baselines": {n: compare(model, p, truth, names, args.resamples) for n, p in baselines.items()},
+    }
     counts = dict(zip(names, np.bincount(truth, minlength=len(names)).tolist()))
-    print(f"\nValidation split of {data.name}: {len(evaluated)} photos {counts}; 95% bootstrap intervals "
-          f"({args.resamples} resamples); the last columns are the model's difference from each row (paired)\n")  # fmt: skip
+    print(
+        f"\nValidation split of {data.name}: {len(evaluated)} photos {counts}; 95% bootstrap intervals "
+        f"({args.resamples} resamples); the last columns are the model's difference from each row (paired)\n"
+    )
     print(f"{'':40} {'accuracy':>21} {'log loss':>21}   {'model - row: accuracy':>26} {'log loss':>24}")
     for name, row in [("model (kaggle recipe)", report["model"]), *report["baselines"].items()]:
         line = f"{name:40} {_with_ci(row, 'accuracy')} {_with_ci(row, 'log_loss')}"
@@ -180,26 +205,42 @@ def main(argv: list[str] | None = None) -> int:
             d = row["model_minus_baseline"]
             line += f"   {_with_ci(d, 'accuracy', signed=True)} {_with_ci(d, 'log_loss', signed=True)}"
         print(line)
-    print("\nModel recall per type:", ", ".join(f"{n} {r['recall']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] (n={r['n']})"
-                                           for n, r in report["model"]["recall"].items()))  # fmt: skip
-    print("Beaten by more than the paired interval (accuracy and log loss):",
-          ", ".join(f"{n}: {'yes' if r['beaten'] else 'NO'}" for n, r in report["baselines"].items()
-                    if not n.startswith("model")))  # fmt: skip
+    print(
+        "\nModel recall per type:",
+        ", ".join(
+            f"{n} {r['recall']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] (n={r['n']})"
+            for n, r in report["model"]["recall"].items()
+        ),
+    )
+    print(
+        "Beaten by more than the paired interval (accuracy and log loss):",
+        ", ".join(
+            f"{n}: {'yes' if r['beaten'] else 'NO'}"
+            for n, r in report["baselines"].items()
+            if not n.startswith("model")
+        ),
+    )
     model_row = report["model"]
-    print(f"Targets: log loss <= {TARGET_LOG_LOSS}: {'met' if model_row['log_loss'] <= TARGET_LOG_LOSS else 'NOT met'}; "
-          f"accuracy >= {TARGET_ACCURACY}: {'met' if model_row['accuracy'] >= TARGET_ACCURACY else 'NOT met'}")  # fmt: skip
+    print(
+        f"Targets: log loss <= {TARGET_LOG_LOSS}: {'met' if model_row['log_loss'] <= TARGET_LOG_LOSS else 'NOT met'}; "
+        f"accuracy >= {TARGET_ACCURACY}: {'met' if model_row['accuracy'] >= TARGET_ACCURACY else 'NOT met'}"
+    )
 
     gate = gate_on_every_photo(records, args.model)
     gate["effect_on_validation"] = results["data"]["quality_gate"].get("effect_on_validation")
     report["quality_gate"] = gate
-    print(f"\nQuality gate on all {gate['photos']} labelled photos: rejects "
-          f"{gate['default']['rejected_share']:.1%} at the default thresholds (Laplacian {DEFAULT_LAPLACIAN_THRESHOLD}, "
-          f"FFT {DEFAULT_FFT_THRESHOLD}), {gate['calibrated']['rejected_share']:.1%} at the model's calibrated ones "
-          f"(Laplacian {gate['calibrated']['laplacian_threshold']:.2f}, FFT {gate['calibrated']['fft_threshold']:.2f}).")  # fmt: skip
+    print(
+        f"\nQuality gate on all {gate['photos']} labelled photos: rejects "
+        f"{gate['default']['rejected_share']:.1%} at the default thresholds (Laplacian {DEFAULT_LAPLACIAN_THRESHOLD}, "
+        f"FFT {DEFAULT_FFT_THRESHOLD}), {gate['calibrated']['rejected_share']:.1%} at the model's calibrated ones "
+        f"(Laplacian {gate['calibrated']['laplacian_threshold']:.2f}, FFT {gate['calibrated']['fft_threshold']:.2f})."
+    )
     for side, figures_ in (gate["effect_on_validation"] or {}).items():
         if figures_["n"]:
-            print(f"  validation photos {side}: {figures_['n']}, accuracy {figures_['accuracy']:.3f}, "
-                  f"log loss {figures_['log_loss']:.3f}")  # fmt: skip
+            print(
+                f"  validation photos {side}: {figures_['n']}, accuracy {figures_['accuracy']:.3f}, "
+                f"log loss {figures_['log_loss']:.3f}"
+            )
     if args.output:
         args.output.write_text(json.dumps(report, indent=2))
     return 0

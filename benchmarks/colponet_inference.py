@@ -16,8 +16,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import ResNetConfig, ResNetForImageClassification
 
-from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf import ColpoNetConfig, ColpoNetForImageClassification
+from cervix_hf.cli import DefaultsHelpFormatter
 
 TARGET_OVERHEAD = 1.15
 
@@ -82,7 +82,9 @@ def main(args: argparse.Namespace) -> dict:
             )
         ratio = results[(batch_size, "colponet")] / results[(batch_size, "resnet50")]
         verdict = "meets" if ratio <= TARGET_OVERHEAD else "MISSES"
-        print(f"      batch {batch_size}: ColpoNet / ResNet-50 time = {ratio:.3f} ({verdict} the {TARGET_OVERHEAD} target)")
+        print(
+            f"      batch {batch_size}: ColpoNet / ResNet-50 time = {ratio:.3f} ({verdict} the {TARGET_OVERHEAD} target)"
+        )
     print(
         f"FLOPs per image: ResNet-50 {flops['resnet50'] / 1e9:.2f} G, ColpoNet {flops['colponet'] / 1e9:.2f} G "
         f"(+{100 * (flops['colponet'] / flops['resnet50'] - 1):.1f}%)"

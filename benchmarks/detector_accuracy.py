@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.classical_detection import ClassicalNucleusDetector
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.detector_recipes import DETECTOR_RECIPES
 from cervix_hf.image_io import load_image
@@ -49,7 +49,9 @@ def precision_recall_f1(truths: list[dict], predictions: list[dict], iou_thresho
     matched = found = expected = 0
     for truth, prediction in zip(truths, predictions):
         truth_boxes = np.asarray(truth["boxes"], np.float64).reshape(-1, 4)
-        boxes = np.asarray(prediction["boxes"], np.float64).reshape(-1, 4)[np.argsort(-np.asarray(prediction["scores"]))]
+        boxes = np.asarray(prediction["boxes"], np.float64).reshape(-1, 4)[
+            np.argsort(-np.asarray(prediction["scores"]))
+        ]
         expected, found = expected + len(truth_boxes), found + len(boxes)
         if not len(truth_boxes) or not len(boxes):
             continue
@@ -88,9 +90,22 @@ def train(args: argparse.Namespace, output_dir: Path) -> tuple[float, float]:
     """Trains with `train.train_cell_detector` and the recipe; returns the wall and CPU time in seconds."""
     from train import train_cell_detector
 
-    argv = ["--data", str(args.data), "--format", "isbi2014", "--test-names", *TEST_NAMES,
-            "--output-dir", str(output_dir), "--recipe", args.recipe, "--seed", str(args.seed),
-            "--no-progress-bar", "--no-pretrained-backbone"]  # fmt: skip
+    argv = [
+        "--data",
+        str(args.data),
+        "--format",
+        "isbi2014",
+        "--test-names",
+        *TEST_NAMES,
+        "--output-dir",
+        str(output_dir),
+        "--recipe",
+        args.recipe,
+        "--seed",
+        str(args.seed),
+        "--no-progress-bar",
+        "--no-pretrained-backbone",
+    ]
     start, start_cpu = time.perf_counter(), cpu_seconds()
     train_cell_detector.main(train_cell_detector.get_args_parser().parse_args(argv))
     return time.perf_counter() - start, cpu_seconds() - start_cpu
@@ -127,22 +142,30 @@ def main(args: argparse.Namespace) -> dict:
     baseline_operating = precision_recall_f1(truths, baseline)
 
     ratio = learned_metrics["map_50"] / max(baseline_metrics["map_50"], 1e-9)
-    print(f"ISBI 2014 EDF, test {', '.join(TEST_NAMES)} ({sum(len(t['boxes']) for t in truths)} nuclei); "
-          f"model {model_dir}; {torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"ISBI 2014 EDF, test {', '.join(TEST_NAMES)} ({sum(len(t['boxes']) for t in truths)} nuclei); "
+        f"model {model_dir}; {torch.get_num_threads()} threads"
+    )
     print(f"{'':<34}{'mAP':>10}{'mAP@.5':>9}{'AR@300':>10}{'P@thr':>10}{'R@thr':>8}{'F1':>7}{'training':>12}")
     print(row(f"learned detector ({args.recipe}, >{threshold:g})", learned_metrics, learned_operating, train_seconds))
     print(row("classical baseline (all boxes)", baseline_metrics, baseline_operating, None))
-    print(f"mAP@.5 ratio learned / baseline: {ratio:.2f} (target >= {TARGET_RATIO}); baseline runs in "
-          f"{baseline_seconds:.1f} s for {len(records.records)} images")  # fmt: skip
+    print(
+        f"mAP@.5 ratio learned / baseline: {ratio:.2f} (target >= {TARGET_RATIO}); baseline runs in "
+        f"{baseline_seconds:.1f} s for {len(records.records)} images"
+    )
     if train_seconds is not None:
         # On a machine that other work shares, the CPU time over the threads used is what 2 free cores would take.
-        print(f"training: {train_seconds / 60:.1f} min wall, {train_cpu_seconds / 60:.1f} min CPU over "
-              f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end")  # fmt: skip
+        print(
+            f"training: {train_seconds / 60:.1f} min wall, {train_cpu_seconds / 60:.1f} min CPU over "
+            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end"
+        )
     reached = learned_metrics["map_50"] >= TARGET_MAP_50 and ratio >= TARGET_RATIO
     if train_seconds is not None:
         reached = reached and train_seconds <= TARGET_TRAIN_MINUTES * 60
-    print(f"target (mAP@.5 >= {TARGET_MAP_50}, ratio >= {TARGET_RATIO}, training <= {TARGET_TRAIN_MINUTES} min): "
-          f"{'reached' if reached else 'NOT reached'}")  # fmt: skip
+    print(
+        f"target (mAP@.5 >= {TARGET_MAP_50}, ratio >= {TARGET_RATIO}, training <= {TARGET_TRAIN_MINUTES} min): "
+        f"{'reached' if reached else 'NOT reached'}"
+    )
     return {
         "learned": {
             "metrics": learned_metrics,

@@ -59,10 +59,21 @@ def run(name: str, model, image: torch.Tensor):
 def peak_memory_mib(name: str, repeats: int, image_size: int) -> float:
     """Peak resident memory of a fresh process that builds `name` and runs it `repeats` times."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.detector_inference", "--only", name, "--repeats", str(repeats),
-         "--image-size", str(image_size)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.detector_inference",
+            "--only",
+            name,
+            "--repeats",
+            str(repeats),
+            "--image-size",
+            str(image_size),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -111,8 +122,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--repeats", default=5, type=int, help="timed images per model")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--image-size", default=IMAGE_SIZE, type=int, help="square image side (the models' resize "
-                        "sizes follow in proportion)")
+    parser.add_argument(
+        "--image-size",
+        default=IMAGE_SIZE,
+        type=int,
+        help="square image side (the models' resize sizes follow in proportion)",
+    )
     parser.add_argument("--only", choices=("cell_detector", "torchvision"), help=argparse.SUPPRESS)
     return parser
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.app.models import TASKS_BY_NAME
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.model_presets import MODEL_SIZES
 from cervix_hf.sample_data import sample_data_dir
 
@@ -69,7 +69,15 @@ def main(args: argparse.Namespace) -> dict:
         empty = scratch / "empty.txt"
         empty.write_text(str(photos[0]) + "\n")
         start_up = run([sys.executable, *predict, str(empty), "--output", str(scratch / "one.csv")], env)
-        two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+        two = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+        ]
         ways = {}
         for processes, launcher, extra in ((1, [sys.executable], {}), (2, two, {"OMP_NUM_THREADS": "1"})):
             for batch in args.batch_sizes:
@@ -77,21 +85,27 @@ def main(args: argparse.Namespace) -> dict:
                 ways[f"{name}, batch {batch}"] = (launcher, batch, extra)
         for name, (launcher, batch, extra) in ways.items():
             output = scratch / f"{len(results)}.csv"
-            seconds = run([*launcher, *predict, str(listing), "--batch-size", str(batch), "--output", str(output)],
-                          {**env, **extra})  # fmt: skip
+            seconds = run(
+                [*launcher, *predict, str(listing), "--batch-size", str(batch), "--output", str(output)],
+                {**env, **extra},
+            )
             with output.open(newline="") as handle:
                 rows = list(csv.DictReader(handle))
             assert len(rows) == len(photos), f"{name}: {len(rows)} rows for {len(photos)} photos"
             results[name] = {"seconds": seconds, "photos_per_second": len(photos) / seconds}
     base = results[f"1 process, batch {args.batch_sizes[0]}"]["photos_per_second"]
-    print(f"cervix-hf predict, ColpoNet {args.size} (random weights), runtime {args.runtime}, {len(photos)} photos, "
-          f"{torch.get_num_threads()} CPU threads; start-up with one photo {start_up:.1f} s (included below)")  # fmt: skip
+    print(
+        f"cervix-hf predict, ColpoNet {args.size} (random weights), runtime {args.runtime}, {len(photos)} photos, "
+        f"{torch.get_num_threads()} CPU threads; start-up with one photo {start_up:.1f} s (included below)"
+    )
     for name, figures in results.items():
         ratio = figures["photos_per_second"] / base
         print(f"{name:<34} {figures['seconds']:7.1f} s  {figures['photos_per_second']:6.2f} photos/s  {ratio:5.2f}x")
     best = max(results, key=lambda name: results[name]["photos_per_second"])
-    print(f"predict: the fastest way, {best}, is {results[best]['photos_per_second'] / base:.2f}x one process at "
-          f"batch {args.batch_sizes[0]}")
+    print(
+        f"predict: the fastest way, {best}, is {results[best]['photos_per_second'] / base:.2f}x one process at "
+        f"batch {args.batch_sizes[0]}"
+    )
     return {"start_up_seconds": start_up, **results}
 
 

@@ -14,8 +14,8 @@ import time
 import torch
 from transformers import ResNetConfig, ResNetModel
 
-from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf import PrePostFusionConfig, PrePostFusionForImageClassification
+from cervix_hf.cli import DefaultsHelpFormatter
 
 TARGET_RATIO = 1.10
 

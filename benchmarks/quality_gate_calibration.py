@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from cervix_hf.cli import DefaultsHelpFormatter
+from cervix_hf.image_io import load_image
 from cervix_hf.models.colponet.image_quality import (
     DEFAULT_FFT_LOW_FREQ_SIZE,
     DEFAULT_FFT_THRESHOLD,
@@ -29,7 +30,6 @@ from cervix_hf.models.colponet.image_quality import (
     fft_blur_score,
     laplacian_variance,
 )
-from cervix_hf.image_io import load_image
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {

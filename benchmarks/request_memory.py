@@ -100,8 +100,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--models", nargs="+", default=list(MODEL_TYPES), choices=MODEL_TYPES, help="models of the memory table"
     )
-    parser.add_argument("--bounds", nargs="+", default=list(BOUNDS), choices=BOUNDS,
-                        help="rows of the memory table (the target is the app's)")  # fmt: skip
+    parser.add_argument(
+        "--bounds",
+        nargs="+",
+        default=list(BOUNDS),
+        choices=BOUNDS,
+        help="rows of the memory table (the target is the app's)",
+    )
     parser.add_argument("--batch", action="store_true", help="also measure the Batch tab's worst requests (part 3)")
     parser.add_argument("--batch-only", action="store_true", help="only measure the Batch tab's worst requests")
     return parser
@@ -207,8 +212,9 @@ def batch_table() -> dict:
                 watcher = threading.Thread(target=watch)
                 watcher.start()
                 start = time.perf_counter()
-                threads = [threading.Thread(target=lambda: answers.append(call([choice, payloads])))
-                           for _ in range(parallel)]  # fmt: skip
+                threads = [
+                    threading.Thread(target=lambda: answers.append(call([choice, payloads]))) for _ in range(parallel)
+                ]
                 for thread in threads:
                     thread.start()
                 for thread in threads:
@@ -217,10 +223,17 @@ def batch_table() -> dict:
                 done.set()
                 watcher.join()
                 added = peak_memory_mib(process.pid)[0] - before_rss
-                table[label] = {"added_mib": added, "files": most[0], "bytes": most[1], "seconds": seconds,
-                                "answers": answers}  # fmt: skip
-                print(f"{label:<34} +{added:>6.0f} MiB  {most[1] / 1e6:>8.1f} MB in {most[0]:>6} file(s)  "
-                      f"{seconds:>6.1f} s  {' | '.join(answers)}")  # fmt: skip
+                table[label] = {
+                    "added_mib": added,
+                    "files": most[0],
+                    "bytes": most[1],
+                    "seconds": seconds,
+                    "answers": answers,
+                }
+                print(
+                    f"{label:<34} +{added:>6.0f} MiB  {most[1] / 1e6:>8.1f} MB in {most[0]:>6} file(s)  "
+                    f"{seconds:>6.1f} s  {' | '.join(answers)}"
+                )
         finally:
             process.terminate()
             process.wait(timeout=30)

@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.app.models import TASKS_BY_NAME
+from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.cli.export import calibration_items
 from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.inference import load_detector, load_model_input, use_bf16_backbone
@@ -108,8 +108,13 @@ def peak_memory(model_dir: Path, rows, threads: int | None) -> dict:
         if name not in LOADER_RUNTIMES:
             continue
         runtime, precision = LOADER_RUNTIMES[name]
-        command = [sys.executable, "-m", "benchmarks.peak_memory", str(model_dir),
-                   f"{runtime}:{precision}" if precision else runtime]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.peak_memory",
+            str(model_dir),
+            f"{runtime}:{precision}" if precision else runtime,
+        ]
         if threads:
             command += ["--threads", str(threads)]
         done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
@@ -200,8 +205,10 @@ def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
             }
         memory = {} if args.skip_memory else peak_memory(folder, rows, args.threads)
     base = rows["PyTorch fp32"]
-    print(f"\n{model_type}: {len(inputs)} real input(s); export fp32 {exports['fp32']['export_seconds']} s, "
-          f"int8 {exports['int8']['export_seconds']} s")  # fmt: skip
+    print(
+        f"\n{model_type}: {len(inputs)} real input(s); export fp32 {exports['fp32']['export_seconds']} s, "
+        f"int8 {exports['int8']['export_seconds']} s"
+    )
     header = ("runtime", "batch 1/s", "ratio", "batch 8/s", "ratio", "top-1 agree", "max |dp|", "peak MiB (+model)")
     print("{:<20} {:>10} {:>6} {:>10} {:>6} {:>12} {:>9} {:>18}".format(*header))
     for name, row in rows.items():
@@ -215,9 +222,11 @@ def benchmark_model(model_type: str, args: argparse.Namespace) -> dict:
         int8 = rows[name]
         speedup = int8["batch 1"] / base["batch 1"]
         verdict = "meets" if speedup >= TARGET_SPEEDUP else "MISSES"
-        print(f"{model_type}: {name} at batch 1 is {speedup:.2f}x PyTorch fp32 ({verdict} the {TARGET_SPEEDUP}x "
-              f"target); top-1 agreement {int8['agreement'][0]:.1%}, max |probability difference| "
-              f"{int8['agreement'][1]:.4f}")  # fmt: skip
+        print(
+            f"{model_type}: {name} at batch 1 is {speedup:.2f}x PyTorch fp32 ({verdict} the {TARGET_SPEEDUP}x "
+            f"target); top-1 agreement {int8['agreement'][0]:.1%}, max |probability difference| "
+            f"{int8['agreement'][1]:.4f}"
+        )
     return {"rows": rows, "exports": exports, "memory": memory}
 
 
@@ -244,8 +253,13 @@ def detector_profile(args: argparse.Namespace) -> dict:
     image = load_model_input(folder / "EDF010.png", "cell_detector")
     pixels = processor(image, return_tensors="pt")["pixel_values"]
     test = read_isbi2014_edf(folder, ("EDF010", "EDF011"))
-    check = [(load_model_input(r.image_path, "cell_detector"),
-              {"boxes": np.asarray(r.boxes).reshape(-1, 4), "labels": np.asarray(r.labels)}) for r in test.records]  # fmt: skip
+    check = [
+        (
+            load_model_input(r.image_path, "cell_detector"),
+            {"boxes": np.asarray(r.boxes).reshape(-1, 4), "labels": np.asarray(r.labels)},
+        )
+        for r in test.records
+    ]
     calibration = [load_model_input(folder / f"EDF{i:03d}.png", "cell_detector") for i in range(0, 10, 2)]
     ways = {"fp32": model, "bf16 backbone": use_bf16_backbone(copy.deepcopy(model))}
     exports = {}
@@ -253,8 +267,9 @@ def detector_profile(args: argparse.Namespace) -> dict:
         model.save_pretrained(scratch)  # a complete model folder, for the memory runs
         processor.save_pretrained(scratch)
         for precision in PRECISIONS:
-            exports[precision] = export_detector_onnx(model, processor, scratch, precision, calibration, check,
-                                                      enforce=False, on_progress=lambda _: None)  # fmt: skip
+            exports[precision] = export_detector_onnx(
+                model, processor, scratch, precision, calibration, check, enforce=False, on_progress=lambda _: None
+            )
         for engine in ENGINES:
             for precision in PRECISIONS:
                 ways[f"{ENGINE_NAMES[engine]} {precision}"] = use_onnx_parts(
@@ -272,11 +287,16 @@ def detector_profile(args: argparse.Namespace) -> dict:
         speed = {way: throughput(lambda _: run(way), (pixels,), max(2, args.repeats // 2)) for way in names}
         which = f"trained detector {args.detector}" if args.detector else f"{args.size} detector, random weights"
         print(f"\ncell_detector ({which}) at {image.width}x{image.height} (ISBI EDF010), batch 1:")
-        print("images/s: " + "; ".join(f"{way} {value:.2f} ({value / speed['fp32']:.2f}x)" for way, value in speed.items()))
+        print(
+            "images/s: "
+            + "; ".join(f"{way} {value:.2f} ({value / speed['fp32']:.2f}x)" for way, value in speed.items())
+        )
         fastest = max(list(ways)[2:], key=speed.get)
-        print(f"cell_detector: the fastest export, {fastest}, at batch 1 is {speed[fastest] / speed['fp32']:.2f}x "
-              f"PyTorch fp32 (target 2.5x); exports took {exports['fp32']['export_seconds']} s (fp32) and "
-              f"{exports['int8']['export_seconds']} s (int8)")  # fmt: skip
+        print(
+            f"cell_detector: the fastest export, {fastest}, at batch 1 is {speed[fastest] / speed['fp32']:.2f}x "
+            f"PyTorch fp32 (target 2.5x); exports took {exports['fp32']['export_seconds']} s (fp32) and "
+            f"{exports['int8']['export_seconds']} s (int8)"
+        )
         if not args.skip_memory:
             memory = peak_memory(Path(scratch), ways, args.threads)
             shares = (f"{way} {value['peak_mib']} (+{value['model_mib']})" for way, value in memory.items())
@@ -289,10 +309,14 @@ def detector_profile(args: argparse.Namespace) -> dict:
         result = {"speed": speed, "stages": stages, "exports": exports}
         if args.detector:
             scores = {way: detector_map_50(ways[way], processor, test) for way in ways}
-            print("mAP@.5 on EDF010-011: " + "; ".join(
-                f"{way} {value:.4f} ({value - scores['fp32']:+.4f}, "
-                f"{'within' if abs(value - scores['fp32']) <= 0.01 else 'NOT within'} 0.01)"
-                for way, value in scores.items()))  # fmt: skip
+            print(
+                "mAP@.5 on EDF010-011: "
+                + "; ".join(
+                    f"{way} {value:.4f} ({value - scores['fp32']:+.4f}, "
+                    f"{'within' if abs(value - scores['fp32']) <= 0.01 else 'NOT within'} 0.01)"
+                    for way, value in scores.items()
+                )
+            )
             result["map_50"] = scores
     return result
 

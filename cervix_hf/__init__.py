@@ -3,6 +3,22 @@
 A research demo, never a diagnosis: no output of these models is a clinical finding.
 """
 
+from .image_io import ImageLoadError, load_image
+from .models.cell_classifier import (
+    HERLEV_LABELS,
+    CellClassificationPipeline,
+    CellClassifierConfig,
+    CellClassifierForImageClassification,
+    CellClassifierImageProcessor,
+    CellClassifierModel,
+)
+from .models.cell_detector import (
+    SIPAKMED_LABELS,
+    CellDetectorConfig,
+    CellDetectorForObjectDetection,
+    CellDetectorImageProcessor,
+    CellDetectorModel,
+)
 from .models.colponet import (
     COLPONET_LABELS,
     ColpoNetConfig,
@@ -14,22 +30,6 @@ from .models.colponet import (
     PhotoRejectedError,
     assess_image_quality,
     sharpen_image,
-)
-from .models.cell_detector import (
-    SIPAKMED_LABELS,
-    CellDetectorConfig,
-    CellDetectorForObjectDetection,
-    CellDetectorImageProcessor,
-    CellDetectorModel,
-)
-from .image_io import ImageLoadError, load_image
-from .models.cell_classifier import (
-    HERLEV_LABELS,
-    CellClassificationPipeline,
-    CellClassifierConfig,
-    CellClassifierForImageClassification,
-    CellClassifierImageProcessor,
-    CellClassifierModel,
 )
 from .models.prepost_fusion import (
     PREPOST_LABELS,

@@ -32,7 +32,6 @@ from .data import IMAGE_EXTENSIONS, read_iarc_atlas
 from .data.layout import read_csv_rows
 from .detection_export import spreadsheet_safe, spreadsheet_unsafe
 from .files import atomic_open
-from .registry import FAMILIES
 from .image_io import ImageLoadError
 from .inference import (
     classify_cell_batch,
@@ -43,6 +42,7 @@ from .inference import (
     prepare_cervix_photo,
     prepost_threshold,
 )
+from .registry import FAMILIES
 
 FORMATS = ("csv", "jsonl")
 LIST_SUFFIXES = (".csv", ".txt")
@@ -103,8 +103,12 @@ def _find_images(sources: Sequence[str]) -> list[BatchInput]:
             masks = {p for p in images if p.stem.endswith("_GT") and p.with_name(p.stem[:-3] + p.suffix).is_file()}
             if masks:
                 images = [p for p in images if p not in masks]
-                logger.warning("%s: skipped %d ground-truth mask(s) (NAME_GT.png beside NAME.png, as ISBI 2014 "
-                               "keeps them); name a mask itself to predict it.", source, len(masks))  # fmt: skip
+                logger.warning(
+                    "%s: skipped %d ground-truth mask(s) (NAME_GT.png beside NAME.png, as ISBI 2014 "
+                    "keeps them); name a mask itself to predict it.",
+                    source,
+                    len(masks),
+                )
             if not images:
                 raise InputError(f"{source}: the folder holds no image files ({', '.join(IMAGE_EXTENSIONS)}).")
             found += [BatchInput((str(p),)) for p in images]
@@ -162,8 +166,9 @@ def _find_pairs(sources: Sequence[str]) -> list[BatchInput]:
                 )
             found += [BatchInput((r.pre_path, r.post_path)) for r in read_iarc_atlas(path).records]
         elif path.exists() or glob.has_magic(source):
-            raise InputError(f"{source}: the fusion model takes pairs: a csv with columns pre and post, or the IARC "
-                             "atlas folder.")  # fmt: skip
+            raise InputError(
+                f"{source}: the fusion model takes pairs: a csv with columns pre and post, or the IARC atlas folder."
+            )
         else:
             raise InputError(f"{source}: no such file or folder.")
     return found
@@ -215,20 +220,53 @@ class Predictor:
 
     def _columns(self) -> list[str]:
         if self.model_type == "colponet":
-            return ["image", "status", "label", *(f"probability_{name}" for name in self.labels),
-                    "quality_acceptable", "laplacian_variance", "fft_score", "quality_message", "error"]  # fmt: skip
+            return [
+                "image",
+                "status",
+                "label",
+                *(f"probability_{name}" for name in self.labels),
+                "quality_acceptable",
+                "laplacian_variance",
+                "fft_score",
+                "quality_message",
+                "error",
+            ]
         if self.model_type == "cell_classifier":
             groups = self.model.config.group_names
-            return ["image", "status", "label", *(f"probability_{name}" for name in self.labels),
-                    *(f"probability_{group}" for group in groups), "decision", "threshold", "error"]  # fmt: skip
+            return [
+                "image",
+                "status",
+                "label",
+                *(f"probability_{name}" for name in self.labels),
+                *(f"probability_{group}" for group in groups),
+                "decision",
+                "threshold",
+                "error",
+            ]
         if self.model_type == "cell_detector":
-            return ["image", "row", "cell", "label", "score", "xmin", "ymin", "xmax", "ymax", "cells",
-                    *(f"count_{name}" for name in self.labels), "error"]  # fmt: skip
+            return [
+                "image",
+                "row",
+                "cell",
+                "label",
+                "score",
+                "xmin",
+                "ymin",
+                "xmax",
+                "ymax",
+                "cells",
+                *(f"count_{name}" for name in self.labels),
+                "error",
+            ]
         return ["pre", "post", "status", "label", "probability", "threshold", "error"]
 
     def __call__(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        run = {"colponet": self._colponet, "cell_detector": self._detector, "prepost_fusion": self._prepost,
-               "cell_classifier": self._cell_classifier}  # fmt: skip
+        run = {
+            "colponet": self._colponet,
+            "cell_detector": self._detector,
+            "prepost_fusion": self._prepost,
+            "cell_classifier": self._cell_classifier,
+        }
         return run[self.model_type](chunk)
 
     def _load(self, name: str):
@@ -249,8 +287,12 @@ class Predictor:
                 rows[item] = self._row(item, status="error", error=str(error))
                 continue
             quality = prepared.quality
-            gate = {"quality_acceptable": quality.is_acceptable, "laplacian_variance": quality.laplacian_variance,
-                    "fft_score": quality.fft_score, "quality_message": quality.message}  # fmt: skip
+            gate = {
+                "quality_acceptable": quality.is_acceptable,
+                "laplacian_variance": quality.laplacian_variance,
+                "fft_score": quality.fft_score,
+                "quality_message": quality.message,
+            }
             rows[item] = self._row(item, status="rejected by the quality gate", **gate)
             if passes_quality_gate(quality, self.ignore_quality_gate):
                 ready.append((item, prepared))
@@ -259,8 +301,11 @@ class Predictor:
             probabilities = self.model(pixel_values=pixel_values).logits.softmax(-1)
             for (item, _), values in zip(ready, probabilities.tolist()):
                 best = max(range(len(values)), key=values.__getitem__)
-                rows[item] |= {"status": "classified", "label": self.labels[best],
-                               **{f"probability_{n}": p for n, p in zip(self.labels, values)}}  # fmt: skip
+                rows[item] |= {
+                    "status": "classified",
+                    "label": self.labels[best],
+                    **{f"probability_{n}": p for n, p in zip(self.labels, values)},
+                }
         return [rows[item] for item in chunk]
 
     def _cell_classifier(self, chunk: Sequence[BatchInput]) -> list[dict]:
@@ -274,19 +319,27 @@ class Predictor:
             answers = classify_cell_batch(self.model, self.processor, [image for _, image in ready], self.threshold)
             for (item, _), answer in zip(ready, answers):
                 rows[item] = self._row(
-                    item, status="classified", label=answer["label"], decision=answer["decision"],
+                    item,
+                    status="classified",
+                    label=answer["label"],
+                    decision=answer["decision"],
                     threshold=answer["threshold"],
                     **{f"probability_{name}": p for name, p in answer["probabilities"].items()},
                     **{f"probability_{group}": p for group, p in answer["groups"].items()},
-                )  # fmt: skip
+                )
         return [rows[item] for item in chunk]
 
     def _detector(self, chunk: Sequence[BatchInput]) -> list[dict]:
         rows = []
         for item in chunk:
             try:
-                cells = detect_cells(self.model, self.processor, self.open_input(item.paths[0]), self.threshold,
-                                     max_decoded_pixels=self.max_decoded_pixels)  # fmt: skip
+                cells = detect_cells(
+                    self.model,
+                    self.processor,
+                    self.open_input(item.paths[0]),
+                    self.threshold,
+                    max_decoded_pixels=self.max_decoded_pixels,
+                )
             except (ImageLoadError, OSError) as error:
                 rows.append(self._row(item, row="image", error=str(error)))
                 continue
@@ -294,8 +347,11 @@ class Predictor:
                 box = dict(zip(("xmin", "ymin", "xmax", "ymax"), cell.box))
                 rows.append(self._row(item, row="cell", cell=number, label=cell.label, score=cell.score, **box))
             counts = Counter(cell.label for cell in cells)
-            rows.append(self._row(item, row="image", cells=len(cells),
-                                  **{f"count_{name}": counts[name] for name in self.labels}))  # fmt: skip
+            rows.append(
+                self._row(
+                    item, row="image", cells=len(cells), **{f"count_{name}": counts[name] for name in self.labels}
+                )
+            )
         return rows
 
     @torch.inference_mode()
@@ -309,12 +365,18 @@ class Predictor:
                 continue
             ready.append((item, views))
         if ready:
-            features = self.processor([pre for _, (pre, _) in ready], [post for _, (_, post) in ready],
-                                      return_tensors="pt").to(self.device)  # fmt: skip
+            features = self.processor(
+                [pre for _, (pre, _) in ready], [post for _, (_, post) in ready], return_tensors="pt"
+            ).to(self.device)
             decisions = self.processor.post_process_classification(self.model(**features), self.threshold)
             for (item, _), decision in zip(ready, decisions):
-                rows[item] = self._row(item, status="classified", label=decision["label"],
-                                       probability=decision["probability"], threshold=decision["threshold"])  # fmt: skip
+                rows[item] = self._row(
+                    item,
+                    status="classified",
+                    label=decision["label"],
+                    probability=decision["probability"],
+                    threshold=decision["threshold"],
+                )
         return [rows[item] for item in chunk]
 
 
@@ -569,4 +631,3 @@ class Processes:
 
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
-

@@ -76,7 +76,9 @@ class ClassicalNucleusDetector:
                 f"{self.min_aspect_ratio!r} and {self.max_aspect_ratio!r}."
             )
         if not self.darkness_thresholds or any(not 0 < t < 255 for t in self.darkness_thresholds):
-            raise ValueError(f"`darkness_thresholds` must be grey levels in (0, 255), got {self.darkness_thresholds!r}.")
+            raise ValueError(
+                f"`darkness_thresholds` must be grey levels in (0, 255), got {self.darkness_thresholds!r}."
+            )
         if not 0.0 <= self.nms_iou <= 1.0:
             raise ValueError(f"`nms_iou` must be in [0, 1], got {self.nms_iou!r}.")
         object.__setattr__(self, "darkness_thresholds", tuple(float(t) for t in self.darkness_thresholds))
@@ -113,8 +115,11 @@ class ClassicalNucleusDetector:
                 boxes.append((x, y, x + width, y + height))
                 scores.append(mean_darkness * area / (width * height))
         if not boxes:
-            return {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32),
-                    "labels": np.zeros(0, np.int64)}  # fmt: skip
+            return {
+                "boxes": np.zeros((0, 4), np.float32),
+                "scores": np.zeros(0, np.float32),
+                "labels": np.zeros(0, np.int64),
+            }
         boxes_tensor = torch.tensor(boxes, dtype=torch.float32)
         scores_tensor = torch.tensor(scores, dtype=torch.float32)
         keep = nms(boxes_tensor, scores_tensor, self.nms_iou)[: self.max_detections]  # sorted by score

@@ -128,4 +128,3 @@ def eval_results_problems(eval_results: dict) -> list[str]:
 def raise_problems(problems: list[str], name: str = EVAL_RESULTS_FILE) -> None:
     if problems:
         raise EvalResultsError(f"{name} contradicts itself:\n- " + "\n- ".join(problems))
-

@@ -112,8 +112,15 @@ def _colponet(eval_results: dict, folder: Path) -> list[str]:
     for (row, column), value in np.ndenumerate(matrix):
         colour = "white" if value > matrix.max() / 2 else "black"
         axes.text(column, row, str(value), ha="center", va="center", color=colour)
-    axes.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
-             xlabel="predicted", ylabel="true", title=f"{eval_results['evaluated_on']} ({matrix.sum()} photos)")  # fmt: skip
+    axes.set(
+        xticks=range(len(names)),
+        yticks=range(len(names)),
+        xticklabels=names,
+        yticklabels=names,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{eval_results['evaluated_on']} ({matrix.sum()} photos)",
+    )
     _save(figure, folder / "confusion_matrix.png")
     written = ["confusion_matrix.png"]
     predictions = eval_results.get("predictions") or []
@@ -135,8 +142,12 @@ def _colponet(eval_results: dict, folder: Path) -> list[str]:
 
 def _roc_axes(axes) -> None:
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    axes.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (1 - specificity)",
-             ylabel="true positive rate (sensitivity)")  # fmt: skip
+    axes.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="false positive rate (1 - specificity)",
+        ylabel="true positive rate (sensitivity)",
+    )
     axes.legend(loc="lower right", fontsize="small")
 
 
@@ -151,8 +162,11 @@ def _prepost(eval_results: dict, folder: Path) -> list[str]:
         return []  # one class only: no curve
     metrics = eval_results["metrics"]
     points = {"decision threshold": metrics["threshold"]}
-    points |= {name: point["threshold"] for name, point in (metrics.get("operating_points") or {}).items()
-               if point.get("threshold") is not None}  # fmt: skip
+    points |= {
+        name: point["threshold"]
+        for name, point in (metrics.get("operating_points") or {}).items()
+        if point.get("threshold") is not None
+    }
     where = {name: _rates(labels, scores, threshold) for name, threshold in points.items()}
     count = f"{len(labels)} cases, {labels.sum()} Positive"
 
@@ -182,11 +196,21 @@ def _prepost(eval_results: dict, folder: Path) -> list[str]:
         inside = which == index
         if inside.any():
             axes.plot(scores[inside].mean(), labels[inside].mean(), "o", color="C0")
-            axes.annotate(str(inside.sum()), (scores[inside].mean(), labels[inside].mean()), fontsize="small",
-                          textcoords="offset points", xytext=(4, 4))  # fmt: skip
+            axes.annotate(
+                str(inside.sum()),
+                (scores[inside].mean(), labels[inside].mean()),
+                fontsize="small",
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    axes.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="mean predicted probability of Positive (per bin)",
-             ylabel="fraction Positive (per bin)", title="each point: a bin, with its number of cases")  # fmt: skip
+    axes.set(
+        xlim=(0, 1),
+        ylim=(-0.02, 1.02),
+        xlabel="mean predicted probability of Positive (per bin)",
+        ylabel="fraction Positive (per bin)",
+        title="each point: a bin, with its number of cases",
+    )
     _save(figure, folder / "reliability.png")
     return ["roc.png", "precision_recall.png", "reliability.png"]
 
@@ -214,12 +238,18 @@ def _grouped(eval_results: dict, folder: Path) -> list[str]:
         return written  # one group only: no curve
     plt = _pyplot()
     binary = eval_results["metrics"]["binary"]
-    points = {name: point["threshold"] for name, point in binary["operating_points"].items()
-              if point.get("threshold") is not None}  # fmt: skip
+    points = {
+        name: point["threshold"]
+        for name, point in binary["operating_points"].items()
+        if point.get("threshold") is not None
+    }
     figure, axes = plt.subplots(figsize=(4.5, 4))
     fpr, tpr, _ = roc_curve(labels, scores)
-    axes.plot(fpr, tpr, label=f"{eval_results['evaluated_on']} ({len(labels)} cells, {labels.sum()} "
-              f"{eval_results['positive_group']})")  # fmt: skip
+    axes.plot(
+        fpr,
+        tpr,
+        label=f"{eval_results['evaluated_on']} ({len(labels)} cells, {labels.sum()} {eval_results['positive_group']})",
+    )
     for name, threshold in points.items():
         rates = _rates(labels, scores, threshold)
         axes.plot(1 - rates["specificity"], rates["sensitivity"], "o", label=f"{name} ({threshold:.2f})")
@@ -268,12 +298,18 @@ def draw_detection_sample(
     figure, axes = plt.subplots(figsize=(6, 6))
     axes.imshow(np.asarray(image))
     for box in np.asarray(truth["boxes"]).reshape(-1, 4):
-        axes.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="white",
-                                     linestyle="--", linewidth=1))  # fmt: skip
+        axes.add_patch(
+            plt.Rectangle(
+                box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="white", linestyle="--", linewidth=1
+            )
+        )
     keep = np.asarray(found["scores"]) > threshold
     for box, label in zip(np.asarray(found["boxes"]).reshape(-1, 4)[keep], np.asarray(found["labels"])[keep]):
-        axes.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False,
-                                     edgecolor=f"C{int(label) % 10}", linewidth=1.2))  # fmt: skip
+        axes.add_patch(
+            plt.Rectangle(
+                box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor=f"C{int(label) % 10}", linewidth=1.2
+            )
+        )
     shown = sorted({int(label) for label in np.asarray(found["labels"])[keep]})
     handles = [plt.Line2D([], [], color="white", linestyle="--", label="true box")]
     handles += [plt.Line2D([], [], color=f"C{i % 10}", label=label_names[i]) for i in shown]

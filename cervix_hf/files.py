@@ -91,9 +91,10 @@ def _is_interrupted_run(folder: Path) -> bool:
     try:
         children = [path for path in folder.iterdir() if path.is_dir()]
         return any(
-            path.name.startswith(("checkpoint-", ".tmp-checkpoint-")) or (path / "stage_done.json").is_file()
+            path.name.startswith(("checkpoint-", ".tmp-checkpoint-"))
+            or (path / "stage_done.json").is_file()
             or any(child.name.startswith("checkpoint-") for child in path.iterdir() if child.is_dir())
             for path in children
-        )  # fmt: skip
+        )
     except OSError:
         return False

@@ -251,9 +251,7 @@ def _sixteen_bit_to_eight(image: Image.Image, name: str) -> Image.Image:
     return converted
 
 
-def _refuse_missing_data(
-    image: Image.Image, file_format: str | None, size: tuple[int, int], name: str
-) -> None:
+def _refuse_missing_data(image: Image.Image, file_format: str | None, size: tuple[int, int], name: str) -> None:
     """
     Refuses a JPEG whose data is mostly missing. A JPEG that ends early, but with a marker (as a file cut short and
     closed, or one whose header claims 9999x9999 pixels over a few hundred bytes), decodes without an error: the

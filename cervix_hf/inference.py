@@ -139,8 +139,12 @@ def _check_processor_sizes(model_id: str, processor, model_type: str) -> None:
         if dataclasses.is_dataclass(value):  # transformers' SizeDict
             value = dataclasses.asdict(value)
         sides = {key: side for key, side in value.items() if side is not None} if isinstance(value, dict) else value
-        if not isinstance(sides, dict) or not sides or any(
-            isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= bound for side in sides.values()
+        if (
+            not isinstance(sides, dict)
+            or not sides
+            or any(
+                isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= bound for side in sides.values()
+            )
         ):
             raise ModelLoadError(
                 f"Cannot load the model in {model_id}: its preprocessor_config.json asks for `{name}` "
@@ -473,9 +477,7 @@ class OperatingPointError(ValueError):
     """The threshold asked for cannot be used: both a threshold and an operating point, or a point the model lacks."""
 
 
-def prepost_threshold(
-    config, operating_point: str | None = None, threshold: float | None = None
-) -> tuple[float, str]:
+def prepost_threshold(config, operating_point: str | None = None, threshold: float | None = None) -> tuple[float, str]:
     """
     The threshold a pre/post decision uses, and where it came from in words: `threshold` when given, else the named
     operating point's (chosen on the validation split, saved in `config`), else `config.decision_threshold`.

@@ -241,7 +241,9 @@ def _export_part(detector, part: DetectorPart, example: tuple[torch.Tensor, ...]
         levels = len(example)
         graph = _RpnHeadGraph(module)
         inputs = [f"features_{level}" for level in range(levels)]
-        outputs = [f"objectness_{level}" for level in range(levels)] + [f"box_deltas_{level}" for level in range(levels)]
+        outputs = [f"objectness_{level}" for level in range(levels)] + [
+            f"box_deltas_{level}" for level in range(levels)
+        ]
         dynamic = {name: {0: "batch", 2: f"height_{name[-1]}", 3: f"width_{name[-1]}"} for name in inputs + outputs}
     else:
         graph = _BoxHeadGraph(module)
@@ -249,8 +251,16 @@ def _export_part(detector, part: DetectorPart, example: tuple[torch.Tensor, ...]
         dynamic = {"roi_features": {0: "rois"}, "box_features": {0: "rois"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on Python control flow that is constant here
-        torch.onnx.export(graph.eval(), example, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)  # fmt: skip
+        torch.onnx.export(
+            graph.eval(),
+            example,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _float32_nodes(path: Path) -> list[str]:
@@ -282,15 +292,24 @@ def _compare(
     if labelled:
         truths = [target for _, target in check]
     else:
-        truths = [{"boxes": found["boxes"][found["scores"] >= reference_score],
-                   "labels": found["labels"][found["scores"] >= reference_score]} for found in reference]  # fmt: skip
+        truths = [
+            {
+                "boxes": found["boxes"][found["scores"] >= reference_score],
+                "labels": found["labels"][found["scores"] >= reference_score],
+            }
+            for found in reference
+        ]
     pytorch_map = compute_detection_metrics(truths, reference, label_names)["map_50"]
     return {
-        engine: _scores(pytorch_map, compute_detection_metrics(truths, _detections(model, processor, images),
-                                                               label_names)["map_50"], labelled, len(check),
-                        reference_score)
+        engine: _scores(
+            pytorch_map,
+            compute_detection_metrics(truths, _detections(model, processor, images), label_names)["map_50"],
+            labelled,
+            len(check),
+            reference_score,
+        )
         for engine, model in exported.items()
-    }  # fmt: skip
+    }
 
 
 def _scores(pytorch_map, export_map, labelled: bool, images: int, reference_score: float) -> dict:

@@ -410,8 +410,7 @@ class OnnxModel:
         return self
 
     def __call__(self, return_dict: bool = True, **inputs) -> ModelOutput:
-        feeds = {
-name: as_feed(inputs[name]) for name in self.spec.inputs}
+        feeds = {name: as_feed(inputs[name]) for name in self.spec.inputs}
         values = self.session.run(list(self.spec.outputs), feeds)
         outputs = {name: torch.from_numpy(value) for name, value in zip(self.spec.outputs, values)}
         if "pre_to_post_attentions" in outputs:

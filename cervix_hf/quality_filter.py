@@ -5,19 +5,19 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Literal, Optional, Union
+from typing import Literal
 
+from .image_io import ImageLoadError, load_image
 from .models.colponet.image_quality import (
     DEFAULT_FFT_THRESHOLD,
     DEFAULT_LAPLACIAN_THRESHOLD,
     ImageQualityReport,
     assess_image_quality,
 )
-from .image_io import ImageLoadError, load_image
 
 _LOGGER = logging.getLogger(__name__)
 
-PathType = Union[str, PathLike]
+PathType = str | PathLike
 
 
 @dataclass
@@ -38,8 +38,8 @@ class QualityFilterResult:
     """
 
     kept_paths: list[PathType]
-    kept_labels: Optional[list[Hashable]]
-    rejected: list[tuple[PathType, Union[ImageQualityReport, ImageLoadError]]]
+    kept_labels: list[Hashable] | None
+    rejected: list[tuple[PathType, ImageQualityReport | ImageLoadError]]
     num_images: int
     num_blurry: int
     num_unreadable: int
@@ -52,12 +52,12 @@ class QualityFilterResult:
 
 def filter_by_quality(
     paths: Sequence[PathType],
-    labels: Optional[Sequence[Hashable]] = None,
+    labels: Sequence[Hashable] | None = None,
     *,
     laplacian_threshold: float = DEFAULT_LAPLACIAN_THRESHOLD,
     fft_threshold: float = DEFAULT_FFT_THRESHOLD,
     mode: Literal["drop", "list"] = "drop",
-    logger: Optional[logging.Logger] = None,
+    logger: logging.Logger | None = None,
 ) -> QualityFilterResult:
     """
     Runs the ColpoNet quality gate (`assess_image_quality`) on every image and drops the rejected ones.

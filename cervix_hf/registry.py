@@ -36,8 +36,8 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .commands import module_command
-from .models import cell_classifier, cell_detector, colponet, prepost_fusion
 from .metrics import binary, cell_classification, classification, detection
+from .models import cell_classifier, cell_detector, colponet, prepost_fusion
 
 # The published ResNet-50 size (each config's defaults), and a tiny one for smoke runs and tests on a CPU: the same
 # architecture with a few channels per layer, which trains in seconds and says nothing about the full model's accuracy.
@@ -367,12 +367,21 @@ FAMILIES = (
         index_metrics=(
             IndexMetric("accuracy", "7-class accuracy", ("metrics", "accuracy")),
             IndexMetric("f1", "7-class macro F1", ("metrics", "classification_report", "macro avg", "f1-score")),
-            IndexMetric("binary_accuracy", "Normal/abnormal accuracy at the decision threshold",
-                        ("metrics", "binary", "report", "accuracy")),
-            IndexMetric("sensitivity", "Abnormal sensitivity at the decision threshold",
-                        ("metrics", "binary", "report", "sensitivity")),
-            IndexMetric("specificity", "Abnormal specificity at the decision threshold",
-                        ("metrics", "binary", "report", "specificity")),
+            IndexMetric(
+                "binary_accuracy",
+                "Normal/abnormal accuracy at the decision threshold",
+                ("metrics", "binary", "report", "accuracy"),
+            ),
+            IndexMetric(
+                "sensitivity",
+                "Abnormal sensitivity at the decision threshold",
+                ("metrics", "binary", "report", "sensitivity"),
+            ),
+            IndexMetric(
+                "specificity",
+                "Abnormal specificity at the decision threshold",
+                ("metrics", "binary", "report", "specificity"),
+            ),
             IndexMetric("roc_auc", "Normal/abnormal ROC-AUC", ("metrics", "binary", "report", "roc_auc")),
         ),
         eval_problems=cell_classification.eval_results_problems,

@@ -540,8 +540,11 @@ def copy_working_tree(destination: Path) -> None:
     """The checkout's tracked and unignored files, as they are in the working tree (no .venv, .git or caches)."""
     listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in filter(None, listing.split("\0")):
         source = REPO / name
         if source.is_file():  # a tracked file deleted in the working tree stays deleted
@@ -586,9 +589,14 @@ class Workspace:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(self.tree), os.environ.get("PYTHONPATH")])))
         command = [sys.executable, *PYTEST, *options, f"--basetemp={self.root / 'pytest'}", *selectors]
         process = subprocess.Popen(
-            command, cwd=self.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            command,
+            cwd=self.tree,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,  # so that a timeout also ends the processes the tests started
-        )  # fmt: skip
+        )
         try:
             output, _ = process.communicate(timeout=timeout)
             return process.returncode, output
@@ -766,8 +774,10 @@ def main(args: argparse.Namespace) -> int:
             for future in futures:  # in the list's order, as they finish
                 results.append(future.result())
                 verdict = "KILLED  " if results[-1].killed else "SURVIVED"
-                print(f"{verdict} {results[-1].seconds:6.1f} s  {results[-1].mutant.name}: {results[-1].detail}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"{verdict} {results[-1].seconds:6.1f} s  {results[-1].mutant.name}: {results[-1].detail}",
+                    flush=True,
+                )
 
     killed = sum(result.killed for result in results)
     rate = killed / len(results)

@@ -17,6 +17,9 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "Chromium is missing and cannot be installed without root: the browser tests will be skipped." >&2
     fi
 fi
+# Lint and format (ruff, configured in pyproject.toml) before the tests.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 # Two worker processes, each test file on one of them in order (its module fixtures built once), each worker's torch
 # with its share of the cores: the suite's subprocesses and start-ups then overlap instead of queueing (about 770 s
 # to 520 s on 2 cores). PYTEST_WORKERS=0 runs everything in this process.

@@ -165,8 +165,11 @@ def _handler_for(hub: LocalHub):
 
         def _require_write(self):
             if not self._authorized():
-                raise _Reply(401, {"error": "Invalid credentials in Authorization header"},
-                             {"X-Error-Message": "Invalid credentials in Authorization header"})  # fmt: skip
+                raise _Reply(
+                    401,
+                    {"error": "Invalid credentials in Authorization header"},
+                    {"X-Error-Message": "Invalid credentials in Authorization header"},
+                )
 
         def _find_repo(self, repo_type: str, repo_id: str) -> Repo:
             repo = hub.repos.get((repo_type, repo_id))
@@ -219,8 +222,12 @@ def _handler_for(hub: LocalHub):
         def _repo_info(self, repo_type: str, repo_id: str, revision: str):
             repo = self._find_repo(repo_type, repo_id)
             commit = self._commit_at(repo, revision)
-            info = {"id": repo_id, "sha": commit.oid, "private": repo.private,
-                    "siblings": [{"rfilename": name} for name in sorted(commit.files)]}  # fmt: skip
+            info = {
+                "id": repo_id,
+                "sha": commit.oid,
+                "private": repo.private,
+                "siblings": [{"rfilename": name} for name in sorted(commit.files)],
+            }
             if repo.sdk:
                 info["sdk"] = repo.sdk
             raise _Reply(200, info)
@@ -229,10 +236,14 @@ def _handler_for(hub: LocalHub):
             self._require_write()
             commit = self._commit_at(self._find_repo(repo_type, repo_id), revision)
             files = [
-                {"path": item["path"], "uploadMode": "regular", "shouldIgnore": False,
-                 "oid": git_blob_oid(commit.files[item["path"]]) if item["path"] in commit.files else None}
+                {
+                    "path": item["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_oid(commit.files[item["path"]]) if item["path"] in commit.files else None,
+                }
                 for item in json.loads(body)["files"]
-            ]  # fmt: skip
+            ]
             raise _Reply(200, {"files": files})
 
         def _commit(self, repo_type: str, repo_id: str, revision: str, body: bytes):
@@ -281,8 +292,9 @@ def _handler_for(hub: LocalHub):
             repo = self._find_repo(repo_type, repo_id)
             commit = self._commit_at(repo, revision)
             if filename not in commit.files:
-                raise _Reply(404, {"error": "Entry not found"},
-                             {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit.oid})  # fmt: skip
+                raise _Reply(
+                    404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit.oid}
+                )
             content = commit.files[filename]
             raise _Reply(200, content, {"ETag": f'"{git_blob_oid(content)}"', "X-Repo-Commit": commit.oid})
 

@@ -25,7 +25,7 @@ from cervix_hf.metrics import (
     select_operating_points,
 )
 from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
-from train import train_colponet, train_cell_detector, train_prepost_fusion
+from train import train_cell_detector, train_colponet, train_prepost_fusion
 from train.engine import finish_run
 
 SPLITS = ("train", "validation", "test")
@@ -34,10 +34,20 @@ SPLITS = ("train", "validation", "test")
 def stage_summary(name: str, learning_rate: float, train_backbone: bool, metric: str, best: float) -> StageSummary:
     """A stage summary as `train.engine.run_stages` writes it."""
     return StageSummary(
-        stage=name, name=name, learning_rate=learning_rate, epochs=1.0, train_backbone=train_backbone,
-        batch_size=None, global_step=3, epochs_run=1.0, train_loss=1.0986, best_metric=best,
-        metric_for_best_model=metric, best_checkpoint=f"{name}/checkpoint-3", log_history=[],
-    )  # fmt: skip
+        stage=name,
+        name=name,
+        learning_rate=learning_rate,
+        epochs=1.0,
+        train_backbone=train_backbone,
+        batch_size=None,
+        global_step=3,
+        epochs_run=1.0,
+        train_loss=1.0986,
+        best_metric=best,
+        metric_for_best_model=metric,
+        best_checkpoint=f"{name}/checkpoint-3",
+        log_history=[],
+    )
 
 
 def colponet_run(output_dir: Path) -> Path:
@@ -67,7 +77,7 @@ def colponet_run(output_dir: Path) -> Path:
                 "unreadable": 0,
                 "laplacian_threshold": 12.0,
                 "fft_threshold": 0.0,
-            },  # fmt: skip
+            },
         },
         training={
             "stages": [
@@ -95,10 +105,13 @@ def detector_run(output_dir: Path) -> Path:
         {"boxes": np.array([[20, 30, 45, 58]]), "labels": np.array([0])},
     ]
     predictions = [
-        {"boxes": np.array([[11, 10, 40, 42], [58, 61, 119, 112], [0, 0, 9, 9]]), "labels": np.array([0, 1, 1]),
-         "scores": np.array([0.9, 0.7, 0.4])},
+        {
+            "boxes": np.array([[11, 10, 40, 42], [58, 61, 119, 112], [0, 0, 9, 9]]),
+            "labels": np.array([0, 1, 1]),
+            "scores": np.array([0.9, 0.7, 0.4]),
+        },
         {"boxes": np.array([[70, 70, 90, 90]]), "labels": np.array([0]), "scores": np.array([0.6])},
-    ]  # fmt: skip
+    ]
     eval_results = EvalResults(
         model_type="cell_detector",
         label_names=label_names,
@@ -113,7 +126,7 @@ def detector_run(output_dir: Path) -> Path:
                 "train": {"nucleus": 20, "cell": 9},
                 "validation": {"nucleus": 5, "cell": 3},
                 "test": {"nucleus": 2, "cell": 1},
-            },  # fmt: skip
+            },
             "reader_warnings": [],
         },
         training={
@@ -130,9 +143,19 @@ def detector_run(output_dir: Path) -> Path:
         extra={"export_threshold": 0.5, "classical_baseline": None},
     )
     args = train_cell_detector.get_args_parser().parse_args(
-        ["--data", "../data/cells", "--format", "coco", "--annotations", "cells.json", "--output-dir",
-         str(output_dir), "--model-size", "tiny"]
-    )  # fmt: skip
+        [
+            "--data",
+            "../data/cells",
+            "--format",
+            "coco",
+            "--annotations",
+            "cells.json",
+            "--output-dir",
+            str(output_dir),
+            "--model-size",
+            "tiny",
+        ]
+    )
     return finish_run(model, CellDetectorImageProcessor(), output_dir, eval_results, args)
 
 
@@ -178,16 +201,24 @@ def prepost_run(output_dir: Path) -> Path:
         },
     )
     args = train_prepost_fusion.get_args_parser().parse_args(
-        ["--data", "../shared/data/iarc-colposcopy-atlas", "--output-dir", str(output_dir), "--model-size", "tiny",
-         "--decision-threshold", "balanced"]
-    )  # fmt: skip
+        [
+            "--data",
+            "../shared/data/iarc-colposcopy-atlas",
+            "--output-dir",
+            str(output_dir),
+            "--model-size",
+            "tiny",
+            "--decision-threshold",
+            "balanced",
+        ]
+    )
     return finish_run(model, PrePostFusionImageProcessor(), output_dir, eval_results, args)
 
 
 def cell_classifier_run(output_dir: Path) -> Path:
     """As `train/train_cell_classifier.py`: operating points on the abnormal group's validation probabilities, the
     test split evaluated with them, the validation and test summaries, the training summary of its one stage."""
-    from cervix_hf import CellClassifierForImageClassification, CellClassifierImageProcessor, HERLEV_LABELS
+    from cervix_hf import HERLEV_LABELS, CellClassifierForImageClassification, CellClassifierImageProcessor
     from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier, group_probability
     from cervix_hf.models.cell_classifier import HERLEV_GROUPS
     from cervix_hf.registry import family
@@ -201,12 +232,16 @@ def cell_classifier_run(output_dir: Path) -> Path:
         logits = rng.normal(size=(len(labels), 7)) + 2.0 * np.eye(7)[labels]
         return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
-    labels = {"train": np.repeat(np.arange(7), 5), "validation": np.repeat(np.arange(7), 3),
-              "test": np.repeat(np.arange(7), 2)}  # fmt: skip
+    labels = {
+        "train": np.repeat(np.arange(7), 5),
+        "validation": np.repeat(np.arange(7), 3),
+        "test": np.repeat(np.arange(7), 2),
+    }
     scores = {split: probabilities(labels[split]) for split in ("validation", "test")}
     abnormal = (labels["validation"] >= 3).astype(int)
-    points = select_operating_points(abnormal, group_probability(scores["validation"], names, HERLEV_GROUPS["abnormal"]),
-                                     0.95, 0.95)  # fmt: skip
+    points = select_operating_points(
+        abnormal, group_probability(scores["validation"], names, HERLEV_GROUPS["abnormal"]), 0.95, 0.95
+    )
     threshold = points["screening"]["threshold"]
     model = CellClassifierForImageClassification(
         family("cell_classifier").config("tiny", operating_points=points, decision_threshold=threshold)
@@ -214,13 +249,16 @@ def cell_classifier_run(output_dir: Path) -> Path:
     args = train_cell_classifier.get_args_parser().parse_args(
         ["--data", "../shared/data/herlev", "--output-dir", str(output_dir), "--recipe", "tiny"]
     )
-    stage = {**stage_summary("train", 3e-3, True, "none (a fixed schedule; the weight average is kept)", None),
-             "train_seconds": 12.5}  # fmt: skip
+    stage = {
+        **stage_summary("train", 3e-3, True, "none (a fixed schedule; the weight average is kept)", None),
+        "train_seconds": 12.5,
+    }
     eval_results = EvalResults(
         model_type="cell_classifier",
         label_names=names,
-        metrics=evaluate_grouped_classifier(labels["test"], scores["test"], names, HERLEV_GROUPS, "abnormal",
-                                            threshold, points),  # fmt: skip
+        metrics=evaluate_grouped_classifier(
+            labels["test"], scores["test"], names, HERLEV_GROUPS, "abnormal", threshold, points
+        ),
         data={
             "source": "herlev",
             "dataset": "herlev",
@@ -245,16 +283,29 @@ def cell_classifier_run(output_dir: Path) -> Path:
         extra={
             "label_groups": HERLEV_GROUPS,
             "positive_group": "abnormal",
-            "summary": {split: train_cell_classifier.split_summary(labels[split], scores[split], names, HERLEV_GROUPS,
-                                                                   "abnormal", points, 5)
-                        for split in ("validation", "test")},  # fmt: skip
-            "predictions": [{"image": f"cell{i}.jpg", "source_image": f"s{i}", "label": names[label],
-                             "probabilities": dict(zip(names, map(float, row)))}
-                            for i, (label, row) in enumerate(zip(labels["test"], scores["test"]))],  # fmt: skip
+            "summary": {
+                split: train_cell_classifier.split_summary(
+                    labels[split], scores[split], names, HERLEV_GROUPS, "abnormal", points, 5
+                )
+                for split in ("validation", "test")
+            },
+            "predictions": [
+                {
+                    "image": f"cell{i}.jpg",
+                    "source_image": f"s{i}",
+                    "label": names[label],
+                    "probabilities": dict(zip(names, map(float, row))),
+                }
+                for i, (label, row) in enumerate(zip(labels["test"], scores["test"]))
+            ],
         },
     )
     return finish_run(model, CellClassifierImageProcessor(), output_dir, eval_results, args)
 
 
-RUNS = {"colponet": colponet_run, "cell_detector": detector_run, "prepost_fusion": prepost_run,
-        "cell_classifier": cell_classifier_run}  # fmt: skip
+RUNS = {
+    "colponet": colponet_run,
+    "cell_detector": detector_run,
+    "prepost_fusion": prepost_run,
+    "cell_classifier": cell_classifier_run,
+}

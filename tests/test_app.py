@@ -200,8 +200,9 @@ def test_prepost_matches_the_model_called_directly(client, app_checkpoints, pair
     heat = overlay_heatmap(post, attention_received(expected.pre_to_post_attention))
     assert np.abs(read_rgb(value(attention)) - np.asarray(heat, dtype=np.int16)).mean() < 2  # sent as JPEG
     if operating_point == "custom threshold":  # the opacity blends the same map: 0 gives back the post-stain photo
-        attention = client.predict(handle_file(pair[0]), handle_file(pair[1]), operating_point, threshold, 0.0,
-                                   api_name="/classify_prepost")[2]  # fmt: skip
+        attention = client.predict(
+            handle_file(pair[0]), handle_file(pair[1]), operating_point, threshold, 0.0, api_name="/classify_prepost"
+        )[2]
         bare = overlay_heatmap(post, attention_received(expected.pre_to_post_attention), alpha=0.0)
         assert np.abs(read_rgb(value(attention)) - np.asarray(bare, dtype=np.int16)).mean() < 2
         assert np.abs(np.asarray(bare, dtype=np.int16) - np.asarray(heat, dtype=np.int16)).mean() > 5
@@ -294,9 +295,11 @@ def test_forty_requests_from_four_clients_get_their_own_answers_without_leaking_
     requests = (  # 12 different requests, so an answer sent to the wrong request shows
         [("/classify_cervix_type", (handle_file(photo), False)) for photo in photos]
         + [("/detect_cells", (handle_file(image), t)) for image in edf_images for t in (0.0, 0.05)]
-        + [("/classify_prepost", (handle_file(pair[0]), handle_file(pair[1]), "custom threshold", t))
-           for t in (0.1, 0.3, 0.5, 0.7, 0.9)]
-    )  # fmt: skip
+        + [
+            ("/classify_prepost", (handle_file(pair[0]), handle_file(pair[1]), "custom threshold", t))
+            for t in (0.1, 0.3, 0.5, 0.7, 0.9)
+        ]
+    )
     clients = [Client(running_app.local_url, verbose=False) for _ in range(4)]
     # each request alone, one at a time: the answer it must get under load
     alone = [answer(api_name, clients[0].predict(*arguments, api_name=api_name)) for api_name, arguments in requests]
@@ -361,7 +364,9 @@ def test_every_result_of_an_untrained_model_says_so(untrained_app, photos, pair)
     assert f"{details['probability']:.3f}: meaningless" in verdict
     assert details["warning"] == UNTRAINED_WARNING
     # the API offers only the points the loaded model defines: an untrained one has none
-    with pytest.raises(Exception, match=r"'screening'.*not in the list of choices: \['model default', 'custom threshold'\]"):
+    with pytest.raises(
+        Exception, match=r"'screening'.*not in the list of choices: \['model default', 'custom threshold'\]"
+    ):
         client.predict("screening", 0.5, api_name="/prepost_operating_point")
 
     for card in client.predict(api_name="/models")[:3]:
@@ -381,8 +386,16 @@ def test_python_app_py_starts_logs_where_models_come_from_and_serves(app_checkpo
     env.pop("CERVIX_HF_PREPOST_FUSION", None)
     port = free_port()
     with log.open("w") as output:
-        command = [sys.executable, "app.py", "--port", str(port), "--checkpoints-dir", str(tmp_path / "none"),
-                   "--cell-detector", str(app_checkpoints["cell_detector"])]  # fmt: skip
+        command = [
+            sys.executable,
+            "app.py",
+            "--port",
+            str(port),
+            "--checkpoints-dir",
+            str(tmp_path / "none"),
+            "--cell-detector",
+            str(app_checkpoints["cell_detector"]),
+        ]
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}/"
@@ -454,9 +467,10 @@ def test_the_batch_tab_predicts_every_file_and_a_zip_with_progress_and_a_csv(cli
     broken = tmp_path / "broken.jpg"
     broken.write_text("not a photo")
     summary, table, csv_file = client.predict(
-        "Cervix type (photos)", [handle_file(photos[0]), handle_file(photos[1]), handle_file(broken)],
+        "Cervix type (photos)",
+        [handle_file(photos[0]), handle_file(photos[1]), handle_file(broken)],
         api_name="/predict_batch",
-    )  # fmt: skip
+    )
     assert "**3 input(s)**, 1 could not be read" in summary
     rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
     assert set(rows) == {photos[0].name, photos[1].name, "broken.jpg"}  # the user's names, not server paths
@@ -475,8 +489,9 @@ def test_the_batch_tab_predicts_every_file_and_a_zip_with_progress_and_a_csv(cli
     with zipfile.ZipFile(archive, "w") as zipped:
         for image in edf:
             zipped.write(image, f"slide/{image.name}")
-    summary, table, _ = client.predict("Cell detection (Pap-smear images)", [handle_file(archive)],
-                                       api_name="/predict_batch")  # fmt: skip
+    summary, table, _ = client.predict(
+        "Cell detection (Pap-smear images)", [handle_file(archive)], api_name="/predict_batch"
+    )
     detector, detector_processor = load_detector(str(app_checkpoints["cell_detector"]))
     threshold = detector.config.box_score_threshold
     headers = table["headers"]
@@ -498,8 +513,9 @@ def test_the_batch_tab_refuses_more_than_its_bound(client, photos, monkeypatch):
 
     monkeypatch.setattr(batch_tab, "MAX_BATCH_FILES", 1)  # the app runs in this process
     with pytest.raises(Exception, match="2 images: at most 1 per batch here"):
-        client.predict("Cervix type (photos)", [handle_file(photos[0]), handle_file(photos[1])],
-                       api_name="/predict_batch")  # fmt: skip
+        client.predict(
+            "Cervix type (photos)", [handle_file(photos[0]), handle_file(photos[1])], api_name="/predict_batch"
+        )
 
 
 def test_inputs_that_cannot_be_what_the_model_takes_get_a_specific_message(client, photos, pair, tmp_path):
@@ -508,25 +524,30 @@ def test_inputs_that_cannot_be_what_the_model_takes_get_a_specific_message(clien
     with pytest.raises(Exception, match=r"'strip.jpg': the image is 900x200 pixels, 4.5 times longer than it is wide"):
         client.predict(handle_file(strip), False, api_name="/classify_cervix_type")
     with pytest.raises(Exception, match="The pre-stain and post-stain images are the same picture"):
-        client.predict(handle_file(pair[0]), handle_file(pair[0]), "custom threshold", 0.5,
-                       api_name="/classify_prepost")  # fmt: skip
+        client.predict(
+            handle_file(pair[0]), handle_file(pair[0]), "custom threshold", 0.5, api_name="/classify_prepost"
+        )
     small = tmp_path / "small.jpg"
     Image.open(pair[1]).convert("RGB").resize((200, 150)).save(small)
     width, height = Image.open(pair[0]).size
-    with pytest.raises(Exception, match=rf"The pre-stain image is {width}x{height} pixels and the post-stain image "
-                       r"200x150: more than 4 times apart in size"):  # fmt: skip
+    with pytest.raises(
+        Exception,
+        match=rf"The pre-stain image is {width}x{height} pixels and the post-stain image "
+        r"200x150: more than 4 times apart in size",
+    ):
         client.predict(handle_file(pair[0]), handle_file(small), "custom threshold", 0.5, api_name="/classify_prepost")
     # The same pair at other sizes of one camera is still decided.
-    decided = client.predict(handle_file(pair[0]), handle_file(pair[1]), "custom threshold", 0.5,
-                             api_name="/classify_prepost")  # fmt: skip
+    decided = client.predict(
+        handle_file(pair[0]), handle_file(pair[1]), "custom threshold", 0.5, api_name="/classify_prepost"
+    )
     assert "Decision:" in decided[0]
 
 
 def test_without_a_folder_given_the_examples_come_from_examples_then_the_sample_data(tmp_path, monkeypatch, caplog):
     """`examples/` in the current folder (a Space's, as push-space stages it) wins over the project's sample data;
     a folder given always wins; the log says where the examples came from, or that there are none."""
-    from cervix_hf.data.examples import AppExamples, default_examples, find_examples
     from cervix_hf.app.main import EXAMPLES_ENV_VAR, app_examples
+    from cervix_hf.data.examples import AppExamples, default_examples, find_examples
     from cervix_hf.sample_data import SAMPLE_DATA_ENV
 
     require_data(SHARED_DATA)

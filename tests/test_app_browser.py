@@ -15,16 +15,24 @@ from .conftest import INTEL_SAMPLE, SHARED_DATA, launch_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RESULT_TIMEOUT_MS = 60_000
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian's Chromium is not installed at {CHROMIUM} "
-                       "(apt-get install chromium; scripts/test.sh does it)"),
-]  # fmt: skip
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium; scripts/test.sh does it)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +116,13 @@ def upload(page, component_id: str, path: Path) -> None:
 def test_page_shows_the_banner_and_fetches_nothing_from_the_network(browser_page, running_app):
     assert browser_page.get_by_text("Research demo, not a diagnosis.").first.is_visible()
     assert [tab.strip() for tab in browser_page.get_by_role("tab").all_inner_texts()] == [
-        "Cervix type", "Cell detection", "Pre/post fusion", "Pap cell", "Batch", "Models",
-    ]  # fmt: skip
+        "Cervix type",
+        "Cell detection",
+        "Pre/post fusion",
+        "Pap cell",
+        "Batch",
+        "Models",
+    ]
     assert browser_page.requested_hosts == {urlparse(running_app.local_url).netloc}
 
 
@@ -334,8 +347,9 @@ def test_with_every_card_open_the_models_tab_stays_a_few_screens_tall(chromium, 
     card = "\n\n".join(f"## Section {n}\n\nA paragraph of the card, number {n}." for n in range(120))
     (colponet / "README.md").unlink(missing_ok=True)
     (colponet / "README.md").write_text(card)
-    models = AppModels.from_settings({"colponet": str(colponet)}, checkpoints_dir=tmp_path / "none",
-                                     untrained_size="tiny")  # fmt: skip
+    models = AppModels.from_settings(
+        {"colponet": str(colponet)}, checkpoints_dir=tmp_path / "none", untrained_size="tiny"
+    )
     demo = launch_app(app.build_demo(models))
     page = open_page(chromium, demo.local_url)
     try:

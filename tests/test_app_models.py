@@ -10,10 +10,6 @@ import numpy as np
 import pytest
 
 from cervix_hf.app import models as app_models
-from cervix_hf.commands import module_command
-from cervix_hf.data.examples import find_examples
-from cervix_hf.hub import ModelReferenceError
-from cervix_hf.inference import ModelLoadError
 from cervix_hf.app.models import (
     TASKS_BY_NAME,
     UNTRAINED_WARNING,
@@ -22,6 +18,10 @@ from cervix_hf.app.models import (
     parse_model_reference,
     requested_models,
 )
+from cervix_hf.commands import module_command
+from cervix_hf.data.examples import find_examples
+from cervix_hf.hub import ModelReferenceError
+from cervix_hf.inference import ModelLoadError
 
 from .conftest import SHARED_DATA, require_data
 
@@ -33,11 +33,17 @@ def test_flags_win_over_environment_variables():
     requested = requested_models({"colponet": "from/flag", "cell_detector": None}, environ)
     assert requested == {"colponet": "from/flag", "prepost_fusion": "/models/prepost"}
     assert [task.flag for task in TASKS_BY_NAME.values()] == [
-        "--colponet", "--cell-detector", "--prepost-fusion", "--cell-classifier",
-    ]  # fmt: skip
+        "--colponet",
+        "--cell-detector",
+        "--prepost-fusion",
+        "--cell-classifier",
+    ]
     assert [task.env_var for task in TASKS_BY_NAME.values()] == [
-        "CERVIX_HF_COLPONET", "CERVIX_HF_CELL_DETECTOR", "CERVIX_HF_PREPOST_FUSION", "CERVIX_HF_CELL_CLASSIFIER",
-    ]  # fmt: skip
+        "CERVIX_HF_COLPONET",
+        "CERVIX_HF_CELL_DETECTOR",
+        "CERVIX_HF_PREPOST_FUSION",
+        "CERVIX_HF_CELL_CLASSIFIER",
+    ]
 
 
 def test_the_former_names_still_reach_a_model(tmp_path):
@@ -80,9 +86,11 @@ def test_sources_are_tried_in_order_flag_checkpoints_release_hub(tmp_path, tiny_
     slot = ModelSlot(COLPONET, requested=str(tiny_colponet_dir), checkpoints_dir=tmp_path / "checkpoints")
     plan = slot.resolve()
     assert [source.origin for source, _ in plan] == [
-        "--colponet / CERVIX_HF_COLPONET", "the training script's folder", "the repository's release model",
+        "--colponet / CERVIX_HF_COLPONET",
+        "the training script's folder",
+        "the repository's release model",
         "the published repo",
-    ]  # fmt: skip
+    ]
     assert plan[0][1] is None and plan[1][1] is None and plan[2][1] == "no such folder"
     assert "HF_HUB_OFFLINE is set" in plan[3][1]  # conftest switches the Hub off
     unflagged = ModelSlot(COLPONET, checkpoints_dir=tmp_path / "checkpoints")
@@ -224,8 +232,10 @@ def test_the_models_tab_gives_the_evaluation_with_its_size_and_interval_not_just
     if task == "colponet":
         matrix = np.array(metrics["confusion_matrix"])
         hits, total = int(np.trace(matrix)), int(matrix.sum())
-        assert (f"**Evaluation:** accuracy {hits / total:.2f} ({interval(hits, total)}) on {total} test photos of "
-                f"{results['data']['source']} (chance: 0.33)") in text  # fmt: skip
+        assert (
+            f"**Evaluation:** accuracy {hits / total:.2f} ({interval(hits, total)}) on {total} test photos of "
+            f"{results['data']['source']} (chance: 0.33)"
+        ) in text
     elif task == "prepost_fusion":
         (tn, fp), (fn, tp) = metrics["report"]["confusion_matrix"]
         assert f"sensitivity {tp / (tp + fn):.2f} ({interval(tp, tp + fn)}) on {tp + fn} Positive" in text

@@ -16,11 +16,23 @@ LAYERS = (
     ("data, metrics", ("data", "metrics")),
     ("registry", ("registry",)),
     ("contracts", ("eval_results", "model_presets", "detector_recipes")),
-    ("inference", ("inference", "visualization", "quality_filter", "detection_export",
-                   "classical_detection", "onnx_runtime", "onnx_detector", "batch", "evaluation_plots")),
+    (
+        "inference",
+        (
+            "inference",
+            "visualization",
+            "quality_filter",
+            "detection_export",
+            "classical_detection",
+            "onnx_runtime",
+            "onnx_detector",
+            "batch",
+            "evaluation_plots",
+        ),
+    ),
     ("hub", ("hub",)),
     ("app, CLI", ("app", "cli", "predict", "export", "__main__", "__init__")),
-)  # fmt: skip
+)
 LAYER_OF = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}
 
 

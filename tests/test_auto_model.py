@@ -117,8 +117,12 @@ def test_auto_model_and_task_class_load_in_a_fresh_process_with_the_same_outputs
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, str(model_dir), task_auto_class, "inputs.pt", "outputs.pt"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     classes = json.loads(result.stdout.strip().splitlines()[-1])
     assert classes["features"].startswith("transformers_modules.")
@@ -138,9 +142,7 @@ def test_features_model_loaded_from_a_saved_task_model_matches_its_features(name
     features = features_class.from_pretrained(tmp_path).eval()
     inputs = make_inputs()
     with torch.inference_mode():
-        torch.testing.assert_close(
-            dict(features(**inputs)), dict(task_model_features(model, inputs)), rtol=0, atol=0
-        )
+        torch.testing.assert_close(dict(features(**inputs)), dict(task_model_features(model, inputs)), rtol=0, atol=0)
 
 
 def test_cell_detector_features_are_the_pyramid_over_the_resized_images():
@@ -151,8 +153,9 @@ def test_cell_detector_features_are_the_pyramid_over_the_resized_images():
     # short side to min_size (256), long side at most max_size (256); the batch is padded to a multiple of 32
     assert outputs.image_sizes.tolist() == [[192, 256], [256, 170]]
     strides = [4, 8, 16, 32, 64]
-    assert [tuple(f.shape) for f in outputs.feature_maps] == [(2, config.fpn_out_channels, 256 // s, 256 // s)
-                                                              for s in strides]  # fmt: skip
+    assert [tuple(f.shape) for f in outputs.feature_maps] == [
+        (2, config.fpn_out_channels, 256 // s, 256 // s) for s in strides
+    ]
 
 
 def test_a_pre_post_model_saved_before_the_features_model_existed_loads_unchanged(tmp_path):
@@ -163,8 +166,11 @@ def test_a_pre_post_model_saved_before_the_features_model_existed_loads_unchange
     model = PrePostFusionForImageClassification(prepost_config("tiny")).eval()
     model.save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")
-    save_file({k.removeprefix("prepost."): v for k, v in weights.items()}, tmp_path / "model.safetensors",
-              metadata={"format": "pt"})  # fmt: skip
+    save_file(
+        {k.removeprefix("prepost."): v for k, v in weights.items()},
+        tmp_path / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     reloaded = PrePostFusionForImageClassification.from_pretrained(tmp_path).eval()
     inputs = MODELS["prepost"][4]()
     with torch.inference_mode():

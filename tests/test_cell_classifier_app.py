@@ -47,8 +47,9 @@ def client(model_dir, tmp_path_factory):
     from cervix_hf import app
     from cervix_hf.app.models import AppModels
 
-    models = AppModels.from_settings({"cell_classifier": str(model_dir)},
-                                     checkpoints_dir=tmp_path_factory.mktemp("no-checkpoints"))  # fmt: skip
+    models = AppModels.from_settings(
+        {"cell_classifier": str(model_dir)}, checkpoints_dir=tmp_path_factory.mktemp("no-checkpoints")
+    )
     demo = launch_app(app.build_demo(models, tmp_path_factory.mktemp("no-examples")))
     yield Client(demo.local_url, verbose=False)
     demo.close()
@@ -64,8 +65,9 @@ def test_the_tab_answers_as_the_model_called_directly(client, model_dir, cells, 
     model = CellClassifierForImageClassification.from_pretrained(model_dir).eval()
     processor = CellClassifierImageProcessor.from_pretrained(model_dir)
     for cell in cells:
-        verdict, classes, groups, details = client.predict(handle_file(cell), choice, threshold,
-                                                           api_name="/classify_cell")  # fmt: skip
+        verdict, classes, groups, details = client.predict(
+            handle_file(cell), choice, threshold, api_name="/classify_cell"
+        )
         chosen = {"threshold": threshold} if choice == "custom threshold" else {"operating_point": choice}
         expected = classify_cell(model, processor, Image.open(cell), **chosen)
         assert labels_of(classes) == pytest.approx(expected["probabilities"], abs=1e-5)
@@ -89,8 +91,9 @@ def test_bad_requests_get_a_clear_error(client, cells, tmp_path):
 
 
 def test_the_batch_tab_takes_the_cell_classifier(client, model_dir, cells):
-    summary, table, csv_file = client.predict("Pap cell (single-cell images)", [handle_file(c) for c in cells],
-                                              api_name="/predict_batch")  # fmt: skip
+    summary, table, csv_file = client.predict(
+        "Pap cell (single-cell images)", [handle_file(c) for c in cells], api_name="/predict_batch"
+    )
     rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
     assert set(rows) == {cell.name for cell in cells}
     model = CellClassifierForImageClassification.from_pretrained(model_dir).eval()

@@ -27,8 +27,12 @@ def write_layout(root, rows):
 
 def synthetic_rows(sources_per_class: int = 12):
     # Source images of one to four cells each, of one class (as in Herlev, where no slide image mixes classes).
-    return [(label, f"{label}-{source}", None) for label in HERLEV_LABELS for source in range(sources_per_class)
-            for _ in range(1 + source % 4)]  # fmt: skip
+    return [
+        (label, f"{label}-{source}", None)
+        for label in HERLEV_LABELS
+        for source in range(sources_per_class)
+        for _ in range(1 + source % 4)
+    ]
 
 
 def splits_of(records, seed):
@@ -83,8 +87,11 @@ def test_the_real_herlev_cells_split_by_slide_image():
     assert len(records) == 728 and Counter(records.labels)[HERLEV_LABELS.index("light_dysplastic")] == 150
     splits = splits_of(records, seed=42)
     sources = {name: set(split.source_images) for name, split in splits.items()}
-    assert not (sources["train"] & sources["validation"] or sources["train"] & sources["test"]
-                or sources["validation"] & sources["test"])  # fmt: skip
+    assert not (
+        sources["train"] & sources["validation"]
+        or sources["train"] & sources["test"]
+        or sources["validation"] & sources["test"]
+    )
     assert sum(len(split) for split in splits.values()) == 728
     # About 70:20:10 of the slide images.
     total = sum(map(len, sources.values()))

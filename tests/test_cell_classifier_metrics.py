@@ -22,19 +22,23 @@ def evaluation():
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     abnormal = (labels >= 3).astype(int)
     points = select_operating_points(abnormal, probabilities[:, 3:].sum(axis=1), 0.95, 0.95)
-    metrics = evaluate_grouped_classifier(labels, probabilities, NAMES, HERLEV_GROUPS, "abnormal",
-                                          points["screening"]["threshold"], points)  # fmt: skip
+    metrics = evaluate_grouped_classifier(
+        labels, probabilities, NAMES, HERLEV_GROUPS, "abnormal", points["screening"]["threshold"], points
+    )
     return labels, probabilities, metrics
 
 
 def eval_results(metrics, labels) -> EvalResults:
     counts = {name: int((labels == index).sum()) for index, name in enumerate(NAMES)}
     return EvalResults(
-        model_type="cell_classifier", label_names=NAMES, metrics=metrics,
+        model_type="cell_classifier",
+        label_names=NAMES,
+        metrics=metrics,
         data={"source": "herlev", "seed": 0, "class_counts": {"test": counts}},
         training={"stages": [], "augmentation": None, "batch_size": None, "model_size": None},
-        extra={"label_groups": HERLEV_GROUPS, "positive_group": "abnormal"}, software={},
-    )  # fmt: skip
+        extra={"label_groups": HERLEV_GROUPS, "positive_group": "abnormal"},
+        software={},
+    )
 
 
 def test_the_binary_analysis_is_the_abnormal_group_sum(evaluation):

@@ -133,8 +133,13 @@ FRESH_PROCESS = textwrap.dedent(
 def test_remote_code_round_trip_and_pipeline_in_a_fresh_process(tiny_dir, tmp_path):
     image_path = tmp_path / "cell.png"
     cell_image(3).save(image_path)
-    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(tiny_dir), str(image_path)], capture_output=True,
-                            text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(tiny_dir), str(image_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["modules"] == []  # nothing of cervix_hf was needed
@@ -145,8 +150,9 @@ def test_remote_code_round_trip_and_pipeline_in_a_fresh_process(tiny_dir, tmp_pa
     assert np.allclose(found["logits"], expected.tolist(), atol=1e-5)
     assert found["pooled"] == model.cell_classifier.num_features
     answer = found["answer"]
-    assert answer["threshold"] == 0.2 and answer["decision"] == ("abnormal" if answer["groups"]["abnormal"] >= 0.2
-                                                                 else "normal")  # fmt: skip
+    assert answer["threshold"] == 0.2 and answer["decision"] == (
+        "abnormal" if answer["groups"]["abnormal"] >= 0.2 else "normal"
+    )
     results = found["pipeline"]
     assert len(results) == 7 and {r["label"] for r in results} == set(NORMAL + ABNORMAL)
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)

@@ -31,8 +31,21 @@ def herlev():
 @pytest.fixture(scope="module")
 def trained(herlev, tmp_path_factory):
     output = tmp_path_factory.mktemp("cell-classifier") / "model"
-    run("train", "cell_classifier", "--data", herlev, "--recipe", "tiny", "--output-dir", output, "--threads", "1",
-        "--no-progress-bar", "--seed", "3")  # fmt: skip
+    run(
+        "train",
+        "cell_classifier",
+        "--data",
+        herlev,
+        "--recipe",
+        "tiny",
+        "--output-dir",
+        output,
+        "--threads",
+        "1",
+        "--no-progress-bar",
+        "--seed",
+        "3",
+    )
     return output
 
 
@@ -62,16 +75,20 @@ def test_train_writes_the_model_its_card_plots_and_a_consistent_evaluation(train
 
 
 def test_predict_writes_one_row_per_cell_with_the_roll_up(trained, herlev, tmp_path):
-    cells = [*sorted((herlev / "severe_dysplastic").glob("*.jpg"))[:3],
-             *sorted((herlev / "normal_columnar").glob("*.jpg"))[:2]]  # fmt: skip
+    cells = [
+        *sorted((herlev / "severe_dysplastic").glob("*.jpg"))[:3],
+        *sorted((herlev / "normal_columnar").glob("*.jpg"))[:2],
+    ]
     output = tmp_path / "cells.csv"
     run("predict", "--model", trained, *cells, "--operating-point", "balanced", "--output", output, "--quiet")
     rows = list(csv.DictReader(output.open()))
     assert [Path(row["image"]).name for row in rows] == [cell.name for cell in cells]
     threshold = json.loads((trained / "config.json").read_text())["operating_points"]["balanced"]["threshold"]
     for row in rows:
-        abnormal = sum(float(row[f"probability_{name}"]) for name in
-                       ("light_dysplastic", "moderate_dysplastic", "severe_dysplastic", "carcinoma_in_situ"))  # fmt: skip
+        abnormal = sum(
+            float(row[f"probability_{name}"])
+            for name in ("light_dysplastic", "moderate_dysplastic", "severe_dysplastic", "carcinoma_in_situ")
+        )
         assert float(row["probability_abnormal"]) == pytest.approx(abnormal, abs=1e-6)
         assert row["decision"] == ("abnormal" if abnormal >= threshold else "normal")
         assert float(row["threshold"]) == pytest.approx(threshold)
@@ -89,15 +106,46 @@ def test_evaluate_and_export_int8(trained, herlev, tmp_path):
 
 def test_weights_from_a_finished_run_refinishes_it_with_the_same_predictions(trained, herlev, tmp_path):
     again = tmp_path / "again"
-    run("train", "cell_classifier", "--data", herlev, "--recipe", "tiny", "--output-dir", again, "--threads", "1",
-        "--seed", "3", "--weights-from", trained)  # fmt: skip
+    run(
+        "train",
+        "cell_classifier",
+        "--data",
+        herlev,
+        "--recipe",
+        "tiny",
+        "--output-dir",
+        again,
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        "--weights-from",
+        trained,
+    )
     first, second = (json.loads((folder / "eval_results.json").read_text()) for folder in (trained, again))
     assert second["predictions"] == first["predictions"]
     assert second["training"]["stages"] == first["training"]["stages"]
     assert second["training"]["weights_from"] == trained.name
     assert "--weights-from" not in second["training"]["command"]
     assert "weights are those of a finished run" in (again / "README.md").read_text()
-    refused = subprocess.run([*CLI, "train", "cell_classifier", "--data", str(herlev), "--recipe", "tiny",
-                              "--output-dir", str(tmp_path / "other"), "--seed", "4", "--weights-from", str(trained)],
-                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    refused = subprocess.run(
+        [
+            *CLI,
+            "train",
+            "cell_classifier",
+            "--data",
+            str(herlev),
+            "--recipe",
+            "tiny",
+            "--output-dir",
+            str(tmp_path / "other"),
+            "--seed",
+            "4",
+            "--weights-from",
+            str(trained),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert refused.returncode != 0 and "another seed" in refused.stderr

@@ -88,9 +88,16 @@ def test_nothing_dark_nothing_found():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("background_size", 50), ("blur_size", 0), ("darkness_thresholds", ()), ("darkness_thresholds", (300,)),
-     ("max_area", 10), ("min_aspect_ratio", 0.0), ("nms_iou", 1.5)],
-)  # fmt: skip
+    [
+        ("background_size", 50),
+        ("blur_size", 0),
+        ("darkness_thresholds", ()),
+        ("darkness_thresholds", (300,)),
+        ("max_area", 10),
+        ("min_aspect_ratio", 0.0),
+        ("nms_iou", 1.5),
+    ],
+)
 def test_bad_settings_name_the_argument(field, value):
     with pytest.raises(ValueError, match=field):
         ClassicalNucleusDetector(**{field: value})

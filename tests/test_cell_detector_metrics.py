@@ -19,9 +19,13 @@ def test_perfect_detections_score_one():
     metrics = compute_detection_metrics(truth, found, NAMES)
     assert metrics["map"] == pytest.approx(1.0) and metrics["map_50"] == pytest.approx(1.0)
     assert metrics["per_class"]["cell"] == {
-        "ap": pytest.approx(1.0), "ap_50": pytest.approx(1.0), "recall": pytest.approx(1.0),
-        "num_ground_truth": 1, "num_detections": 1, "pr_curve_50": [1.0] * 101,
-    }  # fmt: skip
+        "ap": pytest.approx(1.0),
+        "ap_50": pytest.approx(1.0),
+        "recall": pytest.approx(1.0),
+        "num_ground_truth": 1,
+        "num_detections": 1,
+        "pr_curve_50": [1.0] * 101,
+    }
 
 
 def test_a_box_at_iou_0_58_counts_at_two_of_ten_thresholds():

@@ -36,8 +36,12 @@ def synthetic_field(size=(320, 256), box=(100, 80, 160, 130)):
 def test_background_class_is_added_once_and_defaults_suit_cells():
     config = CellDetectorConfig()
     assert list(config.id2label.values()) == [
-        "Dyskeratotic", "Koilocytotic", "Metaplastic", "Parabasal", "Superficial-Intermediate",
-    ]  # fmt: skip
+        "Dyskeratotic",
+        "Koilocytotic",
+        "Metaplastic",
+        "Parabasal",
+        "Superficial-Intermediate",
+    ]
     model = CellDetectorForObjectDetection(cell_detector_config("tiny"))
     assert model.detector.roi_heads.box_predictor.cls_score.out_features == config.num_labels + 1
     assert config.anchor_sizes[0] <= 20 <= config.anchor_sizes[1]  # ~20 px nuclei on the finest level
@@ -109,8 +113,14 @@ def test_post_processing_rescales_boxes_to_the_target_size():
 
 def test_save_load_gives_identical_detections(tiny_detector_dir):
     files = {p.name for p in tiny_detector_dir.iterdir()}
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "modeling_cell_detector.py",
-            "configuration_cell_detector.py", "image_processing_cell_detector.py"} <= files  # fmt: skip
+    assert {
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "modeling_cell_detector.py",
+        "configuration_cell_detector.py",
+        "image_processing_cell_detector.py",
+    } <= files
     config = json.loads((tiny_detector_dir / "config.json").read_text())
     assert config["auto_map"]["AutoModelForObjectDetection"] == "modeling_cell_detector.CellDetectorForObjectDetection"
     model = CellDetectorForObjectDetection.from_pretrained(tiny_detector_dir).eval()
@@ -148,8 +158,12 @@ def test_pipeline_in_fresh_process_returns_the_same_boxes_as_direct_use(tiny_det
     threshold = sorted(d.score for d in direct)[len(direct) // 2]  # a threshold that keeps about half
     result = subprocess.run(
         [sys.executable, str(script), str(tiny_detector_dir), str(image_path), str(threshold)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "is not supported for" not in result.stderr, result.stderr[-3000:]  # loads without transformers' error
     remote = json.loads(result.stdout.strip().splitlines()[-1])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cervix_hf import CellDetectorConfig, CellDetectorForObjectDetection, CellDetectorModel
-from train.presets import detection_train_transform
 from cervix_hf.model_presets import cell_detector_config
+from train.presets import detection_train_transform
 
 
 def test_keep_input_scale_feeds_images_at_their_own_size():
@@ -44,9 +44,12 @@ def test_unfrozen_batch_norm_trains_with_its_stage_and_the_stem_can_train():
 
 def test_sampler_settings_reach_torchvision():
     config = cell_detector_config(
-        "tiny", rpn_batch_size_per_image=64, rpn_positive_fraction=0.4, box_batch_size_per_image=128,
+        "tiny",
+        rpn_batch_size_per_image=64,
+        rpn_positive_fraction=0.4,
+        box_batch_size_per_image=128,
         box_positive_fraction=0.5,
-    )  # fmt: skip
+    )
     detector = CellDetectorForObjectDetection(config).detector
     assert detector.rpn.fg_bg_sampler.batch_size_per_image == 64
     assert detector.rpn.fg_bg_sampler.positive_fraction == 0.4
@@ -86,8 +89,12 @@ def test_a_recipe_replaces_the_training_defaults_and_a_given_flag_wins():
     args = apply_recipe(parser.parse_args(["--data", "d", "--output-dir", "o", "--recipe", "nuclei", "--epochs", "2"]))
     assert args.epochs == 2  # given on the command line
     assert (args.crop_size, args.crops_per_image, args.lr, args.batch_size, args.augmentation) == (
-        recipe.crop_size, recipe.crops_per_image, recipe.learning_rate, recipe.batch_size, recipe.augmentation,
-    )  # fmt: skip
+        recipe.crop_size,
+        recipe.crops_per_image,
+        recipe.learning_rate,
+        recipe.batch_size,
+        recipe.augmentation,
+    )
     plain = apply_recipe(parser.parse_args(["--data", "d", "--output-dir", "o"]))
     assert (plain.crop_size, plain.crops_per_image, plain.augmentation) == (None, 1, "default")
     config = cell_detector_config(recipe.model_size, **recipe.config)

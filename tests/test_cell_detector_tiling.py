@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cervix_hf import CellDetectorImageProcessor
-from cervix_hf.models.cell_detector.modeling_cell_detector import CellDetectorOutput
 from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.inference import detect_cells
+from cervix_hf.models.cell_detector.modeling_cell_detector import CellDetectorOutput
 from cervix_hf.models.cell_detector.tiling_cell_detector import detect_tiled, tile_origins
 
 TILE, OVERLAP, RADIUS = 256, 64, 10
@@ -152,8 +152,12 @@ def test_the_saved_detectors_pipeline_tiles_as_detect_cells_does(tmp_path):
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     result = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "detector"), str(tmp_path / "slide.png"), str(TILE)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = json.loads(result.stdout.strip().splitlines()[-1])
     processor = CellDetectorImageProcessor()

@@ -13,8 +13,23 @@ from train import train_cell_detector
 
 from .conftest import SHARED_DATA, require_data
 
-FAST = ["--model-size", "tiny", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--no-progress-bar",
-        "--min-size", "256", "--max-size", "256", "--augmentation", "flip"]  # fmt: skip
+FAST = [
+    "--model-size",
+    "tiny",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--workers",
+    "0",
+    "--no-progress-bar",
+    "--min-size",
+    "256",
+    "--max-size",
+    "256",
+    "--augmentation",
+    "flip",
+]
 
 
 @pytest.fixture(scope="module")

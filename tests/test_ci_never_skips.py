@@ -13,8 +13,12 @@ def run_pytest(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedPr
     environment = {**os.environ, "PYTHONPATH": str(REPO), **env}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=cwd, env=environment, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_ci_without_the_sample_data_fails_at_once_naming_what_is_missing(tmp_path):
@@ -28,7 +32,10 @@ def test_ci_without_the_sample_data_fails_at_once_naming_what_is_missing(tmp_pat
 def test_locally_missing_sample_data_skips_and_the_summary_says_why(tmp_path):
     missing = tmp_path / "no-such-data"
     result = run_pytest(
-        ["tests/test_prepost_fusion_training.py", "-q", "-k", "consistent"], REPO, CI="", CERVIX_HF_SAMPLE_DATA=str(missing)
+        ["tests/test_prepost_fusion_training.py", "-q", "-k", "consistent"],
+        REPO,
+        CI="",
+        CERVIX_HF_SAMPLE_DATA=str(missing),
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "SKIPPED" in result.stdout and f"real sample data not found at {missing}" in result.stdout

@@ -204,24 +204,32 @@ ATLAS_CSV_COLUMNS = ["case_number", "case_id", "age", "hpv_status", "provisional
 def test_the_atlas_as_cervix_types_one_photo_after_acetic_acid_per_case(tmp_path):
     photos = sorted(require_data(SHARED_DATA / "intel-mobileodt-sample").glob("train/Type_*/*.jpg"))[::10]
     views = {  # case folder: its views, each a real JPEG
-        "images_low_grade/case_AAA1": ["2_After_normal_saline.jpg", "5_After_acetic_acid.jpg",
-                                       "3_After_acetic_acid.jpg", "4_After_acetic_acid_with_green_filter.jpg"],
+        "images_low_grade/case_AAA1": [
+            "2_After_normal_saline.jpg",
+            "5_After_acetic_acid.jpg",
+            "3_After_acetic_acid.jpg",
+            "4_After_acetic_acid_with_green_filter.jpg",
+        ],
         "images_low_grade/case_AAA2": ["1_After_normal_saline.jpg", "2_After_Lugol\u2019s_iodine.jpg"],
         "images_high_grade/case_AAB1": ["1_After_acetic_acid.jpg"],
         "images_high_grade/case_AAB2": ["1_After_acetic_acid.jpg"],
         "images_high_grade/case_AAB3": ["2_After_acetic_acid.jpg"],
-    }  # fmt: skip
+    }
     copies = iter(photos)
     for case, names in views.items():
         (tmp_path / case).mkdir(parents=True)
         for name in names:
             shutil.copy(next(copies), tmp_path / case / name)
     diagnoses = {
-        "low": [("AAA1", "Type 2 transformation zone; low-grade squamous intraepithelial lesion (LSIL)."),
-                ("AAA2", "Type 1 transformation zone; CIN1 with SPI.")],
-        "high": [("AAB1", "type 3 Transformation Zone; leukoplakia."),
-                 ("AAB2", "High-grade squamous intraepithelial lesion (HSIL) on a cervical polyp.")],
-    }  # fmt: skip (AAB3 is in no csv)
+        "low": [
+            ("AAA1", "Type 2 transformation zone; low-grade squamous intraepithelial lesion (LSIL)."),
+            ("AAA2", "Type 1 transformation zone; CIN1 with SPI."),
+        ],
+        "high": [
+            ("AAB1", "type 3 Transformation Zone; leukoplakia."),
+            ("AAB2", "High-grade squamous intraepithelial lesion (HSIL) on a cervical polyp."),
+        ],
+    }  # AAB3 is in no csv
     for grade, rows in diagnoses.items():
         with (tmp_path / f"colposcopy_cases_{grade}_grade.csv").open("w", encoding="utf-8", newline="") as file:
             writer = csv.writer(file)
@@ -235,8 +243,11 @@ def test_the_atlas_as_cervix_types_one_photo_after_acetic_acid_per_case(tmp_path
         "images_high_grade/case_AAB1/1_After_acetic_acid.jpg",
     ]
     assert records.labels == [1, 2] and records.subsets == ["images_low_grade", "images_high_grade"]
-    assert records.skipped_cases == [("AAA2", "no acetic acid view"), ("AAB2", "no transformation-zone type"),
-                                     ("AAB3", "no transformation-zone type")]  # fmt: skip
+    assert records.skipped_cases == [
+        ("AAA2", "no acetic acid view"),
+        ("AAB2", "no transformation-zone type"),
+        ("AAB3", "no transformation-zone type"),
+    ]
     assert records.skipped == {"no acetic acid view": 1, "no transformation-zone type": 2}
 
 

@@ -14,14 +14,20 @@ from train import train_colponet
 from train.engine import NonFiniteLossError, TrainingStage, add_common_args, run_stages
 
 SMOKE_ARGS = [
-    "--model-size", "tiny",
-    "--stage1-epochs", "1",
-    "--stage2-epochs", "1",
-    "--batch-size", "16",
-    "--workers", "0",
+    "--model-size",
+    "tiny",
+    "--stage1-epochs",
+    "1",
+    "--stage2-epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--workers",
+    "0",
     "--no-progress-bar",
-    "--augmentation", "flip",
-]  # fmt: skip
+    "--augmentation",
+    "flip",
+]
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +137,26 @@ def test_the_kaggle_recipe_command_trains_on_a_validation_split_beside_its_basel
     import numpy as np
 
     output_dir = tmp_path / "colponet"
-    command = [sys.executable, "-m", "cervix_hf", "train", "colponet", "--data", str(intel_sample), "--recipe", "kaggle",
-               "--output-dir", str(output_dir), "--image-size", "64", "--stage2-epochs", "1",
-               "--workers", "0", "--no-progress-bar"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cervix_hf",
+        "train",
+        "colponet",
+        "--data",
+        str(intel_sample),
+        "--recipe",
+        "kaggle",
+        "--output-dir",
+        str(output_dir),
+        "--image-size",
+        "64",
+        "--stage2-epochs",
+        "1",
+        "--workers",
+        "0",
+        "--no-progress-bar",
+    ]
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
     saved = json.loads((output_dir / "eval_results.json").read_text())
     # 40 photos per class, 80:20: 8 of each class in the validation split, no test split
@@ -171,10 +194,23 @@ def test_the_kaggle_recipe_command_trains_on_a_validation_split_beside_its_basel
 
     # the README's benchmark over this model: the same photos, the same model row, each baseline beside it
     benchmark = subprocess.run(
-        [sys.executable, "-m", "benchmarks.colponet_accuracy", "--model", str(output_dir), "--data", str(intel_sample),
-         "--resamples", "200", "--output", str(tmp_path / "benchmark.json")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.colponet_accuracy",
+            "--model",
+            str(output_dir),
+            "--data",
+            str(intel_sample),
+            "--resamples",
+            "200",
+            "--output",
+            str(tmp_path / "benchmark.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert benchmark.returncode == 0, benchmark.stderr[-3000:]
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["validation_photos"] == 24

@@ -57,8 +57,14 @@ def without_timings(value):
 
 def assert_one_run_wrote(output_dir: Path, log: str) -> None:
     """The main process wrote a complete run, once, and the trainer found every best checkpoint."""
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json",
-                 "training_args.json", "README.md"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "eval_results.json",
+        "training_args.json",
+        "README.md",
+    ):
         assert (output_dir / name).is_file(), name
     assert "Could not locate the best model" not in log
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in log
@@ -80,9 +86,29 @@ def odd_image_folder(tmp_path_factory) -> Path:
 
 
 def colponet_command(data: Path, output_dir: Path, seed: int = 42) -> list[str]:
-    return ["train.train_colponet", "--data", str(data), "--output-dir", str(output_dir), "--model-size", "tiny",
-            "--stage1-epochs", "1", "--stage2-epochs", "1", "--batch-size", "4", "--workers", "0",
-            "--no-pretrained-backbone", "--no-progress-bar", "--augmentation", "default", "--seed", str(seed)]  # fmt: skip
+    return [
+        "train.train_colponet",
+        "--data",
+        str(data),
+        "--output-dir",
+        str(output_dir),
+        "--model-size",
+        "tiny",
+        "--stage1-epochs",
+        "1",
+        "--stage2-epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--no-pretrained-backbone",
+        "--no-progress-bar",
+        "--augmentation",
+        "default",
+        "--seed",
+        str(seed),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +120,21 @@ def colponet_runs(odd_image_folder, tmp_path_factory) -> dict[str, tuple[Path, s
         "single_again": one_process(*colponet_command(odd_image_folder, base / "single_again")),
         "other_seed": one_process(*colponet_command(odd_image_folder, base / "other_seed", seed=7)),
         "torchrun": torchrun(*colponet_command(odd_image_folder, base / "torchrun")),
-        "accelerate": [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                       "--mixed_precision", "no", "--dynamo_backend", "no", "-m",
-                       *colponet_command(odd_image_folder, base / "accelerate")],  # fmt: skip
+        "accelerate": [
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            *colponet_command(odd_image_folder, base / "accelerate"),
+        ],
     }
     return {name: (base / name, run(command)) for name, command in commands.items()}
 
@@ -168,11 +206,27 @@ def test_prepost_under_torchrun_counts_each_case_once(tmp_path):
 
     data = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
     runs = single_and_torchrun(
-        ["train.train_prepost_fusion", "--data", str(data), "--model-size", "tiny", "--stage1-epochs", "1",
-         "--stage2-epochs", "1", "--batch-size", "4", "--workers", "0", "--no-pretrained-backbone",
-         "--no-progress-bar", "--decision-threshold", "0.5"],
+        [
+            "train.train_prepost_fusion",
+            "--data",
+            str(data),
+            "--model-size",
+            "tiny",
+            "--stage1-epochs",
+            "1",
+            "--stage2-epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--no-pretrained-backbone",
+            "--no-progress-bar",
+            "--decision-threshold",
+            "0.5",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     results, single = runs["torchrun"], runs["single"]
     cases = [p["case_id"] for p in results["predictions"]]
     assert len(cases) % 2 == 1  # an odd split: two processes must not count a padded case twice
@@ -193,11 +247,31 @@ def test_detector_under_torchrun_evaluates_each_test_image_once(tmp_path):
     data = require_data(SHARED_DATA / "isbi2014-edf")
     test_names = ["EDF009", "EDF010", "EDF011"]
     runs = single_and_torchrun(
-        ["train.train_cell_detector", "--data", str(data), "--format", "isbi2014", "--test-names", *test_names,
-         "--model-size", "tiny", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--min-size", "256",
-         "--max-size", "256", "--no-pretrained-backbone", "--no-progress-bar"],
+        [
+            "train.train_cell_detector",
+            "--data",
+            str(data),
+            "--format",
+            "isbi2014",
+            "--test-names",
+            *test_names,
+            "--model-size",
+            "tiny",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--min-size",
+            "256",
+            "--max-size",
+            "256",
+            "--no-pretrained-backbone",
+            "--no-progress-bar",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     for results in runs.values():
         assert results["data"]["test_images"] == [f"{name}.png" for name in test_names]
         assert results["metrics"]["num_images"] == 3

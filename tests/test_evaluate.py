@@ -26,8 +26,8 @@ from cervix_hf import (
     assess_image_quality,
 )
 from cervix_hf.data import read_iarc_atlas, read_isbi2014_edf
-from cervix_hf.files import EVAL_RESULTS_FILE
 from cervix_hf.eval_results import eval_results_problems
+from cervix_hf.files import EVAL_RESULTS_FILE
 from cervix_hf.inference import load_classifier
 from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
 
@@ -40,8 +40,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def evaluate(*arguments) -> subprocess.CompletedProcess:
     """`cervix-hf evaluate` as a user runs it, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "cervix_hf", "evaluate", *map(str, arguments)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cervix_hf", "evaluate", *map(str, arguments)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def evaluate_here(*arguments) -> int:
@@ -108,8 +113,9 @@ def write_solution_csv(data: Path, types: dict[str, str], separator: str = ",", 
     """The competition's labels of test/: image_name,Type_1,Type_2,Type_3, one-hot."""
     names = ["Type_1", "Type_2", "Type_3"]
     lines = [separator.join(["image_name", *names])]
-    lines += [separator.join([image, *("1" if name == kind else "0" for name in names)])
-              for image, kind in types.items()]  # fmt: skip
+    lines += [
+        separator.join([image, *("1" if name == kind else "0" for name in names)]) for image, kind in types.items()
+    ]
     text = ("\ufeff" if bom else "") + "\r\n".join(lines) + "\r\n"
     (data / "solution_stg1_release.csv").write_text(text, encoding="utf-8", newline="")
 
@@ -126,13 +132,24 @@ def tiny_colponet(folder: Path, held_out: list[str] | None = None) -> Path:
     ColpoNetImageProcessor().save_pretrained(folder)
     if held_out is not None:
         record = {
-            "model_type": "colponet", "evaluated_on": "validation", "label_names": ["Type_1", "Type_2", "Type_3"],
-            "data": {"source": "intel-mobileodt-sample", "split_fractions": {"train": 0.7, "validation": 0.3,
-                     "test": 0.0}, "seed": 42},
+            "model_type": "colponet",
+            "evaluated_on": "validation",
+            "label_names": ["Type_1", "Type_2", "Type_3"],
+            "data": {
+                "source": "intel-mobileodt-sample",
+                "split_fractions": {"train": 0.7, "validation": 0.3, "test": 0.0},
+                "seed": 42,
+            },
             "training": {"stages": [], "augmentation": "flip", "batch_size": 16, "model_size": "tiny"},
-            "predictions": [{"path": f"intel-mobileodt-sample/{place}", "label": place.split("/")[1],
-                             "probabilities": {"Type_1": 0.4, "Type_2": 0.3, "Type_3": 0.3}} for place in held_out],
-        }  # fmt: skip
+            "predictions": [
+                {
+                    "path": f"intel-mobileodt-sample/{place}",
+                    "label": place.split("/")[1],
+                    "probabilities": {"Type_1": 0.4, "Type_2": 0.3, "Type_3": 0.3},
+                }
+                for place in held_out
+            ],
+        }
         (folder / EVAL_RESULTS_FILE).write_text(json.dumps(record))
     return folder
 
@@ -155,11 +172,14 @@ def test_colponet_evaluated_on_a_folder_of_only_the_competition_s_test_photos(tm
 def test_colponet_evaluates_only_the_subset_asked_for(tmp_path, intel_photos):
     run = tiny_colponet(tmp_path / "run")
     test_photos = intel_photos[7::30]
-    data = copy_as({
-        **{f"train/{photo.parent.name}/{photo.name}": photo for photo in intel_photos[1::20]},
-        **{f"additional_{p.parent.name}_v2/{p.parent.name}/{p.name}": p for p in intel_photos[2::40]},
-        **{f"test/{number}.jpg": photo for number, photo in enumerate(test_photos)},
-    }, tmp_path / "competition")  # fmt: skip
+    data = copy_as(
+        {
+            **{f"train/{photo.parent.name}/{photo.name}": photo for photo in intel_photos[1::20]},
+            **{f"additional_{p.parent.name}_v2/{p.parent.name}/{p.name}": p for p in intel_photos[2::40]},
+            **{f"test/{number}.jpg": photo for number, photo in enumerate(test_photos)},
+        },
+        tmp_path / "competition",
+    )
     write_solution_csv(data, {f"{number}.jpg": photo.parent.name for number, photo in enumerate(test_photos)})
     done = evaluate("--model", run, "--data", data, "--subset", "test")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -12,13 +12,18 @@ from train import train_colponet, train_prepost_fusion
 from .conftest import SHARED_DATA, require_data
 
 TRAINING_ARGS = [
-    "--stage1-epochs", "1",
-    "--stage2-epochs", "0",
-    "--batch-size", "8",
-    "--workers", "0",
+    "--stage1-epochs",
+    "1",
+    "--stage2-epochs",
+    "0",
+    "--batch-size",
+    "8",
+    "--workers",
+    "0",
     "--no-progress-bar",
-    "--max-steps", "2",
-]  # fmt: skip
+    "--max-steps",
+    "2",
+]
 
 
 def backbones(model) -> list[nn.Module]:
@@ -104,16 +109,25 @@ def test_colponet_stage1_from_a_checkpoint_keeps_the_backbone_and_trains_the_hea
     intel_sample, tiny_colponet_dir, tmp_path
 ):
     args = train_colponet.get_args_parser().parse_args(
-        ["--data", str(intel_sample), "--from-checkpoint", str(tiny_colponet_dir), "--output-dir", str(tmp_path),
-         *TRAINING_ARGS]
-    )  # fmt: skip
+        [
+            "--data",
+            str(intel_sample),
+            "--from-checkpoint",
+            str(tiny_colponet_dir),
+            "--output-dir",
+            str(tmp_path),
+            *TRAINING_ARGS,
+        ]
+    )
     train_colponet.main(args)
     checkpoint, trained = saved_weights(tiny_colponet_dir), saved_weights(tmp_path)
     assert checkpoint["colponet.backbone.embedder.embedder.normalization.running_var"].ne(1).any()  # non-trivial
     assert_backbone_kept_and_head_trained(
-        checkpoint, trained, ("colponet.backbone.",),
+        checkpoint,
+        trained,
+        ("colponet.backbone.",),
         ["classifier.weight", "colponet.reduction.0.weight", "colponet.reduction.1.running_mean"],
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -134,12 +148,21 @@ def test_prepost_stage1_from_a_checkpoint_keeps_both_backbones_and_trains_the_fu
     data = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
     output_dir = tmp_path / "run"
     args = train_prepost_fusion.get_args_parser().parse_args(
-        ["--data", str(data), "--from-checkpoint", str(tiny_prepost_dir), "--output-dir", str(output_dir),
-         *TRAINING_ARGS]
-    )  # fmt: skip
+        [
+            "--data",
+            str(data),
+            "--from-checkpoint",
+            str(tiny_prepost_dir),
+            "--output-dir",
+            str(output_dir),
+            *TRAINING_ARGS,
+        ]
+    )
     train_prepost_fusion.main(args)
     checkpoint, trained = saved_weights(tiny_prepost_dir), saved_weights(output_dir)
     assert_backbone_kept_and_head_trained(
-        checkpoint, trained, ("prepost.pre_backbone.", "prepost.post_backbone."),
+        checkpoint,
+        trained,
+        ("prepost.pre_backbone.", "prepost.post_backbone."),
         ["classifier.weight", "prepost.projection.weight", "prepost.pre_to_post.attention.in_proj_weight"],
-    )  # fmt: skip
+    )

@@ -63,7 +63,7 @@ def test_every_run_writes_a_card_with_every_section_and_the_files_numbers(runs, 
         "prepost_fusion": ("sensitivity", eval_results["metrics"].get("report", {}).get("sensitivity")),
         "cell_classifier": ("accuracy", eval_results["metrics"].get("accuracy")),
     }
-    metric_type, value = headline[model_type]  # fmt: skip
+    metric_type, value = headline[model_type]
     assert index[metric_type] == pytest.approx(value, abs=5e-5)
     assert f"{value:.3f}" in card.text
 
@@ -98,8 +98,10 @@ def test_prepost_card_shows_intervals_threshold_table_and_validation_operating_p
     assert len([line for line in text.splitlines() if line.startswith("| 0.")]) >= 20  # the threshold grid
     screening = metrics["operating_points"]["screening"]
     assert screening["chosen_on"] == "validation"
-    assert (f"| screening | {screening['threshold']:.3f} | yes | {screening['sensitivity']:.3f} | "
-            f"{screening['specificity']:.3f} | {screening['test_sensitivity']:.3f} |") in text  # fmt: skip
+    assert (
+        f"| screening | {screening['threshold']:.3f} | yes | {screening['sensitivity']:.3f} | "
+        f"{screening['specificity']:.3f} | {screening['test_sensitivity']:.3f} |"
+    ) in text
     assert "Negative is low grade (LSIL/CIN1)" in text
 
 
@@ -155,17 +157,23 @@ def write_template(tmp_path, edit):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda t: t.replace("{{ num(ev.metrics.accuracy) }}", "{{ ev.metrics.accuracy }}"),
-         r"prints eval_results\.json metrics\.accuracy .* directly"),
-        (lambda t: t.replace("| {{ name }} | {{ num(ev.metrics.classification_report[name].precision) }}",
-                             "| {{ name }} | 0.97"), r"number '0\.97' in a table of section 'Classification report'"),
+        (
+            lambda t: t.replace("{{ num(ev.metrics.accuracy) }}", "{{ ev.metrics.accuracy }}"),
+            r"prints eval_results\.json metrics\.accuracy .* directly",
+        ),
+        (
+            lambda t: t.replace(
+                "| {{ name }} | {{ num(ev.metrics.classification_report[name].precision) }}", "| {{ name }} | 0.97"
+            ),
+            r"number '0\.97' in a table of section 'Classification report'",
+        ),
         (lambda t: re.sub(r"\{\{ out_of_scope\(.*\) \}\}", "", t), r"'Out-of-scope use' is empty"),
         (lambda t: t.replace("## Labels", "## Classes"), r"'Labels' is missing"),
         (lambda t: t.replace("{{ architecture }}", "{{ architecture }} {{ author }}"), r"uses author"),
         (lambda t: t.replace("ev.metrics.log_loss", "ev.metrics.logloss"), r"has no metrics\.logloss"),
     ],
     ids=["raw-number", "invented-table-number", "empty-section", "missing-section", "unknown-name", "missing-key"],
-)  # fmt: skip
+)
 def test_template_mistakes_fail_the_render(run_copy, tmp_path, edit, message):
     model_dir = run_copy("colponet")
     with pytest.raises(ModelCardError, match=message):

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(*args: str, cwd: Path, timeout: int = 240, **environ: str) -> subprocess.CompletedProcess:
     """`python -m ARGS` in `cwd` with this checkout's package, the Hub switched off unless `environ` says otherwise."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **environ}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def save_tiny(model_type: str, folder: Path) -> Path:
@@ -76,8 +77,17 @@ def test_predict_skips_isbi_masks_and_quiet_silences_the_weight_loading_bar(tmp_
     Image.new("RGB", (96, 96), "purple").save(fields / "EDF000.png")
     Image.new("L", (96, 96), 255).save(fields / "EDF000_GT.png")  # the nucleus mask beside its image
     output = tmp_path / "rows.csv"
-    result = run("cervix_hf.predict", "--model", str(tiny_colponet_dir), str(fields), "--output", str(output),
-                 "--quiet", "--ignore-quality-gate", cwd=tmp_path)  # fmt: skip
+    result = run(
+        "cervix_hf.predict",
+        "--model",
+        str(tiny_colponet_dir),
+        str(fields),
+        "--output",
+        str(output),
+        "--quiet",
+        "--ignore-quality-gate",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "skipped 1 ground-truth mask" in result.stderr
     rows = output.read_text().splitlines()[1:]
@@ -133,8 +143,10 @@ def test_the_app_serves_release_models_and_its_api_names_every_output(tmp_path, 
         assert status == "complete", cards
         assert "local model 'colponet'" in cards[0] and "untrained" not in cards[0].lower()
         info = httpx.get(f"{url}/gradio_api/info", timeout=60).json()["named_endpoints"]
-        unnamed = {name: [r["label"] for r in e["returns"] if re.fullmatch(r"value_\d+", r["label"])]
-                   for name, e in info.items()}  # fmt: skip
+        unnamed = {
+            name: [r["label"] for r in e["returns"] if re.fullmatch(r"value_\d+", r["label"])]
+            for name, e in info.items()
+        }
         assert not any(unnamed.values()), unnamed
         # The untrained fusion model defines no operating points: the API offers none of them.
         offered = info["/prepost_operating_point"]["parameters"][0]["python_type"]["type"]
@@ -156,10 +168,13 @@ def test_the_staged_space_carries_the_release_models_and_serves_them(tmp_path):
     assert "release/colponet/model.safetensors" in files and "release/colponet/config.json" in files
     # The Space's app, run from the staged folder: its package finds release/ beside it.
     environ = {key: value for key, value in os.environ.items() if key != "CERVIX_HF_RELEASE_DIR"}
-    probe = ("from cervix_hf.app.models import AppModels; "
-             "print(AppModels.from_settings()['colponet'].get().source.describe())")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "space", env=environ, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
+    probe = (
+        "from cervix_hf.app.models import AppModels; "
+        "print(AppModels.from_settings()['colponet'].get().source.describe())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path / "space", env=environ, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"local folder {(tmp_path / 'space' / 'release' / 'colponet').resolve()}"
 

@@ -16,11 +16,11 @@ from cervix_hf import (
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
 )
-from cervix_hf.models.colponet.image_quality import assess_image_quality, fft_blur_score, working_image
 from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.inference import classify_prepost, detect_cells
 from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import cell_detector_config, prepost_config
+from cervix_hf.models.colponet.image_quality import assess_image_quality, fft_blur_score, working_image
 
 # ImageNet's statistics, written out rather than imported, so that a processor using other constants fails.
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])

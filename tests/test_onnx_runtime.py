@@ -19,8 +19,8 @@ from cervix_hf import (
     ColpoNetImageProcessor,
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
+    onnx_runtime,
 )
-from cervix_hf import onnx_runtime
 from cervix_hf.data import read_iarc_atlas
 from cervix_hf.inference import classify_prepost, load_classifier, load_model_input
 from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
@@ -55,8 +55,18 @@ def run(*command) -> subprocess.CompletedProcess:
 
 def test_the_exported_colponet_answers_as_pytorch_through_the_command_line(colponet_dir, intel_photos, capsys):
     data = require_data(SHARED_DATA / "intel-mobileodt-sample")
-    export = run("-m", "cervix_hf.export", "--model", str(colponet_dir), "--precision", "fp32",
-                 "--calibration", str(data), "--max-images", "8")  # fmt: skip
+    export = run(
+        "-m",
+        "cervix_hf.export",
+        "--model",
+        str(colponet_dir),
+        "--precision",
+        "fp32",
+        "--calibration",
+        str(data),
+        "--max-images",
+        "8",
+    )
     assert export.returncode == 0, export.stderr[-3000:]
     assert onnx_path(colponet_dir, "fp32").is_file() and "top-1 agreement 1.000" in export.stdout
     assert "Run by OpenVINO: top-1 agreement 1.000" in export.stdout
@@ -118,8 +128,10 @@ def test_an_export_openvino_cannot_compile_is_kept_and_served_by_onnx_runtime(co
     export_onnx(model, processor, colponet_dir, "fp32", check=[load_model_input(intel_photos[0], "colponet")])
     report = json.loads((colponet_dir / "onnx" / "export.json").read_text())["fp32"]
     assert report["accepted"] is True and onnx_path(colponet_dir, "fp32").is_file()
-    assert report["openvino"] == {"accepted": False, "error": "Exception from src/inference/src/cpp/core.cpp:132: "
-                                  "index '0' out of range"}  # fmt: skip
+    assert report["openvino"] == {
+        "accepted": False,
+        "error": "Exception from src/inference/src/cpp/core.cpp:132: index '0' out of range",
+    }
     assert load_classifier(str(colponet_dir), runtime="auto")[0].engine == "onnxruntime"
 
 
@@ -305,8 +317,18 @@ def boxes_by_torch_and_export(folder, image, runtime="auto", threshold=0.0):
 
 def test_the_exported_detector_finds_the_same_cells_through_the_command_line(detector_dir):
     data = require_data(SHARED_DATA / "isbi2014-edf")
-    export = run("-m", "cervix_hf.export", "--model", str(detector_dir), "--precision", "fp32",
-                 "--calibration", str(data), "--max-images", "4")  # fmt: skip
+    export = run(
+        "-m",
+        "cervix_hf.export",
+        "--model",
+        str(detector_dir),
+        "--precision",
+        "fp32",
+        "--calibration",
+        str(data),
+        "--max-images",
+        "4",
+    )
     assert export.returncode == 0, export.stderr[-3000:]
     assert "scored against labels" in export.stdout
     assert all(onnx_path(detector_dir, "fp32", part.name).is_file() for part in PARTS)
@@ -335,14 +357,27 @@ def test_the_int8_detector_s_check_reports_what_it_finds_and_a_failed_check_keep
     # is a trained detector's question (benchmarks.runtimes); here, that the check says what it saw.
     found = [detect_cells(model, processor, image, 0.0) for image in images[2:]]
     reference_score = float(np.quantile([cell.score for cells in found for cell in cells], 0.9))
-    report = export_detector_onnx(model, processor, detector_dir, "int8", images[:2], [(i, None) for i in images[2:]],
-                                  enforce=False, reference_score=reference_score)  # fmt: skip
+    report = export_detector_onnx(
+        model,
+        processor,
+        detector_dir,
+        "int8",
+        images[:2],
+        [(i, None) for i in images[2:]],
+        enforce=False,
+        reference_score=reference_score,
+    )
     assert report["scored_against"] == f"PyTorch's detections scoring {reference_score} or more"
     exported, _ = load_detector(str(detector_dir), runtime="auto")
     assert exported.onnx_precision == "int8"  # the fastest export there
-    as_arrays = lambda cells: {"boxes": np.array([c.box for c in cells]).reshape(-1, 4),  # noqa: E731
-                               "labels": np.array([model.config.label2id[c.label] for c in cells]),
-                               "scores": np.array([c.score for c in cells])}  # fmt: skip
+
+    def as_arrays(cells):
+        return {
+            "boxes": np.array([c.box for c in cells]).reshape(-1, 4),
+            "labels": np.array([model.config.label2id[c.label] for c in cells]),
+            "scores": np.array([c.score for c in cells]),
+        }
+
     truths = [as_arrays([c for c in cells if c.score >= reference_score]) for cells in found]
     got = [as_arrays(detect_cells(exported, processor, image, 0.0)) for image in images[2:]]
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -353,8 +388,15 @@ def test_the_int8_detector_s_check_reports_what_it_finds_and_a_failed_check_keep
     for part in PARTS:
         onnx_path(detector_dir, "int8", part.name).unlink()
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
-        export_detector_onnx(model, processor, detector_dir, "int8", images[:2], [(i, None) for i in images[2:]],
-                             reference_score=reference_score)  # fmt: skip
+        export_detector_onnx(
+            model,
+            processor,
+            detector_dir,
+            "int8",
+            images[:2],
+            [(i, None) for i in images[2:]],
+            reference_score=reference_score,
+        )
     assert not any((detector_dir / "onnx").glob("*_int8.onnx")) and not any((detector_dir / "onnx").glob(".export-*"))
 
 

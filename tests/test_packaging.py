@@ -58,8 +58,10 @@ def fresh_environment(folder: Path) -> Path:
     python = folder / "bin" / "python"
     site_packages = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # Appended to sys.path after the fresh site-packages, so the fresh environment's own cervix_hf comes first.
     Path(site_packages, "test-dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     return python
@@ -160,10 +162,14 @@ def test_an_editable_install_runs_the_checkout(training_run, tmp_path):
     python = fresh_environment(tmp_path / "venv")
     pip("install", "--ignore-installed", *build_isolation(), "--editable", str(REPO_ROOT), python=python)
     found = run_outside(
-        [python, "-c", "import cervix_hf.hub.card_spec as m, cervix_hf.train as t; print(m.__file__, t.__file__, "
-         "m.TEMPLATES_DIR, sep='\\n')"],
+        [
+            python,
+            "-c",
+            "import cervix_hf.hub.card_spec as m, cervix_hf.train as t; print(m.__file__, t.__file__, "
+            "m.TEMPLATES_DIR, sep='\\n')",
+        ],
         cwd=tmp_path,
-    ).stdout.split()  # fmt: skip
+    ).stdout.split()
     assert [Path(path) for path in found] == [
         REPO_ROOT / "cervix_hf" / "hub" / "card_spec.py",
         REPO_ROOT / "train" / "__init__.py",
@@ -195,9 +201,11 @@ def test_every_model_has_a_train_command_and_its_former_names_still_run_it(monke
     assert [command.name for command in cli.COMMANDS if command.name.startswith("train ")] == [
         f"train {family.model_type}" for family in FAMILIES
     ]
-    for argv, script in ((["train", "prepost"], "train.train_prepost_fusion"),
-                         (["train", "detector"], "train.train_cell_detector"),
-                         (["train", "cell_detector"], "train.train_cell_detector")):  # fmt: skip
+    for argv, script in (
+        (["train", "prepost"], "train.train_prepost_fusion"),
+        (["train", "detector"], "train.train_cell_detector"),
+        (["train", "cell_detector"], "train.train_cell_detector"),
+    ):
         chosen, _ = cli.get_args_parser().parse_known_args(argv)
         assert chosen.command.module == script
 

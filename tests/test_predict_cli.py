@@ -149,8 +149,10 @@ def test_resume_redoes_a_line_cut_short_and_a_row_missing_its_probabilities_and_
     first = read_csv(output)
     assert [row["image"] for row in first] == ["''=HYPERLINK(x).jpg", *names[1:]]  # shown as text, not run
     damaged = next(i for i, row in enumerate(first[1:3], start=1) if row["status"] == "classified")
-    lost = [{**row, **({k: "" for k in row if k.startswith("probability_")} if i == damaged else {})}
-            for i, row in enumerate(first)]  # fmt: skip
+    lost = [
+        {**row, **({k: "" for k in row if k.startswith("probability_")} if i == damaged else {})}
+        for i, row in enumerate(first)
+    ]
     with open(output, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(first[0]))
         writer.writeheader()
@@ -179,8 +181,18 @@ def test_resume_redoes_a_detector_image_with_a_cell_row_cut_short_or_unreadable(
     data = require_data(SHARED_DATA / "isbi2014-edf")
     images = [str(data / f"EDF00{index}.png") for index in range(3)]
     output = tmp_path / "cells.jsonl"
-    args = ["--model", str(detector_dir), *images, "--output", str(output), "--threshold", "0.05", "--runtime",
-            "torch", "--quiet"]  # fmt: skip
+    args = [
+        "--model",
+        str(detector_dir),
+        *images,
+        "--output",
+        str(output),
+        "--threshold",
+        "0.05",
+        "--runtime",
+        "torch",
+        "--quiet",
+    ]
     assert main(args) == 0
     first = [json.loads(line) for line in output.read_text().splitlines()]
     cells = {image: [row for row in first if row["image"] == image and row["row"] == "cell"] for image in images}
@@ -216,8 +228,22 @@ def test_the_detector_writes_a_row_per_cell_and_a_summary_per_image(detector_dir
     data = require_data(SHARED_DATA / "isbi2014-edf")
     images = [data / "EDF000.png", data / "EDF001.png"]
     output = tmp_path / "cells.jsonl"
-    assert main(["--model", str(detector_dir), *map(str, images), "--output", str(output), "--threshold", "0.05",
-                 "--runtime", "torch"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--model",
+                str(detector_dir),
+                *map(str, images),
+                "--output",
+                str(output),
+                "--threshold",
+                "0.05",
+                "--runtime",
+                "torch",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     model = CellDetectorForObjectDetection.from_pretrained(detector_dir).eval()
     for image in images:
@@ -281,13 +307,22 @@ def test_bad_arguments_are_named(tiny_colponet_dir, tmp_path, capsys, monkeypatc
 def test_two_processes_write_what_one_process_writes(tiny_colponet_dir, photo_folder, tmp_path):
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
     command = ["-m", "cervix_hf.predict", "--model", str(tiny_colponet_dir), str(photo_folder), "--batch-size", "2"]
-    single = subprocess.run([sys.executable, *command, "--output", str(one)], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, *command, "--output", str(one)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert single.returncode == 1, single.stderr[-2000:]  # the broken file
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(free_port())]  # fmt: skip
-    both = subprocess.run([*launcher, *command, "--output", str(two)], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+    ]
+    both = subprocess.run(
+        [*launcher, *command, "--output", str(two)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert "process 0:" in both.stderr and "process 1:" in both.stderr, both.stderr[-3000:]
     assert not list(tmp_path.glob("two.csv.part-*"))  # the shards were merged and removed
     merged, alone = read_csv(two), sorted(read_csv(one), key=lambda row: row["image"])

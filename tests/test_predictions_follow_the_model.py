@@ -59,10 +59,21 @@ def test_the_predict_command_prints_the_models_probabilities(colponet, tiny_colp
         paths.append(tmp_path / f"photo{seed}.png")
         textured_photo(seed).save(paths[-1])
     result = subprocess.run(
-        [sys.executable, "-m", "cervix_hf.predict", "--model", str(tiny_colponet_dir), "--json",
-         "--ignore-quality-gate", *map(str, paths)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cervix_hf.predict",
+            "--model",
+            str(tiny_colponet_dir),
+            "--json",
+            "--ignore-quality-gate",
+            *map(str, paths),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2

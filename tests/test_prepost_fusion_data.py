@@ -82,8 +82,9 @@ def test_read_pairs_csv_with_an_image_root(tmp_path):
         _write_image(tmp_path / "images" / name)
     csv_path = _write_csv(tmp_path / "pairs.csv", ["\ufeffpre,post,label", "pre.jpg,post.jpg,POSITIVE"])
     records = read_pairs_csv(csv_path, image_root=tmp_path / "images")
-    assert records.records == [PairRecord(str(tmp_path / "images/pre.jpg"), str(tmp_path / "images/post.jpg"), 1,
-                                          "pre.jpg")]  # fmt: skip
+    assert records.records == [
+        PairRecord(str(tmp_path / "images/pre.jpg"), str(tmp_path / "images/post.jpg"), 1, "pre.jpg")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -155,8 +156,11 @@ def test_iarc_atlas_case_level_split(iarc_atlas):
     splits = case_level_split(records)
 
     case_sets = {name: {records.case_ids[i] for i in indices} for name, indices in splits.items()}
-    assert not (case_sets["train"] & case_sets["validation"] or case_sets["train"] & case_sets["test"]
-                or case_sets["validation"] & case_sets["test"])  # fmt: skip
+    assert not (
+        case_sets["train"] & case_sets["validation"]
+        or case_sets["train"] & case_sets["test"]
+        or case_sets["validation"] & case_sets["test"]
+    )
     assert sorted(i for indices in splits.values() for i in indices) == list(range(len(records)))
     for name, indices in splits.items():
         assert {records.labels[i] for i in indices} == {0, 1}, f"{name} lacks a class"
@@ -167,13 +171,20 @@ def test_iarc_atlas_case_level_split(iarc_atlas):
 
 def _write_fake_atlas(root: Path, histopathology: dict[str, str]) -> None:
     views = {
-        "images_low_grade/case_LOW1": ["1_After_normal_saline.jpg", "10_After_acetic_acid.jpg",
-                                       "9_After_acetic_acid.jpg", f"11_{LUGOL_NAME}"],
-        "images_high_grade/case_HIGH1": ["2_After_normal_saline.jpg", "3_After_acetic_acid.jpg",
-                                         "4_After_acetic_acid_with_green_filter.jpg"],
+        "images_low_grade/case_LOW1": [
+            "1_After_normal_saline.jpg",
+            "10_After_acetic_acid.jpg",
+            "9_After_acetic_acid.jpg",
+            f"11_{LUGOL_NAME}",
+        ],
+        "images_high_grade/case_HIGH1": [
+            "2_After_normal_saline.jpg",
+            "3_After_acetic_acid.jpg",
+            "4_After_acetic_acid_with_green_filter.jpg",
+        ],
         "images_high_grade/case_HIGH2": ["1_After_normal_saline_with_green_filter.jpg", "2_After_acetic_acid.jpg"],
         "images_high_grade/case_HIGH3": ["1_After_normal_saline.jpg", "2_After_acetic_acid.jpg"],
-    }  # fmt: skip
+    }
     for folder, names in views.items():
         for name in names:
             _write_image(root / folder / name)
@@ -188,8 +199,10 @@ def test_iarc_rules_on_a_fake_atlas(tmp_path, caplog):
         records = read_iarc_atlas(tmp_path)
 
     assert [(record.case_id, record.label) for record in records.records] == [("LOW1", 0), ("HIGH3", 1)]
-    assert records.skipped_cases == [("HIGH1", "histopathology disagrees with folder"),
-                                     ("HIGH2", "no normal saline view")]  # fmt: skip
+    assert records.skipped_cases == [
+        ("HIGH1", "histopathology disagrees with folder"),
+        ("HIGH2", "no normal saline view"),
+    ]
     assert "HIGH3" in caplog.text
     # Views are numbered as numbers: 9 comes before 10.
     assert Path(records.records[0].post_path).name == "9_After_acetic_acid.jpg"
@@ -219,8 +232,13 @@ def test_iarc_without_cases_names_the_root(tmp_path):
 
 def test_case_level_split_keeps_cases_whole():
     # 10 cases of 2 pairs each, 5 Negative and 5 Positive.
-    records = PairRecords([PairRecord(f"{case}_{k}_pre.jpg", f"{case}_{k}_post.jpg", int(case >= 5), f"case-{case}")
-                           for case in range(10) for k in range(2)])  # fmt: skip
+    records = PairRecords(
+        [
+            PairRecord(f"{case}_{k}_pre.jpg", f"{case}_{k}_post.jpg", int(case >= 5), f"case-{case}")
+            for case in range(10)
+            for k in range(2)
+        ]
+    )
     splits = case_level_split(records, seed=3)
 
     owner = {}

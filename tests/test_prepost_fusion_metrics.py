@@ -104,17 +104,47 @@ def test_threshold_table_rows():
     assert list(rows) == pytest.approx([round(0.05 * k, 2) for k in range(21)])
 
     # 0.0: every case Positive -> TP 2, FP 4, TN 0, FN 0; precision 2/6; F1 = 4/(4 + 4); NPV = 0/0.
-    assert rows[0.0] == {"threshold": 0.0, "tp": 2, "fp": 4, "tn": 0, "fn": 0, "accuracy": pytest.approx(2 / 6),
-                         "precision": pytest.approx(2 / 6), "recall": 1.0, "specificity": 0.0, "npv": None,
-                         "f1": pytest.approx(0.5)}  # fmt: skip
+    assert rows[0.0] == {
+        "threshold": 0.0,
+        "tp": 2,
+        "fp": 4,
+        "tn": 0,
+        "fn": 0,
+        "accuracy": pytest.approx(2 / 6),
+        "precision": pytest.approx(2 / 6),
+        "recall": 1.0,
+        "specificity": 0.0,
+        "npv": None,
+        "f1": pytest.approx(0.5),
+    }
     # 0.6: Positive are 0.6 (N) and 0.9 (P) -> TP 1, FP 1, TN 3, FN 1; F1 = 2/(2 + 1 + 1).
-    assert rows[0.6] == {"threshold": 0.6, "tp": 1, "fp": 1, "tn": 3, "fn": 1, "accuracy": pytest.approx(4 / 6),
-                         "precision": 0.5, "recall": 0.5, "specificity": 0.75, "npv": 0.75,
-                         "f1": pytest.approx(0.5)}  # fmt: skip
+    assert rows[0.6] == {
+        "threshold": 0.6,
+        "tp": 1,
+        "fp": 1,
+        "tn": 3,
+        "fn": 1,
+        "accuracy": pytest.approx(4 / 6),
+        "precision": 0.5,
+        "recall": 0.5,
+        "specificity": 0.75,
+        "npv": 0.75,
+        "f1": pytest.approx(0.5),
+    }
     # 1.0: nothing Positive -> TP 0, FP 0, TN 4, FN 2; precision 0/0; F1 = 0/(0 + 0 + 2) = 0.
-    assert rows[1.0] == {"threshold": 1.0, "tp": 0, "fp": 0, "tn": 4, "fn": 2, "accuracy": pytest.approx(4 / 6),
-                         "precision": None, "recall": 0.0, "specificity": 1.0, "npv": pytest.approx(4 / 6),
-                         "f1": 0.0}  # fmt: skip
+    assert rows[1.0] == {
+        "threshold": 1.0,
+        "tp": 0,
+        "fp": 0,
+        "tn": 4,
+        "fn": 2,
+        "accuracy": pytest.approx(4 / 6),
+        "precision": None,
+        "recall": 0.0,
+        "specificity": 1.0,
+        "npv": pytest.approx(4 / 6),
+        "f1": 0.0,
+    }
 
 
 def test_operating_points():
@@ -125,8 +155,14 @@ def test_operating_points():
     #   J          0     0     0.25  0.5   0.75  0.25  0.5   0
     points = select_operating_points(LABELS, SCORES, target_sensitivity=0.9, target_specificity=0.9)
     # Highest threshold with sensitivity >= 0.9: 0.55.
-    assert points["screening"] == {"rule": points["screening"]["rule"], "threshold": 0.55, "sensitivity": 1.0,
-                                   "specificity": 0.75, "achieved": True, "reason": None}  # fmt: skip
+    assert points["screening"] == {
+        "rule": points["screening"]["rule"],
+        "threshold": 0.55,
+        "sensitivity": 1.0,
+        "specificity": 0.75,
+        "achieved": True,
+        "reason": None,
+    }
     # Lowest threshold with specificity >= 0.9: 0.9.
     assert (points["confirmatory"]["threshold"], points["confirmatory"]["sensitivity"]) == (0.9, 0.5)
     assert points["confirmatory"]["achieved"]
@@ -283,9 +319,13 @@ def test_consistency_check_catches_a_tampered_result(tamper, message):
 
 @pytest.mark.parametrize(
     "labels, scores, message",
-    [([0, 2], [0.1, 0.2], "labels must be 0"), ([0, 1], [0.1, 1.5], "scores must be probabilities"),
-     ([0, 1], [0.1], "same length"), ([], [], "empty")],
-)  # fmt: skip
+    [
+        ([0, 2], [0.1, 0.2], "labels must be 0"),
+        ([0, 1], [0.1, 1.5], "scores must be probabilities"),
+        ([0, 1], [0.1], "same length"),
+        ([], [], "empty"),
+    ],
+)
 def test_invalid_inputs_are_refused(labels, scores, message):
     with pytest.raises(ValueError, match=message):
         binary_report(labels, scores, threshold=0.5)

@@ -140,16 +140,21 @@ def test_remote_code_and_pipeline_in_a_fresh_process(tiny_prepost_dir, tmp_path)
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     result = subprocess.run(
         [sys.executable, "remote.py", str(tiny_prepost_dir), "pre.png", "post.png"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = json.loads(result.stdout.strip().splitlines()[-1])
     assert remote["imported_cervix_hf"] is False
     model = PrePostFusionForImageClassification.from_pretrained(tiny_prepost_dir).eval()
     processor = PrePostFusionImageProcessor()
     with torch.inference_mode():
-        logits = model(**processor(Image.open(tmp_path / "pre.png"), Image.open(tmp_path / "post.png"),
-                                   return_tensors="pt")).logits  # fmt: skip
+        logits = model(
+            **processor(Image.open(tmp_path / "pre.png"), Image.open(tmp_path / "post.png"), return_tensors="pt")
+        ).logits
     np.testing.assert_allclose(remote["logits"], logits.numpy(), rtol=1e-5, atol=1e-6)
     probability = float(torch.sigmoid(logits)[0])
     assert remote["pipeline"]["threshold"] == 0.2

@@ -17,10 +17,28 @@ def iarc_run(tmp_path_factory):
     data = require_data(SHARED_DATA / "iarc-colposcopy-atlas")
     output_dir = tmp_path_factory.mktemp("prepost-run")
     args = train_prepost_fusion.get_args_parser().parse_args(
-        ["--data", str(data), "--output-dir", str(output_dir), "--model-size", "tiny", "--stage1-epochs", "1",
-         "--stage2-epochs", "1", "--batch-size", "8", "--workers", "0", "--no-progress-bar",
-         "--augmentation", "flip", "--decision-threshold", "balanced"]
-    )  # fmt: skip
+        [
+            "--data",
+            str(data),
+            "--output-dir",
+            str(output_dir),
+            "--model-size",
+            "tiny",
+            "--stage1-epochs",
+            "1",
+            "--stage2-epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--workers",
+            "0",
+            "--no-progress-bar",
+            "--augmentation",
+            "flip",
+            "--decision-threshold",
+            "balanced",
+        ]
+    )
     return output_dir, train_prepost_fusion.main(args)
 
 
@@ -74,8 +92,9 @@ def test_operating_points_are_those_of_the_saved_validation_scores(iarc_run):
     screening = max(t for t in candidates if measured[t][0] >= 0.9)
     confirmatory = min(t for t in candidates if measured[t][1] >= 0.9)
     best_j = max(sens + spec - 1 for sens, spec in measured.values())
-    balanced = min((t for t in candidates if measured[t][0] + measured[t][1] - 1 == best_j),
-                   key=lambda t: (abs(t - 0.5), t))  # fmt: skip
+    balanced = min(
+        (t for t in candidates if measured[t][0] + measured[t][1] - 1 == best_j), key=lambda t: (abs(t - 0.5), t)
+    )
     points = PrePostFusionForImageClassification.from_pretrained(output_dir).config.operating_points
     assert points["screening"]["threshold"] == pytest.approx(screening)
     assert points["confirmatory"]["threshold"] == pytest.approx(confirmatory)
@@ -113,4 +132,6 @@ def test_an_unknown_or_undefined_decision_threshold_is_a_clear_error():
         train_prepost_fusion.threshold_from_argument("strict", PrePostFusionConfig())
     undefined = {"threshold": None, "achieved": False, "reason": "only Positive cases in validation"}
     with pytest.raises(SystemExit, match="only Positive cases"):
-        train_prepost_fusion.threshold_from_argument("screening", PrePostFusionConfig(operating_points={"screening": undefined}))
+        train_prepost_fusion.threshold_from_argument(
+            "screening", PrePostFusionConfig(operating_points={"screening": undefined})
+        )

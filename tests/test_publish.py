@@ -27,12 +27,34 @@ from .hub_server import LocalHub
 from .test_publishing import TOKEN, hub_env
 
 REPO_ID = "tester/published-colponet"
-TRAINING = ["--model-size", "small", "--image-size", "64", "--stage1-epochs", "0", "--batch-size", "16",
-            "--workers", "0", "--no-progress-bar", "--augmentation", "flip", "--no-pretrained-backbone"]  # fmt: skip
+TRAINING = [
+    "--model-size",
+    "small",
+    "--image-size",
+    "64",
+    "--stage1-epochs",
+    "0",
+    "--batch-size",
+    "16",
+    "--workers",
+    "0",
+    "--no-progress-bar",
+    "--augmentation",
+    "flip",
+    "--no-pretrained-backbone",
+]
 UPLOADED = {
-    "README.md", "config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json",
-    "training_args.json", "modeling_colponet.py", "plots/confusion_matrix.png", "onnx/model.onnx", "onnx/export.json",
-}  # fmt: skip
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "eval_results.json",
+    "training_args.json",
+    "modeling_colponet.py",
+    "plots/confusion_matrix.png",
+    "onnx/model.onnx",
+    "onnx/export.json",
+}
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +75,39 @@ def calibration(intel_sample, tmp_path_factory) -> Path:
 
 
 def publish_command(work_dir: Path, data: Path, calibration: Path, *options: str, epochs: int = 1) -> list[str]:
-    return [sys.executable, "-m", "cervix_hf", "publish", "colponet", "--data", str(data), "--repo-id", REPO_ID,
-            "--work-dir", str(work_dir), "--calibration", str(calibration), "--precision", "fp32", *options,
-            "--", *TRAINING, "--stage2-epochs", str(epochs)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "cervix_hf",
+        "publish",
+        "colponet",
+        "--data",
+        str(data),
+        "--repo-id",
+        REPO_ID,
+        "--work-dir",
+        str(work_dir),
+        "--calibration",
+        str(calibration),
+        "--precision",
+        "fp32",
+        *options,
+        "--",
+        *TRAINING,
+        "--stage2-epochs",
+        str(epochs),
+    ]
 
 
 def publish(hub, home, *command_args, **keywords) -> subprocess.CompletedProcess:
-    return subprocess.run(publish_command(*command_args, **keywords), cwd=PROJECT_ROOT, env=hub_env(hub, home),
-                          capture_output=True, text=True, timeout=1800)  # fmt: skip
+    return subprocess.run(
+        publish_command(*command_args, **keywords),
+        cwd=PROJECT_ROOT,
+        env=hub_env(hub, home),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def state(work_dir: Path) -> dict:
@@ -141,8 +188,14 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(hub, intel_sam
     command = publish_command(work_dir, intel_sample, calibration, "--dry-run", epochs=3)
     log = tmp_path / "first.log"
     with log.open("w") as output:
-        first = subprocess.Popen(command, cwd=PROJECT_ROOT, env=hub_env(hub, tmp_path / "home"), stdout=output,
-                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        first = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=hub_env(hub, tmp_path / "home"),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 1200
             while not list((work_dir / "model" / "stage2_full").glob("checkpoint-*")):

@@ -19,8 +19,7 @@ from huggingface_hub import SpaceCard, constants
 from PIL import Image, ImageDraw
 from transformers import AutoImageProcessor, AutoModelForImageClassification, AutoModelForObjectDetection
 
-from cervix_hf.hub import PUBLISHED_MODELS, model_repo_id, repo_env_var
-from cervix_hf.hub import publishing
+from cervix_hf.hub import PUBLISHED_MODELS, model_repo_id, publishing, repo_env_var
 from cervix_hf.hub.publishing import PROJECT_ROOT, PublishError, push_space, push_to_hub, stage_space
 from train import push_to_hub as push_to_hub_command
 
@@ -29,11 +28,19 @@ from .model_runs import RUNS
 
 TOKEN = "hf_test_secret_token_value"
 COLPONET_FILES = {
-    "README.md", "config.json", "configuration_colponet.py", "eval_results.json", "image_processing_colponet.py",
-    "image_quality.py", "model.safetensors", "modeling_colponet.py", "pipeline_colponet.py", "preprocessor_config.json",
+    "README.md",
+    "config.json",
+    "configuration_colponet.py",
+    "eval_results.json",
+    "image_processing_colponet.py",
+    "image_quality.py",
+    "model.safetensors",
+    "modeling_colponet.py",
+    "pipeline_colponet.py",
+    "preprocessor_config.json",
     "training_args.json",
     "plots/confusion_matrix.png",  # drawn from eval_results.json, linked by the card
-}  # fmt: skip
+}
 # model type -> (repo id, revision) of what the tests publish
 PUBLISHED = {
     "colponet": ("tester/colponet", "main"),  # through the command line, private
@@ -44,10 +51,19 @@ PUBLISHED = {
 
 def hub_env(hub: LocalHub, home: Path) -> dict:
     """A fresh process's environment: the local Hub, the fake token, its own cache, online."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_")) and k != "PYTHONPATH"}  # fmt: skip
-    env.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1",
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_")) and k != "PYTHONPATH"
+    }
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_TOKEN=TOKEN,
+        HF_HOME=str(home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     return env
 
 
@@ -76,10 +92,24 @@ def published(hub, runs, tmp_path_factory):
     """The three models published: ColpoNet by the command in a fresh process, the others by `push_to_hub`."""
     home = tmp_path_factory.mktemp("publisher")
     command = subprocess.run(
-        [sys.executable, "-m", "train.push_to_hub", "--model-dir", str(runs["colponet"]),
-         "--repo-id", PUBLISHED["colponet"][0], "--private", "--commit-message", "First ColpoNet"],
-        cwd=PROJECT_ROOT, env=hub_env(hub, home), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "train.push_to_hub",
+            "--model-dir",
+            str(runs["colponet"]),
+            "--repo-id",
+            PUBLISHED["colponet"][0],
+            "--private",
+            "--commit-message",
+            "First ColpoNet",
+        ],
+        cwd=PROJECT_ROOT,
+        env=hub_env(hub, home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     staged = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -140,8 +170,12 @@ def downloaded(hub, published, tmp_path_factory):
     (folder / "consumer.py").write_text(CONSUMER)
     result = subprocess.run(
         [sys.executable, "consumer.py", json.dumps(PUBLISHED)],
-        cwd=folder, env=hub_env(hub, folder / "hf-home"), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=folder,
+        env=hub_env(hub, folder / "hf-home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return folder, result, torch.load(folder / "outputs.pt")
 
@@ -260,7 +294,9 @@ def test_the_space_is_published_with_its_front_matter_and_model_repos(hub, onlin
     project.mkdir()
     (project / "app.py").write_text("import cervix_hf\n")
     # A pin other than the installed gradio shows that sdk_version is read from requirements.txt.
-    pins = [line for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("gradio")]
+    pins = [
+        line for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("gradio")
+    ]
     (project / "requirements.txt").write_text("\n".join(pins + ["gradio==5.9.1"]) + "\n")
     shutil.copytree(PROJECT_ROOT / "cervix_hf", project / "cervix_hf", ignore=shutil.ignore_patterns("__pycache__"))
     photo = tmp_path / "data" / "train" / "Type_3" / "7.jpg"

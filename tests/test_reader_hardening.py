@@ -65,9 +65,7 @@ def _message(error) -> str:
 
 def test_coco_file_name_leaving_the_image_root_is_refused(tmp_path):
     _write_image(tmp_path / "outside_secret.png")
-    json_path = _write_coco(
-        tmp_path / "a" / "b" / "train.json", [{"id": 1, "file_name": "../../outside_secret.png"}]
-    )
+    json_path = _write_coco(tmp_path / "a" / "b" / "train.json", [{"id": 1, "file_name": "../../outside_secret.png"}])
     with pytest.raises(ValueError) as error:
         read_coco(json_path)
     assert f"{json_path}, images[0]" in _message(error) and "outside" in _message(error)
@@ -165,8 +163,10 @@ def _iarc_atlas_with_a_link_out(root: Path, outside: Path):
     case = root / "images_low_grade" / "case_A"
     _write_image(case / "1_After_normal_saline.jpg")
     _link_out(case / "2_After_acetic_acid.jpg", _write_image(outside / "secret.jpg"))
-    return (lambda allow: [r.post_path for r in read_iarc_atlas(root, allow_outside_root=allow).records],
-            "images_low_grade/case_A/2_After_acetic_acid.jpg")  # fmt: skip
+    return (
+        lambda allow: [r.post_path for r in read_iarc_atlas(root, allow_outside_root=allow).records],
+        "images_low_grade/case_A/2_After_acetic_acid.jpg",
+    )
 
 
 def _isbi_with_a_link_out(root: Path, outside: Path):
@@ -230,22 +230,55 @@ def test_a_file_name_too_long_for_the_file_system_names_the_csv_and_line(tmp_pat
         ({"images": {"id": 1}, "annotations": [], "categories": []}, ": images must be a list", "{'id': 1}"),
         ({"images": [{"file_name": "a.png"}], "annotations": [], "categories": []}, ", images[0]", "id must be"),
         ({"images": [], "annotations": [], "categories": [{"name": "x"}]}, ", categories[0]", "id must be"),
-        ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}, {"id": "2", "name": "y"}]},
-         ", categories[1]", "id must be an integer"),
+        (
+            {"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}, {"id": "2", "name": "y"}]},
+            ", categories[1]",
+            "id must be an integer",
+        ),
         ({"images": [], "annotations": [["bbox"]], "categories": []}, ", annotations[0]", "expected an object"),
-        ({"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"id": 5, "image_id": [1]}], "categories": []},
-         ", annotation 5", "unknown image_id"),
-        ({"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}],
-          "annotations": [{"image_id": 1, "category_id": 1, "bbox": ["x", 1, 5, 5]}]}, ", annotations[0]",
-         "four numbers"),
-        ({"images": [{"id": 1, "file_name": "a.png", "width": "wide", "height": 80}], "annotations": [],
-          "categories": []}, ", images[0] (id 1)", "width and height must be numbers"),
+        (
+            {
+                "images": [{"id": 1, "file_name": "a.png"}],
+                "annotations": [{"id": 5, "image_id": [1]}],
+                "categories": [],
+            },
+            ", annotation 5",
+            "unknown image_id",
+        ),
+        (
+            {
+                "images": [{"id": 1, "file_name": "a.png"}],
+                "categories": [{"id": 1, "name": "x"}],
+                "annotations": [{"image_id": 1, "category_id": 1, "bbox": ["x", 1, 5, 5]}],
+            },
+            ", annotations[0]",
+            "four numbers",
+        ),
+        (
+            {
+                "images": [{"id": 1, "file_name": "a.png", "width": "wide", "height": 80}],
+                "annotations": [],
+                "categories": [],
+            },
+            ", images[0] (id 1)",
+            "width and height must be numbers",
+        ),
         (5, ": not a COCO detection file", "5"),
     ],
-    ids=["no file_name", "image not an object", "images not a list", "image without id", "category without id",
-         "category id a string", "annotation not an object", "unhashable image_id", "non-numeric bbox",
-         "non-numeric width", "top level a number"],
-)  # fmt: skip
+    ids=[
+        "no file_name",
+        "image not an object",
+        "images not a list",
+        "image without id",
+        "category without id",
+        "category id a string",
+        "annotation not an object",
+        "unhashable image_id",
+        "non-numeric bbox",
+        "non-numeric width",
+        "top level a number",
+    ],
+)
 def test_malformed_coco_names_the_file_and_entry(tmp_path, coco, entry, problem):
     json_path = tmp_path / "train.json"
     json_path.write_text(json.dumps(coco))
@@ -290,8 +323,7 @@ def test_a_folder_in_place_of_an_annotation_file_is_a_value_error(tmp_path, read
     names = {"coco": "train.json", "voc": "a.xml", "csv": "boxes.csv", "pairs": "pairs.csv"}
     folder = tmp_path / names[reader]
     folder.mkdir()
-    read = {"coco": read_coco, "voc": lambda path: read_voc([path]), "csv": read_detection_csv,
-            "pairs": read_pairs_csv}  # fmt: skip
+    read = {"coco": read_coco, "voc": lambda path: read_voc([path]), "csv": read_detection_csv, "pairs": read_pairs_csv}
     with pytest.raises(ValueError) as error:
         read[reader](folder)
     assert f"{folder} is a folder" in _message(error)
@@ -393,8 +425,9 @@ def test_coco_boxes_are_clipped_to_the_declared_image_size(tmp_path, caplog):
         {"id": n, "image_id": 1, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0]}
         for n, (x0, y0, x1, y1) in enumerate(BOXES_XYXY)
     ]
-    json_path = _write_coco(tmp_path / "train.json", [{"id": 1, "file_name": "a.png", "width": 100, "height": 80}],
-                            annotations)  # fmt: skip
+    json_path = _write_coco(
+        tmp_path / "train.json", [{"id": 1, "file_name": "a.png", "width": 100, "height": 80}], annotations
+    )
     with caplog.at_level(logging.WARNING):
         records = read_coco(json_path)
     _assert_clipped(records, json_path, caplog)

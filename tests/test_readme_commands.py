@@ -72,9 +72,15 @@ def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
     require_data(SHARED_DATA)
     staging = tmp_path / "space"
     out = run_module(
-        "train.push_space", "--space-id", "someone/cervix-demo", "--dry-run", "--staging-dir", str(staging),
-        "--examples", str(SHARED_DATA),
-    )  # fmt: skip
+        "train.push_space",
+        "--space-id",
+        "someone/cervix-demo",
+        "--dry-run",
+        "--staging-dir",
+        str(staging),
+        "--examples",
+        str(SHARED_DATA),
+    )
     assert "Dry run: nothing uploaded to someone/cervix-demo" in out
     for name in ("app.py", "requirements.txt", "README.md", "cervix_hf/__init__.py"):
         assert (staging / name).is_file(), name
@@ -85,8 +91,11 @@ def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
     kinds = {
         "cervix_type": ("Intel & MobileODT", "the Kaggle competition's rules: research use", "Kaggle, 2017"),
         "cells": ("ISBI 2014", "research use, with citation", "Lu Z., Carneiro G."),
-        "prepost": ("IARC Atlas of Colposcopy", "IARC owns the images: research and education use only",
-                    "IARC Screening Group"),
+        "prepost": (
+            "IARC Atlas of Colposcopy",
+            "IARC owns the images: research and education use only",
+            "IARC Screening Group",
+        ),
     }
     readme = (staging / "README.md").read_text()
     rows = [line for line in readme.splitlines() if line.startswith("| `examples/")]
@@ -113,17 +122,29 @@ def test_push_space_dry_run_stages_the_space_without_network(tmp_path):
     [
         ("benchmarks.colponet_inference", ["--repeats", "1", "--batch-sizes", "1"], r"ColpoNet \d+\.\d+ G"),
         ("benchmarks.prepost_inference", ["--repeats", "1"], r"fusion / two ResNet-50 passes = \d+\.\d+"),
-        ("benchmarks.detector_inference", ["--repeats", "1", "--image-size", "384"],
-         r"cell_detector / torchvision = \d+\.\d+"),
+        (
+            "benchmarks.detector_inference",
+            ["--repeats", "1", "--image-size", "384"],
+            r"cell_detector / torchvision = \d+\.\d+",
+        ),
         ("benchmarks.app_latency", ["--requests", "1"], r"classifier through gradio_client: \d+\.\d+x a direct call"),
-        ("benchmarks.runtimes", ["--repeats", "1", "--max-inputs", "4", "--size", "tiny", "--skip-memory"],
-         r"colponet: OpenVINO int8 at batch 1 is \d+\.\d+x PyTorch fp32(.|\n)*"
-         r"cell_detector: the fastest export, [A-Za-z ]+ (fp32|int8), at batch 1 is \d+\.\d+x PyTorch fp32"),
-        ("benchmarks.predict", ["--size", "tiny", "--max-photos", "2", "--batch-sizes", "1"],
-         r"predict: the fastest way, .+, is \d+\.\d+x one process at batch 1"),
+        (
+            "benchmarks.runtimes",
+            ["--repeats", "1", "--max-inputs", "4", "--size", "tiny", "--skip-memory"],
+            r"colponet: OpenVINO int8 at batch 1 is \d+\.\d+x PyTorch fp32(.|\n)*"
+            r"cell_detector: the fastest export, [A-Za-z ]+ (fp32|int8), at batch 1 is \d+\.\d+x PyTorch fp32",
+        ),
+        (
+            "benchmarks.predict",
+            ["--size", "tiny", "--max-photos", "2", "--batch-sizes", "1"],
+            r"predict: the fastest way, .+, is \d+\.\d+x one process at batch 1",
+        ),
         # the app's row, the target's (the other rows are the same code without bounds); its load test: test_app
-        ("benchmarks.request_memory", ["--models", "colponet", "--bounds", "app", "--skip-load-test"],
-         r"colponet in the app: a 100-MP image's peak is \d+\.\d+x an ordinary photo's"),
+        (
+            "benchmarks.request_memory",
+            ["--models", "colponet", "--bounds", "app", "--skip-load-test"],
+            r"colponet in the app: a 100-MP image's peak is \d+\.\d+x an ordinary photo's",
+        ),
     ],
 )
 def test_inference_benchmarks_print_their_ratio_against_the_baseline(module, arguments, comparison):

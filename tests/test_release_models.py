@@ -74,8 +74,11 @@ def test_the_cell_classifier_benchmark_reports_the_release_model_s_own_test_figu
     folder = RELEASE / "cell_classifier"
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.cell_classifier_accuracy", "--model", str(folder)],
-        cwd=RELEASE.parent, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=RELEASE.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluation = json.loads((folder / "eval_results.json").read_text())
     assert evaluation["evaluated_on"] == "test"

@@ -19,14 +19,20 @@ from train import train_colponet
 from train.engine import STAGE_DONE_FILE, TrainingStage, add_common_args, run_stages
 
 RUN_ARGS = [
-    "--model-size", "tiny",
-    "--stage1-epochs", "2",
-    "--stage2-epochs", "0",
-    "--batch-size", "16",
-    "--workers", "0",
+    "--model-size",
+    "tiny",
+    "--stage1-epochs",
+    "2",
+    "--stage2-epochs",
+    "0",
+    "--batch-size",
+    "16",
+    "--workers",
+    "0",
     "--no-progress-bar",
-    "--augmentation", "flip",
-]  # fmt: skip
+    "--augmentation",
+    "flip",
+]
 
 
 def _warnings(caplog) -> list[str]:
@@ -113,9 +119,9 @@ def test_resume_skips_an_incomplete_checkpoint_folder_with_a_warning(tmp_path, c
     with caplog.at_level(logging.INFO, logger="train.engine"):
         resumed = _train_two_epochs(tmp_path, resume=True)
 
-    assert any(
-        str(stage_dir / "checkpoint-8") in message and "Ignoring" in message for message in _warnings(caplog)
-    ), _warnings(caplog)
+    assert any(str(stage_dir / "checkpoint-8") in message and "Ignoring" in message for message in _warnings(caplog)), (
+        _warnings(caplog)
+    )
     assert resumed.state.global_step == 8
     assert (stage_dir / "checkpoint-8" / "trainer_state.json").is_file()
     assert (stage_dir / "checkpoint-8" / "model.safetensors").is_file()

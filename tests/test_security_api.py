@@ -90,8 +90,11 @@ def model_folders(tmp_path_factory) -> dict[str, Path]:
 def app_url(model_folders, tmp_path_factory):
     from cervix_hf import app
 
-    models = AppModels.from_settings({task: str(folder) for task, folder in model_folders.items()},
-                                     checkpoints_dir=tmp_path_factory.mktemp("none"), untrained_size="tiny")  # fmt: skip
+    models = AppModels.from_settings(
+        {task: str(folder) for task, folder in model_folders.items()},
+        checkpoints_dir=tmp_path_factory.mktemp("none"),
+        untrained_size="tiny",
+    )
     demo = launch_app(app.build_demo(models, tmp_path_factory.mktemp("no-examples")))
     yield demo.local_url.rstrip("/")
     demo.close()
@@ -116,9 +119,11 @@ def call(url: str, api_name: str, data: list) -> tuple[str, object]:
 def call_by_number(url: str, fn_index: int, data: list) -> tuple[str, object]:
     """Runs event number `fn_index` through the queue, as the page does (the events without an API name too)."""
     session = uuid.uuid4().hex
-    joined = httpx.post(f"{url}/gradio_api/queue/join",
-                        json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None,
-                              "trigger_id": None}, timeout=60)  # fmt: skip
+    joined = httpx.post(
+        f"{url}/gradio_api/queue/join",
+        json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None},
+        timeout=60,
+    )
     assert joined.status_code == 200, joined.text
     with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=300) as stream:
         for line in stream.iter_lines():
@@ -126,7 +131,9 @@ def call_by_number(url: str, fn_index: int, data: list) -> tuple[str, object]:
                 message = json.loads(line.removeprefix("data:"))
                 if message.get("msg") == "process_completed":
                     output = message.get("output", {})
-                    return ("complete", output.get("data")) if message.get("success") else ("error", output.get("error"))
+                    return (
+                        ("complete", output.get("data")) if message.get("success") else ("error", output.get("error"))
+                    )
     raise AssertionError("the queue closed without an answer")
 
 
@@ -232,12 +239,22 @@ def test_an_upload_is_still_read_and_the_annotated_image_is_the_upload_itself(ap
 
 
 WRONG_TYPES = {
-    "a text instead of a file": ("classify_cervix_type", ["/etc/hostname", False], "Colposcopy photo: expected an uploaded file"),
+    "a text instead of a file": (
+        "classify_cervix_type",
+        ["/etc/hostname", False],
+        "Colposcopy photo: expected an uploaded file",
+    ),
     "a number instead of a file": ("detect_cells", [7, 0.5], "Pap-smear image: expected an uploaded file"),
-    "a file without a path": ("classify_cervix_type", [{"url": "http://example.com/a.png", "meta": META}, False],
-                              "Colposcopy photo: expected an uploaded file"),
-    "one file instead of a list": ("predict_batch", ["Cervix type (photos)", {"path": "x", "meta": META}],
-                                   "Images, or a zip: expected a list of uploaded files"),
+    "a file without a path": (
+        "classify_cervix_type",
+        [{"url": "http://example.com/a.png", "meta": META}, False],
+        "Colposcopy photo: expected an uploaded file",
+    ),
+    "one file instead of a list": (
+        "predict_batch",
+        ["Cervix type (photos)", {"path": "x", "meta": META}],
+        "Images, or a zip: expected a list of uploaded files",
+    ),
     "no checkbox value": ("classify_cervix_type", [None], "missing 'Classify even if the quality gate rejects"),
     "no opacity": ("cervix_grad_cam", [None, False], "missing 'Heat-map opacity'"),
 }
@@ -314,7 +331,9 @@ PAIRS = "Pre/post fusion (a zip with pairs.csv: columns pre, post)"
 
 def test_a_zip_of_too_many_entries_is_refused_from_its_directory(app_url, tmp_path):
     archive = zip_of(tmp_path / "many.zip", {f"empty_{i}.jpg": b"" for i in range(1_001)}, zipfile.ZIP_STORED)
-    refused_without_writing(app_url, [PHOTOS, [upload(app_url, archive)]], "many.zip holds 1,001 entries: at most 1,000")
+    refused_without_writing(
+        app_url, [PHOTOS, [upload(app_url, archive)]], "many.zip holds 1,001 entries: at most 1,000"
+    )
 
 
 def test_references_to_one_upload_are_counted(app_url, tmp_path, monkeypatch):
@@ -350,8 +369,9 @@ def test_a_zip_inside_a_zip_is_refused_with_its_own_message(app_url, tmp_path):
     by_name = zip_of(tmp_path / "by_name.zip", {"ok.png": png_bytes(), "more/inner.zip": inner})
     refused_without_writing(app_url, [PHOTOS, [upload(app_url, by_name)]], "holds another zip (more/inner.zip)")
     by_content = zip_of(tmp_path / "by_content.zip", {"ok.png": png_bytes(), "photo.jpg": inner})
-    refused_without_writing(app_url, [PHOTOS, [upload(app_url, by_content)]],
-                            "by_content/photo.jpg is a zip inside a zip")  # fmt: skip
+    refused_without_writing(
+        app_url, [PHOTOS, [upload(app_url, by_content)]], "by_content/photo.jpg is a zip inside a zip"
+    )
 
 
 def test_a_request_without_any_image_is_said_so(app_url, tmp_path):
@@ -402,13 +422,17 @@ def test_unsupported_files_beside_photos_get_error_rows(app_url, tmp_path):
         buffer = io.BytesIO()
         Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, kind)
         buffers[kind] = buffer.getvalue()
-    archive = zip_of(tmp_path / "mixed.zip", {"a.jpg": png_bytes(seed=4), "b.gif": buffers["GIF"],
-                                               "c.webp": buffers["WEBP"]})  # fmt: skip
+    archive = zip_of(
+        tmp_path / "mixed.zip", {"a.jpg": png_bytes(seed=4), "b.gif": buffers["GIF"], "c.webp": buffers["WEBP"]}
+    )
     kind, outputs = call(app_url, "predict_batch", [PHOTOS, [upload(app_url, archive)]])
     assert kind == "complete", outputs
     rows = {row[0]: dict(zip(outputs[1]["headers"], row)) for row in outputs[1]["data"]}
     assert set(rows) == {"mixed/a.jpg", "mixed/b.gif", "mixed/c.webp"}
-    assert rows["mixed/b.gif"]["status"] == "error" and "GIF is not a format this tab takes" in rows["mixed/b.gif"]["error"]
+    assert (
+        rows["mixed/b.gif"]["status"] == "error"
+        and "GIF is not a format this tab takes" in rows["mixed/b.gif"]["error"]
+    )
     assert "WEBP is not a format this tab takes" in rows["mixed/c.webp"]["error"]
     assert "**3 input(s)**, 2 could not be read" in outputs[0]
 

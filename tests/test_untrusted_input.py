@@ -25,7 +25,7 @@ from cervix_hf import (
     ImageLoadError,
     load_image,
 )
-from cervix_hf.app.models import AppModels, ModelSlot, TASKS_BY_NAME
+from cervix_hf.app.models import TASKS_BY_NAME, AppModels, ModelSlot
 from cervix_hf.app.widgets import ExportFolders, safe_upload_name
 from cervix_hf.detection_export import write_detections
 from cervix_hf.image_io import original_size
@@ -176,28 +176,38 @@ HOSTILE_FOLDERS = {
     # name: (what is done to the saved folder, the file the error must name, words it must say)
     "shapes mismatched": (
         lambda folder: _edit_json(folder / "config.json", lambda c: c.update(reduction_channels=24)),
-        "model.safetensors", "other shapes than config.json",
+        "model.safetensors",
+        "other shapes than config.json",
     ),
     "negative size": (
         lambda folder: _edit_json(folder / "config.json", lambda c: c["backbone_config"].update(embedding_size=-8)),
-        "config.json", "cannot be built",
+        "config.json",
+        "cannot be built",
     ),
     "config nested 100k deep": (
         lambda folder: (folder / "config.json").write_text(
-            (folder / "config.json").read_text().rstrip().removesuffix("}") + ', "x": ' + "[" * 100_000
-            + "]" * 100_000 + "}"
+            (folder / "config.json").read_text().rstrip().removesuffix("}")
+            + ', "x": '
+            + "[" * 100_000
+            + "]" * 100_000
+            + "}"
         ),
-        "config.json", "does not describe a model",
+        "config.json",
+        "does not describe a model",
     ),
     "processor asking for 100000x100000 px": (
-        lambda folder: _edit_json(folder / "preprocessor_config.json",
-                                  lambda p: p.update(size={"height": 100_000, "width": 100_000})),
-        "preprocessor_config.json", "from 1 to 2048",
+        lambda folder: _edit_json(
+            folder / "preprocessor_config.json", lambda p: p.update(size={"height": 100_000, "width": 100_000})
+        ),
+        "preprocessor_config.json",
+        "from 1 to 2048",
     ),
     "processor asking for a negative size": (
-        lambda folder: _edit_json(folder / "preprocessor_config.json",
-                                  lambda p: p.update(size={"height": -5, "width": 224})),
-        "preprocessor_config.json", "from 1 to 2048",
+        lambda folder: _edit_json(
+            folder / "preprocessor_config.json", lambda p: p.update(size={"height": -5, "width": 224})
+        ),
+        "preprocessor_config.json",
+        "from 1 to 2048",
     ),
 }
 
@@ -231,9 +241,11 @@ def test_the_app_refuses_a_broken_checkpoint_named_by_its_flag_never_serving_it_
     del weights[sorted(weights)[0]]
     save_file(weights, saved_colponet / "model.safetensors", metadata={"format": "pt"})
     slot = ModelSlot(
-        TASKS_BY_NAME["colponet"], requested=str(saved_colponet), checkpoints_dir=tmp_path / "none",
+        TASKS_BY_NAME["colponet"],
+        requested=str(saved_colponet),
+        checkpoints_dir=tmp_path / "none",
         untrained_size="tiny",
-    )  # fmt: skip
+    )
     with pytest.raises(ModelLoadError, match="do not match") as error:  # said at start, naming the flag
         slot.get()
     assert "--colponet" in str(error.value) and str(saved_colponet) in str(error.value)
@@ -244,11 +256,11 @@ def test_the_app_refuses_a_broken_checkpoint_named_by_its_flag_never_serving_it_
 
 def test_detection_csv_cells_are_never_spreadsheet_formulas(tmp_path):
     cell = CellDetection("-1+cmd", 0.9, (1.0, 2.0, 3.0, 4.0))
-    write_detections([("=HYPERLINK(\"http://x\")", [cell])], tmp_path / "d.csv", tmp_path / "d.json")
+    write_detections([('=HYPERLINK("http://x")', [cell])], tmp_path / "d.csv", tmp_path / "d.json")
     (row,) = list(csv.DictReader((tmp_path / "d.csv").open()))
-    assert row["image"] == "'=HYPERLINK(\"http://x\")" and row["label"] == "'-1+cmd"
+    assert row["image"] == '\'=HYPERLINK("http://x")' and row["label"] == "'-1+cmd"
     assert float(row["score"]) == 0.9
-    assert json.loads((tmp_path / "d.json").read_text())[0]["image"] == "=HYPERLINK(\"http://x\")"  # data, as given
+    assert json.loads((tmp_path / "d.json").read_text())[0]["image"] == '=HYPERLINK("http://x")'  # data, as given
 
 
 def test_a_link_planted_at_an_output_s_temporary_name_is_never_written_through(tmp_path):
@@ -262,8 +274,13 @@ def test_a_link_planted_at_an_output_s_temporary_name_is_never_written_through(t
     assert [row["label"] for row in csv.DictReader(csv_path.open())] == ["nucleus"]
     assert json.loads(json_path.read_text())[0]["image"] == "a.png"
     assert not csv_path.is_symlink() and not json_path.is_symlink()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["d.csv", "d.csv.tmp", "d.json", "d.json.tmp",
-                                                                "victim.txt"]  # fmt: skip
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "d.csv",
+        "d.csv.tmp",
+        "d.json",
+        "d.json.tmp",
+        "victim.txt",
+    ]
     umask = os.umask(0)
     os.umask(umask)
     assert csv_path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a file `open` creates, readable by others
@@ -347,8 +364,7 @@ def test_a_checkbox_takes_only_true_or_false(app_url, photo, value):
 
 @pytest.mark.parametrize("value", [None, {"name": "screening"}, ["screening"], 3, "Screening"])
 def test_an_operating_point_must_be_one_of_the_choices(app_url, photo, value):
-    kind, message = call(app_url, "classify_prepost", upload(app_url, photo), upload(app_url, photo), value, 0.5,
-                         0.45)
+    kind, message = call(app_url, "classify_prepost", upload(app_url, photo), upload(app_url, photo), value, 0.5, 0.45)
     assert kind == "error" and "The operating point must be one of" in message, message
 
 

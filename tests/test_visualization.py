@@ -95,8 +95,11 @@ def test_each_drawn_detection_is_outlined_in_its_class_colour_and_tagged_with_it
         tag = drawn[top - 12 : top, left : left + 30].reshape(-1, 3)
         assert (tag == colour).all(axis=1).mean() > 0.3 and not (tag == colour).all(axis=1).all()
     # The tag carries the score: the same box with another score is drawn differently there, and nowhere else.
-    rescored = np.asarray(draw_detections(grey, [detections[0], CellDetection("cell", 0.77, (250, 20, 300, 60))],
-                                          colours, display_size=None))  # fmt: skip
+    rescored = np.asarray(
+        draw_detections(
+            grey, [detections[0], CellDetection("cell", 0.77, (250, 20, 300, 60))], colours, display_size=None
+        )
+    )
     changed = np.argwhere((rescored != drawn).any(axis=-1))
     assert len(changed) and (changed[:, 0] < 20).all() and (changed[:, 1] >= 250).all()
     # Without boxes (the app's AnnotatedImage draws them as masks) only the tags are drawn; shrunk for display.

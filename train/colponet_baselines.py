@@ -67,8 +67,9 @@ def _lbp_histogram(gray: np.ndarray) -> np.ndarray:
     the non-uniform ones in a tenth bin (Ojala et al., 2002)."""
     centre = gray[1:-1, 1:-1]
     shifts = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
-    bits = np.stack([gray[1 + dy : gray.shape[0] - 1 + dy, 1 + dx : gray.shape[1] - 1 + dx] >= centre
-                     for dy, dx in shifts])  # fmt: skip
+    bits = np.stack(
+        [gray[1 + dy : gray.shape[0] - 1 + dy, 1 + dx : gray.shape[1] - 1 + dx] >= centre for dy, dx in shifts]
+    )
     transitions = (bits != np.roll(bits, 1, axis=0)).sum(0)
     codes = np.where(transitions <= 2, bits.sum(0), 9)
     return np.bincount(codes.ravel(), minlength=10) / codes.size

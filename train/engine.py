@@ -408,13 +408,20 @@ def _stage_arguments(
     """One stage's `TrainingArguments`: evaluated and saved every epoch; under the `"plateau"` schedule the best
     checkpoint on `metric` is kept, under `"cosine"` the last."""
     if stage.schedule == "cosine":
-        schedule = {"lr_scheduler_type": "cosine", "warmup_steps": stage.warmup_ratio, "load_best_model_at_end": False,
-                    "save_total_limit": 1}  # fmt: skip
+        schedule = {
+            "lr_scheduler_type": "cosine",
+            "warmup_steps": stage.warmup_ratio,
+            "load_best_model_at_end": False,
+            "save_total_limit": 1,
+        }
     else:
         schedule = {
             "lr_scheduler_type": "reduce_lr_on_plateau",
-            "lr_scheduler_kwargs": {"mode": "max" if greater_is_better else "min", "factor": 0.1,
-                                    "patience": args.plateau_patience},  # fmt: skip
+            "lr_scheduler_kwargs": {
+                "mode": "max" if greater_is_better else "min",
+                "factor": 0.1,
+                "patience": args.plateau_patience,
+            },
             "load_best_model_at_end": True,
             "save_total_limit": 2,
         }
@@ -524,8 +531,9 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     processor.save_pretrained(output_dir)
     _write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
     write_evaluation_plots(eval_results.to_dict(), output_dir)  # the card links them
-    published_args = {name: published_path(value, args) if isinstance(value, Path) else value
-                      for name, value in vars(args).items()}  # fmt: skip
+    published_args = {
+        name: published_path(value, args) if isinstance(value, Path) else value for name, value in vars(args).items()
+    }
     _write_json(output_dir / TRAINING_ARGS_FILE, published_args)
     # The card is rendered from the files just written and checked against them; it comes last, so a card that
     # fails its check leaves the run's results saved.

@@ -74,27 +74,40 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=Path, help="a saved model folder")
     parser.add_argument("--data", required=True, type=Path, help="a labelled data set the readers understand")
     parser.add_argument("--output-dir", type=Path, help="where to write (default: <model>/evaluations/<data name>)")
-    parser.add_argument("--update-card", action="store_true", help="render the model card again, linking the "
-                        "model folder's evaluations")  # fmt: skip
+    parser.add_argument(
+        "--update-card", action="store_true", help="render the model card again, linking the model folder's evaluations"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="photos or pairs per batch")
     parser.add_argument("--format", default="auto", help="detector data: auto, isbi2014, sipakmed, csv, coco, voc")
     parser.add_argument("--annotations", type=Path, help="detector data in csv, coco or voc: the annotation file")
     parser.add_argument("--box-from", default="nucleus", help="SIPaKMeD: boxes from the nucleus or cytoplasm masks")
     parser.add_argument("--post", default="acetic", help="IARC atlas: the post-stain view (acetic or lugol)")
-    parser.add_argument("--subset", nargs="+", choices=INTEL_MOBILEODT_SUBSETS, help="ColpoNet on the competition "
-                        "layout: the subsets to evaluate (default: every one present)")  # fmt: skip
-    parser.add_argument("--allow-overlap", action="store_true", help="ColpoNet: evaluate photos of the model's own "
-                        f"training data anyway, under the split name {OVERLAP_SPLIT} (refused by default)")  # fmt: skip
-    parser.add_argument("--allow-outside-root", action="store_true", help="accept annotation paths, and symbolic "
-                        "links of a data folder, that lead outside --data")  # fmt: skip
+    parser.add_argument(
+        "--subset",
+        nargs="+",
+        choices=INTEL_MOBILEODT_SUBSETS,
+        help="ColpoNet on the competition layout: the subsets to evaluate (default: every one present)",
+    )
+    parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="ColpoNet: evaluate photos of the model's own "
+        f"training data anyway, under the split name {OVERLAP_SPLIT} (refused by default)",
+    )
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept annotation paths, and symbolic links of a data folder, that lead outside --data",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    from transformers import AutoConfig
+
     from cervix_hf.inference import load_pretrained
     from cervix_hf.registry import family
-    from transformers import AutoConfig
 
     try:  # the evaluation is written into the folder, so it must be a local one
         resolve_model_reference(str(args.model), local_only=True)
@@ -104,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--data {args.data}: no such file or folder.")
     model_type = AutoConfig.from_pretrained(args.model).model_type
     model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
-    evaluate = {"colponet": _colponet, "cell_detector": _detector, "prepost_fusion": _prepost,
-                "cell_classifier": _cell_classifier}.get(model_type)  # fmt: skip
+    evaluate = {
+        "colponet": _colponet,
+        "cell_detector": _detector,
+        "prepost_fusion": _prepost,
+        "cell_classifier": _cell_classifier,
+    }.get(model_type)
     if evaluate is None:
         return _fail(f"--model {args.model} holds a {model_type!r} model, which this command cannot evaluate.")
     data_name = _data_name(args.data) + "".join(f"-{subset}" for subset in args.subset or ())
@@ -142,20 +159,29 @@ def _headline(eval_results: EvalResults) -> str:
         return f"mAP@[.5:.95] {metrics['map'] or 0:.3f}, mAP@.5 {metrics['map_50'] or 0:.3f}"
     if eval_results.model_type == "cell_classifier":
         report = metrics["binary"]["report"]
-        return f"7-class accuracy {metrics['accuracy']:.3f}; at threshold {report['threshold']:.3f}: normal/abnormal " \
-            f"accuracy {report['accuracy']:.3f}, sensitivity {report['sensitivity']}, " \
-            f"specificity {report['specificity']}"  # fmt: skip
+        return (
+            f"7-class accuracy {metrics['accuracy']:.3f}; at threshold {report['threshold']:.3f}: normal/abnormal "
+            f"accuracy {report['accuracy']:.3f}, sensitivity {report['sensitivity']}, "
+            f"specificity {report['specificity']}"
+        )
     report = metrics["report"]
-    return f"at threshold {metrics['threshold']:.3f}: sensitivity {report['sensitivity']}, specificity " \
-        f"{report['specificity']}, ROC-AUC {report['roc_auc']}"  # fmt: skip
+    return (
+        f"at threshold {metrics['threshold']:.3f}: sensitivity {report['sensitivity']}, specificity "
+        f"{report['specificity']}, ROC-AUC {report['roc_auc']}"
+    )
 
 
 def _training_of(model_dir: Path) -> dict:
     """The model's own training summary, from its training evaluation, which an evaluation keeps with it."""
     if (model_dir / EVAL_RESULTS_FILE).is_file():
         return json.loads((model_dir / EVAL_RESULTS_FILE).read_text())["training"]
-    return {"stages": [], "augmentation": None, "batch_size": None, "model_size": None,
-            "note": "the model folder records no training"}  # fmt: skip
+    return {
+        "stages": [],
+        "augmentation": None,
+        "batch_size": None,
+        "model_size": None,
+        "note": "the model folder records no training",
+    }
 
 
 def _data_name(data: Path) -> str:
@@ -172,26 +198,35 @@ def _colponet_records(args: argparse.Namespace):
     what was read, told to the user, and the layout's name."""
     data, subsets = args.data, args.subset
     if subsets and not is_intel_mobileodt(data):
-        raise SystemExit(f"--subset {' '.join(subsets)}: {data} is not in the competition layout (train/, "
-                         "additional_Type_N_v2/, test/ with solution_stg1_release.csv).")  # fmt: skip
+        raise SystemExit(
+            f"--subset {' '.join(subsets)}: {data} is not in the competition layout (train/, "
+            "additional_Type_N_v2/, test/ with solution_stg1_release.csv)."
+        )
     if is_iarc_atlas(data):
         records = read_iarc_atlas_types(data, allow_outside_root=args.allow_outside_root)
         skipped = ", ".join(f"{case} ({reason})" for case, reason in records.skipped_cases)
-        print(f"Read {data} as the IARC atlas: {len(records)} case(s), one photo after acetic acid each, typed by "
-              f"the case's provisional diagnosis; skipped {len(records.skipped_cases)} case(s)"
-              + (f": {skipped}." if skipped else "."))  # fmt: skip
+        print(
+            f"Read {data} as the IARC atlas: {len(records)} case(s), one photo after acetic acid each, typed by "
+            f"the case's provisional diagnosis; skipped {len(records.skipped_cases)} case(s)"
+            + (f": {skipped}." if skipped else ".")
+        )
         return records, "iarc-atlas"
     if is_intel_mobileodt(data):
         records = read_intel_mobileodt(data, subsets or INTEL_MOBILEODT_SUBSETS, args.allow_outside_root)
         counts = Counter(records.subsets)
         which = "the subset(s) asked for" if subsets else "every subset present (--subset picks some)"
-        print(f"Read {data} in the competition layout, {which}: "
-              + ", ".join(f"{subset} {count} photo(s)" for subset, count in counts.items()) + ".")  # fmt: skip
+        print(
+            f"Read {data} in the competition layout, {which}: "
+            + ", ".join(f"{subset} {count} photo(s)" for subset, count in counts.items())
+            + "."
+        )
         return records, "intel-mobileodt"
     records = read_image_folder(data, allow_outside_root=args.allow_outside_root)
     if records.label_names == ["test"]:
-        raise SystemExit(f"--data {data}: test/ holds the competition's test photos, but their labels, "
-                         f"solution_stg1_release.csv, are not in {data}; put the csv beside test/.")  # fmt: skip
+        raise SystemExit(
+            f"--data {data}: test/ holds the competition's test photos, but their labels, "
+            f"solution_stg1_release.csv, are not in {data}; put the csv beside test/."
+        )
     return records, "image-folder"
 
 
@@ -212,18 +247,29 @@ def _training_overlap(args: argparse.Namespace, paths: list[str]) -> dict:
     """
     record_file = args.model / EVAL_RESULTS_FILE
     if not record_file.is_file():
-        return {"checked": False, "overlapping": [], "note": "the model folder records no training data "
-                f"({EVAL_RESULTS_FILE}): overlap with it could not be checked"}  # fmt: skip
+        return {
+            "checked": False,
+            "overlapping": [],
+            "note": "the model folder records no training data "
+            f"({EVAL_RESULTS_FILE}): overlap with it could not be checked",
+        }
     record = json.loads(record_file.read_text())
     source = _data_name(Path(str(record["data"]["source"])))
     held_out = {_inside_data_set(str(row["path"]), source) for row in record.get("predictions") or [] if "path" in row}
     evaluated = [Path(os.path.relpath(path, args.data)).as_posix() for path in paths]
     same_data_set = _data_name(args.data) == source or bool(held_out & set(evaluated))
     drawn_from = {key.split("/")[0] for key in held_out}
-    overlapping = [key for key in evaluated if same_data_set and key not in held_out
-                   and (not drawn_from or key.split("/")[0] in drawn_from)]  # fmt: skip
-    return {"checked": True, "training_data": source, "held_out_photos_recorded": len(held_out),
-            "overlapping": overlapping}  # fmt: skip
+    overlapping = [
+        key
+        for key in evaluated
+        if same_data_set and key not in held_out and (not drawn_from or key.split("/")[0] in drawn_from)
+    ]
+    return {
+        "checked": True,
+        "training_data": source,
+        "held_out_photos_recorded": len(held_out),
+        "overlapping": overlapping,
+    }
 
 
 def _refuse_or_flag_overlap(args: argparse.Namespace, overlap: dict, total: int) -> str:
@@ -233,18 +279,26 @@ def _refuse_or_flag_overlap(args: argparse.Namespace, overlap: dict, total: int)
         return SPLIT
     overlapping = overlap["overlapping"]
     if not overlapping:
-        print(f"Split {SPLIT}: no photo of {args.data} is among the training data of the model "
-              f"({overlap['training_data']}).")  # fmt: skip
+        print(
+            f"Split {SPLIT}: no photo of {args.data} is among the training data of the model "
+            f"({overlap['training_data']})."
+        )
         return SPLIT
-    problem = (f"{len(overlapping)} of {total} photo(s) of {args.data} overlap the model's own training data: they "
-               f"are of {overlap['training_data']}, the data set it was trained on, and not among the "
-               f"{overlap['held_out_photos_recorded']} photo(s) its training run held out "
-               f"(e.g. {overlapping[0]})")  # fmt: skip
+    problem = (
+        f"{len(overlapping)} of {total} photo(s) of {args.data} overlap the model's own training data: they "
+        f"are of {overlap['training_data']}, the data set it was trained on, and not among the "
+        f"{overlap['held_out_photos_recorded']} photo(s) its training run held out "
+        f"(e.g. {overlapping[0]})"
+    )
     if not args.allow_overlap:
-        raise SystemExit(f"{problem}. Their figures would flatter the model. Evaluate other photos (e.g. --subset "
-                         f"test), or pass --allow-overlap to evaluate them anyway, named {OVERLAP_SPLIT}.")  # fmt: skip
-    warning = f"WARNING: {problem}. The split is named {OVERLAP_SPLIT}, not {SPLIT}: these figures are not an " \
-        "independent test."  # fmt: skip
+        raise SystemExit(
+            f"{problem}. Their figures would flatter the model. Evaluate other photos (e.g. --subset "
+            f"test), or pass --allow-overlap to evaluate them anyway, named {OVERLAP_SPLIT}."
+        )
+    warning = (
+        f"WARNING: {problem}. The split is named {OVERLAP_SPLIT}, not {SPLIT}: these figures are not an "
+        "independent test."
+    )
     print(warning)
     print(warning, file=sys.stderr)
     return OVERLAP_SPLIT
@@ -275,25 +329,43 @@ def _colponet(model, processor, args, output_dir: Path) -> EvalResults:
         model_type="colponet",
         label_names=names,
         metrics=compute_classification_metrics(labels, probabilities, names),
-        data=_data(args, layout=layout, class_counts={split: class_counts(labels, names)},
-                   subsets=dict(Counter(records.subsets)), skipped=records.skipped,
-                   training_overlap={**overlap, "overlapping": len(overlap["overlapping"])},
-                   quality_gate={"checked": len(rows), "would_reject": rejected,
-                                 "laplacian_threshold": processor.quality_laplacian_threshold,
-                                 "fft_threshold": processor.quality_fft_threshold}),  # fmt: skip
+        data=_data(
+            args,
+            layout=layout,
+            class_counts={split: class_counts(labels, names)},
+            subsets=dict(Counter(records.subsets)),
+            skipped=records.skipped,
+            training_overlap={**overlap, "overlapping": len(overlap["overlapping"])},
+            quality_gate={
+                "checked": len(rows),
+                "would_reject": rejected,
+                "laplacian_threshold": processor.quality_laplacian_threshold,
+                "fft_threshold": processor.quality_fft_threshold,
+            },
+        ),
         training=_training_of(args.model),
         evaluated_on=split,
-        extra={"predictions": [  # named as training runs name theirs: <data set name>/<path inside it>
-            {"path": f"{_data_name(args.data)}/{Path(os.path.relpath(path, args.data)).as_posix()}",
-             "label": names[label], "probabilities": dict(zip(names, map(float, p)))}
-            for path, label, p in zip(records.paths, labels, probabilities)
-        ]},  # fmt: skip
+        extra={
+            "predictions": [  # named as training runs name theirs: <data set name>/<path inside it>
+                {
+                    "path": f"{_data_name(args.data)}/{Path(os.path.relpath(path, args.data)).as_posix()}",
+                    "label": names[label],
+                    "probabilities": dict(zip(names, map(float, p))),
+                }
+                for path, label, p in zip(records.paths, labels, probabilities)
+            ]
+        },
     )
 
 
 def _detector(model, processor, args, output_dir: Path) -> EvalResults:
-    reader_args = argparse.Namespace(format=args.format, data=args.data, annotations=args.annotations,
-                                     allow_outside_root=args.allow_outside_root, box_from=args.box_from)  # fmt: skip
+    reader_args = argparse.Namespace(
+        format=args.format,
+        data=args.data,
+        annotations=args.annotations,
+        allow_outside_root=args.allow_outside_root,
+        box_from=args.box_from,
+    )
     records, data_format = train_cell_detector.load_records(reader_args)
     names = list(records.label_names)
     _check_labels(model, names, args)
@@ -302,27 +374,46 @@ def _detector(model, processor, args, output_dir: Path) -> EvalResults:
         image = load_model_input(record.image_path, "cell_detector")
         cells = detect_cells(model, processor, image, 0.0)
         truths.append({"boxes": np.asarray(record.boxes).reshape(-1, 4), "labels": np.asarray(record.labels)})
-        predictions.append({"boxes": np.array([c.box for c in cells]).reshape(-1, 4),
-                            "labels": np.array([names.index(c.label) for c in cells], dtype=int),
-                            "scores": np.array([c.score for c in cells])})  # fmt: skip
+        predictions.append(
+            {
+                "boxes": np.array([c.box for c in cells]).reshape(-1, 4),
+                "labels": np.array([names.index(c.label) for c in cells], dtype=int),
+                "scores": np.array([c.score for c in cells]),
+            }
+        )
     metrics = compute_detection_metrics(truths, predictions, names)
     baseline = None
     if data_format == "isbi2014":  # the non-learned baseline, scored by the same code on the same images
         classical = ClassicalNucleusDetector()
         found = [classical(record.image_path) for record in records.records]
-        baseline = {"method": "cervix_hf.classical_detection.ClassicalNucleusDetector",
-                    "settings": classical.to_dict(), "metrics": compute_detection_metrics(truths, found, names)}  # fmt: skip
+        baseline = {
+            "method": "cervix_hf.classical_detection.ClassicalNucleusDetector",
+            "settings": classical.to_dict(),
+            "metrics": compute_detection_metrics(truths, found, names),
+        }
     if records.records:
         first = records.records[0]
-        draw_detection_sample(load_model_input(first.image_path, "cell_detector"), truths[0], predictions[0], names,
-                              output_dir, model.config.box_score_threshold, Path(first.image_path).name)  # fmt: skip
+        draw_detection_sample(
+            load_model_input(first.image_path, "cell_detector"),
+            truths[0],
+            predictions[0],
+            names,
+            output_dir,
+            model.config.box_score_threshold,
+            Path(first.image_path).name,
+        )
     return EvalResults(
         model_type="cell_detector",
         label_names=names,
         metrics=metrics,
-        data=_data(args, format=data_format, test_images=[Path(r.image_path).name for r in records.records],
-                   images_per_split={SPLIT: len(records.records)},
-                   boxes_per_class_per_split={SPLIT: records.box_counts()}, reader_warnings=records.warnings),  # fmt: skip
+        data=_data(
+            args,
+            format=data_format,
+            test_images=[Path(r.image_path).name for r in records.records],
+            images_per_split={SPLIT: len(records.records)},
+            boxes_per_class_per_split={SPLIT: records.box_counts()},
+            reader_warnings=records.warnings,
+        ),
         training=_training_of(args.model),
         evaluated_on=SPLIT,
         extra={"export_threshold": model.config.box_score_threshold, "classical_baseline": baseline},
@@ -350,14 +441,23 @@ def _prepost(model, processor, args, output_dir: Path) -> EvalResults:
         model_type="prepost_fusion",
         label_names=names,
         metrics=metrics,
-        data=_data(args, post_view=args.post if args.data.is_dir() else None,
-                   class_counts={SPLIT: class_counts(labels, names)}, skipped=records.skipped,
-                   operating_points_from="the model's saved ones" if points else
-                   "chosen on these same cases (the model has none saved): optimistic"),  # fmt: skip
+        data=_data(
+            args,
+            post_view=args.post if args.data.is_dir() else None,
+            class_counts={SPLIT: class_counts(labels, names)},
+            skipped=records.skipped,
+            operating_points_from="the model's saved ones"
+            if points
+            else "chosen on these same cases (the model has none saved): optimistic",
+        ),
         training=_training_of(args.model),
         evaluated_on=SPLIT,
-        extra={"predictions": [{"case_id": r.case_id, "label": int(label), "probability": float(score)}
-                               for r, label, score in zip(records.records, labels, scores)]},  # fmt: skip
+        extra={
+            "predictions": [
+                {"case_id": r.case_id, "label": int(label), "probability": float(score)}
+                for r, label, score in zip(records.records, labels, scores)
+            ]
+        },
     )
 
 
@@ -379,21 +479,29 @@ def _cell_classifier(model, processor, args, output_dir: Path) -> EvalResults:
     return EvalResults(
         model_type="cell_classifier",
         label_names=names,
-        metrics=evaluate_grouped_classifier(labels, probabilities, names, config.label_groups, positive,
-                                            config.decision_threshold, points),  # fmt: skip
-        data=_data(args, class_counts={SPLIT: class_counts(labels, names)},
-                   source_images={SPLIT: len(set(records.source_images))}),  # fmt: skip
+        metrics=evaluate_grouped_classifier(
+            labels, probabilities, names, config.label_groups, positive, config.decision_threshold, points
+        ),
+        data=_data(
+            args,
+            class_counts={SPLIT: class_counts(labels, names)},
+            source_images={SPLIT: len(set(records.source_images))},
+        ),
         training=_training_of(args.model),
         evaluated_on=SPLIT,
         extra={
             "label_groups": config.label_groups,
             "positive_group": positive,
             "predictions": [
-                {"image": Path(path).name, "source_image": source, "label": names[label],
-                 "probabilities": dict(zip(names, map(float, p)))}
+                {
+                    "image": Path(path).name,
+                    "source_image": source,
+                    "label": names[label],
+                    "probabilities": dict(zip(names, map(float, p))),
+                }
                 for path, source, label, p in zip(records.paths, records.source_images, labels, probabilities)
             ],
-        },  # fmt: skip
+        },
     )
 
 

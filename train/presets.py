@@ -6,8 +6,6 @@ move boxes with the pixels (`cervix_hf.data.DetectionTransform`) or a pre/post p
 A training script offers `--augmentation` with `choices=<MODEL>_PRESETS` and calls `<model>_train_transform(name)`.
 """
 
-from typing import Optional
-
 from torchvision.transforms import v2
 
 from cervix_hf.data import DetectionTransform, PairTransform, RandomRightAngleRotation
@@ -26,7 +24,7 @@ def _flips() -> list[v2.Transform]:
     return [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
 
 
-def classification_train_transform(preset: str = "default", size: Optional[int] = None) -> Optional[v2.Compose]:
+def classification_train_transform(preset: str = "default", size: int | None = None) -> v2.Compose | None:
     """
     Augmentation for colposcopy photos (`None` for `"none"`), of PIL images or uint8 tensors.
 
@@ -64,7 +62,7 @@ def classification_train_transform(preset: str = "default", size: Optional[int] 
     return None if extra is None else v2.Compose(_flips() + extra)
 
 
-def detection_train_transform(preset: str = "default", crop_size: Optional[int] = None) -> Optional[DetectionTransform]:
+def detection_train_transform(preset: str = "default", crop_size: int | None = None) -> DetectionTransform | None:
     r"""
     Augmentation for Pap-smear detection training, as a [`DetectionTransform`] (`None` for `"none"` without a crop).
 
@@ -96,7 +94,7 @@ def detection_train_transform(preset: str = "default", crop_size: Optional[int] 
     return DetectionTransform(crop + _flips() + extra, min_size=4 if preset == "nuclei" else 1.0)
 
 
-def paired_train_transform(preset: str = "default") -> Optional[PairTransform]:
+def paired_train_transform(preset: str = "default") -> PairTransform | None:
     r"""
     Augmentation for pre/post fusion training, as a [`PairTransform`] (`None` for `"none"`).
 

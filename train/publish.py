@@ -35,7 +35,7 @@ import importlib
 import json
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cervix_hf.cli import DefaultsHelpFormatter
@@ -68,8 +68,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         epilog="Any other option, and everything after --, goes to the model's training script "
         "(cervix-hf train MODEL_TYPE --help lists them), e.g. -- --model-size small --stage2-epochs 10.",
     )
-    parser.add_argument("model_type", metavar="MODEL_TYPE", choices=sorted(FAMILIES_BY_TYPE),
-                        help=f"the model to train and publish: {', '.join(FAMILIES_BY_TYPE)}")  # fmt: skip
+    parser.add_argument(
+        "model_type",
+        metavar="MODEL_TYPE",
+        choices=sorted(FAMILIES_BY_TYPE),
+        help=f"the model to train and publish: {', '.join(FAMILIES_BY_TYPE)}",
+    )
     parser.add_argument("--data", required=True, type=Path, help="the labelled data the training script reads")
     parser.add_argument("--repo-id", required=True, help="OWNER/NAME of the model repo (the card names it)")
     parser.add_argument(
@@ -99,9 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     reserved = [arg for arg in args.training_args if arg.split("=")[0] in RESERVED_TRAINING_OPTIONS]
     if reserved:
-        print(f"error: {', '.join(reserved)}: publish sets the training script's "
-              f"{', '.join(RESERVED_TRAINING_OPTIONS)} itself (give --data and --recipe to publish; --work-dir "
-              "chooses the run folder).", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {', '.join(reserved)}: publish sets the training script's "
+            f"{', '.join(RESERVED_TRAINING_OPTIONS)} itself (give --data and --recipe to publish; --work-dir "
+            "chooses the run folder).",
+            file=sys.stderr,
+        )
         return 2
     if not args.data.exists():
         print(f"error: --data {args.data}: no such file or folder.", file=sys.stderr)
@@ -113,8 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     script = importlib.import_module(f"{__package__}.{script_name}")  # train or cervix_hf.train, as installed
     training_parser = script.get_args_parser()
     training_parser.prog = f"cervix-hf publish {args.model_type} (training options)"
-    training_argv = ["--data", str(args.data), "--output-dir", str(model_dir),
-                     *(["--recipe", args.recipe] if args.recipe else []), *args.training_args]  # fmt: skip
+    training_argv = [
+        "--data",
+        str(args.data),
+        "--output-dir",
+        str(model_dir),
+        *(["--recipe", args.recipe] if args.recipe else []),
+        *args.training_args,
+    ]
     training = training_parser.parse_args(training_argv)  # a wrong training option stops here, before any work
     settings = {
         "model_type": args.model_type,
@@ -149,6 +162,7 @@ def _publish(args, work_dir: Path, model_dir: Path, calibration: Path, state: di
     from cervix_hf.files import EVAL_RESULTS_FILE
     from cervix_hf.hub.cards import ModelCardError, write_model_card
     from cervix_hf.hub.publishing import PublishError, push_space, push_to_hub, stage_model
+
     from .push_to_hub import print_staged
 
     if _done(state, "evaluate"):
@@ -170,9 +184,12 @@ def _publish(args, work_dir: Path, model_dir: Path, calibration: Path, state: di
             ["--model", str(model_dir), "--precision", args.precision, "--calibration", str(calibration)]
         )
         if code:
-            print(f"error: publish stopped at the export, which was refused (its check above); nothing was uploaded. "
-                  f"The trained model stays in {model_dir}: run the command again with other --calibration data or "
-                  "--precision fp32, and training is not repeated.", file=sys.stderr)  # fmt: skip
+            print(
+                f"error: publish stopped at the export, which was refused (its check above); nothing was uploaded. "
+                f"The trained model stays in {model_dir}: run the command again with other --calibration data or "
+                "--precision fp32, and training is not repeated.",
+                file=sys.stderr,
+            )
             return code
         _record(work_dir, state, "export", precision=args.precision)
 
@@ -186,8 +203,10 @@ def _publish(args, work_dir: Path, model_dir: Path, calibration: Path, state: di
             staging_dir = args.staging_dir or Path(tempfile.mkdtemp(prefix="cervix_hf-staging-"))
             print_staged(staging_dir, stage_model(model_dir, staging_dir, repo_id=args.repo_id))
             if args.space_id:
-                print(f"The Space is not staged here: `cervix-hf push-space --space-id {args.space_id} "
-                      f"--model {args.model_type}={args.repo_id} --dry-run` shows it.")  # fmt: skip
+                print(
+                    f"The Space is not staged here: `cervix-hf push-space --space-id {args.space_id} "
+                    f"--model {args.model_type}={args.repo_id} --dry-run` shows it."
+                )
             print(f"{'Dry run' if args.dry_run else 'Staged'}: nothing uploaded to {args.repo_id}.")
             return 0
         if _done(state, "push", repo_id=args.repo_id):
@@ -200,13 +219,20 @@ def _publish(args, work_dir: Path, model_dir: Path, calibration: Path, state: di
             if _done(state, "space", space_id=args.space_id, repo_id=args.repo_id):
                 _skipped("space", work_dir)
             else:
-                commit = push_space(args.space_id, models={args.model_type: args.repo_id}, private=args.private,
-                                    examples_dir=args.examples)  # fmt: skip
+                commit = push_space(
+                    args.space_id,
+                    models={args.model_type: args.repo_id},
+                    private=args.private,
+                    examples_dir=args.examples,
+                )
                 print(f"Committed {commit.oid} to {commit.repo_url}: {commit.commit_url}")
                 _record(work_dir, state, "space", space_id=args.space_id, repo_id=args.repo_id, commit=commit.oid)
     except (PublishError, ModelCardError) as err:
-        print(f"error: {err}\nThe finished steps are kept in {work_dir / STATE_FILE}: run the same command again to "
-              "go on from here, without training again.", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {err}\nThe finished steps are kept in {work_dir / STATE_FILE}: run the same command again to "
+            "go on from here, without training again.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -236,7 +262,7 @@ def _done(state: dict, step: str, **facts) -> bool:
 def _record(work_dir: Path, state: dict, step: str, **facts) -> None:
     from cervix_hf.files import atomic_write_text
 
-    state["steps"][step] = {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **facts}
+    state["steps"][step] = {"finished": datetime.now(UTC).isoformat(timespec="seconds"), **facts}
     work_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(work_dir / STATE_FILE, json.dumps(state, indent=2))
 

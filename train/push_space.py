@@ -23,6 +23,7 @@ from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.hub import PUBLISHED_MODELS, is_repo_reference
 from cervix_hf.hub.cards import ModelCardError
 from cervix_hf.hub.publishing import PublishError, push_space, space_models, stage_space
+
 from .push_to_hub import print_staged
 
 
@@ -39,9 +40,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--space-id", required=True, help="OWNER/NAME of the Space")
     parser.add_argument(
-        "--model", type=model_repo, action="append", default=[], metavar="MODEL_TYPE=OWNER/NAME[@REVISION]",
+        "--model",
+        type=model_repo,
+        action="append",
+        default=[],
+        metavar="MODEL_TYPE=OWNER/NAME[@REVISION]",
         help="load this model type from another repo, optionally at a revision (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--examples",
         type=Path,

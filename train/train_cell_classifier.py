@@ -234,7 +234,7 @@ def train(model, images: torch.Tensor, labels: torch.Tensor, recipe: CellRecipe,
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         (no_decay if parameter.ndim <= 1 else decay).append(parameter)
     optimiser = torch.optim.AdamW(
         [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -270,8 +270,13 @@ def train(model, images: torch.Tensor, labels: torch.Tensor, recipe: CellRecipe,
             if average is not None:
                 average.update(model, step)
             losses.append(loss.item())
-        entry = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)), "learning_rate": group["lr"],
-                 "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+        entry = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": float(np.mean(losses)),
+            "learning_rate": group["lr"],
+            "seconds": round(time.monotonic() - started, 1),
+        }
         log_history.append(entry)
         if not quiet or (epoch + 1) % 10 == 0 or epoch + 1 == recipe.epochs:
             logger.info("epoch %d/%d: loss %.4f (%.0f s)", epoch + 1, recipe.epochs, entry["loss"], entry["seconds"])
@@ -342,22 +347,39 @@ def split_summary(
     correct = int((probabilities.argmax(axis=1) == references).sum())
     abnormal = np.isin(references, [label_names.index(name) for name in groups[positive_group]])
     scores = group_probability(probabilities, label_names, groups[positive_group])
-    summary = {"num_cases": len(references), "accuracy": correct / len(references),
-               "accuracy_interval": wilson_interval(correct, len(references)), "points": {}}  # fmt: skip
-    for name, hits, extra in (("majority_class", int((references == majority).sum()), {"label": label_names[majority]}),
-                              ("all_abnormal", int(abnormal.sum()), {})):  # fmt: skip
-        summary[name] = {**extra, "estimate": hits / len(references), "successes": hits, "total": len(references),
-                         "wilson": wilson_interval(hits, len(references))}  # fmt: skip
+    summary = {
+        "num_cases": len(references),
+        "accuracy": correct / len(references),
+        "accuracy_interval": wilson_interval(correct, len(references)),
+        "points": {},
+    }
+    for name, hits, extra in (
+        ("majority_class", int((references == majority).sum()), {"label": label_names[majority]}),
+        ("all_abnormal", int(abnormal.sum()), {}),
+    ):
+        summary[name] = {
+            **extra,
+            "estimate": hits / len(references),
+            "successes": hits,
+            "total": len(references),
+            "wilson": wilson_interval(hits, len(references)),
+        }
     for name, point in operating_points.items():
         if point["threshold"] is None:
             continue
         called = scores >= point["threshold"] * (1 - 1e-9)
-        counts = {"accuracy": (int((called == abnormal).sum()), len(references)),
-                  "sensitivity": (int((called & abnormal).sum()), int(abnormal.sum())),
-                  "specificity": (int((~called & ~abnormal).sum()), int((~abnormal).sum()))}  # fmt: skip
+        counts = {
+            "accuracy": (int((called == abnormal).sum()), len(references)),
+            "sensitivity": (int((called & abnormal).sum()), int(abnormal.sum())),
+            "specificity": (int((~called & ~abnormal).sum()), int((~abnormal).sum())),
+        }
         summary["points"][name] = {"threshold": point["threshold"]} | {
-            measure: {"estimate": hits / total, "successes": hits, "total": total,
-                      "wilson": wilson_interval(hits, total)}  # fmt: skip
+            measure: {
+                "estimate": hits / total,
+                "successes": hits,
+                "total": total,
+                "wilson": wilson_interval(hits, total),
+            }
             for measure, (hits, total) in counts.items()
         }
     return summary
@@ -428,9 +450,14 @@ def main(args: argparse.Namespace) -> dict:
     else:
         model = build_model(recipe)
         stage = train(
-            model, images["train"], torch.tensor(splits["train"].labels), recipe, processor, args.seed,
+            model,
+            images["train"],
+            torch.tensor(splits["train"].labels),
+            recipe,
+            processor,
+            args.seed,
             quiet=args.no_progress_bar,
-        )  # fmt: skip
+        )
     probabilities = {
         name: predict_probabilities(model, images[name], processor, recipe) for name in ("validation", "test")
     }
@@ -445,9 +472,14 @@ def main(args: argparse.Namespace) -> dict:
     config.operating_points = operating_points
     config.decision_threshold = threshold_from_argument(args.decision_threshold, config)
     metrics = evaluate_grouped_classifier(
-        splits["test"].labels, probabilities["test"], names, config.label_groups, positive, config.decision_threshold,
+        splits["test"].labels,
+        probabilities["test"],
+        names,
+        config.label_groups,
+        positive,
+        config.decision_threshold,
         operating_points,
-    )  # fmt: skip
+    )
     majority = int(np.bincount(splits["train"].labels, minlength=len(names)).argmax())
     summaries = {
         name: split_summary(
@@ -495,12 +527,23 @@ def main(args: argparse.Namespace) -> dict:
         logger.info(
             "%s (%d cells): 7-class accuracy %.3f %s; at the screening point %.3f: normal/abnormal accuracy %.3f %s, "
             "sensitivity %.3f %s, specificity %.3f %s.",
-            name, summary["num_cases"], summary["accuracy"], _interval(summary["accuracy_interval"]),
-            point.get("threshold", float("nan")), *(value for measure in ("accuracy", "sensitivity", "specificity")
-            for value in (point[measure]["estimate"], _interval(point[measure]["wilson"]))),
-        )  # fmt: skip
-    logger.info("Trained in %.0f s; %.0f s in all. Saved in %s.", stage["train_seconds"], time.monotonic() - started,
-                args.output_dir)  # fmt: skip
+            name,
+            summary["num_cases"],
+            summary["accuracy"],
+            _interval(summary["accuracy_interval"]),
+            point.get("threshold", float("nan")),
+            *(
+                value
+                for measure in ("accuracy", "sensitivity", "specificity")
+                for value in (point[measure]["estimate"], _interval(point[measure]["wilson"]))
+            ),
+        )
+    logger.info(
+        "Trained in %.0f s; %.0f s in all. Saved in %s.",
+        stage["train_seconds"],
+        time.monotonic() - started,
+        args.output_dir,
+    )
     return eval_results.to_dict()
 
 

@@ -63,6 +63,7 @@ from cervix_hf.evaluation_plots import draw_detection_sample
 from cervix_hf.inference import CellDetection
 from cervix_hf.metrics import compute_detection_metrics
 from cervix_hf.model_presets import MODEL_SIZES, cell_detector_config
+
 from .engine import (
     CervixTrainer,
     TrainingStage,
@@ -178,7 +179,9 @@ def split_records(records: DetectionRecords, args: argparse.Namespace) -> dict[s
     if unknown:
         raise SystemExit(f"--test-names {' '.join(unknown)}: no such image in --data {args.data}.")
     test = [i for i, stem in enumerate(stems) if stem in args.test_names]
-    rest = np.random.default_rng(args.seed).permutation([i for i in range(len(stems)) if stems[i] not in args.test_names])
+    rest = np.random.default_rng(args.seed).permutation(
+        [i for i in range(len(stems)) if stems[i] not in args.test_names]
+    )
     num_validation = max(1, round(args.validation_fraction * len(rest)))
     return {
         "train": records.select(sorted(rest[num_validation:].tolist())),
@@ -270,9 +273,7 @@ def main(args: argparse.Namespace) -> dict:
     model = build_model(args, label_names)
     processor = CellDetectorImageProcessor()
     transform = detection_train_transform(args.augmentation, crop_size=args.crop_size)
-    datasets = {
-        name: DetectionDataset(split, transform if name == "train" else None) for name, split in splits.items()
-    }
+    datasets = {name: DetectionDataset(split, transform if name == "train" else None) for name, split in splits.items()}
     # Each epoch draws --crops-per-image augmented samples (different random crops) from every training image.
     datasets["train"] = torch.utils.data.ConcatDataset([datasets["train"]] * args.crops_per_image)
     trainer, stage_summaries = run_stages(
@@ -309,8 +310,15 @@ def main(args: argparse.Namespace) -> dict:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_detections(per_image, args.output_dir / "detections.csv", args.output_dir / "detections.json")
     if paths:  # the first test image, its true boxes and the detections, for the card's plots
-        draw_detection_sample(datasets["test"][0]["image"], truths[0], predictions[0], label_names, args.output_dir,
-                              args.export_threshold, Path(paths[0]).name)  # fmt: skip
+        draw_detection_sample(
+            datasets["test"][0]["image"],
+            truths[0],
+            predictions[0],
+            label_names,
+            args.output_dir,
+            args.export_threshold,
+            Path(paths[0]).name,
+        )
     eval_results = EvalResults(
         model_type=model.config.model_type,
         label_names=label_names,

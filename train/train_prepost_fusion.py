@@ -42,6 +42,7 @@ from cervix_hf.eval_results import EvalResults
 from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_points
 from cervix_hf.model_presets import MODEL_SIZES, prepost_config
 from cervix_hf.models.prepost_fusion import OPERATING_POINT_NAMES
+
 from .engine import (
     TrainingStage,
     add_common_args,

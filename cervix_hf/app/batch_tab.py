@@ -98,8 +98,10 @@ class RequestFiles:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
             raise bad_input(f"{shown} is not a zip that can be read ({error}); make it again.") from None
         if self.entries + declared > MAX_ZIP_ENTRIES:
-            raise bad_input(f"{shown} holds {declared:,} entries: at most {MAX_ZIP_ENTRIES:,} in all a request "
-                            "(each reference to the same zip counted); send fewer files.")  # fmt: skip
+            raise bad_input(
+                f"{shown} holds {declared:,} entries: at most {MAX_ZIP_ENTRIES:,} in all a request "
+                "(each reference to the same zip counted); send fewer files."
+            )
         try:
             archive = self._stack.enter_context(zipfile.ZipFile(source))
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
@@ -125,8 +127,10 @@ class RequestFiles:
             raise bad_input(f"{name} is {size:,} bytes unpacked: at most {MAX_FILE_BYTES:,} per file.")
         self.bytes += size
         if self.bytes > MAX_BATCH_BYTES:
-            raise bad_input(f"The files of this request unpack to more than {MAX_BATCH_BYTES:,} bytes (each reference "
-                            "to the same upload counted): send fewer images.")  # fmt: skip
+            raise bad_input(
+                f"The files of this request unpack to more than {MAX_BATCH_BYTES:,} bytes (each reference "
+                "to the same upload counted): send fewer images."
+            )
 
     def inputs(self, model_type: str) -> list[BatchInput]:
         """What to predict: every file but the pairs lists; for the fusion model, the pairs its lists name."""
@@ -134,14 +138,18 @@ class RequestFiles:
         if model_type != "prepost_fusion":
             return [BatchInput((name,)) for name, member in self.members.items() if member not in lists]
         if not lists:
-            raise bad_input("The fusion model takes pairs: send a zip holding pairs.csv (columns pre, post) and the "
-                            "images it names.")  # fmt: skip
+            raise bad_input(
+                "The fusion model takes pairs: send a zip holding pairs.csv (columns pre, post) and the "
+                "images it names."
+            )
         return [pair for member in lists for pair in self._pairs(member)]
 
     def _pairs(self, listing: Member) -> list[BatchInput]:
         if listing.size > MAX_PAIRS_CSV_BYTES:
-            raise bad_input(f"{listing.name} is {listing.size:,} bytes: a pairs list of at most "
-                            f"{MAX_PAIRS_CSV_BYTES:,} bytes, please.")  # fmt: skip
+            raise bad_input(
+                f"{listing.name} is {listing.size:,} bytes: a pairs list of at most "
+                f"{MAX_PAIRS_CSV_BYTES:,} bytes, please."
+            )
         text = self.read(listing).decode("utf-8-sig", errors="replace")
         rows = list(csv.reader(io.StringIO(text)))
         header = [column.strip().lower() for column in rows[0]] if rows else []
@@ -160,8 +168,10 @@ class RequestFiles:
                 given = fields[i].strip().replace("\\", "/")
                 name = posixpath.normpath(posixpath.join(folder, given))
                 if given.startswith("/") or name not in self.members:
-                    raise bad_input(f"{listing.name}, line {line} names {given[:100]!r}, which is not in the zip: "
-                                    "name the zip's own images.")  # fmt: skip
+                    raise bad_input(
+                        f"{listing.name}, line {line} names {given[:100]!r}, which is not in the zip: "
+                        "name the zip's own images."
+                    )
                 names.append(name)
             pairs.append(BatchInput(tuple(names)))
         return pairs
@@ -171,8 +181,9 @@ class RequestFiles:
         counted, and refuses the request above the limits, or when it holds nested zips or no image at all."""
         names = [name for item in items for name in item.paths]
         if len(names) > MAX_BATCH_FILES:
-            raise bad_input(f"{len(names)} images: at most {MAX_BATCH_FILES} per batch here; use `cervix-hf "
-                            "predict` for more.")  # fmt: skip
+            raise bad_input(
+                f"{len(names)} images: at most {MAX_BATCH_FILES} per batch here; use `cervix-hf predict` for more."
+            )
         pixels, images = 0, 0
         for name in names:
             member = self.members[name]
@@ -180,11 +191,15 @@ class RequestFiles:
             pixels += size
             images += is_image and member.problem is None
             if pixels > MAX_BATCH_PIXELS:
-                raise bad_input(f"More than {MAX_BATCH_PIXELS:,} pixels in all (counted from the images' content): "
-                                "send fewer or smaller images, or use `cervix-hf predict`.")  # fmt: skip
+                raise bad_input(
+                    f"More than {MAX_BATCH_PIXELS:,} pixels in all (counted from the images' content): "
+                    "send fewer or smaller images, or use `cervix-hf predict`."
+                )
         if not images:
-            raise bad_input(f"No image in this request: none of its files ({len(names)}) is a {FORMAT_NAMES} image "
-                            "by its content. Send photos, or a zip of them.")  # fmt: skip
+            raise bad_input(
+                f"No image in this request: none of its files ({len(names)}) is a {FORMAT_NAMES} image "
+                "by its content. Send photos, or a zip of them."
+            )
 
     def _header(self, member: Member) -> tuple[int, bool]:
         """The image's pixels from its header, and whether it is an image; records why a file that is no image of the tabs' formats will get
@@ -226,11 +241,15 @@ class RequestFiles:
             return data
         held = self._size_held(member)
         if held > entry.file_size:
-            problem = (f"the zip's directory says it holds {entry.file_size:,} bytes, but it holds more: the zip is "
-                       "forged or damaged; make it again.")  # fmt: skip
+            problem = (
+                f"the zip's directory says it holds {entry.file_size:,} bytes, but it holds more: the zip is "
+                "forged or damaged; make it again."
+            )
         elif held < entry.file_size:
-            problem = (f"the zip's directory says it holds {entry.file_size:,} bytes, but its data ends after "
-                       f"{held:,}: the zip is cut short or damaged; make it again.")  # fmt: skip
+            problem = (
+                f"the zip's directory says it holds {entry.file_size:,} bytes, but its data ends after "
+                f"{held:,}: the zip is cut short or damaged; make it again."
+            )
         else:
             problem = "its content does not match its checksum (CRC-32) in the zip: the zip is damaged; make it again."
         raise ImageLoadError(member.name, problem)
@@ -281,8 +300,13 @@ def build_batch_tab(models: AppModels, exports: ExportFolders) -> None:
             items = files.inputs(model_type)
             files.check_images(items)
             loaded = models[model_type].get()
-            predictor = Predictor(model_type, loaded.predictor, loaded.processor,
-                                  max_decoded_pixels=MAX_DECODED_PIXELS, open_input=files.open)  # fmt: skip
+            predictor = Predictor(
+                model_type,
+                loaded.predictor,
+                loaded.processor,
+                max_decoded_pixels=MAX_DECODED_PIXELS,
+                open_input=files.open,
+            )
             rows, done = [], 0
             progress((0, len(items)), desc="predicting", unit="inputs")
             for chunk in chunks(items, CHUNK):
@@ -298,13 +322,17 @@ def build_batch_tab(models: AppModels, exports: ExportFolders) -> None:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         failed = sum(1 for row in rows if row.get("error") and row.get("row", "image") == "image")
-        summary = (f"**{len(items)} input(s)**, {failed} could not be read; {len(rows)} row(s). "
-                   f"Model: {loaded.source.shown()}. Research demo, not a diagnosis.")  # fmt: skip
+        summary = (
+            f"**{len(items)} input(s)**, {failed} could not be read; {len(rows)} row(s). "
+            f"Model: {loaded.source.shown()}. Research demo, not a diagnosis."
+        )
         if loaded.warning:
             summary = f"## ⚠️ {loaded.warning}\n\n" + summary
         table = {
-            "headers": [result_label(column, loaded) if column.startswith(("probability", "score")) else column
-                        for column in predictor.columns],  # fmt: skip
+            "headers": [
+                result_label(column, loaded) if column.startswith(("probability", "score")) else column
+                for column in predictor.columns
+            ],
             "data": [[row[column] for column in predictor.columns] for row in rows[:SHOWN_ROWS]],
         }
         return summary, table, str(csv_path)
@@ -323,9 +351,16 @@ def build_batch_tab(models: AppModels, exports: ExportFolders) -> None:
                 button = gr.Button("Predict all", variant="primary")
             with gr.Column():
                 summary = gr.Markdown("Add images and press *Predict all*.", label="Summary")
-                table = gr.Dataframe(label="Results (the first 500 rows; all in the CSV)", interactive=False,
-                                     elem_id="batch-table")  # fmt: skip
+                table = gr.Dataframe(
+                    label="Results (the first 500 rows; all in the CSV)", interactive=False, elem_id="batch-table"
+                )
                 csv_file = gr.File(label="All results (CSV)", elem_id="batch-csv")
     # One batch at a time, whoever sends it: a batch uses every core for minutes; more wait in the queue.
-    button.click(run_batch, [choice, uploads], [summary, table, csv_file], api_name="predict_batch",
-                 preprocess=False, concurrency_limit=1)  # fmt: skip
+    button.click(
+        run_batch,
+        [choice, uploads],
+        [summary, table, csv_file],
+        api_name="predict_batch",
+        preprocess=False,
+        concurrency_limit=1,
+    )

@@ -31,8 +31,11 @@ def build_cell_classifier_tab(slot: ModelSlot, examples: list[str]) -> None:
     def classify(cell_image, operating_point, threshold):
         image, name = read_upload(cell_image, "cell image", "cell_classifier")
         checked_choice(operating_point, CHOICES, "The operating point")
-        chosen = {"threshold": checked_threshold(threshold)} if operating_point == CUSTOM_THRESHOLD else {
-            "operating_point": None if operating_point == MODEL_DEFAULT else operating_point}  # fmt: skip
+        chosen = (
+            {"threshold": checked_threshold(threshold)}
+            if operating_point == CUSTOM_THRESHOLD
+            else {"operating_point": None if operating_point == MODEL_DEFAULT else operating_point}
+        )
         loaded = slot.get()
         try:
             answer = classify_cell(loaded.predictor, loaded.processor, image, **chosen)
@@ -47,12 +50,21 @@ def build_cell_classifier_tab(slot: ModelSlot, examples: list[str]) -> None:
             f"threshold {answer['threshold']:.3f} ({answer['threshold_origin']}). Most probable class: {label} "
             f"({meaningless(format(answer['probabilities'][label], '.1%'), loaded)})."
         )
-        classes = gr.Label(value=answer["probabilities"], label=result_label("Class probabilities", loaded),
-                           elem_classes=marked(loaded))  # fmt: skip
-        groups = gr.Label(value=answer["groups"], label=result_label(f"{negative} / {positive}", loaded),
-                          elem_classes=marked(loaded))  # fmt: skip
-        details = {**answer, "image": name, "model": loaded.source.shown(), "trained": loaded.trained,
-                   "warning": loaded.warning}  # fmt: skip
+        classes = gr.Label(
+            value=answer["probabilities"],
+            label=result_label("Class probabilities", loaded),
+            elem_classes=marked(loaded),
+        )
+        groups = gr.Label(
+            value=answer["groups"], label=result_label(f"{negative} / {positive}", loaded), elem_classes=marked(loaded)
+        )
+        details = {
+            **answer,
+            "image": name,
+            "model": loaded.source.shown(),
+            "trained": loaded.trained,
+            "warning": loaded.warning,
+        }
         return untrained_prefix(loaded) + verdict + model_footer(loaded), classes, groups, details
 
     with gr.Tab("Pap cell"):
@@ -72,8 +84,14 @@ def build_cell_classifier_tab(slot: ModelSlot, examples: list[str]) -> None:
                     "was trained (screening: abnormal sensitivity at least 0.95).",
                     elem_id="cell-operating-point",
                 )
-                threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Custom threshold (probability of "
-                                      "abnormal)", elem_id="cell-threshold")  # fmt: skip
+                threshold = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=0.5,
+                    step=0.01,
+                    label="Custom threshold (probability of abnormal)",
+                    elem_id="cell-threshold",
+                )
                 button = gr.Button("Classify the cell", variant="primary")
                 if examples:
                     gr.Examples([[path] for path in examples], inputs=cell, label="Example cells")
@@ -97,5 +115,12 @@ def build_cell_classifier_tab(slot: ModelSlot, examples: list[str]) -> None:
     rerun.then(classify, inputs, outputs, api_name="classify_cell", preprocess=False)
     on_change = cell.change(cleared, None, outputs, queue=False, api_name=False)
     on_change.then(classify_if_given, inputs, outputs, api_name=False, preprocess=False)
-    gr.on([operating_point.input, threshold.input], classify_if_given, inputs, outputs, api_name=False,
-          preprocess=False, trigger_mode="always_last")  # fmt: skip
+    gr.on(
+        [operating_point.input, threshold.input],
+        classify_if_given,
+        inputs,
+        outputs,
+        api_name=False,
+        preprocess=False,
+        trigger_mode="always_last",
+    )

@@ -166,6 +166,7 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
     on_change = image.change(cleared, None, shown, queue=False, api_name=False)
     on_change = on_change.then(detect_if_given, inputs, shown, api_name=False, preprocess=False)
     on_change.success(annotate_if_given, inputs, png_file, api_name=False, preprocess=False)
-    moved = threshold.input(detect_if_given, inputs, shown, api_name=False, preprocess=False,
-                            trigger_mode="always_last")  # fmt: skip
+    moved = threshold.input(
+        detect_if_given, inputs, shown, api_name=False, preprocess=False, trigger_mode="always_last"
+    )
     moved.success(annotate_if_given, inputs, png_file, api_name=False, preprocess=False)

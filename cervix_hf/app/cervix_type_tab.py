@@ -1,6 +1,5 @@
 """The Cervix type tab: ColpoNet with its quality gate, and Grad-CAM."""
 
-
 import gradio as gr
 
 from ..inference import classify_cervix_type, explain_cervix_type, prepare_cervix_photo
@@ -131,8 +130,9 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
     # result behind.
     on_change = photo.change(cleared, None, [*outputs, heatmap], queue=False, api_name=False)
     on_change = on_change.then(classify_if_given, inputs, outputs, preprocess=False, api_name=False)
-    rerun = gr.on([button.click, ignore_quality_gate.input], cleared, None, [*outputs, heatmap], queue=False,
-                  api_name=False)  # fmt: skip
+    rerun = gr.on(
+        [button.click, ignore_quality_gate.input], cleared, None, [*outputs, heatmap], queue=False, api_name=False
+    )
     event = rerun.then(classify, inputs, outputs, api_name="classify_cervix_type", preprocess=False)
     event.success(explain, [*inputs, opacity], heatmap, api_name="cervix_grad_cam", preprocess=False)
 
@@ -141,5 +141,6 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
 
     on_change.success(explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False)
     # The opacity blends the cached map again, from every way of moving the slider, the last one winning.
-    opacity.input(explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False,
-                  trigger_mode="always_last")  # fmt: skip
+    opacity.input(
+        explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False, trigger_mode="always_last"
+    )

@@ -10,14 +10,14 @@ from pathlib import Path
 import gradio as gr
 
 from ..cli import DefaultsHelpFormatter
+from ..data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
+from ..hub import ModelReferenceError
+from ..inference import ModelLoadError
 from ..sample_data import SAMPLE_DATA_ENV
 from .batch_tab import build_batch_tab
 from .cell_classifier_tab import build_cell_classifier_tab
 from .cell_detection_tab import build_cell_detection_tab
 from .cervix_type_tab import build_cervix_type_tab
-from ..data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
-from ..hub import ModelReferenceError
-from ..inference import ModelLoadError
 from .models import (
     DEFAULT_CHECKPOINTS_DIR,
     RELEASE_DIR_ENV,
@@ -85,9 +85,7 @@ def app_examples(examples_dir: str | Path | None = None) -> AppExamples:
         folder, examples = default_examples()
     if folder is None:
         searched = ", ".join(str(path) for path in default_examples_dirs())
-        logger.info(
-            "No example images: none given (--examples, $%s) and none found in %s.", EXAMPLES_ENV_VAR, searched
-        )
+        logger.info("No example images: none given (--examples, $%s) and none found in %s.", EXAMPLES_ENV_VAR, searched)
         return examples
     logger.info(
         "Examples from %s: %d photo(s), %d Pap-smear image(s), %d pre/post pair(s).",
@@ -149,8 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     host = args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = args.port or (int(os.environ["GRADIO_SERVER_PORT"]) if os.environ.get("GRADIO_SERVER_PORT") else None)
     if port is not None and not _port_is_free(host, port):
-        parser.exit(2, f"error: port {port} on {host} is in use (by another app?): choose another with "
-                       "--port (or GRADIO_SERVER_PORT), or leave both unset for the first free one from 7860.\n")
+        parser.exit(
+            2,
+            f"error: port {port} on {host} is in use (by another app?): choose another with "
+            "--port (or GRADIO_SERVER_PORT), or leave both unset for the first free one from 7860.\n",
+        )
     try:
         models = AppModels.from_settings(
             requested_models({task.name: getattr(args, task.name) for task in TASKS}),

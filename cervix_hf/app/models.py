@@ -333,8 +333,12 @@ class ModelSlot:
                 return load_detector(source.location, runtime=self.runtime)[0]
             return None
         except Exception as error:  # the PyTorch model still serves; say why the export did not
-            logger.warning("%s: the ONNX export in %s did not load (%s); using PyTorch.", self.task.title,
-                           source.location, _first_line(error))  # fmt: skip
+            logger.warning(
+                "%s: the ONNX export in %s did not load (%s); using PyTorch.",
+                self.task.title,
+                source.location,
+                _first_line(error),
+            )
             return None
 
     def _check(self, source: ModelSource) -> tuple[ModelSource, str | None]:

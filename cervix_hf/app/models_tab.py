@@ -10,7 +10,6 @@ from ..files import EVAL_RESULTS_FILE
 from ..metrics import wilson_interval
 from .models import AppModels, ModelSlot
 
-
 # Pixels of a model's description and card before it scrolls.
 CARD_MAX_HEIGHT = 700
 
@@ -45,8 +44,10 @@ def trained_line(loaded) -> str:
         return "- **Trained:** yes; its evaluation is in its card below"
     path = Path(loaded.source.location) / EVAL_RESULTS_FILE
     if not path.is_file():
-        return (f"- **Trained:** yes, with no evaluation file ({EVAL_RESULTS_FILE}) where it was loaded from: how "
-                "well it does is unknown")  # fmt: skip
+        return (
+            f"- **Trained:** yes, with no evaluation file ({EVAL_RESULTS_FILE}) where it was loaded from: how "
+            "well it does is unknown"
+        )
     try:
         return f"- **Evaluation:** {evaluation_summary(json.loads(path.read_text()))}"
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as error:
@@ -105,9 +106,21 @@ def build_models_tab(models: AppModels) -> None:
         cards, galleries = [], []
         for slot in models:
             # A long card scrolls inside its box: with every card open the tab stays a few screens tall.
-            cards.append(gr.Markdown(f"## {slot.task.title}\nNot loaded yet.", label=slot.task.name,
-                                     max_height=CARD_MAX_HEIGHT, elem_id=f"card-{slot.task.name}"))  # fmt: skip
-            galleries.append(gr.Gallery(label=f"{slot.task.title}: evaluation plots (from its training run)",
-                                        columns=3, height="auto", elem_id=f"plots-{slot.task.name}"))  # fmt: skip
+            cards.append(
+                gr.Markdown(
+                    f"## {slot.task.title}\nNot loaded yet.",
+                    label=slot.task.name,
+                    max_height=CARD_MAX_HEIGHT,
+                    elem_id=f"card-{slot.task.name}",
+                )
+            )
+            galleries.append(
+                gr.Gallery(
+                    label=f"{slot.task.title}: evaluation plots (from its training run)",
+                    columns=3,
+                    height="auto",
+                    elem_id=f"plots-{slot.task.name}",
+                )
+            )
         button = gr.Button("Refresh")
     gr.on([tab.select, button.click], describe_all, None, cards + galleries, api_name="models")

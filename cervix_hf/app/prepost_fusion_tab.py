@@ -5,6 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..files import EVAL_RESULTS_FILE
 from ..inference import (
     OperatingPointError,
     PairError,
@@ -12,7 +13,6 @@ from ..inference import (
     prepost_threshold,
     redecide_prepost,
 )
-from ..files import EVAL_RESULTS_FILE
 from ..metrics import wilson_interval
 from ..models.prepost_fusion import OPERATING_POINT_NAMES
 from ..visualization import attention_received, overlay_heatmap
@@ -78,8 +78,10 @@ def operating_point_choices(loaded) -> list[tuple[str, str]]:
             continue
         label = f"{name}: threshold {point['threshold']:.2f}"
         if point.get("sensitivity") is not None and point.get("specificity") is not None:
-            label += (f"; on validation, {_rate('sensitivity', point['sensitivity'], positive, 'Positive')}, "
-                      f"{_rate('specificity', point['specificity'], negative, 'Negative')}")  # fmt: skip
+            label += (
+                f"; on validation, {_rate('sensitivity', point['sensitivity'], positive, 'Positive')}, "
+                f"{_rate('specificity', point['specificity'], negative, 'Negative')}"
+            )
         choices.append((label, name))
     return [*choices, (CUSTOM_THRESHOLD, CUSTOM_THRESHOLD)]
 
@@ -88,8 +90,9 @@ def operating_points_summary(choices: list[tuple[str, str]]) -> str:
     """One line under the choices that says which operating points the loaded model defines, or that it has none."""
     defined = [value for _, value in choices if value not in (MODEL_DEFAULT, CUSTOM_THRESHOLD)]
     if not defined:
-        return ("This model defines no operating points: it decides at its default threshold, or at a custom one "
-                "you set.")  # fmt: skip
+        return (
+            "This model defines no operating points: it decides at its default threshold, or at a custom one you set."
+        )
     return f"Operating points this model defines, chosen on its validation split: {', '.join(defined)}."
 
 
@@ -178,8 +181,9 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                     post = gr.Image(label="Post-stain image", sources=IMAGE_SOURCES, elem_id="prepost-post")
                 # Only the points the model defines, read from its config before it loads: the API offers these.
                 defined = slot.planned_config().operating_points or {}
-                offered = [name for name in OPERATING_POINT_NAMES
-                           if (defined.get(name) or {}).get("threshold") is not None]  # fmt: skip
+                offered = [
+                    name for name in OPERATING_POINT_NAMES if (defined.get(name) or {}).get("threshold") is not None
+                ]
                 operating_point = gr.Radio(
                     [MODEL_DEFAULT, *offered, CUSTOM_THRESHOLD],
                     value=MODEL_DEFAULT,
@@ -205,6 +209,7 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
                 opacity = heatmap_opacity_slider("prepost-opacity")
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON(label="Details")
+
     def show_operating_points():
         choices = operating_point_choices(slot.get())
         return gr.Radio(choices=choices), operating_points_summary(choices)
@@ -238,5 +243,12 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
     rerun.then(classify, inputs, outputs, api_name="classify_prepost", preprocess=False)
     on_change = gr.on([pre.change, post.change], cleared, None, outputs, queue=False, api_name=False)
     on_change.then(classify_if_both, inputs, outputs, api_name=False, preprocess=False, trigger_mode="always_last")
-    gr.on([operating_point.input, threshold.input, opacity.input], classify_if_both, inputs, outputs, api_name=False,
-          preprocess=False, trigger_mode="always_last")  # fmt: skip
+    gr.on(
+        [operating_point.input, threshold.input, opacity.input],
+        classify_if_both,
+        inputs,
+        outputs,
+        api_name=False,
+        preprocess=False,
+        trigger_mode="always_last",
+    )

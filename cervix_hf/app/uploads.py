@@ -87,7 +87,7 @@ def file_payloads(block, value) -> list[dict]:
             given = value if payload is None else payload
             given = type(given).__name__ if not isinstance(given, dict) else "an object without a list or a text 'path'"
             raise UploadError(
-                f"{what}: expected {expected} ({{\"path\": ..., \"meta\": {FILE_META}}} as gradio's upload "
+                f'{what}: expected {expected} ({{"path": ..., "meta": {FILE_META}}} as gradio\'s upload '
                 f"returns it), got {given}."
             )
     return payloads
@@ -109,7 +109,7 @@ def check_files(blocks, values, raw: bool) -> None:
         for payload in payloads:
             resolved = checked_upload_path(payload["path"], what)
             if raw and payload.get("meta") != FILE_META:
-                raise UploadError(f"{what}: send the file as gradio's upload returns it, with \"meta\": {FILE_META}.")
+                raise UploadError(f'{what}: send the file as gradio\'s upload returns it, with "meta": {FILE_META}.')
             payload["path"] = str(resolved)
             files += 1
             total += resolved.stat().st_size

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DefaultsHelpFormatter
 from ..data import (
     IMAGE_EXTENSIONS,
     guess_detection_format,
@@ -38,6 +37,7 @@ from ..inference import load_model_input, load_pretrained
 from ..onnx_detector import export_detector_onnx
 from ..onnx_runtime import EXPORTABLE, PRECISIONS, ExportError, export_onnx, onnx_path
 from ..registry import family
+from . import DefaultsHelpFormatter
 
 EXPORTABLE_TYPES = (*EXPORTABLE, "cell_detector")
 
@@ -60,10 +60,15 @@ def detection_items(data: Path, limit: int) -> list[tuple]:
     else:
         records = read_isbi2014_edf(data) if data_format == "isbi2014" else read_sipakmed(data)
         candidates = [
-            (record.image_path, {"boxes": np.asarray(record.boxes, dtype=np.float32).reshape(-1, 4),
-                                 "labels": np.asarray(record.labels, dtype=np.int64)})
+            (
+                record.image_path,
+                {
+                    "boxes": np.asarray(record.boxes, dtype=np.float32).reshape(-1, 4),
+                    "labels": np.asarray(record.labels, dtype=np.int64),
+                },
+            )
             for record in records.records
-        ]  # fmt: skip
+        ]
     items = []
     for path, target in candidates[:: max(1, len(candidates) // max(1, limit))][:limit]:
         try:
@@ -117,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a {model_type!r} model cannot be exported; exportable: {exportable}.", file=sys.stderr)
         return 2
     if args.calibration is None:
-        print("error: --calibration DATA is needed: real images of the kind the model sees (a folder of photos, "
-              "pre/post pairs, or Pap-smear fields), to check the export against PyTorch and to calibrate int8.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "error: --calibration DATA is needed: real images of the kind the model sees (a folder of photos, "
+            "pre/post pairs, or Pap-smear fields), to check the export against PyTorch and to calibrate int8.",
+            file=sys.stderr,
+        )
         return 2
     if not args.calibration.exists():
         print(f"error: --calibration {args.calibration}: no such file or folder.", file=sys.stderr)
@@ -158,11 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"OpenVINO cannot run this export ({report['openvino']['error']}), so ONNX Runtime serves it.")
         elif "openvino" in report:
             check = report["openvino"]
-            print(f"Run by OpenVINO: top-1 agreement {check['top1_agreement']:.3f}, largest probability difference "
-                  f"{check['max_probability_difference']:.4f}; {_verdict(report)}")  # fmt: skip
+            print(
+                f"Run by OpenVINO: top-1 agreement {check['top1_agreement']:.3f}, largest probability difference "
+                f"{check['max_probability_difference']:.4f}; {_verdict(report)}"
+            )
     if "openvino" not in report:
-        print("OpenVINO is not installed, so ONNX Runtime serves the export (pip install openvino for the faster "
-              "engine, then export again to check it).")  # fmt: skip
+        print(
+            "OpenVINO is not installed, so ONNX Runtime serves the export (pip install openvino for the faster "
+            "engine, then export again to check it)."
+        )
     return 0
 
 

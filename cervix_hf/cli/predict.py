@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-from . import DefaultsHelpFormatter
 from ..batch import (
     FORMATS,
     InputError,
@@ -46,6 +45,7 @@ from ..hub import resolve_model_reference
 from ..inference import DISCLAIMER, RUNTIMES, OperatingPointError, load_classifier, load_config, load_detector
 from ..onnx_runtime import describe_runtime
 from ..registry import FAMILIES_BY_TYPE
+from . import DefaultsHelpFormatter
 
 MODEL_TYPES = tuple(FAMILIES_BY_TYPE)
 
@@ -61,22 +61,39 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="saved model folder or Hub repo id (owner/name)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     parser.add_argument("--output", type=Path, help="output file (default: standard output)")
-    parser.add_argument("--format", choices=FORMATS, help="csv, or jsonl (JSON Lines); default: from --output's "
-                        "suffix (.jsonl, .json: jsonl), else csv")  # fmt: skip
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="csv, or jsonl (JSON Lines); default: from --output's suffix (.jsonl, .json: jsonl), else csv",
+    )
     parser.add_argument("--json", action="store_true", help="same as --format jsonl")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs per batch (the detector: one at a time)")
-    parser.add_argument("--resume", action="store_true", help="skip the inputs --output already holds (failed "
-                        "ones are tried again), and append")  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, the weight loading's included "
-                        "(predict's own shows only on a terminal)")  # fmt: skip
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the inputs --output already holds (failed ones are tried again), and append",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars, the weight loading's included (predict's own shows only on a terminal)",
+    )
     parser.add_argument("--ignore-quality-gate", action="store_true", help="ColpoNet: classify rejected photos too")
-    parser.add_argument("--threshold", type=float, help="detector: score threshold (default: the model's); fusion "
-                        "and cell classifier: decision threshold (default: the operating point's, else the "
-                        "model's)")  # fmt: skip
-    parser.add_argument("--operating-point", help="fusion and cell classifier: a named operating point of the model "
-                        "(e.g. screening)")  # fmt: skip
-    parser.add_argument("--device", help="where a PyTorch model runs, e.g. cpu, cuda:0 (default: this process's GPU "
-                        "under torchrun, LOCAL_RANK, when there is one; else cpu). Exports run on the CPU")  # fmt: skip
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="detector: score threshold (default: the model's); fusion "
+        "and cell classifier: decision threshold (default: the operating point's, else the "
+        "model's)",
+    )
+    parser.add_argument(
+        "--operating-point", help="fusion and cell classifier: a named operating point of the model (e.g. screening)"
+    )
+    parser.add_argument(
+        "--device",
+        help="where a PyTorch model runs, e.g. cpu, cuda:0 (default: this process's GPU "
+        "under torchrun, LOCAL_RANK, when there is one; else cpu). Exports run on the CPU",
+    )
     parser.add_argument(
         "--runtime",
         default="auto",
@@ -95,8 +112,11 @@ def load(model: str, revision: str | None, runtime: str):
     try:
         model_type = load_config(source, revision).model_type
     except OSError as error:
-        where = f"the folder {source} is not a saved model" if reference.kind == "folder" else (
-            f"there is no folder {Path(model).resolve()}, and the Hub did not provide {source}")  # fmt: skip
+        where = (
+            f"the folder {source} is not a saved model"
+            if reference.kind == "folder"
+            else (f"there is no folder {Path(model).resolve()}, and the Hub did not provide {source}")
+        )
         raise ValueError(f"cannot load {model}: {where} ({str(error).splitlines()[0]}).") from None
     if model_type not in MODEL_TYPES:
         raise ValueError(f"{model} holds a {model_type!r} model; predict takes {', '.join(MODEL_TYPES)}.")
@@ -129,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         model_type, model, processor = load(args.model, args.revision, args.runtime)
         if isinstance(model, torch.nn.Module) and getattr(model, "onnx_precision", None) is None:  # not an export
             model.to(args.device or default_device())
-        predictor = Predictor(model_type, model, processor, args.ignore_quality_gate, args.threshold,
-                              args.operating_point)  # fmt: skip
+        predictor = Predictor(
+            model_type, model, processor, args.ignore_quality_gate, args.threshold, args.operating_point
+        )
         inputs = find_inputs(args.inputs, model_type)
     except (InputError, OperatingPointError) as error:
         return _fail(str(error))
@@ -148,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         done = completed_keys(args.output, fmt, model_type, columns=predictor.columns)
     todo = shard([item for item in inputs if item.key not in done], processes.rank, processes.world_size)
     if processes.is_main:
-        print(f"{model_type} on {describe_runtime(model)}: {len(inputs)} input(s), {len(done)} already done; "
-              f"{processes.world_size} process(es).", file=sys.stderr)  # fmt: skip
+        print(
+            f"{model_type} on {describe_runtime(model)}: {len(inputs)} input(s), {len(done)} already done; "
+            f"{processes.world_size} process(es).",
+            file=sys.stderr,
+        )
         print(DISCLAIMER, file=sys.stderr)
     failed, rows_written = _run(args, predictor, todo, fmt, processes, append=resuming)
     processes.barrier()
@@ -157,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         merge_shards(args.output, processes.world_size, fmt, model_type, predictor.columns, keep_existing=resuming)
     processes.close()
     where = args.output or "standard output"
-    print(f"process {processes.rank}: {len(todo)} input(s) predicted, {failed} failed; {rows_written} row(s) "
-          f"written to {where}.", file=sys.stderr)  # fmt: skip
+    print(
+        f"process {processes.rank}: {len(todo)} input(s) predicted, {failed} failed; {rows_written} row(s) "
+        f"written to {where}.",
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 
@@ -172,8 +199,14 @@ def _run(args, predictor: Predictor, todo: list, fmt: str, processes: Processes,
     else:
         handle = args.output.open("a" if append else "w", newline="", encoding="utf-8")
         header = not append
-    bar = tqdm(total=len(todo), unit="input", disable=args.quiet or not sys.stderr.isatty(), file=sys.stderr,
-               position=processes.rank, desc=f"process {processes.rank}" if processes.world_size > 1 else None)  # fmt: skip
+    bar = tqdm(
+        total=len(todo),
+        unit="input",
+        disable=args.quiet or not sys.stderr.isatty(),
+        file=sys.stderr,
+        position=processes.rank,
+        desc=f"process {processes.rank}" if processes.world_size > 1 else None,
+    )
     failed = rows_written = 0
     try:
         writer = RowWriter(handle, fmt, predictor.columns, header=header)

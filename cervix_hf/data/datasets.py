@@ -1,8 +1,8 @@
 """PyTorch datasets of labelled image files (read per item, or decoded once into memory), and the class statistics used
 to weight the training loss."""
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import PIL.Image
@@ -32,7 +32,7 @@ class ImageClassificationDataset(Dataset):
         paths: Sequence[str],
         labels: Sequence[int],
         image_processor: Callable,
-        transform: Optional[Callable[[PIL.Image.Image], PIL.Image.Image]] = None,
+        transform: Callable[[PIL.Image.Image], PIL.Image.Image] | None = None,
     ):
         if len(paths) != len(labels):
             raise ValueError(f"paths and labels must have the same length, got {len(paths)} and {len(labels)}.")
@@ -130,8 +130,8 @@ class DecodedImageDataset(Dataset):
         paths: Sequence[str],
         labels: Sequence[int],
         image_processor,
-        transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-        cache_size: Optional[int] = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        cache_size: int | None = None,
         workers: int = 2,
     ):
         if len(paths) != len(labels):

@@ -7,9 +7,10 @@ import math
 import re
 import reprlib
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, TypeVar, Union
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -112,7 +113,7 @@ class DetectionRecords:
         return class_counts([label for record in self.records for label in record.labels], self.label_names)
 
 
-def guess_detection_format(root: Union[str, Path]) -> Optional[str]:
+def guess_detection_format(root: str | Path) -> str | None:
     """The layout of a data folder that needs no annotation file: `"isbi2014"` (`EDF*_GT.png` masks beside the
     images) or `"sipakmed"` (`im_*` class folders); `None` when it is neither (CSV, COCO and VOC name their file)."""
     root = Path(root)
@@ -123,7 +124,7 @@ def guess_detection_format(root: Union[str, Path]) -> Optional[str]:
     return None
 
 
-def read_sipakmed(root: Union[str, Path], box_from: str = "cytoplasm") -> DetectionRecords:
+def read_sipakmed(root: str | Path, box_from: str = "cytoplasm") -> DetectionRecords:
     r"""
     Reads the SIPaKMeD cluster images (Plissiti et al., ICIP 2018) as detection data: one box per cell, labelled with
     the class of its folder. Layout: `root/im_<Class>/NNN.bmp` (or `root/im_<Class>/im_<Class>/NNN.bmp`, as in a
@@ -172,9 +173,9 @@ def read_sipakmed(root: Union[str, Path], box_from: str = "cytoplasm") -> Detect
 
 
 def read_detection_csv(
-    csv_path: Union[str, Path],
-    image_root: Optional[Union[str, Path]] = None,
-    label_names: Optional[Sequence[str]] = None,
+    csv_path: str | Path,
+    image_root: str | Path | None = None,
+    label_names: Sequence[str] | None = None,
     allow_outside_root: bool = False,
 ) -> DetectionRecords:
     r"""
@@ -256,8 +257,8 @@ def read_detection_csv(
 
 
 def read_coco(
-    json_path: Union[str, Path],
-    image_root: Optional[Union[str, Path]] = None,
+    json_path: str | Path,
+    image_root: str | Path | None = None,
     allow_outside_root: bool = False,
 ) -> DetectionRecords:
     r"""
@@ -366,9 +367,9 @@ def read_coco(
 
 
 def read_voc(
-    xml_dir_or_files: Union[str, Path, Sequence[Union[str, Path]]],
-    image_root: Optional[Union[str, Path]] = None,
-    label_names: Optional[Sequence[str]] = None,
+    xml_dir_or_files: str | Path | Sequence[str | Path],
+    image_root: str | Path | None = None,
+    label_names: Sequence[str] | None = None,
     allow_outside_root: bool = False,
 ) -> DetectionRecords:
     r"""
@@ -416,7 +417,7 @@ def read_voc(
 
 
 def read_isbi2014_edf(
-    root: Union[str, Path], names: Optional[Sequence[str]] = None, allow_outside_root: bool = False
+    root: str | Path, names: Sequence[str] | None = None, allow_outside_root: bool = False
 ) -> DetectionRecords:
     r"""
     Reads the extended-depth-of-field images of the ISBI 2014 Overlapping Cervical Cytology challenge (`EDFnnn.png`
@@ -482,7 +483,7 @@ def read_isbi2014_edf(
     return DetectionRecords(records, list(ISBI2014_EDF_LABELS))
 
 
-def _sipakmed_class_folder(root: Path, name: str) -> Optional[Path]:
+def _sipakmed_class_folder(root: Path, name: str) -> Path | None:
     folder = root / f"im_{name}"
     nested = folder / f"im_{name}"
     return nested if nested.is_dir() else folder if folder.is_dir() else None
@@ -505,7 +506,7 @@ def _sipakmed_cluster_images(folder: Path, kind: str) -> list[tuple[Path, list[P
     return [(image, [path for _, path in sorted(cells.get(image.stem, []))]) for image in sorted(images)]
 
 
-def _sipakmed_cell_box(path: Path, width: int, height: int, warnings: list[str]) -> Optional[Box]:
+def _sipakmed_cell_box(path: Path, width: int, height: int, warnings: list[str]) -> Box | None:
     """The box of one SIPaKMeD boundary file clipped to the image, or None (with a warning) for a bad cell."""
     points = []
     for line_number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
@@ -529,7 +530,7 @@ def _sipakmed_cell_box(path: Path, width: int, height: int, warnings: list[str])
     return box
 
 
-def _parse_point(line: str) -> Optional[tuple[float, float]]:
+def _parse_point(line: str) -> tuple[float, float] | None:
     values = [value for value in re.split(r"[,\s]+", line.strip()) if value]
     try:
         point = tuple(float(value) for value in values)
@@ -556,7 +557,7 @@ def _parse_box(values: Sequence, where: str, last_is_size: bool = False) -> Box:
 def _read_voc_file(
     xml_path: Path,
     image_root: Path,
-    label_names: Optional[Sequence[str]],
+    label_names: Sequence[str] | None,
     allow_outside_root: bool,
     warnings: list[str],
 ) -> tuple[str, list[tuple[Box, str]]]:
@@ -598,9 +599,7 @@ def _read_voc_file(
     return str(image_path), image_objects
 
 
-def _clip_to_image(
-    objects: list[tuple[Box, _Label]], size: Optional[Size]
-) -> tuple[list[tuple[Box, _Label]], int, int]:
+def _clip_to_image(objects: list[tuple[Box, _Label]], size: Size | None) -> tuple[list[tuple[Box, _Label]], int, int]:
     """`(box, label)` pairs with the boxes clipped to a `(width, height)` image and those left without area dropped,
     with the numbers of boxes clipped and dropped; unchanged when the size is unknown (None)."""
     if size is None:
@@ -609,8 +608,12 @@ def _clip_to_image(
     kept, clipped, dropped = [], 0, 0
     for box, label in objects:
         xmin, ymin, xmax, ymax = box
-        inside = (min(max(xmin, 0.0), width), min(max(ymin, 0.0), height), min(max(xmax, 0.0), width),
-                  min(max(ymax, 0.0), height))  # fmt: skip
+        inside = (
+            min(max(xmin, 0.0), width),
+            min(max(ymin, 0.0), height),
+            min(max(xmax, 0.0), width),
+            min(max(ymax, 0.0), height),
+        )
         if inside != box:
             clipped += 1
         if inside[2] <= inside[0] or inside[3] <= inside[1]:
@@ -631,7 +634,7 @@ def _clipping_warnings(source: Path, clipped: int, dropped: int) -> list[str]:
     return [f"{message}."]
 
 
-def _declared_size(width, height, where: str) -> Optional[Size]:
+def _declared_size(width, height, where: str) -> Size | None:
     """The image size an annotation declares, None when it declares none or a zero size (as some tools write)."""
     if width is None or height is None:
         return None
@@ -662,18 +665,17 @@ def _region_boxes(mask: np.ndarray) -> list[Box]:
     """The box of each 8-connected region of a boolean mask, covering its pixels."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     return [
-        (float(x), float(y), float(x + width), float(y + height))
-        for x, y, width, height in stats[1:count, :4].tolist()
+        (float(x), float(y), float(x + width), float(y + height)) for x, y, width, height in stats[1:count, :4].tolist()
     ]
 
 
-def _check_label(label: str, label_names: Optional[Sequence[str]], where: str) -> None:
+def _check_label(label: str, label_names: Sequence[str] | None, where: str) -> None:
     if label_names is not None and label not in label_names:
         raise ValueError(f"{where}: label {label!r} is not in label_names {list(label_names)}.")
 
 
 def _records_from_named_boxes(
-    images: list[tuple[str, list[tuple[Box, str]]]], label_names: Optional[Sequence[str]], warnings: list[str]
+    images: list[tuple[str, list[tuple[Box, str]]]], label_names: Sequence[str] | None, warnings: list[str]
 ) -> DetectionRecords:
     """Records of `(image path, [(box, class name), ...])`, with the sorted class names when `label_names` is None."""
     if label_names is None:

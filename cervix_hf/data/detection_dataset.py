@@ -1,6 +1,6 @@
 """PyTorch dataset of detection records: loaded, augmented images with their boxes, for the detector's processor."""
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ class DetectionDataset(Dataset):
             [`DetectionTransform`] from [`detection_train_transform`].
     """
 
-    def __init__(self, records: DetectionRecords, transform: Optional[Callable] = None):
+    def __init__(self, records: DetectionRecords, transform: Callable | None = None):
         self.records = records.records
         self.label_names = list(records.label_names)
         self.transform = transform

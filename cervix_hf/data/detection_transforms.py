@@ -1,7 +1,7 @@
 """Augmentation for detection: torchvision `transforms.v2` moves the boxes with the pixels, then boxes that became
 degenerate are dropped. The named presets built from these are in `train/presets.py`."""
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import PIL.Image

@@ -18,14 +18,13 @@ import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Optional
 
 from PIL import Image
 
 from ..models.colponet.image_quality import assess_image_quality
+from ..sample_data import sample_data_dir
 from . import IMAGE_EXTENSIONS
 from .prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
-from ..sample_data import sample_data_dir
 
 MAX_DEPTH = 4
 GATE_CANDIDATES = 40
@@ -76,7 +75,7 @@ def find_examples(root: str | Path | None, per_tab: int = EXAMPLES_PER_TAB) -> A
     return examples
 
 
-def example_source(path: str | Path) -> Optional[str]:
+def example_source(path: str | Path) -> str | None:
     """
     The public data set whose layout `find_examples` recognises `path` by: `"intel-mobileodt"` (a photo in a
     `Type_N` folder), `"isbi2014"` (`EDFnnn.png`), `"sipakmed"` (a `.bmp` in an `im_<Class>` folder), `"iarc-atlas"`
@@ -104,7 +103,7 @@ def default_examples_dirs() -> list[Path]:
     return [Path.cwd() / EXAMPLES_FOLDER, sample_data_dir()]
 
 
-def default_examples() -> tuple[Optional[Path], AppExamples]:
+def default_examples() -> tuple[Path | None, AppExamples]:
     """The first of `default_examples_dirs()` in which `find_examples` finds an example, and its examples (each
     folder is searched once); `(None, AppExamples())` when none has one."""
     for folder in default_examples_dirs():

@@ -5,7 +5,6 @@ import csv
 import io
 import reprlib
 from pathlib import Path
-from typing import Optional, Union
 
 import PIL.Image
 
@@ -116,7 +115,7 @@ def read_csv_rows(path: Path, delimiter: str = ",") -> list[tuple[int, list[str]
     return rows
 
 
-def image_size(path: Union[str, Path], where: str) -> Optional[tuple[int, int]]:
+def image_size(path: str | Path, where: str) -> tuple[int, int] | None:
     """`(width, height)` of an image from its header, without decoding the pixels; None when the file does not
     exist, a `ValueError` starting with `where` when it is a folder or not an image PIL can read."""
     path = Path(path)

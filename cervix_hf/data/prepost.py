@@ -5,11 +5,11 @@ cervix-type data set (one photo per case, its transformation-zone type) for Colp
 
 import csv
 import logging
-import reprlib
 import re
+import reprlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
 
 import PIL.Image
 import torch
@@ -115,7 +115,7 @@ class PairRecords:
 
 
 def read_pairs_csv(
-    csv_path: Union[str, Path], image_root: Optional[Union[str, Path]] = None, allow_outside_root: bool = False
+    csv_path: str | Path, image_root: str | Path | None = None, allow_outside_root: bool = False
 ) -> PairRecords:
     r"""
     Reads image pairs from a csv with a header holding the columns `pre`, `post` and `label`, and optionally
@@ -175,7 +175,7 @@ def read_pairs_csv(
     return PairRecords(records)
 
 
-def read_iarc_atlas(root: Union[str, Path], post: str = "acetic", allow_outside_root: bool = False) -> PairRecords:
+def read_iarc_atlas(root: str | Path, post: str = "acetic", allow_outside_root: bool = False) -> PairRecords:
     r"""
     Reads the IARC Atlas of Colposcopy (IARC Screening Group) as one pair per case: `root/images_low_grade/case_<ID>/`
     and `root/images_high_grade/case_<ID>/` hold numbered views `N_<step>.jpg`, and
@@ -251,7 +251,7 @@ def read_iarc_atlas(root: Union[str, Path], post: str = "acetic", allow_outside_
     return records
 
 
-def read_iarc_atlas_types(root: Union[str, Path], allow_outside_root: bool = False) -> ImageFolderRecords:
+def read_iarc_atlas_types(root: str | Path, allow_outside_root: bool = False) -> ImageFolderRecords:
     r"""
     Reads the IARC Atlas of Colposcopy (layout as for [`read_iarc_atlas`]) as a cervix-type data set: one photo per
     case, the view after acetic acid (`N_After_acetic_acid.jpg`, the lowest-numbered one), labelled `Type_1`,
@@ -342,7 +342,7 @@ class PairDataset(Dataset):
         self,
         records: PairRecords,
         processor: Callable,
-        pair_transform: Optional[Callable[[PIL.Image.Image, PIL.Image.Image], tuple]] = None,
+        pair_transform: Callable[[PIL.Image.Image, PIL.Image.Image], tuple] | None = None,
     ):
         self.records = records
         self.processor = processor
@@ -429,12 +429,12 @@ def _iarc_case_folders(root: Path) -> list[tuple[Path, int]]:
     return case_folders
 
 
-def is_iarc_atlas(root: Union[str, Path]) -> bool:
+def is_iarc_atlas(root: str | Path) -> bool:
     """Whether `root` is laid out as the IARC atlas: an `images_low_grade/` or `images_high_grade/` folder."""
     return any((Path(root) / grade_folder).is_dir() for grade_folder in _IARC_GRADE_FOLDERS)
 
 
-def _histopathology_label(diagnosis: str) -> Optional[int]:
+def _histopathology_label(diagnosis: str) -> int | None:
     """1 for CIN2 or worse, 0 for LSIL-CIN1, None when the text names neither."""
     if _HIGH_GRADE_HISTOLOGY.search(diagnosis):
         return 1
@@ -443,7 +443,7 @@ def _histopathology_label(diagnosis: str) -> Optional[int]:
     return None
 
 
-def first_view(case_folder: Path, pattern: str) -> Optional[str]:
+def first_view(case_folder: Path, pattern: str) -> str | None:
     """The lowest-numbered file of an IARC case folder matching `pattern` (e.g. `IARC_PRE_VIEW[1]`; numbers compared
     as numbers), or None."""
     views = [path for path in case_folder.glob(pattern) if path.is_file()]

@@ -1,7 +1,7 @@
 """Deterministic stratified train/validation/test splits, optionally keeping groups (e.g. cases) whole."""
 
 from collections import Counter
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -12,7 +12,7 @@ def stratified_split(
     labels: Sequence[int],
     fractions: Sequence[float] = (0.7, 0.2, 0.1),
     seed: int = 42,
-    groups: Optional[Sequence] = None,
+    groups: Sequence | None = None,
 ) -> dict[str, list[int]]:
     r"""
     Splits sample indices into train, validation and test sets with the class proportions of `labels`.

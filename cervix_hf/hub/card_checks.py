@@ -7,14 +7,21 @@ import math
 import re
 from bisect import bisect_right
 from pathlib import Path
-from typing import Optional
 
 from huggingface_hub import ModelCard
 
 from ..eval_results import eval_results_problems
 from ..files import EVAL_RESULTS_FILE
 from ..registry import FAMILIES_BY_TYPE
-from .card_spec import INDEX_DIGITS, NOT_AVAILABLE, REQUIRED_SECTIONS, ModelCardError, dotted, lookup_or_none, read_sources
+from .card_spec import (
+    INDEX_DIGITS,
+    NOT_AVAILABLE,
+    REQUIRED_SECTIONS,
+    ModelCardError,
+    dotted,
+    lookup_or_none,
+    read_sources,
+)
 from .card_values import CardValue
 
 
@@ -71,7 +78,7 @@ def _value_problems(card_text: str, values: list[CardValue], sources: dict) -> l
     return problems
 
 
-def _agrees(shown: str, expected, style: str, digits: Optional[int]) -> bool:
+def _agrees(shown: str, expected, style: str, digits: int | None) -> bool:
     """Whether the card's text `shown` is a faithful print of the file's value `expected`."""
     if expected is None:
         return shown == NOT_AVAILABLE
@@ -189,7 +196,7 @@ def _table_problems(card_text: str, values: list[CardValue]) -> list[str]:
             table.append((offset, line))
             continue
         if table:
-            rows = [(o, l) for o, l in table[2:]] if len(table) > 1 and _is_table_rule(table[1][1]) else table
+            rows = list(table[2:]) if len(table) > 1 and _is_table_rule(table[1][1]) else table
             if not rows:
                 problems.append(f"a table in section '{heading}' has no rows")
             for row_offset, row in rows:

@@ -9,7 +9,6 @@ The rendering (`cervix_hf.hub.cards`), the value tracking (`cervix_hf.hub.card_v
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ..files import CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
 
@@ -20,7 +19,6 @@ SOURCE_FILES = {
     "processor": PROCESSOR_FILE,
     "args": TRAINING_ARGS_FILE,
 }
-
 
 
 def _templates_dir() -> Path:
@@ -67,7 +65,7 @@ class Dataset:
 
     name: str
     slug: str
-    url: Optional[str]
+    url: str | None
     licence: str
     citation: str
 

@@ -8,7 +8,7 @@ that `cervix_hf.hub.card_checks` can read each one back.
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .card_spec import NOT_AVAILABLE, SOURCE_FILES, ModelCardError, dotted
 
@@ -30,7 +30,7 @@ class CardValue:
     source: str
     path: tuple
     style: str
-    digits: Optional[int]
+    digits: int | None
     start: int
     end: int
 
@@ -44,7 +44,7 @@ class Printer:
     _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 
     def __init__(self):
-        self._printed: list[tuple[str, tuple, str, Optional[int], str]] = []
+        self._printed: list[tuple[str, tuple, str, int | None, str]] = []
 
     def num(self, field, digits: int = 3) -> str:
         """A number with `digits` decimals (`n/a` for null)."""
@@ -110,7 +110,7 @@ class Printer:
                 "the run's files (ev, config, processor, args)."
             )
 
-    def _print(self, field: "Field", style: str, digits: Optional[int], text: str) -> str:
+    def _print(self, field: "Field", style: str, digits: int | None, text: str) -> str:
         self._printed.append((field._source, field._path, style, digits, text))
         return f"\ue000{len(self._printed) - 1}\ue001"
 

@@ -20,7 +20,6 @@ Render a card for an existing checkpoint with `cervix-hf render-card --model-dir
 """
 
 from pathlib import Path
-from typing import Optional
 
 import jinja2
 import jinja2.meta
@@ -48,7 +47,7 @@ from .repos import DEFAULT_REVISION
 
 def render_model_card(
     model_dir,
-    repo_id: Optional[str] = None,
+    repo_id: str | None = None,
     revision: str = DEFAULT_REVISION,
     template_path=None,
 ) -> ModelCard:
@@ -77,7 +76,7 @@ def render_model_card(
     return card
 
 
-def write_model_card(model_dir, repo_id: Optional[str] = None, revision: str = DEFAULT_REVISION) -> Path:
+def write_model_card(model_dir, repo_id: str | None = None, revision: str = DEFAULT_REVISION) -> Path:
     """Renders the card of `model_dir` (see [`render_model_card`]) and saves it as `model_dir/README.md`."""
     card = render_model_card(model_dir, repo_id=repo_id, revision=revision)
     path = Path(model_dir) / CARD_FILE
@@ -86,7 +85,7 @@ def write_model_card(model_dir, repo_id: Optional[str] = None, revision: str = D
 
 
 def build_model_card(
-    model_dir, repo_id: Optional[str] = None, revision: str = DEFAULT_REVISION, template_path=None
+    model_dir, repo_id: str | None = None, revision: str = DEFAULT_REVISION, template_path=None
 ) -> tuple[ModelCard, list[CardValue]]:
     r"""
     Renders a card as [`render_model_card`] does, without its final check, and returns what it printed from the
@@ -228,7 +227,7 @@ def _architecture(config: dict) -> str:
     return "reduced ResNet (a smoke-test size, not the published ResNet-50)"
 
 
-def _pretrained_note(base_model: Optional[str]) -> str:
+def _pretrained_note(base_model: str | None) -> str:
     if base_model:
         return (
             f"initialised from `{base_model}` (ImageNet) when training started; the run's files do not "

@@ -20,15 +20,15 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import httpx2  # huggingface_hub's HTTP client: its connection errors are not OSErrors
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants, get_token
 from huggingface_hub.hf_api import CommitInfo
 
 from ..data.examples import EXAMPLES_FOLDER, example_source, find_examples
-from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE, give_default_mode
 from ..evaluation_plots import evaluations_in, plots_in
+from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE, give_default_mode
 from ..onnx_runtime import EXPORT_REPORT, ONNX_FOLDER
 from ..registry import FAMILIES_BY_TYPE
 from .card_spec import DATASETS, TEMPLATES_DIR, ModelCardError
@@ -73,7 +73,7 @@ class SpaceExample(NamedTuple):
     dataset: str
 
 
-def stage_model(model_dir, staging_dir, repo_id: Optional[str] = None, revision: str = DEFAULT_REVISION) -> list[str]:
+def stage_model(model_dir, staging_dir, repo_id: str | None = None, revision: str = DEFAULT_REVISION) -> list[str]:
     r"""
     Stages what a user of the model needs into `staging_dir`: `config.json` (with `auto_map`), `model.safetensors`,
     `preprocessor_config.json` and the model's `.py` files, written by `save_pretrained`; `eval_results.json` and
@@ -146,10 +146,10 @@ def push_to_hub(
     repo_id: str,
     *,
     private: bool = False,
-    revision: Optional[str] = None,
-    commit_message: Optional[str] = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
     staging_dir=None,
-    endpoint: Optional[str] = None,
+    endpoint: str | None = None,
 ) -> CommitInfo:
     r"""
     Publishes a training run's model folder to a Hub model repo in one commit: stages it ([`stage_model`]),
@@ -191,7 +191,7 @@ def push_to_hub(
 
 
 def stage_space(
-    staging_dir, models: Optional[dict[str, str]] = None, project_root=PROJECT_ROOT, examples_dir=None
+    staging_dir, models: dict[str, str] | None = None, project_root=PROJECT_ROOT, examples_dir=None
 ) -> list[str]:
     r"""
     Stages the demo Space into `staging_dir`: `app.py`, `requirements.txt` and the `cervix_hf` package from
@@ -232,8 +232,12 @@ def stage_space(
             "app.py, requirements.txt and cervix_hf/); run from a clone, where `pip install -e .` installs cervix-hf."
         )
     release = project_root / RELEASE_FOLDER
-    release_files = [path for path in release.rglob("*") if path.is_file() and not any(
-        part.startswith(".") or part == "__pycache__" for part in path.relative_to(release).parts)]  # fmt: skip
+    release_files = [
+        path
+        for path in release.rglob("*")
+        if path.is_file()
+        and not any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(release).parts)
+    ]
     release_bytes = sum(path.stat().st_size for path in release_files)
     if release_bytes > MAX_RELEASE_BYTES:
         raise PublishError(
@@ -260,13 +264,13 @@ def stage_space(
 def push_space(
     space_id: str,
     *,
-    models: Optional[dict[str, str]] = None,
+    models: dict[str, str] | None = None,
     private: bool = False,
-    commit_message: Optional[str] = None,
+    commit_message: str | None = None,
     staging_dir=None,
     project_root=PROJECT_ROOT,
     examples_dir=None,
-    endpoint: Optional[str] = None,
+    endpoint: str | None = None,
 ) -> CommitInfo:
     r"""
     Publishes the demo Space in one commit ([`stage_space`]), after creating it (Gradio SDK) if needed and setting
@@ -305,7 +309,7 @@ def push_space(
             return _commit(api, space_id, folder, files, message, DEFAULT_REVISION, repo_type="space")
 
 
-def space_models(models: Optional[dict[str, str]] = None) -> dict[str, str]:
+def space_models(models: dict[str, str] | None = None) -> dict[str, str]:
     """The model repos a Space loads: `cervix_hf.hub.PUBLISHED_MODELS` with `models` overriding some of them."""
     unknown = sorted(set(models or {}) - set(PUBLISHED_MODELS))
     if unknown:
@@ -377,7 +381,8 @@ def _model_classes(model_dir: Path):
     record = FAMILIES_BY_TYPE[model_type]
     return record.task_model_class, record.processor_class
 
-def _online_api(endpoint: Optional[str]) -> HfApi:
+
+def _online_api(endpoint: str | None) -> HfApi:
     """An `HfApi` for `endpoint`, after checking, without any request, that publishing can start."""
     if constants.HF_HUB_OFFLINE:
         raise PublishError(
@@ -419,7 +424,7 @@ def _commit(api: HfApi, repo_id: str, folder: Path, files: list[str], message: s
     return api.create_commit(repo_id, operations, commit_message=message, revision=revision, repo_type=repo_type)
 
 
-def _gradio_version(requirements: Path) -> Optional[str]:
+def _gradio_version(requirements: Path) -> str | None:
     """The Gradio the Space runs: pinned in `requirements`, else the installed one, else the Hub's default."""
     pinned = re.search(r"^gradio==([\w.]+)\s*$", requirements.read_text(encoding="utf-8"), re.MULTILINE)
     if pinned:

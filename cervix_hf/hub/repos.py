@@ -81,8 +81,7 @@ def resolve_model_reference(value: str, revision: str | None = None, local_only:
     if local_only or _looks_like_path(value):
         hub = "" if local_only else ", or a Hub repo id (OWNER/NAME[@REVISION])"
         raise ModelReferenceError(
-            f"{value}: no such folder ({path.resolve()}). Give the folder a training run or save_pretrained "
-            f"wrote{hub}."
+            f"{value}: no such folder ({path.resolve()}). Give the folder a training run or save_pretrained wrote{hub}."
         )
     repo_id, named_revision = split_revision(value)
     return ModelReference("hub", repo_id, revision or named_revision)

@@ -11,8 +11,8 @@ nothing is predicted Positive) are `None`, never a silent 0.
 """
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.metrics import average_precision_score, classification_report, confusion_matrix, roc_auc_score
@@ -260,7 +260,7 @@ def select_operating_points(
     sensitivity = np.array([row["recall"] for row in rows])
     specificity = np.array([row["specificity"] for row in rows])
 
-    def point(name: str, index: int, achieved: bool, reason: Optional[str] = None) -> dict:
+    def point(name: str, index: int, achieved: bool, reason: str | None = None) -> dict:
         row = rows[index]
         return {
             "rule": rules[name],
@@ -294,7 +294,7 @@ def evaluate_binary(
     labels: Sequence[int],
     scores: Sequence[float],
     threshold: float,
-    operating_points: Optional[dict] = None,
+    operating_points: dict | None = None,
 ) -> dict:
     r"""
     Everything a model card reports about a binary classifier on a test set, from one list of (label, score)
@@ -407,16 +407,25 @@ def check_binary_consistency(results: dict) -> None:
     expect("intervals threshold", intervals["threshold"], results["threshold"])
     for name, successes, total in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp)):
         expect(f"intervals {name} estimate", intervals[name]["estimate"], report[name])
-        expect(f"intervals {name} successes / total", [intervals[name]["successes"], intervals[name]["total"]],
-               [successes, total])  # fmt: skip
+        expect(
+            f"intervals {name} successes / total",
+            [intervals[name]["successes"], intervals[name]["total"]],
+            [successes, total],
+        )
 
     rows = [row for row in results["threshold_table"] if row["threshold"] == results["threshold"]]
     if not rows:
         problems.append(f"the threshold table has no row at the chosen threshold {results['threshold']}")
     for row in rows:
         expect("threshold-table row [tp, fp, tn, fn]", [row[key] for key in ("tp", "fp", "tn", "fn")], [tp, fp, tn, fn])
-        for column, name in (("recall", "sensitivity"), ("specificity", "specificity"), ("precision", "ppv"),
-                             ("npv", "npv"), ("accuracy", "accuracy"), ("f1", "f1")):  # fmt: skip
+        for column, name in (
+            ("recall", "sensitivity"),
+            ("specificity", "specificity"),
+            ("precision", "ppv"),
+            ("npv", "npv"),
+            ("accuracy", "accuracy"),
+            ("f1", "f1"),
+        ):
             expect(f"threshold-table row {column}", row[column], report[name])
 
     if problems:
@@ -458,7 +467,7 @@ def _confusion_counts(labels: np.ndarray, predictions: np.ndarray) -> tuple[int,
     return int(tn), int(fp), int(fn), int(tp)
 
 
-def _rates(tn: int, fp: int, fn: int, tp: int) -> dict[str, Optional[float]]:
+def _rates(tn: int, fp: int, fn: int, tp: int) -> dict[str, float | None]:
     """Rates from confusion counts; `None` where the denominator is 0."""
     return {
         "sensitivity": _ratio(tp, tp + fn),
@@ -470,7 +479,7 @@ def _rates(tn: int, fp: int, fn: int, tp: int) -> dict[str, Optional[float]]:
     }
 
 
-def _ratio(numerator: int, denominator: int) -> Optional[float]:
+def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
@@ -478,7 +487,7 @@ def _report_values(report: dict) -> dict:
     """scikit-learn's classification report with supports as `int`, other numbers as `float` and NaN (from
     `zero_division=np.nan`) as `None`."""
 
-    def value(name: str, number) -> Optional[float]:
+    def value(name: str, number) -> float | None:
         if name == "support":
             return int(number)
         return None if math.isnan(number) else float(number)

@@ -83,8 +83,11 @@ def eval_results_problems(eval_results: dict) -> list[str]:
     positive = binary["groups"]["Positive"]
     matrix = metrics["confusion_matrix"]
     positive_rows = sum(sum(matrix[names.index(name)]) for name in groups[positive])
-    expect("metrics.binary.num_positive (the positive group's rows of the confusion matrix)", binary["num_positive"],
-           positive_rows)  # fmt: skip
+    expect(
+        "metrics.binary.num_positive (the positive group's rows of the confusion matrix)",
+        binary["num_positive"],
+        positive_rows,
+    )
     expect("metrics.binary.num_cases", binary["num_cases"], sum(map(sum, matrix)))
     return problems
 

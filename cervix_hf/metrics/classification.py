@@ -200,8 +200,12 @@ def eval_results_problems(eval_results: dict) -> list[str]:
     for index, name in enumerate(names):
         support, predicted, hits = sum(matrix[index]), sum(row[index] for row in matrix), matrix[index][index]
         recall, precision = safe_ratio(hits, support), safe_ratio(hits, predicted)
-        scores = {"precision": precision, "recall": recall, "f1-score": safe_ratio(2 * precision * recall,
-                  precision + recall), "support": support}  # fmt: skip
+        scores = {
+            "precision": precision,
+            "recall": recall,
+            "f1-score": safe_ratio(2 * precision * recall, precision + recall),
+            "support": support,
+        }
         for metric, value in scores.items():
             expect(f"metrics.classification_report.{name}.{metric}", report[name][metric], value)
             per_class[metric].append(value)

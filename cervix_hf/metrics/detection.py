@@ -70,8 +70,14 @@ def compute_detection_metrics(
         # COCOeval needs both; with no detections every class with ground truth scores zero.
         per_class = {name: _class_scores(counts, 0.0, 0.0, 0.0, None) for name, counts in per_class_counts.items()}
         overall = 0.0 if annotations else None
-        return {"map": overall, "map_50": overall, "map_75": overall, "mar": overall, "per_class": per_class,
-                "num_images": len(images)}  # fmt: skip
+        return {
+            "map": overall,
+            "map_50": overall,
+            "map_75": overall,
+            "mar": overall,
+            "per_class": per_class,
+            "num_images": len(images),
+        }
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         truth = COCO()

@@ -78,7 +78,7 @@ def detect_tiled(
                 [tile_boxes[:, :2] <= np.float32([left, top]) + border_margin,
                  tile_boxes[:, 2:] >= np.float32([right, bottom]) - border_margin],
                 axis=1,
-            )  # fmt: skip
+            )
             boxes.append(tile_boxes)
             scores.append(_array(found["scores"], np.float32).reshape(-1))
             labels.append(_array(found["labels"], np.int64).reshape(-1))

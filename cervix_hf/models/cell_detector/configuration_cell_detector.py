@@ -131,8 +131,16 @@ class CellDetectorConfig(PreTrainedConfig):
         self._validate()
 
     def _validate(self):
-        for name in ("fpn_out_channels", "min_size", "max_size", "rpn_pre_nms_top_n", "rpn_post_nms_top_n",
-                     "detections_per_image", "rpn_batch_size_per_image", "box_batch_size_per_image"):  # fmt: skip
+        for name in (
+            "fpn_out_channels",
+            "min_size",
+            "max_size",
+            "rpn_pre_nms_top_n",
+            "rpn_post_nms_top_n",
+            "detections_per_image",
+            "rpn_batch_size_per_image",
+            "box_batch_size_per_image",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -140,8 +148,13 @@ class CellDetectorConfig(PreTrainedConfig):
             raise ValueError(f"`max_size` ({self.max_size}) must be at least `min_size` ({self.min_size}).")
         if not 0 <= self.trainable_backbone_stages <= 5:
             raise ValueError(f"`trainable_backbone_stages` must be 0-5, got {self.trainable_backbone_stages!r}.")
-        for name in ("rpn_nms_threshold", "box_score_threshold", "box_nms_threshold", "rpn_positive_fraction",
-                     "box_positive_fraction"):  # fmt: skip
+        for name in (
+            "rpn_nms_threshold",
+            "box_score_threshold",
+            "box_nms_threshold",
+            "rpn_positive_fraction",
+            "box_positive_fraction",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)!r}.")
         if any(size <= 0 for size in self.anchor_sizes) or any(r <= 0 for r in self.anchor_aspect_ratios):

@@ -86,7 +86,11 @@ class CellDetectorImageProcessor(TorchvisionBackend):
                 scale = boxes.new_tensor([target_width / width, target_height / height] * 2)
                 boxes = boxes * scale
             results.append(
-                {"scores": outputs["scores"][index][keep], "labels": outputs["pred_labels"][index][keep], "boxes": boxes}
+                {
+                    "scores": outputs["scores"][index][keep],
+                    "labels": outputs["pred_labels"][index][keep],
+                    "boxes": boxes,
+                }
             )
         return results
 

@@ -23,7 +23,9 @@ def tile_origins(length: int, tile_size: int, overlap: int) -> list[int]:
     neighbours; the last tile ends at `length`, so every tile has the full size (one tile when `length` fits).
     """
     if tile_size < 1 or not 0 <= overlap < tile_size:
-        raise ValueError(f"`tile_size` must be positive and `overlap` in [0, tile_size), got {tile_size} and {overlap}.")
+        raise ValueError(
+            f"`tile_size` must be positive and `overlap` in [0, tile_size), got {tile_size} and {overlap}."
+        )
     if length <= tile_size:
         return [0]
     count = int(np.ceil((length - overlap) / (tile_size - overlap)))
@@ -75,10 +77,12 @@ def detect_tiled(
             # Tile edges that are not image edges: a box touching one may be a part of its object.
             inner_edges = np.array([left > 0, top > 0, right < width, bottom < height])
             near = np.concatenate(
-                [tile_boxes[:, :2] <= np.float32([left, top]) + border_margin,
-                 tile_boxes[:, 2:] >= np.float32([right, bottom]) - border_margin],
+                [
+                    tile_boxes[:, :2] <= np.float32([left, top]) + border_margin,
+                    tile_boxes[:, 2:] >= np.float32([right, bottom]) - border_margin,
+                ],
                 axis=1,
-            )  # fmt: skip
+            )
             boxes.append(tile_boxes)
             scores.append(_array(found["scores"], np.float32).reshape(-1))
             labels.append(_array(found["labels"], np.int64).reshape(-1))

@@ -54,7 +54,12 @@ class PrePostFusionConfig(PreTrainedConfig):
 
     model_type = "prepost_fusion"
     # Outputs that are not predictions: Trainer's evaluation keeps only the logits.
-    keys_to_ignore_at_inference = ["probabilities", "pre_to_post_attentions", "post_to_pre_attentions", "feature_map_size"]
+    keys_to_ignore_at_inference = [
+        "probabilities",
+        "pre_to_post_attentions",
+        "post_to_pre_attentions",
+        "feature_map_size",
+    ]
     sub_configs_defaults = {
         "backbone_config": SubConfigSpec(
             config_class=AutoConfig, model_type="resnet", init_kwargs={"out_features": ["stage4"]}
