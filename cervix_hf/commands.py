@@ -1,6 +1,9 @@
 """How this installation's commands are spelled when the package prints one for a user to run (a hint, an error's
-next step): the interpreter that runs now, and the training scripts' package as it is installed here."""
+next step): the interpreter that runs now, and the training scripts' package as it is installed here; and how their
+help is laid out ([`DefaultsHelpFormatter`]). Imports nothing heavy: every command's `--help` reads it."""
 
+import argparse
+import copy
 import importlib.util
 import shlex
 import sys
@@ -37,4 +40,29 @@ def module_command(module: str) -> str:
     return f"{shlex.quote(python_command())} -m {module}"
 
 
-__all__ = ["module_command", "python_command", "training_package"]
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """
+    Help that ends each option with its default, also for options without a help text, unless it has none (`None`,
+    an unset flag, an empty list) or the help already says what the default is.
+    """
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and _has_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"  # argparse leaves out the help of an option that has none
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if _has_default(action) and "default" not in help_text:
+            return f"{help_text} (default: %(default)s)"
+        return help_text
+
+
+def _has_default(action: argparse.Action) -> bool:
+    if action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS):
+        return False
+    return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+
+
+__all__ = ["DefaultsHelpFormatter", "module_command", "python_command", "training_package"]

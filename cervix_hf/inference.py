@@ -17,7 +17,7 @@ from transformers import (
 from .image_io import ImageLoadError, load_image, original_size
 from .models.cell_detector.tiling_cell_detector import detect_tiled
 from .models.colponet import ImageQualityReport
-from .registry import FAMILIES_BY_TYPE, family
+from .registry import FAMILIES_BY_TYPE, family, register_auto_classes
 from .visualization import grad_cam
 
 # `runtime=` of the loaders: PyTorch, an export run by one engine, or "auto" (the fastest that is there and checked).
@@ -108,6 +108,7 @@ def load_config(model_id: str, revision: str | None = None):
         `ModelLoadError`: naming its `config.json`, when the file cannot describe a model: nested too deep to read,
             values of the wrong type, sizes out of range. `OSError` when there is no config to read.
     """
+    register_auto_classes()  # the models' Auto classes, which a saved config names
     try:
         config = AutoConfig.from_pretrained(model_id, revision=revision)
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:

@@ -14,7 +14,11 @@ app's flag (`--cell-detector`) and variables (`CERVIX_HF_<MODEL_TYPE>`, `CERVIX_
 `CERVIX_HF_PREPOST`, `checkpoints/cell-detector`, `train detector`) are a record's `former_names`, still accepted
 so that existing Space variables, checkpoint folders and commands keep working.
 
-Two registrations, for two kinds of users:
+A record names its classes and functions (`"module:name"`) and imports them on first use, so that reading the
+records (the command line's list of models, `--help`) costs no torch import.
+
+Two registrations, for two kinds of users ([`register_auto_classes`], run by `import cervix_hf` outside the
+`cervix-hf` command, and before a record's classes are first used):
 - in-process (`AutoConfig.register` ...): after `import cervix_hf`, `AutoModel.from_pretrained(dir)` resolves our
   classes without `trust_remote_code`;
 - for remote code (`register_for_auto_class`): `save_pretrained` writes `auto_map` into `config.json` and copies the
@@ -22,22 +26,12 @@ Two registrations, for two kinds of users:
   `trust_remote_code=True`.
 """
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageClassification,
-    AutoModelForObjectDetection,
-)
-from transformers.pipelines import PIPELINE_REGISTRY
-
 from .commands import module_command
-from .metrics import binary, cell_classification, classification, detection
-from .models import cell_classifier, cell_detector, colponet, prepost_fusion
 
 # The published ResNet-50 size (each config's defaults), and a tiny one for smoke runs and tests on a CPU: the same
 # architecture with a few channels per layer, which trains in seconds and says nothing about the full model's accuracy.
@@ -71,6 +65,12 @@ COLPONET_SMALL = {
 }
 
 
+def resolve(reference: str) -> Any:
+    """The object a `"package.module:name"` reference names, imported on first use."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def tiny_backbone_config(out_features: list[str]) -> dict:
     return {**TINY_RESNET, "out_features": out_features}
 
@@ -92,21 +92,23 @@ class ModelFamily:
     Args:
         model_type (`str`): `config.model_type`, the model's stem; a saved config names it, so it never changes.
         title (`str`): what the app calls it.
-        config_class, base_model_class, task_model_class, processor_class (`type`): its classes; the base model
-            (features, no task head) is what `AutoModel` loads.
-        task_auto_class (`type`): the Auto class of its task model.
+        package (`str`): its model folder as a module (`cervix_hf.models.<model_type>`).
+        config_name, base_model_name, task_model_name, processor_name (`str`): its classes in `package`, imported
+            on first use as `config_class`, `base_model_class`, `task_model_class` and `processor_class`; the base
+            model (features, no task head) is what `AutoModel` loads.
+        task_auto_class_name (`str`): the transformers Auto class of its task model (`task_auto_class`).
         pipeline_task (`str`): the transformers pipeline that runs it, also the `task` of its `eval_results.json`.
         pipeline_tag (`str`): the Hub's `pipeline_tag` in its card.
-        label_names (`tuple[str, ...]`): its default labels, in class order.
+        labels_name (`str`): the constant in `package` holding its default labels (`label_names`, in class order).
         tiny_config (`Mapping`): the config arguments of the `"tiny"` size.
         repo_id (`str`): its published Hub repo.
         training_data (`str`): what `--data` is, for the command shown to users.
         card_sections (`tuple[str, ...]`): the card sections it requires besides every card's.
         index_metrics (`tuple[IndexMetric, ...]`): the card's model-index entries.
-        eval_problems (`Callable[[dict], list[str]]`): the contradictions between the numbers of its evaluation file,
-            defined beside its metrics (`cervix_hf.metrics`).
-        pipeline_class (`type`, *optional*): a pipeline class to register for `pipeline_task`, where transformers has
-            none.
+        eval_problems_ref (`str`): `"module:function"` listing the contradictions between the numbers of its
+            evaluation file, defined beside its metrics (`cervix_hf.metrics`); `eval_problems` is the function.
+        pipeline_name (`str`, *optional*): a pipeline class in `package` to register for `pipeline_task`, where
+            transformers has none (`pipeline_class`).
         input_max_side (`int`, *optional*, defaults to 2048): the longest side, in pixels, an input image is reduced
             to before the model sees it (`load_image(max_side=...)`), so that no request holds more pixels than the
             model needs, whatever the upload's size.
@@ -132,21 +134,22 @@ class ModelFamily:
 
     model_type: str
     title: str
-    config_class: type
-    base_model_class: type
-    task_model_class: type
-    processor_class: type
-    task_auto_class: type
+    package: str
+    config_name: str
+    base_model_name: str
+    task_model_name: str
+    processor_name: str
+    task_auto_class_name: str
     pipeline_task: str
     pipeline_tag: str
-    label_names: tuple[str, ...]
+    labels_name: str
     tiny_config: Mapping[str, Any]
     repo_id: str
     training_data: str
     card_sections: tuple[str, ...]
     index_metrics: tuple[IndexMetric, ...]
-    eval_problems: Callable[[dict], list[str]]
-    pipeline_class: type | None = field(default=None)
+    eval_problems_ref: str
+    pipeline_name: str | None = None
     input_max_side: int = 2048
     input_min_side: int = 32
     input_max_aspect: float | None = None
@@ -156,6 +159,44 @@ class ModelFamily:
     sizes: tuple[str, ...] = MODEL_SIZES
     size_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     former_names: tuple[str, ...] = ()
+
+    def _model_attribute(self, name: str) -> Any:
+        """`name` of the model folder, once every record is registered with transformers (so that a model built
+        from the class saves its `auto_map` and code)."""
+        register_auto_classes()
+        return resolve(f"{self.package}:{name}")
+
+    @property
+    def config_class(self) -> type:
+        return self._model_attribute(self.config_name)
+
+    @property
+    def base_model_class(self) -> type:
+        return self._model_attribute(self.base_model_name)
+
+    @property
+    def task_model_class(self) -> type:
+        return self._model_attribute(self.task_model_name)
+
+    @property
+    def processor_class(self) -> type:
+        return self._model_attribute(self.processor_name)
+
+    @property
+    def pipeline_class(self) -> type | None:
+        return self._model_attribute(self.pipeline_name) if self.pipeline_name else None
+
+    @property
+    def task_auto_class(self) -> type:
+        return resolve(f"transformers:{self.task_auto_class_name}")
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(self._model_attribute(self.labels_name))
+
+    @property
+    def eval_problems(self) -> Callable[[dict], list[str]]:
+        return resolve(self.eval_problems_ref)
 
     @property
     def env_var(self) -> str:
@@ -204,7 +245,7 @@ class ModelFamily:
 
     @property
     def auto_class_name(self) -> str:
-        return self.task_auto_class.__name__
+        return self.task_auto_class_name
 
     @property
     def published_size(self) -> str:
@@ -237,14 +278,15 @@ FAMILIES = (
     ModelFamily(
         model_type="colponet",
         title="ColpoNet: cervix type (Type 1/2/3)",
-        config_class=colponet.ColpoNetConfig,
-        base_model_class=colponet.ColpoNetModel,
-        task_model_class=colponet.ColpoNetForImageClassification,
-        processor_class=colponet.ColpoNetImageProcessor,
-        task_auto_class=AutoModelForImageClassification,
+        package="cervix_hf.models.colponet",
+        config_name="ColpoNetConfig",
+        base_model_name="ColpoNetModel",
+        task_model_name="ColpoNetForImageClassification",
+        processor_name="ColpoNetImageProcessor",
+        task_auto_class_name="AutoModelForImageClassification",
         pipeline_task="image-classification",
         pipeline_tag="image-classification",
-        label_names=tuple(colponet.COLPONET_LABELS),
+        labels_name="COLPONET_LABELS",
         tiny_config={
             "backbone_config": tiny_backbone_config(["stage4"]),
             "use_pretrained_backbone": False,
@@ -266,20 +308,21 @@ FAMILIES = (
             IndexMetric("log_loss", "Log loss", ("metrics", "log_loss")),
             IndexMetric("roc_auc", "Macro ROC-AUC (one-vs-rest)", ("metrics", "roc_auc")),
         ),
-        eval_problems=classification.eval_results_problems,
+        eval_problems_ref="cervix_hf.metrics.classification:eval_results_problems",
         onnx_outputs=("logits",),
     ),
     ModelFamily(
         model_type="cell_detector",
         title="Cell detector (Faster R-CNN)",
-        config_class=cell_detector.CellDetectorConfig,
-        base_model_class=cell_detector.CellDetectorModel,
-        task_model_class=cell_detector.CellDetectorForObjectDetection,
-        processor_class=cell_detector.CellDetectorImageProcessor,
-        task_auto_class=AutoModelForObjectDetection,
+        package="cervix_hf.models.cell_detector",
+        config_name="CellDetectorConfig",
+        base_model_name="CellDetectorModel",
+        task_model_name="CellDetectorForObjectDetection",
+        processor_name="CellDetectorImageProcessor",
+        task_auto_class_name="AutoModelForObjectDetection",
         pipeline_task="object-detection",
         pipeline_tag="object-detection",
-        label_names=tuple(cell_detector.SIPAKMED_LABELS),
+        labels_name="SIPAKMED_LABELS",
         tiny_config={
             "backbone_config": tiny_backbone_config(["stage1", "stage2", "stage3", "stage4"]),
             "use_pretrained_backbone": False,
@@ -299,7 +342,7 @@ FAMILIES = (
             IndexMetric("mean_average_precision_50", "mAP@.5", ("metrics", "map_50")),
             IndexMetric("mean_average_recall", "mAR@[.5:.95]", ("metrics", "mar")),
         ),
-        eval_problems=detection.eval_results_problems,
+        eval_problems_ref="cervix_hf.metrics.detection:eval_results_problems",
         # Four times the default input size's longer side (1333), and room for a 4096-px field of view at full
         # scale for detectors that keep the input's scale; larger slides go through tiling (`tile_size`).
         input_max_side=4096,
@@ -309,14 +352,15 @@ FAMILIES = (
     ModelFamily(
         model_type="prepost_fusion",
         title="Pre/post fusion: Negative/Positive",
-        config_class=prepost_fusion.PrePostFusionConfig,
-        base_model_class=prepost_fusion.PrePostFusionModel,
-        task_model_class=prepost_fusion.PrePostFusionForImageClassification,
-        processor_class=prepost_fusion.PrePostFusionImageProcessor,
-        task_auto_class=AutoModelForImageClassification,
-        pipeline_task=prepost_fusion.PIPELINE_TASK,
+        package="cervix_hf.models.prepost_fusion",
+        config_name="PrePostFusionConfig",
+        base_model_name="PrePostFusionModel",
+        task_model_name="PrePostFusionForImageClassification",
+        processor_name="PrePostFusionImageProcessor",
+        task_auto_class_name="AutoModelForImageClassification",
+        pipeline_task="prepost-classification",
         pipeline_tag="image-classification",
-        label_names=tuple(prepost_fusion.PREPOST_LABELS),
+        labels_name="PREPOST_LABELS",
         tiny_config={
             "backbone_config": tiny_backbone_config(["stage4"]),
             "use_pretrained_backbone": False,
@@ -334,8 +378,8 @@ FAMILIES = (
             IndexMetric("roc_auc", "ROC-AUC", ("metrics", "report", "roc_auc")),
             IndexMetric("average_precision", "PR-AUC (average precision)", ("metrics", "report", "pr_auc")),
         ),
-        eval_problems=binary.eval_results_problems,
-        pipeline_class=prepost_fusion.PrePostClassificationPipeline,
+        eval_problems_ref="cervix_hf.metrics.binary:eval_results_problems",
+        pipeline_name="PrePostClassificationPipeline",
         input_columns=("pre", "post"),
         onnx_outputs=("logits", "probabilities", "pre_to_post_attentions"),
         evaluation_plots="binary",
@@ -344,14 +388,15 @@ FAMILIES = (
     ModelFamily(
         model_type="cell_classifier",
         title="Pap cell: 7 classes, normal/abnormal",
-        config_class=cell_classifier.CellClassifierConfig,
-        base_model_class=cell_classifier.CellClassifierModel,
-        task_model_class=cell_classifier.CellClassifierForImageClassification,
-        processor_class=cell_classifier.CellClassifierImageProcessor,
-        task_auto_class=AutoModelForImageClassification,
+        package="cervix_hf.models.cell_classifier",
+        config_name="CellClassifierConfig",
+        base_model_name="CellClassifierModel",
+        task_model_name="CellClassifierForImageClassification",
+        processor_name="CellClassifierImageProcessor",
+        task_auto_class_name="AutoModelForImageClassification",
         pipeline_task="image-classification",
         pipeline_tag="image-classification",
-        label_names=tuple(cell_classifier.HERLEV_LABELS),
+        labels_name="HERLEV_LABELS",
         tiny_config={
             "backbone_config": {**TINY_RESNET, "layer_type": "basic", "out_features": ["stage4"]},
         },
@@ -384,7 +429,7 @@ FAMILIES = (
             ),
             IndexMetric("roc_auc", "Normal/abnormal ROC-AUC", ("metrics", "binary", "report", "roc_auc")),
         ),
-        eval_problems=cell_classification.eval_results_problems,
+        eval_problems_ref="cervix_hf.metrics.cell_classification:eval_results_problems",
         # A single cell is a small crop: the Herlev cells are 200 or 224 px; larger uploads are reduced.
         input_max_side=1024,
         input_max_aspect=3.0,
@@ -406,7 +451,21 @@ def family(model_type: str) -> ModelFamily:
         ) from None
 
 
+_registered = False
+
+
 def register_auto_classes() -> None:
+    """
+    Registers every record with transformers' Auto classes and pipelines (in-process), and marks its classes for
+    `save_pretrained` to write `auto_map` and copy their code (remote code). Idempotent.
+    """
+    global _registered
+    if _registered:
+        return
+    _registered = True  # first: the classes read below call this again
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    from transformers.pipelines import PIPELINE_REGISTRY
+
     for record in FAMILIES:
         config_class, processor_class = record.config_class, record.processor_class
         AutoConfig.register(record.model_type, config_class, exist_ok=True)

@@ -222,7 +222,7 @@ def cell_classifier_run(output_dir: Path) -> Path:
     from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier, group_probability
     from cervix_hf.models.cell_classifier import HERLEV_GROUPS
     from cervix_hf.registry import family
-    from train import train_cell_classifier
+    from train import cell_classifier_training, train_cell_classifier
 
     torch.manual_seed(0)
     names = list(HERLEV_LABELS)
@@ -271,7 +271,7 @@ def cell_classifier_run(output_dir: Path) -> Path:
         training={
             "stages": [stage],
             "recipe": "tiny",
-            "command": train_cell_classifier.published_command(args),
+            "command": cell_classifier_training.published_command(args),
             "settings": train_cell_classifier.asdict(train_cell_classifier.RECIPES["tiny"]),
             "augmentation": "recipe tiny",
             "batch_size": 16,
@@ -284,7 +284,7 @@ def cell_classifier_run(output_dir: Path) -> Path:
             "label_groups": HERLEV_GROUPS,
             "positive_group": "abnormal",
             "summary": {
-                split: train_cell_classifier.split_summary(
+                split: cell_classifier_training.split_summary(
                     labels[split], scores[split], names, HERLEV_GROUPS, "abnormal", points, 5
                 )
                 for split in ("validation", "test")

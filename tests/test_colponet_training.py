@@ -11,7 +11,8 @@ from torch import nn
 from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
 from cervix_hf.inference import classify_cervix_type
 from train import train_colponet
-from train.engine import NonFiniteLossError, TrainingStage, add_common_args, run_stages
+from train.arguments import add_common_args
+from train.engine import NonFiniteLossError, TrainingStage, run_stages
 
 SMOKE_ARGS = [
     "--model-size",

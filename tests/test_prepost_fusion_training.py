@@ -7,7 +7,7 @@ import pytest
 from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
 from cervix_hf.inference import classify_prepost
 from cervix_hf.metrics import check_binary_consistency
-from train import train_prepost_fusion
+from train import prepost_fusion_training, train_prepost_fusion
 
 from .conftest import SHARED_DATA, require_data
 
@@ -129,9 +129,9 @@ def test_an_unknown_or_undefined_decision_threshold_is_a_clear_error():
     from cervix_hf import PrePostFusionConfig
 
     with pytest.raises(SystemExit, match="--decision-threshold"):
-        train_prepost_fusion.threshold_from_argument("strict", PrePostFusionConfig())
+        prepost_fusion_training.threshold_from_argument("strict", PrePostFusionConfig())
     undefined = {"threshold": None, "achieved": False, "reason": "only Positive cases in validation"}
     with pytest.raises(SystemExit, match="only Positive cases"):
-        train_prepost_fusion.threshold_from_argument(
+        prepost_fusion_training.threshold_from_argument(
             "screening", PrePostFusionConfig(operating_points={"screening": undefined})
         )

@@ -16,7 +16,8 @@ from transformers import modeling_utils
 
 from cervix_hf import ColpoNetForImageClassification
 from train import train_colponet
-from train.engine import STAGE_DONE_FILE, TrainingStage, add_common_args, run_stages
+from train.arguments import add_common_args
+from train.engine import STAGE_DONE_FILE, TrainingStage, run_stages
 
 RUN_ARGS = [
     "--model-size",

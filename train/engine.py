@@ -52,6 +52,8 @@ from cervix_hf.evaluation_plots import write_evaluation_plots
 from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text, give_default_mode
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 
+from .arguments import SCHEDULES, validate_common_args
+
 logger = logging.getLogger(__name__)
 
 STAGE_DONE_FILE = "stage_done.json"
@@ -60,9 +62,6 @@ STAGE_DONE_FILE = "stage_done.json"
 STAGING_PREFIX = ".tmp-"
 CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 WEIGHTS_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
-
-
-SCHEDULES = ("plateau", "cosine")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -98,74 +97,6 @@ class TrainingStage:
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown schedule {self.schedule!r} of stage {self.name}; choose one of {SCHEDULES}.")
-
-
-def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments every training script shares."""
-    parser.add_argument("--output-dir", required=True, type=Path, help="where checkpoints and the model go")
-    parser.add_argument("--batch-size", default=16, type=int, help="per device")
-    parser.add_argument("--eval-batch-size", default=None, type=int, help="per device (default: --batch-size)")
-    parser.add_argument("--weight-decay", default=1e-4, type=float)
-    parser.add_argument("--early-stopping-patience", default=5, type=int, help="evaluations without improvement")
-    parser.add_argument("--plateau-patience", default=2, type=int, help="evaluations before the lr is cut 10x")
-    parser.add_argument("--max-steps", default=-1, type=int, help="cap on optimiser steps per stage (smoke runs)")
-    parser.add_argument("--seed", default=42, type=int)
-    parser.add_argument("--workers", default=2, type=int, help="data-loading processes")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
-    parser.add_argument("--logging-steps", default=10, type=int)
-    parser.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="bfloat16 autocast for the forward passes (GPUs with bf16, CPUs with AVX-512 BF16 or AMX); weights and "
-        "optimiser stay float32",
-    )
-    parser.add_argument("--no-progress-bar", action="store_true")
-    backbone = parser.add_mutually_exclusive_group()
-    backbone.add_argument(
-        "--no-pretrained-backbone", action="store_true", help="start the backbone from random weights on purpose"
-    )
-    backbone.add_argument(
-        "--require-pretrained-backbone",
-        action="store_true",
-        help="fail instead of warning when the ImageNet backbone cannot be downloaded",
-    )
-    return parser
-
-
-class RecipeArgumentParser(argparse.ArgumentParser):
-    """
-    An argument parser whose `--recipe NAME` sets the defaults of the arguments it names, so that a flag given on
-    the command line still wins, wherever it stands and whatever its value (`--label-smoothing 0` included).
-
-    Args:
-        recipes (`Mapping[str, Mapping[str, Any]]`): each recipe's defaults, by argument name (`dest`).
-    """
-
-    def __init__(self, *args, recipes: dict[str, dict[str, Any]], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.recipes = recipes
-
-    def parse_known_args(self, args=None, namespace=None):
-        probe = argparse.ArgumentParser(add_help=False)
-        probe.add_argument("--recipe", choices=sorted(self.recipes))
-        chosen, _ = probe.parse_known_args(args)
-        if not chosen.recipe:
-            return super().parse_known_args(args, namespace)
-        saved = {action.dest: action.default for action in self._actions}
-        self.set_defaults(**self.recipes[chosen.recipe])
-        try:
-            return super().parse_known_args(args, namespace)
-        finally:  # the parser's own defaults again, for the next parse
-            self.set_defaults(**saved)
-
-
-def validate_common_args(args: argparse.Namespace) -> None:
-    for name in ("batch_size", "early_stopping_patience", "plateau_patience", "logging_steps"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
-    if args.workers < 0:
-        raise SystemExit(f"--workers must be 0 or more, got {args.workers}.")
 
 
 def _cpu_processes() -> bool:
@@ -267,6 +198,42 @@ class CervixTrainer(Trainer):
                 use_mtime=True,
             )
         self.accelerator.wait_for_everyone()  # no process goes on before the checkpoint has its name
+
+
+class MixupTrainer(CervixTrainer):
+    """
+    `CervixTrainer` that trains a classifier on mixup pairs (Zhang et al., 2018): each training batch is blended with
+    a shuffled copy of itself, `lam * x + (1 - lam) * x[perm]` with `lam ~ Beta(alpha, alpha)`, and the loss is the
+    cross-entropy against the blend of both one-hot labels (with the run's label smoothing and the model's
+    `config.class_weights`). Evaluation and prediction see the images as they are.
+
+    Args:
+        mixup_alpha (`float`): the Beta distribution's parameter; 0 trains on the images as they are.
+    """
+
+    def __init__(self, *args, mixup_alpha: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mixup_alpha = mixup_alpha
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training or self.mixup_alpha <= 0:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        lam = float(torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample())
+        order = torch.randperm(labels.shape[0], device=labels.device)
+        pixels = inputs["pixel_values"]
+        outputs = model(**{**inputs, "pixel_values": lam * pixels + (1 - lam) * pixels[order]})
+        logits = outputs.logits.float()
+        one_hot = nn.functional.one_hot(labels, logits.shape[-1]).float()
+        targets = lam * one_hot + (1 - lam) * one_hot[order]
+        class_weights = getattr(self.model.config, "class_weights", None)
+        loss = nn.functional.cross_entropy(
+            logits,
+            targets,
+            weight=torch.tensor(class_weights, device=logits.device) if class_weights else None,
+            label_smoothing=self.args.label_smoothing_factor,
+        )
+        return (loss, outputs) if return_outputs else loss
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:

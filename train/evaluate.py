@@ -61,7 +61,7 @@ from cervix_hf.inference import detect_cells, load_model_input
 from cervix_hf.metrics import compute_classification_metrics, compute_detection_metrics, evaluate_binary
 from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier
 
-from . import train_cell_detector
+from . import cell_detector_training
 from .engine import _write_json, software_versions
 
 SPLIT = "external"
@@ -366,7 +366,7 @@ def _detector(model, processor, args, output_dir: Path) -> EvalResults:
         allow_outside_root=args.allow_outside_root,
         box_from=args.box_from,
     )
-    records, data_format = train_cell_detector.load_records(reader_args)
+    records, data_format = cell_detector_training.load_records(reader_args)
     names = list(records.label_names)
     _check_labels(model, names, args)
     truths, predictions = [], []

@@ -4,11 +4,18 @@ Each preset is applied to PIL images before the image processor resizes and norm
 move boxes with the pixels (`cervix_hf.data.DetectionTransform`) or a pre/post pair together
 (`cervix_hf.data.PairTransform`) live beside their datasets; which transforms make up a named preset lives here.
 A training script offers `--augmentation` with `choices=<MODEL>_PRESETS` and calls `<model>_train_transform(name)`.
+The preset names cost nothing to import; torchvision is imported when a transform is built, so that the scripts'
+`--help` answers without torch.
 """
 
-from torchvision.transforms import v2
+from __future__ import annotations
 
-from cervix_hf.data import DetectionTransform, PairTransform, RandomRightAngleRotation
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+    from cervix_hf.data import DetectionTransform, PairTransform
 
 CLASSIFICATION_PRESETS = ("none", "flip", "default", "strong")
 DETECTION_PRESETS = ("none", "flip", "default", "nuclei")
@@ -21,6 +28,8 @@ def _check(preset: str, presets: tuple[str, ...]) -> None:
 
 
 def _flips() -> list[v2.Transform]:
+    from torchvision.transforms import v2
+
     return [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
 
 
@@ -38,6 +47,8 @@ def classification_train_transform(preset: str = "default", size: int | None = N
         size (`int`, *optional*):
             Side of the output of `"strong"`'s crop; required by it, unused by the others.
     """
+    from torchvision.transforms import v2
+
     _check(preset, CLASSIFICATION_PRESETS)
     if preset == "strong":
         if size is None:
@@ -78,6 +89,10 @@ def detection_train_transform(preset: str = "default", crop_size: int | None = N
             Side of a random square crop taken first (padded with white where the image is smaller); boxes cut by
             the crop are clipped to it. Many small crops per image give many training steps at little cost.
     """
+    from torchvision.transforms import v2
+
+    from cervix_hf.data import DetectionTransform, RandomRightAngleRotation
+
     _check(preset, DETECTION_PRESETS)
     crop = [] if crop_size is None else [v2.RandomCrop(crop_size, pad_if_needed=True, fill=255)]
     if preset == "none":
@@ -108,6 +123,10 @@ def paired_train_transform(preset: str = "default") -> PairTransform | None:
             15 degrees, a shift up to 6% and a zoom by 0.9-1.1, and brightness, contrast and saturation jitter of
             20%.
     """
+    from torchvision.transforms import v2
+
+    from cervix_hf.data import PairTransform
+
     _check(preset, PAIR_PRESETS)
     extra = {
         "none": None,

@@ -25,6 +25,7 @@ class ColpoNetRecipe:
         schedule (`str`): `"plateau"` or `"cosine"` (`train.engine.TrainingStage`).
         batch_size (`int`), weight_decay (`float`): AdamW's batch and decoupled weight decay.
         label_smoothing (`float`): label smoothing of the cross-entropy (0 for none).
+        mixup_alpha (`float`): mixup's Beta parameter (`train.engine.MixupTrainer`; 0 for none).
         class_weights (`str`): `"balanced"` (inverse class frequency) or `"none"`.
         split (`tuple[float, float, float]`): train, validation and test fractions (stratified, `--seed`); with
             test 0 the model is evaluated on its validation split, which the `"cosine"` schedule never uses to
@@ -50,6 +51,7 @@ class ColpoNetRecipe:
     batch_size: int
     weight_decay: float
     label_smoothing: float
+    mixup_alpha: float
     class_weights: str
     split: tuple[float, float, float]
     quality_percentile: float | None
@@ -77,6 +79,7 @@ COLPONET_RECIPES = {
         batch_size=32,
         weight_decay=0.05,
         label_smoothing=0.1,
+        mixup_alpha=0.0,
         class_weights="none",
         split=(0.8, 0.2, 0.0),
         quality_percentile=2.0,
@@ -98,6 +101,7 @@ COLPONET_RECIPES = {
         batch_size=16,
         weight_decay=1e-4,
         label_smoothing=0.0,
+        mixup_alpha=0.0,
         class_weights="balanced",
         split=(0.8, 0.2, 0.0),
         quality_percentile=2.0,

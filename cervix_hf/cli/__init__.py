@@ -26,35 +26,10 @@ import sys
 from dataclasses import dataclass
 
 from .. import __version__
-from ..commands import training_package
+from ..commands import DefaultsHelpFormatter, training_package
 from ..registry import FAMILIES
 
 PROG = "cervix-hf"
-
-
-class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """
-    Help that ends each option with its default, also for options without a help text, unless it has none (`None`,
-    an unset flag, an empty list) or the help already says what the default is.
-    """
-
-    def _format_action(self, action: argparse.Action) -> str:
-        if not action.help and _has_default(action):
-            action = copy.copy(action)
-            action.help = "(default: %(default)s)"  # argparse leaves out the help of an option that has none
-        return super()._format_action(action)
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        help_text = action.help or ""
-        if _has_default(action) and "default" not in help_text:
-            return f"{help_text} (default: %(default)s)"
-        return help_text
-
-
-def _has_default(action: argparse.Action) -> bool:
-    if action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS):
-        return False
-    return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
 
 
 @dataclass(frozen=True)

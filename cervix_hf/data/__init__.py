@@ -2,11 +2,11 @@
 
 from .datasets import DecodedImageDataset, ImageClassificationDataset, class_counts, compute_class_weights
 from .detection import (
-    guess_detection_format,
     ISBI2014_EDF_LABELS,
     SIPAKMED_LABELS,
     DetectionRecord,
     DetectionRecords,
+    guess_detection_format,
     read_coco,
     read_detection_csv,
     read_isbi2014_edf,
@@ -22,11 +22,12 @@ from .herlev import HerlevRecords, read_herlev, source_image_split
 from .intel_mobileodt import (
     IMAGE_EXTENSIONS,
     INTEL_MOBILEODT_LABELS,
-    ImageFolderRecords,
     INTEL_MOBILEODT_SUBSETS,
+    ImageFolderRecords,
     is_intel_mobileodt,
     read_image_folder,
     read_intel_mobileodt,
+    read_unlabeled_folder,
 )
 from .prepost import (
     PairDataset,
@@ -73,6 +74,7 @@ __all__ = [
     "read_iarc_atlas",
     "read_iarc_atlas_types",
     "read_image_folder",
+    "read_unlabeled_folder",
     "read_intel_mobileodt",
     "read_isbi2014_edf",
     "read_pairs_csv",

@@ -3,9 +3,9 @@
 
 import csv
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 from .layout import found_inside, read_text, visible_entries
 
@@ -73,7 +73,7 @@ class ImageFolderRecords:
 
 
 def read_image_folder(
-    root: Union[str, Path], label_names: Optional[Sequence[str]] = None, allow_outside_root: bool = False
+    root: str | Path, label_names: Sequence[str] | None = None, allow_outside_root: bool = False
 ) -> ImageFolderRecords:
     r"""
     Reads a `root/<class name>/<image>` folder (extensions .jpg, .jpeg, .png, .bmp, .tif, .tiff, any case; hidden
@@ -112,7 +112,7 @@ def read_image_folder(
 
 
 def read_intel_mobileodt(
-    root: Union[str, Path], subsets: Sequence[str] = INTEL_MOBILEODT_SUBSETS, allow_outside_root: bool = False
+    root: str | Path, subsets: Sequence[str] = INTEL_MOBILEODT_SUBSETS, allow_outside_root: bool = False
 ) -> ImageFolderRecords:
     r"""
     Reads the Intel & MobileODT Cervical Cancer Screening data (Kaggle, 2017) in its competition layout:
@@ -151,7 +151,7 @@ def read_intel_mobileodt(
     return records
 
 
-def is_intel_mobileodt(root: Union[str, Path]) -> bool:
+def is_intel_mobileodt(root: str | Path) -> bool:
     """Whether `root` holds any subset of the competition layout: `train/`, an `additional_Type_N_v2/` folder, or
     the test photos' `solution_stg1_release.csv` (a folder of only `test/` and the csv is a data set too)."""
     root = Path(root)
@@ -212,7 +212,7 @@ def _read_solution_csv(csv_path: Path, test_folder: Path, image_names: set[str])
     return labels
 
 
-def _parse_one_hot(values: list[Optional[str]]) -> Optional[int]:
+def _parse_one_hot(values: list[str | None]) -> int | None:
     """The index of the single 1 in `values` ("0"/"1", "0.0"/"1.0"), or None when they are not one-hot."""
     try:
         numbers = [float(value) for value in values]
@@ -243,3 +243,19 @@ def _list_images(folder: Path, root: Path, allow_outside_root: bool) -> list[str
         if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
     )
 
+
+def read_unlabeled_folder(root: str | Path, allow_outside_root: bool = False) -> list[str]:
+    r"""
+    The image files directly inside `root` (the competition's unlabelled photos, `unlabeled/*.jpg`), sorted by path.
+
+    Raises:
+        `ValueError`: naming `root`, when it is not a folder or holds no image; naming the image, when its symbolic
+        link leads outside `root` and `allow_outside_root` is not set.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Unlabelled photo folder {root} does not exist or is not a folder.")
+    paths = _list_images(root, root, allow_outside_root)
+    if not paths:
+        raise ValueError(f"No images found in {root}: expected {root}/*.jpg (or .png, .bmp, .tif).")
+    return paths

@@ -1,0 +1,79 @@
+"""The training scripts' shared arguments: what every script accepts (`add_common_args`), the `--recipe` parser and
+the schedules. Imports nothing heavy, so that a script's `--help` answers without importing torch."""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+SCHEDULES = ("plateau", "cosine")
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments every training script shares."""
+    parser.add_argument("--output-dir", required=True, type=Path, help="where checkpoints and the model go")
+    parser.add_argument("--batch-size", default=16, type=int, help="per device")
+    parser.add_argument("--eval-batch-size", default=None, type=int, help="per device (default: --batch-size)")
+    parser.add_argument("--weight-decay", default=1e-4, type=float)
+    parser.add_argument("--early-stopping-patience", default=5, type=int, help="evaluations without improvement")
+    parser.add_argument("--plateau-patience", default=2, type=int, help="evaluations before the lr is cut 10x")
+    parser.add_argument("--max-steps", default=-1, type=int, help="cap on optimiser steps per stage (smoke runs)")
+    parser.add_argument("--seed", default=42, type=int)
+    parser.add_argument("--workers", default=2, type=int, help="data-loading processes")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
+    parser.add_argument("--logging-steps", default=10, type=int)
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="bfloat16 autocast for the forward passes (GPUs with bf16, CPUs with AVX-512 BF16 or AMX); weights and "
+        "optimiser stay float32",
+    )
+    parser.add_argument("--no-progress-bar", action="store_true")
+    backbone = parser.add_mutually_exclusive_group()
+    backbone.add_argument(
+        "--no-pretrained-backbone", action="store_true", help="start the backbone from random weights on purpose"
+    )
+    backbone.add_argument(
+        "--require-pretrained-backbone",
+        action="store_true",
+        help="fail instead of warning when the ImageNet backbone cannot be downloaded",
+    )
+    return parser
+
+
+class RecipeArgumentParser(argparse.ArgumentParser):
+    """
+    An argument parser whose `--recipe NAME` sets the defaults of the arguments it names, so that a flag given on
+    the command line still wins, wherever it stands and whatever its value (`--label-smoothing 0` included).
+
+    Args:
+        recipes (`Mapping[str, Mapping[str, Any]]`): each recipe's defaults, by argument name (`dest`).
+    """
+
+    def __init__(self, *args, recipes: dict[str, dict[str, Any]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recipes = recipes
+
+    def parse_known_args(self, args=None, namespace=None):
+        probe = argparse.ArgumentParser(add_help=False)
+        probe.add_argument("--recipe", choices=sorted(self.recipes))
+        chosen, _ = probe.parse_known_args(args)
+        if not chosen.recipe:
+            return super().parse_known_args(args, namespace)
+        saved = {action.dest: action.default for action in self._actions}
+        self.set_defaults(**self.recipes[chosen.recipe])
+        try:
+            return super().parse_known_args(args, namespace)
+        finally:  # the parser's own defaults again, for the next parse
+            self.set_defaults(**saved)
+
+
+def validate_common_args(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "early_stopping_patience", "plateau_patience", "logging_steps"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    if args.workers < 0:
+        raise SystemExit(f"--workers must be 0 or more, got {args.workers}.")
+
+
+__all__ = ["SCHEDULES", "RecipeArgumentParser", "add_common_args", "validate_common_args"]
