@@ -38,9 +38,9 @@ from PIL import Image
 from cervix_hf import load_image
 from cervix_hf.app.models import TASKS_BY_NAME
 from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.inference import classify_cervix_type, classify_prepost, detect_cells
+from cervix_hf.prediction.explain import grad_cam, overlay_heatmap
+from cervix_hf.prediction.inference import classify_cervix_type, classify_prepost, detect_cells
 from cervix_hf.sample_data import sample_data_dir
-from cervix_hf.visualization import grad_cam, overlay_heatmap
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = sample_data_dir()

@@ -38,9 +38,9 @@ from sklearn.preprocessing import StandardScaler
 
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import read_herlev, source_image_split
-from cervix_hf.image_io import load_image
-from cervix_hf.metrics import select_operating_points, wilson_interval
-from cervix_hf.metrics.cell_classification import group_probability
+from cervix_hf.evaluation.metrics import select_operating_points, wilson_interval
+from cervix_hf.evaluation.metrics.cell_classification import group_probability
+from cervix_hf.io.images import load_image
 from cervix_hf.models.cell_classifier import HERLEV_GROUPS, HERLEV_POSITIVE_GROUP
 from cervix_hf.sample_data import sample_data_dir
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import read_intel_mobileodt, stratified_split
-from cervix_hf.image_io import load_image
+from cervix_hf.io.images import load_image
 from cervix_hf.models.colponet.image_quality import (
     DEFAULT_FFT_THRESHOLD,
     DEFAULT_LAPLACIAN_THRESHOLD,
@@ -117,7 +117,7 @@ def model_probabilities(model_dir: Path, paths: list[str], flips: bool) -> np.nd
     mean of the softmax of the photo and of its mirror image."""
     import torch
 
-    from cervix_hf.inference import load_classifier
+    from cervix_hf.prediction.inference import load_classifier
 
     model, processor = load_classifier(str(model_dir))
     out = []

@@ -2,10 +2,10 @@
 
     python -m benchmarks.detector_accuracy [--recipe nuclei] [--model DIR] [--output-dir DIR]
 
-Trains the detector with the named recipe (`cervix_hf.detector_recipes`) on ISBI 2014 EDF000-EDF009 (two of them
+Trains the detector with the named recipe (`train.detector_recipes`) on ISBI 2014 EDF000-EDF009 (two of them
 for validation) through `train.train_cell_detector`, or takes an already trained `--model`, then scores it and the
-classical baseline (`cervix_hf.classical_detection`) on EDF010-EDF011 with the same reader and the same COCO code
-(`cervix_hf.metrics.compute_detection_metrics`, 300 detections per image): mAP@[.5:.95], mAP@.5, recall at 300
+classical baseline (`train.classical_detection`) on EDF010-EDF011 with the same reader and the same COCO code
+(`cervix_hf.evaluation.metrics.compute_detection_metrics`, 300 detections per image): mAP@[.5:.95], mAP@.5, recall at 300
 detections (mean over IoU .5:.95), and precision, recall and F1 at IoU 0.5 at the recipe's score threshold (the
 baseline has no score threshold: all its detections count), plus the training wall time.
 
@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import read_isbi2014_edf
-from cervix_hf.detector_recipes import DETECTOR_RECIPES
-from cervix_hf.image_io import load_image
-from cervix_hf.inference import load_detector
-from cervix_hf.metrics import compute_detection_metrics
+from cervix_hf.evaluation.metrics import compute_detection_metrics
+from cervix_hf.io.images import load_image
+from cervix_hf.prediction.inference import load_detector
 from cervix_hf.sample_data import sample_data_dir
+from train.classical_detection import ClassicalNucleusDetector
+from train.detector_recipes import DETECTOR_RECIPES
 
 TEST_NAMES = ("EDF010", "EDF011")
 TARGET_MAP_50, TARGET_RATIO, TARGET_TRAIN_MINUTES = 0.80, 1.8, 15

@@ -19,9 +19,9 @@ from transformers import AutoConfig, AutoImageProcessor
 
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import read_iarc_atlas
-from cervix_hf.inference import EXPORT_ENGINES, load_classifier, load_detector, load_model_input
-from cervix_hf.onnx_detector import use_onnx_parts
-from cervix_hf.onnx_runtime import load_onnx
+from cervix_hf.export.classifiers import load_onnx
+from cervix_hf.export.detector import use_onnx_parts
+from cervix_hf.prediction.inference import EXPORT_ENGINES, load_classifier, load_detector, load_model_input
 from cervix_hf.sample_data import sample_data_dir
 
 SHARED_DATA = sample_data_dir()

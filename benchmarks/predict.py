@@ -23,7 +23,7 @@ import torch
 
 from cervix_hf.app.models import TASKS_BY_NAME
 from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.model_presets import MODEL_SIZES
+from cervix_hf.registry import MODEL_SIZES
 from cervix_hf.sample_data import sample_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.image_io import load_image
+from cervix_hf.io.images import load_image
 from cervix_hf.models.colponet.image_quality import (
     DEFAULT_FFT_LOW_FREQ_SIZE,
     DEFAULT_FFT_THRESHOLD,

@@ -57,7 +57,7 @@ CASE = textwrap.dedent("""
     from cervix_hf.app.models import TASKS_BY_NAME
 
     from cervix_hf.app.widgets import MAX_DECODED_PIXELS
-    from cervix_hf.image_io import ImageLoadError
+    from cervix_hf.io.images import ImageLoadError
 
     model_type, image, small, bounds = sys.argv[1:5]
     bounded_load = inference.load_model_input

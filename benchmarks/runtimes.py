@@ -15,7 +15,7 @@ on the weights, agreement does, see below):
   predicts one batch of 8, and the model's share of it (`benchmarks.peak_memory`);
 - the export's time.
 
-bf16 is `torch.autocast("cpu", dtype=torch.bfloat16)` with channels-last memory. int8 is `cervix_hf.onnx_runtime`'s
+bf16 is `torch.autocast("cpu", dtype=torch.bfloat16)` with channels-last memory. int8 is `cervix_hf.export.classifiers`'s
 static quantization, calibrated on half of the real inputs; agreement is measured on all of them. OpenVINO runs the
 same `.onnx` files as ONNX Runtime (it reads ONNX, QDQ int8 included), at float32 inference precision.
 
@@ -26,7 +26,7 @@ exporter refuses an export that disagrees).
 The cell detector's section gives, on a real 1024x1024 ISBI image at batch 1 (a Pap-smear field is one large image),
 PyTorch fp32 against its backbone under bf16 autocast (`inference.use_bf16_backbone`, heads in float32), the whole
 model under bf16 autocast, and its learned parts run by ONNX Runtime and OpenVINO in fp32 and int8
-(`cervix_hf.onnx_detector`:
+(`cervix_hf.export.detector`:
 backbone with feature pyramid, RPN head and box head; calibrated on EDF000-009 and checked on EDF010-011), where
 the time goes in fp32 and in int8 (seconds per stage, from forward hooks), and with `--detector DIR` (a detector
 trained by `python -m benchmarks.detector_accuracy --output-dir DIR`) the mAP@.5 on EDF010-011 of each (target:
@@ -52,11 +52,8 @@ from cervix_hf.app.models import TASKS_BY_NAME
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.cli.export import calibration_items
 from cervix_hf.data import read_isbi2014_edf
-from cervix_hf.inference import load_detector, load_model_input, use_bf16_backbone
-from cervix_hf.metrics import compute_detection_metrics
-from cervix_hf.model_presets import MODEL_SIZES
-from cervix_hf.onnx_detector import export_detector_onnx, use_onnx_parts
-from cervix_hf.onnx_runtime import (
+from cervix_hf.evaluation.metrics import compute_detection_metrics
+from cervix_hf.export.classifiers import (
     ENGINE_NAMES,
     ENGINES,
     PRECISIONS,
@@ -66,6 +63,9 @@ from cervix_hf.onnx_runtime import (
     model_inputs,
     probabilities_of,
 )
+from cervix_hf.export.detector import export_detector_onnx, use_onnx_parts
+from cervix_hf.prediction.inference import load_detector, load_model_input, use_bf16_backbone
+from cervix_hf.registry import MODEL_SIZES
 from cervix_hf.sample_data import sample_data_dir
 
 from .detector_accuracy import detector_predictions
@@ -241,7 +241,7 @@ def detector_profile(args: argparse.Namespace) -> dict:
     """
     The detector at 1024 px: images/s in PyTorch fp32, with its backbone under bf16 autocast (`use_bf16_backbone`),
     wholly under bf16 autocast, and with its learned parts (backbone, RPN head, box head) run by ONNX Runtime in fp32
-    and int8 (`cervix_hf.onnx_detector`, calibrated on EDF000-009 and checked on EDF010-011); the seconds per stage
+    and int8 (`cervix_hf.export.detector`, calibrated on EDF000-009 and checked on EDF010-011); the seconds per stage
     of one pass in fp32 and in int8; with `--detector`, mAP@.5 on EDF010-011 for each.
     """
     torch.manual_seed(0)

@@ -52,8 +52,9 @@ _EXPORTS = {
         "PrePostFusionImageProcessor",
         "PrePostFusionModel",
     ),
-    "cervix_hf.image_io": ("ImageLoadError", "load_image"),
-    "cervix_hf.pretrained_backbone": ("PretrainedBackboneUnavailableError", "load_pretrained_backbone"),
+    "cervix_hf.io.images": ("ImageLoadError", "load_image"),
+    # Training-only, in the training scripts' package (`train` in a checkout, `cervix_hf.train` installed).
+    "{training}.pretrained_backbone": ("PretrainedBackboneUnavailableError", "load_pretrained_backbone"),
     "cervix_hf.registry": ("register_auto_classes",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -65,6 +66,8 @@ def __getattr__(name: str):
     if name not in _MODULE_OF:
         raise AttributeError(f"module 'cervix_hf' has no attribute {name!r}")
     module = _MODULE_OF[name]
+    if module.startswith("{training}"):
+        module = module.format(training=importlib.import_module("cervix_hf.commands").training_package())
     if module.startswith("cervix_hf.models."):
         importlib.import_module("cervix_hf.registry").register_auto_classes()
     value = getattr(importlib.import_module(module), name)

@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli.predict import main
+from cervix_hf.cli.predict import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .commands import module_command
+from cervix_hf.commands import module_command
 
 # The published ResNet-50 size (each config's defaults), and a tiny one for smoke runs and tests on a CPU: the same
 # architecture with a few channels per layer, which trains in seconds and says nothing about the full model's accuracy.
@@ -106,7 +106,7 @@ class ModelFamily:
         card_sections (`tuple[str, ...]`): the card sections it requires besides every card's.
         index_metrics (`tuple[IndexMetric, ...]`): the card's model-index entries.
         eval_problems_ref (`str`): `"module:function"` listing the contradictions between the numbers of its
-            evaluation file, defined beside its metrics (`cervix_hf.metrics`); `eval_problems` is the function.
+            evaluation file, defined beside its metrics (`cervix_hf.evaluation.metrics`); `eval_problems` is the function.
         pipeline_name (`str`, *optional*): a pipeline class in `package` to register for `pipeline_task`, where
             transformers has none (`pipeline_class`).
         input_max_side (`int`, *optional*, defaults to 2048): the longest side, in pixels, an input image is reduced
@@ -123,7 +123,7 @@ class ModelFamily:
         onnx_outputs (`tuple[str, ...]`, *optional*): the outputs of its ONNX graph (whose inputs are the processor's
             `model_input_names`), for `cervix-hf export`'s classifier path; `None` when that path cannot export it.
         evaluation_plots (`str`, *optional*, defaults to `"classification"`): which plots its evaluation gets
-            (`cervix_hf.evaluation_plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
+            (`cervix_hf.evaluation.plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
         sizes (`tuple[str, ...]`, *optional*, defaults to `MODEL_SIZES`): its named sizes, the published one first
             (its config's defaults), then `"tiny"` (`tiny_config`) and any of `size_configs`.
         size_configs (`Mapping[str, Mapping]`, *optional*): the config arguments of its other named sizes.
@@ -308,7 +308,7 @@ FAMILIES = (
             IndexMetric("log_loss", "Log loss", ("metrics", "log_loss")),
             IndexMetric("roc_auc", "Macro ROC-AUC (one-vs-rest)", ("metrics", "roc_auc")),
         ),
-        eval_problems_ref="cervix_hf.metrics.classification:eval_results_problems",
+        eval_problems_ref="cervix_hf.evaluation.metrics.classification:eval_results_problems",
         onnx_outputs=("logits",),
     ),
     ModelFamily(
@@ -342,7 +342,7 @@ FAMILIES = (
             IndexMetric("mean_average_precision_50", "mAP@.5", ("metrics", "map_50")),
             IndexMetric("mean_average_recall", "mAR@[.5:.95]", ("metrics", "mar")),
         ),
-        eval_problems_ref="cervix_hf.metrics.detection:eval_results_problems",
+        eval_problems_ref="cervix_hf.evaluation.metrics.detection:eval_results_problems",
         # Four times the default input size's longer side (1333), and room for a 4096-px field of view at full
         # scale for detectors that keep the input's scale; larger slides go through tiling (`tile_size`).
         input_max_side=4096,
@@ -378,7 +378,7 @@ FAMILIES = (
             IndexMetric("roc_auc", "ROC-AUC", ("metrics", "report", "roc_auc")),
             IndexMetric("average_precision", "PR-AUC (average precision)", ("metrics", "report", "pr_auc")),
         ),
-        eval_problems_ref="cervix_hf.metrics.binary:eval_results_problems",
+        eval_problems_ref="cervix_hf.evaluation.metrics.binary:eval_results_problems",
         pipeline_name="PrePostClassificationPipeline",
         input_columns=("pre", "post"),
         onnx_outputs=("logits", "probabilities", "pre_to_post_attentions"),
@@ -429,7 +429,7 @@ FAMILIES = (
             ),
             IndexMetric("roc_auc", "Normal/abnormal ROC-AUC", ("metrics", "binary", "report", "roc_auc")),
         ),
-        eval_problems_ref="cervix_hf.metrics.cell_classification:eval_results_problems",
+        eval_problems_ref="cervix_hf.evaluation.metrics.cell_classification:eval_results_problems",
         # A single cell is a small crop: the Herlev cells are 200 or 224 px; larger uploads are reduced.
         input_max_side=1024,
         input_max_aspect=3.0,
@@ -485,3 +485,23 @@ def register_auto_classes() -> None:
                 pt_model=record.task_auto_class,
                 type="image",
             )
+
+
+def model_config(model_type: str, size: str = "resnet-50", **overrides):
+    """The config of `model_type` at the named size (its record's `sizes`); `overrides` are passed to the config."""
+    return family(model_type).config(size, **overrides)
+
+
+def colponet_config(size: str = "resnet-50", **overrides):
+    """A [`ColpoNetConfig`] of the named size; `overrides` are passed to the config."""
+    return model_config("colponet", size, **overrides)
+
+
+def cell_detector_config(size: str = "resnet-50", **overrides):
+    """A [`CellDetectorConfig`] of the named size; `overrides` are passed to the config."""
+    return model_config("cell_detector", size, **overrides)
+
+
+def prepost_config(size: str = "resnet-50", **overrides):
+    """A [`PrePostFusionConfig`] of the named size; `overrides` are passed to the config."""
+    return model_config("prepost_fusion", size, **overrides)

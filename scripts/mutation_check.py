@@ -113,11 +113,11 @@ DETECTIONS = (
 )
 
 MUTANTS = [
-    # Binary threshold analysis (cervix_hf/metrics/binary.py): the pre/post model card's numbers.
+    # Binary threshold analysis (cervix_hf/evaluation/metrics/binary.py): the pre/post model card's numbers.
     Mutant(
         "binary-threshold-itself-negative",
         "a score equal to the threshold is predicted Negative (documented: Positive)",
-        "cervix_hf/metrics/binary.py",
+        "cervix_hf/evaluation/metrics/binary.py",
         "threshold * (1 - THRESHOLD_RELATIVE_TOLERANCE)",
         "threshold * (1 + THRESHOLD_RELATIVE_TOLERANCE)",
         (BINARY,),
@@ -125,7 +125,7 @@ MUTANTS = [
     Mutant(
         "binary-fp-fn-swapped",
         "false positives and false negatives unpacked in the wrong order from the confusion matrix",
-        "cervix_hf/metrics/binary.py",
+        "cervix_hf/evaluation/metrics/binary.py",
         "tn, fp, fn, tp = confusion_matrix(labels, predictions, labels=[0, 1]).ravel()",
         "tn, fn, fp, tp = confusion_matrix(labels, predictions, labels=[0, 1]).ravel()",
         (BINARY,),
@@ -133,7 +133,7 @@ MUTANTS = [
     Mutant(
         "bootstrap-quantiles-one-sided",
         "the bootstrap interval takes the 5% and 95% quantiles for a 95% interval",
-        "cervix_hf/metrics/binary.py",
+        "cervix_hf/evaluation/metrics/binary.py",
         "np.quantile(resampled, [(1 - confidence) / 2, (1 + confidence) / 2])",
         "np.quantile(resampled, [1 - confidence, confidence])",
         (BINARY,),
@@ -141,7 +141,7 @@ MUTANTS = [
     Mutant(
         "wilson-z-one-sided",
         "the Wilson interval uses the one-sided z (1.645 for 95%)",
-        "cervix_hf/metrics/binary.py",
+        "cervix_hf/evaluation/metrics/binary.py",
         "z = NormalDist().inv_cdf((1 + confidence) / 2)",
         "z = NormalDist().inv_cdf(confidence)",
         (BINARY,),
@@ -149,7 +149,7 @@ MUTANTS = [
     Mutant(
         "screening-lowest-threshold",
         "the screening point is the lowest threshold reaching the sensitivity, not the highest",
-        "cervix_hf/metrics/binary.py",
+        "cervix_hf/evaluation/metrics/binary.py",
         "int(np.flatnonzero(sensitivity >= target_sensitivity).max())",
         "int(np.flatnonzero(sensitivity >= target_sensitivity).min())",
         (BINARY,),
@@ -157,16 +157,16 @@ MUTANTS = [
     Mutant(
         "balanced-tie-lowest-threshold",
         "Youden ties go to the lowest threshold instead of the one closest to 0.5",
-        "cervix_hf/metrics/binary.py",
+        "cervix_hf/evaluation/metrics/binary.py",
         'key=lambda index: (abs(rows[index]["threshold"] - 0.5), index)',
         'key=lambda index: (rows[index]["threshold"], index)',
         (BINARY,),
     ),
-    # Classification metrics (cervix_hf/metrics/classification.py): the ColpoNet model card's numbers.
+    # Classification metrics (cervix_hf/evaluation/metrics/classification.py): the ColpoNet model card's numbers.
     Mutant(
         "log-loss-eps-float32",
         "the Kaggle log loss clips at 1e-7 instead of 1e-15",
-        "cervix_hf/metrics/classification.py",
+        "cervix_hf/evaluation/metrics/classification.py",
         "KAGGLE_LOG_LOSS_EPS = 1e-15",
         "KAGGLE_LOG_LOSS_EPS = 1e-7",
         (CLASSIFICATION,),
@@ -174,7 +174,7 @@ MUTANTS = [
     Mutant(
         "roc-auc-binary-column-0",
         "the two-class ROC-AUC ranks the probability of class 0",
-        "cervix_hf/metrics/classification.py",
+        "cervix_hf/evaluation/metrics/classification.py",
         "roc_auc_score(references, probabilities[:, 1])",
         "roc_auc_score(references, probabilities[:, 0])",
         (CLASSIFICATION,),
@@ -182,16 +182,16 @@ MUTANTS = [
     Mutant(
         "confusion-matrix-transposed",
         "the confusion matrix has predicted classes as rows",
-        "cervix_hf/metrics/classification.py",
+        "cervix_hf/evaluation/metrics/classification.py",
         "confusion_matrix(references, predictions, labels=labels)",
         "confusion_matrix(predictions, references, labels=labels)",
         (CLASSIFICATION,),
     ),
-    # COCO detection metrics (cervix_hf/metrics/detection.py): the detector's model card.
+    # COCO detection metrics (cervix_hf/evaluation/metrics/detection.py): the detector's model card.
     Mutant(
         "coco-ap75-at-iou-70",
         "mAP@.75 is read from the IoU 0.70 row",
-        "cervix_hf/metrics/detection.py",
+        "cervix_hf/evaluation/metrics/detection.py",
         '"map_75": _mean_valid(precision[5, :, :, 0, -1])',
         '"map_75": _mean_valid(precision[4, :, :, 0, -1])',
         (DETECTION_METRICS,),
@@ -199,7 +199,7 @@ MUTANTS = [
     Mutant(
         "coco-max-detections-100",
         "only COCO's default 100 detections per image count",
-        "cervix_hf/metrics/detection.py",
+        "cervix_hf/evaluation/metrics/detection.py",
         "evaluator.params.maxDets = [1, 10, max_detections]",
         "evaluator.params.maxDets = [1, 10, 100]",
         (DETECTION_METRICS,),
@@ -207,7 +207,7 @@ MUTANTS = [
     Mutant(
         "coco-bbox-given-as-xyxy",
         "boxes reach COCOeval as xyxy where it reads xywh",
-        "cervix_hf/metrics/detection.py",
+        "cervix_hf/evaluation/metrics/detection.py",
         "float(box[2] - box[0]), float(box[3] - box[1])]",
         "float(box[2]), float(box[3])]",
         (DETECTION_METRICS,),
@@ -215,16 +215,16 @@ MUTANTS = [
     Mutant(
         "coco-per-class-ap-wrong-axis",
         "a class's AP indexes the recall axis of COCO's precision array instead of the class axis",
-        "cervix_hf/metrics/detection.py",
+        "cervix_hf/evaluation/metrics/detection.py",
         "ap=_mean_valid(precision[:, :, index, 0, -1])",
         "ap=_mean_valid(precision[:, index, :, 0, -1])",
         (f"{SURVIVORS}::test_per_class_ap_is_each_classs_own", DETECTION_METRICS),
     ),
-    # Prediction functions (cervix_hf/inference.py): what the app and the command line show.
+    # Prediction functions (cervix_hf/prediction/inference.py): what the app and the command line show.
     Mutant(
         "cervix-type-logits-wrong-axis",
         "the logits are indexed on the class axis instead of the batch axis before the softmax",
-        "cervix_hf/inference.py",
+        "cervix_hf/prediction/inference.py",
         'logits = model(pixel_values=inputs["pixel_values"]).logits[0]',
         'logits = model(pixel_values=inputs["pixel_values"]).logits[:, 0]',
         (
@@ -235,7 +235,7 @@ MUTANTS = [
     Mutant(
         "quality-gate-override-ignored",
         "a photo the gate rejects is not classified even when the user overrides the gate",
-        "cervix_hf/inference.py",
+        "cervix_hf/prediction/inference.py",
         "return quality.is_acceptable or ignore_quality_gate",
         "return quality.is_acceptable",
         (f"{PREDICT_CLI}::test_predict_can_override_the_gate_and_says_it_is_not_a_diagnosis",),
@@ -243,7 +243,7 @@ MUTANTS = [
     Mutant(
         "detect-cells-target-size-swapped",
         "detected boxes are rescaled to (width, height) instead of (height, width)",
-        "cervix_hf/inference.py",
+        "cervix_hf/prediction/inference.py",
         "target_sizes=[(tile.height, tile.width)]",
         "target_sizes=[(tile.width, tile.height)]",
         (
@@ -266,7 +266,7 @@ MUTANTS = [
     Mutant(
         "prepost-attention-read-backwards",
         "the app's attention map is the post-to-pre attention",
-        "cervix_hf/inference.py",
+        "cervix_hf/prediction/inference.py",
         "attention = outputs.pre_to_post_attentions[0]",
         "attention = outputs.post_to_pre_attentions[0]",
         (f"{SURVIVORS}::test_the_attention_shown_is_the_pre_to_post_attention", *FUSION_DECISIONS),
@@ -398,7 +398,7 @@ MUTANTS = [
             *FUSION_DECISIONS,
         ),
     ),
-    # The quality gate (cervix_hf/models/colponet/image_quality.py, cervix_hf/quality_filter.py).
+    # The quality gate (cervix_hf/models/colponet/image_quality.py, train/quality_filter.py).
     Mutant(
         "quality-laplacian-threshold-excluded",
         "a Laplacian variance equal to the threshold is rejected (documented: accepted)",
@@ -442,7 +442,7 @@ MUTANTS = [
     Mutant(
         "quality-filter-list-mode-drops",
         'mode="list" drops the rejected photos it should only list',
-        "cervix_hf/quality_filter.py",
+        "train/quality_filter.py",
         'if not is_rejected or mode == "list":',
         "if not is_rejected:",
         (QUALITY,),

@@ -18,8 +18,8 @@ from cervix_hf import (
     load_image,
 )
 from cervix_hf.data import ISBI2014_EDF_LABELS, read_iarc_atlas, read_intel_mobileodt, read_isbi2014_edf
-from cervix_hf.metrics import select_operating_points
-from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
+from cervix_hf.evaluation.metrics import select_operating_points
+from cervix_hf.registry import cell_detector_config, colponet_config, prepost_config
 
 STEPS = 3
 

@@ -81,7 +81,7 @@ def tiny_colponet_dir(tmp_path_factory):
     import torch
 
     from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
-    from cervix_hf.model_presets import colponet_config
+    from cervix_hf.registry import colponet_config
 
     torch.manual_seed(0)
     model = ColpoNetForImageClassification(colponet_config("tiny", class_weights=[2.0, 0.6, 1.1])).eval()

@@ -1,4 +1,4 @@
-"""Expected answers computed by calling the models directly, independently of `cervix_hf.inference` (which the app,
+"""Expected answers computed by calling the models directly, independently of `cervix_hf.prediction.inference` (which the app,
 the command line and the pipelines call): what a test compares a user-facing answer with."""
 
 import numpy as np

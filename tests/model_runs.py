@@ -17,14 +17,14 @@ from cervix_hf import (
     PrePostFusionImageProcessor,
 )
 from cervix_hf.data import class_counts
-from cervix_hf.eval_results import EvalResults, StageSummary
-from cervix_hf.metrics import (
+from cervix_hf.evaluation.metrics import (
     compute_classification_metrics,
     compute_detection_metrics,
     evaluate_binary,
     select_operating_points,
 )
-from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
+from cervix_hf.evaluation.results import EvalResults, StageSummary
+from cervix_hf.registry import cell_detector_config, colponet_config, prepost_config
 from train import train_cell_detector, train_colponet, train_prepost_fusion
 from train.engine import finish_run
 
@@ -219,7 +219,7 @@ def cell_classifier_run(output_dir: Path) -> Path:
     """As `train/train_cell_classifier.py`: operating points on the abnormal group's validation probabilities, the
     test split evaluated with them, the validation and test summaries, the training summary of its one stage."""
     from cervix_hf import HERLEV_LABELS, CellClassifierForImageClassification, CellClassifierImageProcessor
-    from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier, group_probability
+    from cervix_hf.evaluation.metrics.cell_classification import evaluate_grouped_classifier, group_probability
     from cervix_hf.models.cell_classifier import HERLEV_GROUPS
     from cervix_hf.registry import family
     from train import cell_classifier_training, train_cell_classifier

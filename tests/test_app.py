@@ -19,14 +19,14 @@ from PIL import Image
 
 from cervix_hf import load_image
 from cervix_hf.app.models import UNTRAINED_WARNING, AppModels
-from cervix_hf.inference import (
+from cervix_hf.prediction.explain import attention_received, grad_cam, overlay_heatmap
+from cervix_hf.prediction.inference import (
     classify_cervix_type,
     classify_prepost,
     load_classifier,
     load_detector,
     load_prepost,
 )
-from cervix_hf.visualization import attention_received, grad_cam, overlay_heatmap
 
 from . import expectations
 from .conftest import SHARED_DATA, free_port, launch_app, require_data

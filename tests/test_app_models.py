@@ -21,7 +21,7 @@ from cervix_hf.app.models import (
 from cervix_hf.commands import module_command
 from cervix_hf.data.examples import find_examples
 from cervix_hf.hub import ModelReferenceError
-from cervix_hf.inference import ModelLoadError
+from cervix_hf.prediction.inference import ModelLoadError
 
 from .conftest import SHARED_DATA, require_data
 
@@ -50,7 +50,7 @@ def test_the_former_names_still_reach_a_model(tmp_path):
     """Space variables, flags and checkpoint folders saved before every name followed the model type still work."""
     from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
     from cervix_hf.app import get_args_parser
-    from cervix_hf.model_presets import prepost_config
+    from cervix_hf.registry import prepost_config
 
     prepost = TASKS_BY_NAME["prepost_fusion"]
     assert requested_models({}, {"CERVIX_HF_PREPOST": "old/env"}) == {"prepost_fusion": "old/env"}
@@ -175,7 +175,7 @@ def test_examples_are_optional_and_sipakmed_clusters_count_as_cells(tmp_path):
 
 def test_a_model_of_another_type_stops_a_flag_and_falls_through_elsewhere(tmp_path, tiny_colponet_dir):
     from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
-    from cervix_hf.model_presets import prepost_config
+    from cervix_hf.registry import prepost_config
 
     wrong = tmp_path / "checkpoints" / "colponet"
     PrePostFusionForImageClassification(prepost_config("tiny")).save_pretrained(wrong)

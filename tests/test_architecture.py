@@ -12,31 +12,21 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cervix_hf"
 # Top to bottom, as in ARCHITECTURE.md: a module may import its own layer and the layers above it.
 LAYERS = (
     ("models", ("models",)),
-    ("helpers", ("files", "image_io", "pretrained_backbone", "sample_data", "commands")),
-    ("data, metrics", ("data", "metrics")),
+    ("helpers", ("io", "sample_data", "commands")),
+    ("data", ("data",)),
     ("registry", ("registry",)),
-    ("contracts", ("eval_results", "model_presets", "detector_recipes")),
-    (
-        "inference",
-        (
-            "inference",
-            "visualization",
-            "quality_filter",
-            "detection_export",
-            "classical_detection",
-            "onnx_runtime",
-            "onnx_detector",
-            "batch",
-            "evaluation_plots",
-        ),
-    ),
+    ("evaluation", ("evaluation",)),
+    ("prediction, export", ("prediction", "export")),
     ("hub", ("hub",)),
-    ("app, CLI", ("app", "cli", "predict", "export", "__main__", "__init__")),
+    ("app, CLI", ("app", "cli", "predict", "__main__", "__init__")),
 )
 LAYER_OF = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}
 
 
 def top_level_name(path: Path) -> str:
+    """The layer name of a module: its first name under cervix_hf; a package's `__main__` is a command."""
+    if path.name == "__main__.py":
+        return "__main__"
     return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
 
 

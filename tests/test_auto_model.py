@@ -20,7 +20,7 @@ from cervix_hf import (
     PrePostFusionForImageClassification,
     PrePostFusionModel,
 )
-from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
+from cervix_hf.registry import cell_detector_config, colponet_config, prepost_config
 
 
 def detector_inputs():

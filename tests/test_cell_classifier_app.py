@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from cervix_hf import CellClassifierForImageClassification, CellClassifierImageProcessor
-from cervix_hf.inference import classify_cell
+from cervix_hf.prediction.inference import classify_cell
 from cervix_hf.registry import family
 
 from .conftest import launch_app

@@ -6,9 +6,9 @@ import copy
 import numpy as np
 import pytest
 
-from cervix_hf.eval_results import EvalResults, EvalResultsError
-from cervix_hf.metrics import select_operating_points
-from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier
+from cervix_hf.evaluation.metrics import select_operating_points
+from cervix_hf.evaluation.metrics.cell_classification import evaluate_grouped_classifier
+from cervix_hf.evaluation.results import EvalResults, EvalResultsError
 from cervix_hf.models.cell_classifier import HERLEV_GROUPS, HERLEV_LABELS
 
 NAMES = list(HERLEV_LABELS)

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.data import read_isbi2014_edf
-from cervix_hf.metrics import compute_detection_metrics
+from cervix_hf.evaluation.metrics import compute_detection_metrics
+from train.classical_detection import ClassicalNucleusDetector
 
 from .conftest import SHARED_DATA, require_data
 

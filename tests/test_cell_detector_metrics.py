@@ -8,7 +8,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from cervix_hf.metrics import compute_detection_metrics
+from cervix_hf.evaluation.metrics import compute_detection_metrics
 
 NAMES = ["nucleus", "cell"]
 

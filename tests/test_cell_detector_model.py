@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
 from cervix_hf import CellDetectorConfig, CellDetectorForObjectDetection, CellDetectorImageProcessor
-from cervix_hf.inference import detect_cells
-from cervix_hf.model_presets import cell_detector_config
+from cervix_hf.prediction.inference import detect_cells
+from cervix_hf.registry import cell_detector_config
 
 
 @pytest.fixture(scope="module")

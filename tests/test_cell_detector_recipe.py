@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cervix_hf import CellDetectorConfig, CellDetectorForObjectDetection, CellDetectorModel
-from cervix_hf.model_presets import cell_detector_config
+from cervix_hf.registry import cell_detector_config
 from train.presets import detection_train_transform
 
 
@@ -81,7 +81,7 @@ def test_nuclei_augmentation_crops_without_changing_the_nuclei_size():
 
 
 def test_a_recipe_replaces_the_training_defaults_and_a_given_flag_wins():
-    from cervix_hf.detector_recipes import DETECTOR_RECIPES
+    from train.detector_recipes import DETECTOR_RECIPES
     from train.train_cell_detector import apply_recipe, get_args_parser
 
     recipe = DETECTOR_RECIPES["nuclei"]

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cervix_hf import CellDetectorImageProcessor
-from cervix_hf.classical_detection import ClassicalNucleusDetector
-from cervix_hf.inference import detect_cells
 from cervix_hf.models.cell_detector.modeling_cell_detector import CellDetectorOutput
 from cervix_hf.models.cell_detector.tiling_cell_detector import detect_tiled, tile_origins
+from cervix_hf.prediction.inference import detect_cells
+from train.classical_detection import ClassicalNucleusDetector
 
 TILE, OVERLAP, RADIUS = 256, 64, 10
 
@@ -137,7 +137,7 @@ def test_the_saved_detectors_pipeline_tiles_as_detect_cells_does(tmp_path):
     import sys
 
     from cervix_hf import CellDetectorForObjectDetection
-    from cervix_hf.model_presets import cell_detector_config
+    from cervix_hf.registry import cell_detector_config
 
     torch.manual_seed(0)
     config = cell_detector_config("tiny", id2label={0: "nucleus"}, min_size=256, max_size=256)

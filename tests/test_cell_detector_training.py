@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor
-from cervix_hf.inference import detect_cells
+from cervix_hf.prediction.inference import detect_cells
 from train import train_cell_detector
 
 from .conftest import SHARED_DATA, require_data

@@ -7,8 +7,8 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
-from cervix_hf.metrics import ClassificationMetrics, compute_classification_metrics
-from cervix_hf.metrics import classification as classification_module
+from cervix_hf.evaluation.metrics import ClassificationMetrics, compute_classification_metrics
+from cervix_hf.evaluation.metrics import classification as classification_module
 
 LABEL_NAMES = ["Type_1", "Type_2", "Type_3"]
 

@@ -30,7 +30,7 @@ from cervix_hf import (
     assess_image_quality,
     load_pretrained_backbone,
 )
-from cervix_hf.model_presets import TINY_RESNET, colponet_config
+from cervix_hf.registry import TINY_RESNET, colponet_config
 
 
 def test_default_config_is_resnet50_with_cervix_types():

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cervix_hf.image_io import ImageLoadError, load_image
+from cervix_hf.io.images import ImageLoadError, load_image
 from cervix_hf.models.colponet.image_quality import (
     DEFAULT_LAPLACIAN_THRESHOLD,
     assess_image_quality,
     laplacian_variance,
     sharpen_image,
 )
-from cervix_hf.quality_filter import filter_by_quality
+from train.quality_filter import filter_by_quality
 
 
 @pytest.fixture(scope="module")

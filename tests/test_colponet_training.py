@@ -9,7 +9,7 @@ from huggingface_hub import ModelCard
 from torch import nn
 
 from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
-from cervix_hf.inference import classify_cervix_type
+from cervix_hf.prediction.inference import classify_cervix_type
 from train import train_colponet
 from train.arguments import add_common_args
 from train.engine import NonFiniteLossError, TrainingStage, run_stages

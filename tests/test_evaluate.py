@@ -26,10 +26,10 @@ from cervix_hf import (
     assess_image_quality,
 )
 from cervix_hf.data import read_iarc_atlas, read_isbi2014_edf
-from cervix_hf.eval_results import eval_results_problems
-from cervix_hf.files import EVAL_RESULTS_FILE
-from cervix_hf.inference import load_classifier
-from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
+from cervix_hf.evaluation.results import eval_results_problems
+from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.prediction.inference import load_classifier
+from cervix_hf.registry import cell_detector_config, colponet_config, prepost_config
 
 from . import expectations
 from .conftest import SHARED_DATA, require_data

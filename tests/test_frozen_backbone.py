@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cervix_hf import ColpoNetForImageClassification, PrePostFusionForImageClassification, PrePostFusionImageProcessor
-from cervix_hf.model_presets import colponet_config, prepost_config
+from cervix_hf.registry import colponet_config, prepost_config
 from train import train_colponet, train_prepost_fusion
 
 from .conftest import SHARED_DATA, require_data

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cervix_hf.image_io import ImageLoadError, load_image
+from cervix_hf.io.images import ImageLoadError, load_image
 
 RED = (255, 0, 0)
 
@@ -180,7 +180,7 @@ def test_pillow_decompression_bomb_guard_is_reported(tmp_path, monkeypatch):
 
 def test_a_large_sixteen_bit_grayscale_image_is_reduced_and_scaled_by_its_bit_depth(tmp_path):
     """A 12-bit microscopy export saved as 16-bit PNG, over 4 times ColpoNet's 2048 px: four bands of known levels."""
-    from cervix_hf.inference import load_model_input
+    from cervix_hf.prediction.inference import load_model_input
 
     levels = [0, 1024, 2048, 4095]  # 12 bits used: 4095 is white
     band = 9000 // len(levels)

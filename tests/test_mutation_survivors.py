@@ -17,10 +17,10 @@ from cervix_hf import (
     PrePostFusionImageProcessor,
 )
 from cervix_hf.data import read_isbi2014_edf
-from cervix_hf.inference import classify_prepost, detect_cells
-from cervix_hf.metrics import compute_detection_metrics
-from cervix_hf.model_presets import cell_detector_config, prepost_config
+from cervix_hf.evaluation.metrics import compute_detection_metrics
 from cervix_hf.models.colponet.image_quality import assess_image_quality, fft_blur_score, working_image
+from cervix_hf.prediction.inference import classify_prepost, detect_cells
+from cervix_hf.registry import cell_detector_config, prepost_config
 
 # ImageNet's statistics, written out rather than imported, so that a processor using other constants fails.
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])

@@ -22,11 +22,11 @@ from cervix_hf import (
     onnx_runtime,
 )
 from cervix_hf.data import read_iarc_atlas
-from cervix_hf.inference import classify_prepost, load_classifier, load_model_input
-from cervix_hf.model_presets import cell_detector_config, colponet_config, prepost_config
-from cervix_hf.onnx_detector import PARTS, export_detector_onnx
-from cervix_hf.onnx_runtime import ExportError, export_onnx, load_onnx, onnx_path
-from cervix_hf.visualization import grad_cam, overlay_heatmap
+from cervix_hf.export.classifiers import ExportError, export_onnx, load_onnx, onnx_path
+from cervix_hf.export.detector import PARTS, export_detector_onnx
+from cervix_hf.prediction.explain import grad_cam, overlay_heatmap
+from cervix_hf.prediction.inference import classify_prepost, load_classifier, load_model_input
+from cervix_hf.registry import cell_detector_config, colponet_config, prepost_config
 
 from . import expectations
 from .conftest import SHARED_DATA, require_data
@@ -216,7 +216,7 @@ def test_the_app_predicts_on_a_folder_s_export_and_says_so(colponet_dir, detecto
 
     from cervix_hf import app
     from cervix_hf.app.models import AppModels
-    from cervix_hf.inference import detect_cells, load_detector
+    from cervix_hf.prediction.inference import detect_cells, load_detector
 
     from .conftest import launch_app
 
@@ -276,7 +276,7 @@ def test_the_app_predicts_on_a_folder_s_export_and_says_so(colponet_dir, detecto
 
 
 def test_the_detector_s_bf16_backbone_keeps_its_boxes_in_float32(tmp_path):
-    from cervix_hf.inference import detect_cells, load_detector, use_bf16_backbone
+    from cervix_hf.prediction.inference import detect_cells, load_detector, use_bf16_backbone
 
     torch.manual_seed(0)
     CellDetectorForObjectDetection(cell_detector_config("tiny")).save_pretrained(tmp_path)
@@ -308,7 +308,7 @@ def detector_dir(tmp_path):
 
 
 def boxes_by_torch_and_export(folder, image, runtime="auto", threshold=0.0):
-    from cervix_hf.inference import detect_cells, load_detector
+    from cervix_hf.prediction.inference import detect_cells, load_detector
 
     torch_model, processor = load_detector(str(folder), runtime="torch")
     exported, _ = load_detector(str(folder), runtime=runtime)  # `auto` picks the export
@@ -346,8 +346,8 @@ def test_the_exported_detector_finds_the_same_cells_through_the_command_line(det
 
 def test_the_int8_detector_s_check_reports_what_it_finds_and_a_failed_check_keeps_nothing(detector_dir, monkeypatch):
     from cervix_hf import onnx_detector
-    from cervix_hf.inference import detect_cells, load_detector
-    from cervix_hf.metrics.detection import compute_detection_metrics
+    from cervix_hf.evaluation.metrics.detection import compute_detection_metrics
+    from cervix_hf.prediction.inference import detect_cells, load_detector
 
     data = require_data(SHARED_DATA / "isbi2014-edf")
     images = [load_model_input(data / f"EDF00{i}.png", "cell_detector") for i in range(4)]

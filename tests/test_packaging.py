@@ -23,7 +23,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from cervix_hf import __version__, cli
-from cervix_hf.files import CARD_FILE, TRAINING_ARGS_FILE
+from cervix_hf.io.files import CARD_FILE, TRAINING_ARGS_FILE
 
 from .conftest import free_port
 from .model_runs import colponet_run

@@ -22,11 +22,11 @@ from cervix_hf import (
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
 )
-from cervix_hf.batch import InputError, find_inputs
 from cervix_hf.cli.predict import main
 from cervix_hf.data import read_iarc_atlas
-from cervix_hf.inference import load_classifier
-from cervix_hf.model_presets import cell_detector_config, prepost_config
+from cervix_hf.prediction.batch import InputError, find_inputs
+from cervix_hf.prediction.inference import load_classifier
+from cervix_hf.registry import cell_detector_config, prepost_config
 
 from . import expectations
 from .conftest import SHARED_DATA, free_port, require_data

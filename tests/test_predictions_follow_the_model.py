@@ -19,8 +19,8 @@ from cervix_hf import (
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
 )
-from cervix_hf.inference import classify_cervix_type, classify_prepost, detect_cells
-from cervix_hf.model_presets import cell_detector_config, prepost_config
+from cervix_hf.prediction.inference import classify_cervix_type, classify_prepost, detect_cells
+from cervix_hf.registry import cell_detector_config, prepost_config
 
 from . import expectations
 

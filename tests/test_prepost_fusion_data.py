@@ -15,7 +15,7 @@ from cervix_hf.data import (
     read_iarc_atlas,
     read_pairs_csv,
 )
-from cervix_hf.image_io import ImageLoadError
+from cervix_hf.io.images import ImageLoadError
 from train.presets import paired_train_transform
 
 IARC_ATLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "iarc-colposcopy-atlas"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from cervix_hf.metrics import (
+from cervix_hf.evaluation.metrics import (
     binary_report,
     bootstrap_intervals,
     check_binary_consistency,

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 from cervix_hf import PrePostFusionConfig, PrePostFusionForImageClassification, PrePostFusionImageProcessor
-from cervix_hf.model_presets import prepost_config
+from cervix_hf.registry import prepost_config
 
 OPERATING_POINTS = {
     "screening": {"threshold": 0.2, "sensitivity": 1.0, "specificity": 0.5, "achieved": True},

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
-from cervix_hf.inference import classify_prepost
-from cervix_hf.metrics import check_binary_consistency
+from cervix_hf.evaluation.metrics import check_binary_consistency
+from cervix_hf.prediction.inference import classify_prepost
 from train import prepost_fusion_training, train_prepost_fusion
 
 from .conftest import SHARED_DATA, require_data

@@ -27,11 +27,16 @@ from cervix_hf import (
 )
 from cervix_hf.app.models import TASKS_BY_NAME, AppModels, ModelSlot
 from cervix_hf.app.widgets import ExportFolders, safe_upload_name
-from cervix_hf.detection_export import write_detections
-from cervix_hf.image_io import original_size
-from cervix_hf.inference import CellDetection, ModelLoadError, classify_cervix_type, detect_cells, load_classifier
-from cervix_hf.model_presets import cell_detector_config, colponet_config
-from cervix_hf.registry import family
+from cervix_hf.io.images import original_size
+from cervix_hf.io.results import write_detections
+from cervix_hf.prediction.inference import (
+    CellDetection,
+    ModelLoadError,
+    classify_cervix_type,
+    detect_cells,
+    load_classifier,
+)
+from cervix_hf.registry import cell_detector_config, colponet_config, family
 
 from . import expectations
 from .conftest import launch_app

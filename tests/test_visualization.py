@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
-from cervix_hf.inference import CellDetection
-from cervix_hf.model_presets import colponet_config
-from cervix_hf.visualization import attention_received, detection_masks, draw_detections, grad_cam, overlay_heatmap
+from cervix_hf.prediction.explain import attention_received, detection_masks, draw_detections, grad_cam, overlay_heatmap
+from cervix_hf.prediction.inference import CellDetection
+from cervix_hf.registry import colponet_config
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ from transformers import set_seed
 from cervix_hf import CellClassifierForImageClassification, CellClassifierImageProcessor
 from cervix_hf.data import class_counts, read_herlev, source_image_split
 from cervix_hf.data.herlev import HERLEV_SPLIT_FRACTIONS
-from cervix_hf.eval_results import EvalResults
-from cervix_hf.files import EVAL_RESULTS_FILE
-from cervix_hf.image_io import load_image
-from cervix_hf.metrics import select_operating_points, wilson_interval
-from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier, group_probability
+from cervix_hf.evaluation.metrics import select_operating_points, wilson_interval
+from cervix_hf.evaluation.metrics.cell_classification import evaluate_grouped_classifier, group_probability
+from cervix_hf.evaluation.results import EvalResults
+from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.io.images import load_image
 from cervix_hf.models.cell_classifier import OPERATING_POINT_NAMES
 
 from .engine import NonFiniteLossError, finish_run, published_path

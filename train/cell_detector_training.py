@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor, load_pretrained_backbone
-from cervix_hf.classical_detection import ClassicalNucleusDetector
+from cervix_hf import CellDetectorForObjectDetection, CellDetectorImageProcessor
 from cervix_hf.data import (
     DetectionDataset,
     DetectionRecords,
@@ -24,14 +23,15 @@ from cervix_hf.data import (
     read_voc,
     stratified_split,
 )
-from cervix_hf.detection_export import write_detections
-from cervix_hf.detector_recipes import DETECTOR_RECIPES
-from cervix_hf.eval_results import EvalResults
-from cervix_hf.evaluation_plots import draw_detection_sample
-from cervix_hf.inference import CellDetection
-from cervix_hf.metrics import compute_detection_metrics
-from cervix_hf.model_presets import cell_detector_config
+from cervix_hf.evaluation.metrics import compute_detection_metrics
+from cervix_hf.evaluation.plots import draw_detection_sample
+from cervix_hf.evaluation.results import EvalResults
+from cervix_hf.io.results import write_detections
+from cervix_hf.prediction.inference import CellDetection
+from cervix_hf.registry import cell_detector_config
 
+from .classical_detection import ClassicalNucleusDetector
+from .detector_recipes import DETECTOR_RECIPES
 from .engine import (
     CervixTrainer,
     TrainingStage,
@@ -42,6 +42,7 @@ from .engine import (
     training_summary,
 )
 from .presets import detection_train_transform
+from .pretrained_backbone import load_pretrained_backbone
 from .train_cell_detector import FORMATS, apply_recipe
 
 logger = logging.getLogger("train.train_cell_detector")
@@ -156,11 +157,11 @@ def build_model(args: argparse.Namespace, label_names: list[str]) -> CellDetecto
 
 
 def classical_baseline(dataset: DetectionDataset, truths: list, label_names: list[str]) -> dict:
-    """The classical nucleus detector (`cervix_hf.classical_detection`) on the test split, scored by the same code."""
+    """The classical nucleus detector (`train.classical_detection`) on the test split, scored by the same code."""
     detector = ClassicalNucleusDetector()
     found = [detector(record.image_path) for record in dataset.records]
     return {
-        "method": "cervix_hf.classical_detection.ClassicalNucleusDetector",
+        "method": "train.classical_detection.ClassicalNucleusDetector",
         "settings": detector.to_dict(),
         "metrics": compute_detection_metrics(truths, found, label_names),
     }

@@ -14,7 +14,7 @@ the same resampled photos for both (paired), and the model beats it when that in
 import cv2
 import numpy as np
 
-from cervix_hf.image_io import load_image
+from cervix_hf.io.images import load_image
 
 FEATURE_SIDE = 256
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor, load_pretrained_backbone
+from cervix_hf import ColpoNetForImageClassification, ColpoNetImageProcessor
 from cervix_hf.data import (
     DecodedImageDataset,
     ImageClassificationDataset,
@@ -21,12 +21,11 @@ from cervix_hf.data import (
     read_unlabeled_folder,
     stratified_split,
 )
-from cervix_hf.eval_results import EvalResults
-from cervix_hf.image_io import load_image
-from cervix_hf.metrics import compute_classification_metrics
-from cervix_hf.model_presets import colponet_config
+from cervix_hf.evaluation.metrics import compute_classification_metrics
+from cervix_hf.evaluation.results import EvalResults
+from cervix_hf.io.images import load_image
 from cervix_hf.models.colponet.image_quality import assess_image_quality
-from cervix_hf.quality_filter import filter_by_quality
+from cervix_hf.registry import colponet_config
 
 from .colponet_baselines import class_prior, classical_baseline, compare, figures
 from .engine import (
@@ -40,7 +39,9 @@ from .engine import (
     training_summary,
 )
 from .presets import classification_train_transform
+from .pretrained_backbone import load_pretrained_backbone
 from .pseudo_labels import pseudo_label
+from .quality_filter import filter_by_quality
 from .recipes import COLPONET_RECIPES
 
 logger = logging.getLogger("train.train_colponet")

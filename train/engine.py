@@ -47,10 +47,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from cervix_hf.commands import module_command
-from cervix_hf.eval_results import EvalResults, StageSummary
-from cervix_hf.evaluation_plots import write_evaluation_plots
-from cervix_hf.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text, give_default_mode
+from cervix_hf.evaluation.plots import write_evaluation_plots
+from cervix_hf.evaluation.results import EvalResults, StageSummary
 from cervix_hf.hub.cards import ModelCardError, write_model_card
+from cervix_hf.io.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text, give_default_mode
 
 from .arguments import SCHEDULES, validate_common_args
 
@@ -486,7 +486,7 @@ def software_versions() -> dict[str, str]:
 def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, args: argparse.Namespace) -> Path:
     """
     Writes what a run publishes: the model and processor, `eval_results.json` (checked against its contract first,
-    `cervix_hf.eval_results`), its plots (`plots/`, `cervix_hf.evaluation_plots`), `training_args.json` and the
+    `cervix_hf.evaluation.results`), its plots (`plots/`, `cervix_hf.evaluation.plots`), `training_args.json` and the
     model card `README.md`.
     """
     eval_results.software = software_versions()

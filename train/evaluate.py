@@ -8,7 +8,7 @@ optionally the model card again.
 Every image (pair) of `--data` is evaluated, read by the readers training uses: ColpoNet the Intel & MobileODT
 layout, the IARC atlas or a `<root>/<class>/` folder; the detector ISBI 2014, SIPaKMeD, or a CSV/COCO/VOC annotation
 file (`--format`, `--annotations`); the fusion model the IARC atlas or a pairs CSV; the cell classifier the Herlev
-layout (`labels.csv`). The metrics are the training runs' own (`cervix_hf.metrics`), on the split named
+layout (`labels.csv`). The metrics are the training runs' own (`cervix_hf.evaluation.metrics`), on the split named
 `external`, and the file is checked against its contract before it is written. ColpoNet classifies every photo, as
 its training evaluation does, and records how many its quality gate would have rejected; the fusion model decides at
 its saved threshold and marks its saved operating points; on ISBI data the detector is compared with the classical
@@ -37,8 +37,6 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from cervix_hf.batch import BatchInput, Predictor, chunks
-from cervix_hf.classical_detection import ClassicalNucleusDetector
 from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data import (
     INTEL_MOBILEODT_SUBSETS,
@@ -52,16 +50,18 @@ from cervix_hf.data import (
     read_intel_mobileodt,
     read_pairs_csv,
 )
-from cervix_hf.eval_results import EvalResults, EvalResultsError
-from cervix_hf.evaluation_plots import EVALUATIONS_FOLDER, PLOTS_FOLDER, draw_detection_sample, write_evaluation_plots
-from cervix_hf.files import EVAL_RESULTS_FILE
+from cervix_hf.evaluation.metrics import compute_classification_metrics, compute_detection_metrics, evaluate_binary
+from cervix_hf.evaluation.metrics.cell_classification import evaluate_grouped_classifier
+from cervix_hf.evaluation.plots import EVALUATIONS_FOLDER, PLOTS_FOLDER, draw_detection_sample, write_evaluation_plots
+from cervix_hf.evaluation.results import EvalResults, EvalResultsError
 from cervix_hf.hub import ModelReferenceError, resolve_model_reference
 from cervix_hf.hub.cards import ModelCardError, write_model_card
-from cervix_hf.inference import detect_cells, load_model_input
-from cervix_hf.metrics import compute_classification_metrics, compute_detection_metrics, evaluate_binary
-from cervix_hf.metrics.cell_classification import evaluate_grouped_classifier
+from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.prediction.batch import BatchInput, Predictor, chunks
+from cervix_hf.prediction.inference import detect_cells, load_model_input
 
 from . import cell_detector_training
+from .classical_detection import ClassicalNucleusDetector
 from .engine import _write_json, software_versions
 
 SPLIT = "external"
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     from transformers import AutoConfig
 
-    from cervix_hf.inference import load_pretrained
+    from cervix_hf.prediction.inference import load_pretrained
     from cervix_hf.registry import family
 
     try:  # the evaluation is written into the folder, so it must be a local one
@@ -387,7 +387,7 @@ def _detector(model, processor, args, output_dir: Path) -> EvalResults:
         classical = ClassicalNucleusDetector()
         found = [classical(record.image_path) for record in records.records]
         baseline = {
-            "method": "cervix_hf.classical_detection.ClassicalNucleusDetector",
+            "method": "train.classical_detection.ClassicalNucleusDetector",
             "settings": classical.to_dict(),
             "metrics": compute_detection_metrics(truths, found, names),
         }

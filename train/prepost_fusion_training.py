@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor, load_pretrained_backbone
+from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
 from cervix_hf.data import (
     PairDataset,
     case_level_split,
@@ -15,10 +15,10 @@ from cervix_hf.data import (
     read_iarc_atlas,
     read_pairs_csv,
 )
-from cervix_hf.eval_results import EvalResults
-from cervix_hf.metrics import binary_report, evaluate_binary, select_operating_points
-from cervix_hf.model_presets import prepost_config
+from cervix_hf.evaluation.metrics import binary_report, evaluate_binary, select_operating_points
+from cervix_hf.evaluation.results import EvalResults
 from cervix_hf.models.prepost_fusion import OPERATING_POINT_NAMES
+from cervix_hf.registry import prepost_config
 
 from .engine import (
     TrainingStage,
@@ -29,6 +29,7 @@ from .engine import (
     training_summary,
 )
 from .presets import paired_train_transform
+from .pretrained_backbone import load_pretrained_backbone
 
 logger = logging.getLogger("train.train_prepost_fusion")
 

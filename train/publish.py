@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
 def _publish(args, work_dir: Path, model_dir: Path, calibration: Path, state: dict) -> int:
     """The steps after training, on the main process: evaluate, export, card, then push or stage."""
     from cervix_hf.cli import export
-    from cervix_hf.evaluation_plots import plots_in, write_evaluation_plots
-    from cervix_hf.files import EVAL_RESULTS_FILE
+    from cervix_hf.evaluation.plots import plots_in, write_evaluation_plots
     from cervix_hf.hub.cards import ModelCardError, write_model_card
     from cervix_hf.hub.publishing import PublishError, push_space, push_to_hub, stage_model
+    from cervix_hf.io.files import EVAL_RESULTS_FILE
 
     from .push_to_hub import print_staged
 
@@ -260,7 +260,7 @@ def _done(state: dict, step: str, **facts) -> bool:
 
 
 def _record(work_dir: Path, state: dict, step: str, **facts) -> None:
-    from cervix_hf.files import atomic_write_text
+    from cervix_hf.io.files import atomic_write_text
 
     state["steps"][step] = {"finished": datetime.now(UTC).isoformat(timespec="seconds"), **facts}
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -15,14 +15,14 @@ test mAP@.5 0.17 when last run)::
         --epochs 60 --lr 1e-3 --batch-size 2 --min-size 1024 --max-size 1024 \
         --early-stopping-patience 20 --plateau-patience 8
 
-Nuclei from a few images (the ``nuclei`` recipe, ``cervix_hf.detector_recipes``: native scale, 320 px crops, a
+Nuclei from a few images (the ``nuclei`` recipe, ``train.detector_recipes``: native scale, 320 px crops, a
 small ResNet trained from random weights; the benchmark ``python -m benchmarks.detector_accuracy`` runs it beside the
 classical baseline)::
 
     python -m train.train_cell_detector --data ../shared/data/isbi2014-edf --format isbi2014 \
         --test-names EDF010 EDF011 --output-dir runs/edf-nuclei --recipe nuclei
 
-On ISBI 2014 data the test split is also scored by the classical baseline (``cervix_hf.classical_detection``),
+On ISBI 2014 data the test split is also scored by the classical baseline (``train.classical_detection``),
 stored as ``classical_baseline`` in ``eval_results.json`` and shown beside the model in its card.
 
 Other formats: ``--format csv|coco|voc --annotations FILE_OR_DIR --data IMAGE_ROOT``. Without ``--test-names``
@@ -37,10 +37,10 @@ import argparse
 from pathlib import Path
 
 from cervix_hf.commands import DefaultsHelpFormatter
-from cervix_hf.detector_recipes import DETECTOR_RECIPES
-from cervix_hf.model_presets import MODEL_SIZES
+from cervix_hf.registry import MODEL_SIZES
 
 from .arguments import add_common_args
+from .detector_recipes import DETECTOR_RECIPES
 from .presets import DETECTION_PRESETS
 
 FORMATS = ("auto", "sipakmed", "isbi2014", "csv", "coco", "voc")
@@ -74,7 +74,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--recipe",
         choices=sorted(DETECTOR_RECIPES),
-        help="named recipe (cervix_hf.detector_recipes): its model config and training settings replace the "
+        help="named recipe (train.detector_recipes): its model config and training settings replace the "
         "defaults of --model-size, --augmentation, --crop-size, --crops-per-image, --epochs, --lr, --batch-size, "
         "--early-stopping-patience, --plateau-patience and --export-threshold; flags given still win",
     )

@@ -26,7 +26,7 @@ import argparse
 from pathlib import Path
 
 from cervix_hf.commands import DefaultsHelpFormatter
-from cervix_hf.model_presets import MODEL_SIZES
+from cervix_hf.registry import MODEL_SIZES
 
 from .arguments import add_common_args
 from .presets import PAIR_PRESETS

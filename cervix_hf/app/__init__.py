@@ -18,6 +18,6 @@ else the project's sample data (see `cervix_hf.data.examples`). Models load on f
 render the page.
 """
 
-from .main import LAUNCH_SETTINGS, build_demo, get_args_parser, main
+from cervix_hf.app.main import LAUNCH_SETTINGS, build_demo, get_args_parser, main
 
 __all__ = ["LAUNCH_SETTINGS", "build_demo", "get_args_parser", "main"]

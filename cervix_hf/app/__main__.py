@@ -1,5 +1,5 @@
 """`python -m cervix_hf.app`: serve the app."""
 
-from .main import main
+from cervix_hf.app.main import main
 
 main()

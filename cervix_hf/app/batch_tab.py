@@ -1,6 +1,6 @@
 """The Batch tab: many images (or a zip) through one model, with progress, a results table and a CSV download.
 
-The same engine as `cervix-hf predict` (`cervix_hf.batch`): the same rows, one per photo, cell or pair, and a file
+The same engine as `cervix-hf predict` (`cervix_hf.prediction.batch`): the same rows, one per photo, cell or pair, and a file
 that cannot be read recorded as a row with its error while the rest go on. A request is checked whole before any
 image is decoded, from the request and the zips' directories and the images' headers: files, zip entries, unpacked
 bytes, images and pixels (counted by content, whatever a file's name says), each reference to the same upload
@@ -24,11 +24,18 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from ..batch import BatchInput, Predictor, RowWriter, chunks
-from ..image_io import ImageLoadError
-from .models import AppModels
-from .uploads import MAX_REQUEST_FILES
-from .widgets import MAX_DECODED_PIXELS, ExportFolders, bad_input, checked_choice, result_label, safe_upload_name
+from cervix_hf.app.models import AppModels
+from cervix_hf.app.uploads import MAX_REQUEST_FILES
+from cervix_hf.app.widgets import (
+    MAX_DECODED_PIXELS,
+    ExportFolders,
+    bad_input,
+    checked_choice,
+    result_label,
+    safe_upload_name,
+)
+from cervix_hf.io.images import ImageLoadError
+from cervix_hf.prediction.batch import BatchInput, Predictor, RowWriter, chunks
 
 MAX_BATCH_FILES = MAX_REQUEST_FILES  # images a request, each reference counted
 MAX_BATCH_PIXELS = 1_000_000_000  # about 80 photos of 12 MP, or 950 Pap-smear fields of 1024 px

@@ -3,10 +3,8 @@ decision at an operating point or a threshold."""
 
 import gradio as gr
 
-from ..inference import OperatingPointError, classify_cell
-from ..models.cell_classifier import OPERATING_POINT_NAMES
-from .models import ModelSlot
-from .widgets import (
+from cervix_hf.app.models import ModelSlot
+from cervix_hf.app.widgets import (
     CUSTOM_THRESHOLD,
     IMAGE_SOURCES,
     MODEL_DEFAULT,
@@ -22,6 +20,8 @@ from .widgets import (
     result_label,
     untrained_prefix,
 )
+from cervix_hf.models.cell_classifier import OPERATING_POINT_NAMES
+from cervix_hf.prediction.inference import OperatingPointError, classify_cell
 
 CHOICES = [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD]
 PROMPT = "Upload an image of one Pap-smear cell to classify it."

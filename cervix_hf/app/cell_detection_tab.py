@@ -6,13 +6,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..detection_export import write_detections
-from ..inference import (
-    detect_cells,
-)
-from ..visualization import detection_masks, draw_detections
-from .models import ModelSlot
-from .widgets import (
+from cervix_hf.app.models import ModelSlot
+from cervix_hf.app.widgets import (
     CLASS_COLOURS,
     DEFAULT_DETECTION_THRESHOLD,
     DRAWN_IMAGE_FORMAT,
@@ -29,6 +24,9 @@ from .widgets import (
     untrained_prefix,
     upload_digest,
 )
+from cervix_hf.io.results import write_detections
+from cervix_hf.prediction.explain import detection_masks, draw_detections
+from cervix_hf.prediction.inference import detect_cells
 
 
 def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders) -> None:

@@ -2,10 +2,8 @@
 
 import gradio as gr
 
-from ..inference import classify_cervix_type, explain_cervix_type, prepare_cervix_photo
-from ..visualization import overlay_heatmap
-from .models import ModelSlot
-from .widgets import (
+from cervix_hf.app.models import ModelSlot
+from cervix_hf.app.widgets import (
     DEFAULT_HEATMAP_OPACITY,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
@@ -25,6 +23,8 @@ from .widgets import (
     untrained_prefix,
     upload_digest,
 )
+from cervix_hf.prediction.explain import overlay_heatmap
+from cervix_hf.prediction.inference import classify_cervix_type, explain_cervix_type, prepare_cervix_photo
 
 OVERRIDE = "Classify even if the quality gate rejects the photo"
 

@@ -9,27 +9,20 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..cli import DefaultsHelpFormatter
-from ..data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
-from ..hub import ModelReferenceError
-from ..inference import ModelLoadError
-from ..sample_data import SAMPLE_DATA_ENV
-from .batch_tab import build_batch_tab
-from .cell_classifier_tab import build_cell_classifier_tab
-from .cell_detection_tab import build_cell_detection_tab
-from .cervix_type_tab import build_cervix_type_tab
-from .models import (
-    DEFAULT_CHECKPOINTS_DIR,
-    RELEASE_DIR_ENV,
-    RUNTIMES,
-    TASKS,
-    AppModels,
-    requested_models,
-)
-from .models_tab import build_models_tab
-from .prepost_fusion_tab import build_prepost_tab
-from .uploads import CheckedBlocks
-from .widgets import APP_CSS, ExportFolders, write_drawn_images_atomically
+from cervix_hf.app.batch_tab import build_batch_tab
+from cervix_hf.app.cell_classifier_tab import build_cell_classifier_tab
+from cervix_hf.app.cell_detection_tab import build_cell_detection_tab
+from cervix_hf.app.cervix_type_tab import build_cervix_type_tab
+from cervix_hf.app.models import DEFAULT_CHECKPOINTS_DIR, RELEASE_DIR_ENV, RUNTIMES, TASKS, AppModels, requested_models
+from cervix_hf.app.models_tab import build_models_tab
+from cervix_hf.app.prepost_fusion_tab import build_prepost_tab
+from cervix_hf.app.uploads import CheckedBlocks
+from cervix_hf.app.widgets import APP_CSS, ExportFolders, write_drawn_images_atomically
+from cervix_hf.cli import DefaultsHelpFormatter
+from cervix_hf.data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
+from cervix_hf.hub import ModelReferenceError
+from cervix_hf.prediction.inference import ModelLoadError
+from cervix_hf.sample_data import SAMPLE_DATA_ENV
 
 logger = logging.getLogger("cervix_hf.app")
 EXAMPLES_ENV_VAR = "CERVIX_HF_EXAMPLES"

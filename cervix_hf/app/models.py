@@ -41,12 +41,12 @@ from huggingface_hub import (
 from huggingface_hub.errors import EntryNotFoundError
 from PIL import Image
 
-from ..files import model_folder_problem
-from ..hub import ModelReferenceError, model_repo_id, resolve_model_reference, split_revision
-from ..inference import EXPORT_ENGINES, ModelLoadError, load_config, load_detector, load_pretrained
-from ..onnx_detector import available_detector_precision
-from ..onnx_runtime import EXPORTABLE, available_precision, describe_runtime, load_onnx
-from ..registry import FAMILIES, ModelFamily
+from cervix_hf.export.classifiers import EXPORTABLE, available_precision, describe_runtime, load_onnx
+from cervix_hf.export.detector import available_detector_precision
+from cervix_hf.hub import ModelReferenceError, model_repo_id, resolve_model_reference, split_revision
+from cervix_hf.io.files import model_folder_problem
+from cervix_hf.prediction.inference import EXPORT_ENGINES, ModelLoadError, load_config, load_detector, load_pretrained
+from cervix_hf.registry import FAMILIES, ModelFamily
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class ModelTask:
     flag = property(lambda self: self.family.flag)
 
     def build_untrained(self, size: str) -> tuple:
-        """The model of `size` (see `cervix_hf.model_presets`) with random weights in eval mode, and its processor."""
+        """The model of `size` (see `cervix_hf.registry`) with random weights in eval mode, and its processor."""
         # A size this model does not have (the cell classifier has no "resnet-50") gives its published one.
         size = size if size in self.family.sizes else self.family.published_size
         return self.family.task_model_class(self.family.config(size)).eval(), self.family.processor_class()

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..evaluation_plots import plots_in
-from ..files import EVAL_RESULTS_FILE
-from ..metrics import wilson_interval
-from .models import AppModels, ModelSlot
+from cervix_hf.app.models import AppModels, ModelSlot
+from cervix_hf.evaluation.metrics import wilson_interval
+from cervix_hf.evaluation.plots import plots_in
+from cervix_hf.io.files import EVAL_RESULTS_FILE
 
 # Pixels of a model's description and card before it scrolls.
 CARD_MAX_HEIGHT = 700

@@ -5,19 +5,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..files import EVAL_RESULTS_FILE
-from ..inference import (
-    OperatingPointError,
-    PairError,
-    classify_prepost,
-    prepost_threshold,
-    redecide_prepost,
-)
-from ..metrics import wilson_interval
-from ..models.prepost_fusion import OPERATING_POINT_NAMES
-from ..visualization import attention_received, overlay_heatmap
-from .models import ModelSlot
-from .widgets import (
+from cervix_hf.app.models import ModelSlot
+from cervix_hf.app.widgets import (
     CUSTOM_THRESHOLD,
     DEFAULT_HEATMAP_OPACITY,
     DRAWN_IMAGE_FORMAT,
@@ -39,6 +28,17 @@ from .widgets import (
     result_label,
     untrained_prefix,
     upload_digest,
+)
+from cervix_hf.evaluation.metrics import wilson_interval
+from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.models.prepost_fusion import OPERATING_POINT_NAMES
+from cervix_hf.prediction.explain import attention_received, overlay_heatmap
+from cervix_hf.prediction.inference import (
+    OperatingPointError,
+    PairError,
+    classify_prepost,
+    prepost_threshold,
+    redecide_prepost,
 )
 
 CHOICES = [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..image_io import ImageLoadError
-from ..inference import load_model_input
-from .models import LoadedModel
+from cervix_hf.app.models import LoadedModel
+from cervix_hf.io.images import ImageLoadError
+from cervix_hf.prediction.inference import load_model_input
 
 DEFAULT_DETECTION_THRESHOLD = 0.5
 MODEL_DEFAULT = "model default"
@@ -35,7 +35,7 @@ def bad_input(message: str) -> gr.Error:
 def read_upload(upload: dict | None, what: str, model_type: str):
     """
     The uploaded file (gradio's file payload, left unprocessed so that this function reads the file itself) as an
-    RGB image within `model_type`'s input bounds (`cervix_hf.inference.load_model_input`: a larger image is reduced
+    RGB image within `model_type`'s input bounds (`cervix_hf.prediction.inference.load_model_input`: a larger image is reduced
     while decoding, a smaller one refused), and its original name made safe ([`safe_upload_name`]). Every problem
     becomes a `gr.Error` with `cervix_hf.load_image`'s message.
     """
@@ -274,7 +274,7 @@ def write_drawn_images_atomically() -> None:
 
 def card_link(model_type: str) -> str:
     """A Markdown link to the published model card of `model_type` (its repo, or the one its variable names)."""
-    from ..hub.repos import model_repo_id, split_revision
+    from cervix_hf.hub.repos import model_repo_id, split_revision
 
     repo_id, _ = split_revision(model_repo_id(model_type))
     return f"[model card](https://huggingface.co/{repo_id})"

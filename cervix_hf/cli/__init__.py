@@ -25,9 +25,9 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from .. import __version__
-from ..commands import DefaultsHelpFormatter, training_package
-from ..registry import FAMILIES
+from cervix_hf import __version__
+from cervix_hf.commands import DefaultsHelpFormatter, training_package
+from cervix_hf.registry import FAMILIES
 
 PROG = "cervix-hf"
 

@@ -8,8 +8,8 @@
 photos its quality gate accepts are used), for the cell classifier a folder of cell images (e.g. the Herlev folder), for the fusion model the IARC atlas layout or a pairs CSV, for the
 detector an ISBI 2014 or SIPaKMeD folder (labelled: the check scores mAP@.5 against its boxes) or any folder of
 images (the check scores against PyTorch's own detections). Half of the images chosen calibrate the int8 ranges,
-the other half check the export against PyTorch; the export is kept only if it agrees (`cervix_hf.onnx_runtime`,
-`cervix_hf.onnx_detector`). The files go into the model folder's `onnx/` subfolder, so `push-to-hub` publishes them
+the other half check the export against PyTorch; the export is kept only if it agrees (`cervix_hf.export.classifiers`,
+`cervix_hf.export.detector`). The files go into the model folder's `onnx/` subfolder, so `push-to-hub` publishes them
 with the weights.
 
 The same `.onnx` files serve both engines: ONNX Runtime, and OpenVINO, which reads ONNX directly (so there is no
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import (
+from cervix_hf.cli import DefaultsHelpFormatter
+from cervix_hf.data import (
     IMAGE_EXTENSIONS,
     guess_detection_format,
     read_iarc_atlas,
@@ -31,13 +32,12 @@ from ..data import (
     read_pairs_csv,
     read_sipakmed,
 )
-from ..hub import ModelReferenceError, resolve_model_reference
-from ..image_io import ImageLoadError
-from ..inference import load_model_input, load_pretrained
-from ..onnx_detector import export_detector_onnx
-from ..onnx_runtime import EXPORTABLE, PRECISIONS, ExportError, export_onnx, onnx_path
-from ..registry import family
-from . import DefaultsHelpFormatter
+from cervix_hf.export.classifiers import EXPORTABLE, PRECISIONS, ExportError, export_onnx, onnx_path
+from cervix_hf.export.detector import export_detector_onnx
+from cervix_hf.hub import ModelReferenceError, resolve_model_reference
+from cervix_hf.io.images import ImageLoadError
+from cervix_hf.prediction.inference import load_model_input, load_pretrained
+from cervix_hf.registry import family
 
 EXPORTABLE_TYPES = (*EXPORTABLE, "cell_detector")
 

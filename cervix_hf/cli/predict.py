@@ -25,7 +25,10 @@ from pathlib import Path
 
 import torch
 
-from ..batch import (
+from cervix_hf.cli import DefaultsHelpFormatter
+from cervix_hf.export.classifiers import describe_runtime
+from cervix_hf.hub import resolve_model_reference
+from cervix_hf.prediction.batch import (
     FORMATS,
     InputError,
     Predictor,
@@ -41,11 +44,15 @@ from ..batch import (
     shard,
     shard_path,
 )
-from ..hub import resolve_model_reference
-from ..inference import DISCLAIMER, RUNTIMES, OperatingPointError, load_classifier, load_config, load_detector
-from ..onnx_runtime import describe_runtime
-from ..registry import FAMILIES_BY_TYPE
-from . import DefaultsHelpFormatter
+from cervix_hf.prediction.inference import (
+    DISCLAIMER,
+    RUNTIMES,
+    OperatingPointError,
+    load_classifier,
+    load_config,
+    load_detector,
+)
+from cervix_hf.registry import FAMILIES_BY_TYPE
 
 MODEL_TYPES = tuple(FAMILIES_BY_TYPE)
 

@@ -1,7 +1,7 @@
 """Data readers, splits and PyTorch datasets for cervix_hf training and evaluation."""
 
-from .datasets import DecodedImageDataset, ImageClassificationDataset, class_counts, compute_class_weights
-from .detection import (
+from cervix_hf.data.datasets import DecodedImageDataset, ImageClassificationDataset, class_counts, compute_class_weights
+from cervix_hf.data.detection import (
     ISBI2014_EDF_LABELS,
     SIPAKMED_LABELS,
     DetectionRecord,
@@ -13,13 +13,10 @@ from .detection import (
     read_sipakmed,
     read_voc,
 )
-from .detection_dataset import DetectionDataset, detection_collate
-from .detection_transforms import (
-    DetectionTransform,
-    RandomRightAngleRotation,
-)
-from .herlev import HerlevRecords, read_herlev, source_image_split
-from .intel_mobileodt import (
+from cervix_hf.data.detection_dataset import DetectionDataset, detection_collate
+from cervix_hf.data.detection_transforms import DetectionTransform, RandomRightAngleRotation
+from cervix_hf.data.herlev import HerlevRecords, read_herlev, source_image_split
+from cervix_hf.data.intel_mobileodt import (
     IMAGE_EXTENSIONS,
     INTEL_MOBILEODT_LABELS,
     INTEL_MOBILEODT_SUBSETS,
@@ -29,7 +26,7 @@ from .intel_mobileodt import (
     read_intel_mobileodt,
     read_unlabeled_folder,
 )
-from .prepost import (
+from cervix_hf.data.prepost import (
     PairDataset,
     PairRecord,
     PairRecords,
@@ -40,7 +37,7 @@ from .prepost import (
     read_iarc_atlas_types,
     read_pairs_csv,
 )
-from .splits import stratified_split
+from cervix_hf.data.splits import stratified_split
 
 __all__ = [
     "DetectionDataset",

@@ -9,7 +9,7 @@ import PIL.Image
 import torch
 from torch.utils.data import Dataset
 
-from ..image_io import load_image
+from cervix_hf.io.images import load_image
 
 
 class ImageClassificationDataset(Dataset):

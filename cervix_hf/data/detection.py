@@ -16,9 +16,8 @@ import cv2
 import numpy as np
 import PIL.Image
 
-from ..models.cell_detector.configuration_cell_detector import SIPAKMED_LABELS as SIPAKMED_CLASS_NAMES
-from .datasets import class_counts
-from .layout import (
+from cervix_hf.data.datasets import class_counts
+from cervix_hf.data.layout import (
     IMAGE_READ_ERRORS,
     file_identity,
     found_inside,
@@ -28,6 +27,7 @@ from .layout import (
     read_text,
     visible_entries,
 )
+from cervix_hf.models.cell_detector.configuration_cell_detector import SIPAKMED_LABELS as SIPAKMED_CLASS_NAMES
 
 logger = logging.getLogger(__name__)
 

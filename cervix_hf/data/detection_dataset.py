@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..image_io import load_image
-from .detection import DetectionRecords
+from cervix_hf.data.detection import DetectionRecords
+from cervix_hf.io.images import load_image
 
 
 class DetectionDataset(Dataset):

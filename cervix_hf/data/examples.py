@@ -21,10 +21,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..models.colponet.image_quality import assess_image_quality
-from ..sample_data import sample_data_dir
-from . import IMAGE_EXTENSIONS
-from .prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
+from cervix_hf.data import IMAGE_EXTENSIONS
+from cervix_hf.data.prepost import IARC_POST_VIEWS, IARC_PRE_VIEW, first_view
+from cervix_hf.models.colponet.image_quality import assess_image_quality
+from cervix_hf.sample_data import sample_data_dir
 
 MAX_DEPTH = 4
 GATE_CANDIDATES = 40

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models.cell_classifier import HERLEV_GROUPS, HERLEV_LABELS
-from .layout import path_inside, read_csv_rows
-from .splits import stratified_split
+from cervix_hf.data.layout import path_inside, read_csv_rows
+from cervix_hf.data.splits import stratified_split
+from cervix_hf.models.cell_classifier import HERLEV_GROUPS, HERLEV_LABELS
 
 HERLEV_COLUMNS = ("path", "class", "binary", "source_image")
 LABELS_FILE = "labels.csv"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .layout import found_inside, read_text, visible_entries
+from cervix_hf.data.layout import found_inside, read_text, visible_entries
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ..image_io import ImageLoadError, load_image
-from ..models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
-from .intel_mobileodt import INTEL_MOBILEODT_LABELS, ImageFolderRecords
-from .layout import file_identity, found_inside, path_inside, read_csv_rows
-from .splits import stratified_split
+from cervix_hf.data.intel_mobileodt import INTEL_MOBILEODT_LABELS, ImageFolderRecords
+from cervix_hf.data.layout import file_identity, found_inside, path_inside, read_csv_rows
+from cervix_hf.data.splits import stratified_split
+from cervix_hf.io.images import ImageLoadError, load_image
+from cervix_hf.models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
 
 logger = logging.getLogger(__name__)
 

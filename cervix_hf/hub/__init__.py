@@ -2,7 +2,7 @@
 model cards (`card_spec`, `card_values`, `card_checks`, `cards`) and publishing models and the Space in one commit
 (`publishing`)."""
 
-from .repos import (
+from cervix_hf.hub.repos import (
     DEFAULT_REVISION,
     DEFAULT_SPACE_ID,
     PUBLISHED_MODELS,

@@ -1,6 +1,6 @@
 """The checks of a rendered model card against the run's files as they are on disk: every printed value read back,
 the model-index metadata parsed back, required sections present and not empty, and no number in a table that no
-file gave. The evaluation file's own consistency is its contract's (`cervix_hf.eval_results`).
+file gave. The evaluation file's own consistency is its contract's (`cervix_hf.evaluation.results`).
 """
 
 import math
@@ -10,10 +10,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard
 
-from ..eval_results import eval_results_problems
-from ..files import EVAL_RESULTS_FILE
-from ..registry import FAMILIES_BY_TYPE
-from .card_spec import (
+from cervix_hf.evaluation.results import eval_results_problems
+from cervix_hf.hub.card_spec import (
     INDEX_DIGITS,
     NOT_AVAILABLE,
     REQUIRED_SECTIONS,
@@ -22,7 +20,9 @@ from .card_spec import (
     lookup_or_none,
     read_sources,
 )
-from .card_values import CardValue
+from cervix_hf.hub.card_values import CardValue
+from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.registry import FAMILIES_BY_TYPE
 
 
 def check_model_card(card_text: str, values: list[CardValue], model_dir) -> None:

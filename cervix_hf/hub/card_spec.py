@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
+from cervix_hf.io.files import CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE
 
 # Where each tracked source of a template comes from.
 SOURCE_FILES = {

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .card_spec import NOT_AVAILABLE, SOURCE_FILES, ModelCardError, dotted
+from cervix_hf.hub.card_spec import NOT_AVAILABLE, SOURCE_FILES, ModelCardError, dotted
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,9 @@ import jinja2
 import jinja2.meta
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..evaluation_plots import evaluations_in, plots_in
-from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, atomic_write_text
-from ..registry import FAMILIES_BY_TYPE
-from .card_checks import check_eval_results, check_model_card
-from .card_spec import (
+from cervix_hf.evaluation.plots import evaluations_in, plots_in
+from cervix_hf.hub.card_checks import check_eval_results, check_model_card
+from cervix_hf.hub.card_spec import (
     DATASETS,
     INDEX_DIGITS,
     MACROS_TEMPLATE,
@@ -41,8 +39,10 @@ from .card_spec import (
     lookup_or_none,
     read_sources,
 )
-from .card_values import CardValue, Field, Printer
-from .repos import DEFAULT_REVISION
+from cervix_hf.hub.card_values import CardValue, Field, Printer
+from cervix_hf.hub.repos import DEFAULT_REVISION
+from cervix_hf.io.files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, atomic_write_text
+from cervix_hf.registry import FAMILIES_BY_TYPE
 
 
 def render_model_card(
@@ -238,7 +238,7 @@ def _pretrained_note(base_model: str | None) -> str:
 
 
 def _package_version() -> str:
-    from .. import __version__
+    from cervix_hf import __version__
 
     return __version__
 

@@ -26,14 +26,21 @@ import httpx2  # huggingface_hub's HTTP client: its connection errors are not OS
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants, get_token
 from huggingface_hub.hf_api import CommitInfo
 
-from ..data.examples import EXAMPLES_FOLDER, example_source, find_examples
-from ..evaluation_plots import evaluations_in, plots_in
-from ..files import CARD_FILE, CONFIG_FILE, EVAL_RESULTS_FILE, PROCESSOR_FILE, TRAINING_ARGS_FILE, give_default_mode
-from ..onnx_runtime import EXPORT_REPORT, ONNX_FOLDER
-from ..registry import FAMILIES_BY_TYPE
-from .card_spec import DATASETS, TEMPLATES_DIR, ModelCardError
-from .cards import write_model_card
-from .repos import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var, split_revision
+from cervix_hf.data.examples import EXAMPLES_FOLDER, example_source, find_examples
+from cervix_hf.evaluation.plots import evaluations_in, plots_in
+from cervix_hf.export.classifiers import EXPORT_REPORT, ONNX_FOLDER
+from cervix_hf.hub.card_spec import DATASETS, TEMPLATES_DIR, ModelCardError
+from cervix_hf.hub.cards import write_model_card
+from cervix_hf.hub.repos import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var, split_revision
+from cervix_hf.io.files import (
+    CARD_FILE,
+    CONFIG_FILE,
+    EVAL_RESULTS_FILE,
+    PROCESSOR_FILE,
+    TRAINING_ARGS_FILE,
+    give_default_mode,
+)
+from cervix_hf.registry import FAMILIES_BY_TYPE
 
 # The checkout this package runs from (directly or installed with `pip install -e .`): the Space is staged from it.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import model_folder_problem
-from ..registry import FAMILIES, family
+from cervix_hf.io.files import model_folder_problem
+from cervix_hf.registry import FAMILIES, family
 
 # Keyed by `config.model_type`.
 PUBLISHED_MODELS = {record.model_type: record.repo_id for record in FAMILIES}

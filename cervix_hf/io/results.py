@@ -5,7 +5,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .files import atomic_open, atomic_write_text
+from cervix_hf.io.files import atomic_open, atomic_write_text
 
 CSV_FIELDS = ("image", "label", "score", "xmin", "ymin", "xmax", "ymax")
 # A text cell starting with one of these is run as a formula by spreadsheet programs (CSV injection, OWASP).

@@ -9,7 +9,7 @@ import evaluate
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss, roc_auc_score
 
-from .consistency import expecter, safe_ratio
+from cervix_hf.evaluation.metrics.consistency import expecter, safe_ratio
 
 # The Kaggle multi-class log loss clips probabilities to [eps, 1 - eps] and renormalises each row.
 KAGGLE_LOG_LOSS_EPS = 1e-15

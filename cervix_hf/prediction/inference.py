@@ -14,11 +14,11 @@ from transformers import (
     AutoModelForObjectDetection,
 )
 
-from .image_io import ImageLoadError, load_image, original_size
-from .models.cell_detector.tiling_cell_detector import detect_tiled
-from .models.colponet import ImageQualityReport
-from .registry import FAMILIES_BY_TYPE, family, register_auto_classes
-from .visualization import grad_cam
+from cervix_hf.io.images import ImageLoadError, load_image, original_size
+from cervix_hf.models.cell_detector.tiling_cell_detector import detect_tiled
+from cervix_hf.models.colponet import ImageQualityReport
+from cervix_hf.prediction.explain import grad_cam
+from cervix_hf.registry import FAMILIES_BY_TYPE, family, register_auto_classes
 
 # `runtime=` of the loaders: PyTorch, an export run by one engine, or "auto" (the fastest that is there and checked).
 EXPORT_ENGINES = {"onnx": "onnxruntime", "openvino": "openvino"}
@@ -259,14 +259,14 @@ def load_classifier(model_id: str, revision: str | None = None, runtime: str = "
     A ColpoNet (or any image classifier) and its processor from a folder or a Hub repo id, in eval mode.
 
     `runtime`: `"torch"`; `"onnx"`, the folder's ONNX export run by ONNX Runtime (int8 when exported, else fp32;
-    see `cervix_hf.onnx_runtime`), called like the PyTorch model so every prediction function takes it;
+    see `cervix_hf.export.classifiers`), called like the PyTorch model so every prediction function takes it;
     `"openvino"`, the same export run by OpenVINO; or `"auto"`, the export when the folder has one (run by OpenVINO
     where it is installed and passed the export's check, else ONNX Runtime), else PyTorch.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
     if runtime != "torch":
-        from .onnx_runtime import available_precision, load_onnx
+        from cervix_hf.export.classifiers import available_precision, load_onnx
 
         if runtime != "auto" or (Path(model_id).is_dir() and available_precision(model_id)):
             return load_onnx(model_id, engine=EXPORT_ENGINES.get(runtime))
@@ -366,7 +366,7 @@ def load_detector(model_id: str, revision: str | None = None, runtime: str = "to
 
     `runtime`: `"torch"`; `"bf16"`, its backbone and feature pyramid (most of its time) under CPU bfloat16
     autocast ([`use_bf16_backbone`]); `"onnx"`, its backbone, RPN head and box head run by ONNX Runtime from the
-    folder's export (int8 when exported, else fp32; see `cervix_hf.onnx_detector`), the rest of Faster R-CNN
+    folder's export (int8 when exported, else fp32; see `cervix_hf.export.detector`), the rest of Faster R-CNN
     unchanged; `"openvino"`, those parts run by OpenVINO; or `"auto"`, the export when the folder has one (run by
     OpenVINO where it is installed and passed the export's check, else ONNX Runtime), else PyTorch.
     """
@@ -374,7 +374,7 @@ def load_detector(model_id: str, revision: str | None = None, runtime: str = "to
         raise ValueError(f"Unknown detector runtime {runtime!r}; choose one of {', '.join(DETECTOR_RUNTIMES)}.")
     model, processor = load_pretrained(model_id, revision, AutoModelForObjectDetection)
     if runtime in ("onnx", "openvino", "auto"):
-        from .onnx_detector import available_detector_precision, use_onnx_parts
+        from cervix_hf.export.detector import available_detector_precision, use_onnx_parts
 
         precision = available_detector_precision(model_id) if Path(model_id).is_dir() else None
         if runtime != "auto" or precision:

@@ -9,7 +9,7 @@ before it is written (`train.engine.finish_run`) and again when it is read (`cer
       "model_type": its `config.model_type`,
       "evaluated_on": the split the metrics were computed on ("test"),
       "label_names": the class names, in class order,
-      "metrics": what the model's metric function returned (`cervix_hf.metrics`),
+      "metrics": what the model's metric function returned (`cervix_hf.evaluation.metrics`),
       "data": where the data came from and how it was split: at least "source" (the data set's folder or file
               name, never a local path: the file is published) and "seed",
       "training": the stages and settings: at least "stages", "augmentation", "batch_size", "model_size",
@@ -24,8 +24,8 @@ Validation checks the layout and then the numbers against each other, with the m
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from .files import EVAL_RESULTS_FILE
-from .registry import FAMILIES_BY_TYPE, family
+from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.registry import FAMILIES_BY_TYPE, family
 
 REQUIRED_KEYS = ("model_type", "label_names", "metrics", "data", "training", "software")
 REQUIRED_DATA_KEYS = ("source", "seed")

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Literal
 
-from .image_io import ImageLoadError, load_image
-from .models.colponet.image_quality import (
+from cervix_hf.io.images import ImageLoadError, load_image
+from cervix_hf.models.colponet.image_quality import (
     DEFAULT_FFT_THRESHOLD,
     DEFAULT_LAPLACIAN_THRESHOLD,
     ImageQualityReport,

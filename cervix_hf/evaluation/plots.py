@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .registry import FAMILIES_BY_TYPE
+from cervix_hf.registry import FAMILIES_BY_TYPE
 
 PLOTS_FOLDER = "plots"
 DETECTION_SAMPLE = "detection_sample.png"

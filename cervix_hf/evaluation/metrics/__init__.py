@@ -1,7 +1,7 @@
 """Evaluation metrics of cervix_hf models: an `evaluate` module for classification, functions for detection and for
 the threshold analysis of binary classifiers."""
 
-from .binary import (
+from cervix_hf.evaluation.metrics.binary import (
     binary_report,
     bootstrap_intervals,
     check_binary_consistency,
@@ -10,8 +10,8 @@ from .binary import (
     threshold_table,
     wilson_interval,
 )
-from .classification import ClassificationMetrics, compute_classification_metrics
-from .detection import compute_detection_metrics
+from cervix_hf.evaluation.metrics.classification import ClassificationMetrics, compute_classification_metrics
+from cervix_hf.evaluation.metrics.detection import compute_detection_metrics
 
 __all__ = [
     "ClassificationMetrics",

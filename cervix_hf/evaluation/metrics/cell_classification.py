@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .binary import check_binary_consistency, evaluate_binary, wilson_interval
-from .classification import compute_classification_metrics
-from .classification import eval_results_problems as classification_problems
-from .consistency import expecter
+from cervix_hf.evaluation.metrics.binary import check_binary_consistency, evaluate_binary, wilson_interval
+from cervix_hf.evaluation.metrics.classification import compute_classification_metrics
+from cervix_hf.evaluation.metrics.classification import eval_results_problems as classification_problems
+from cervix_hf.evaluation.metrics.consistency import expecter
 
 
 def group_probability(probabilities, label_names: Sequence[str], members: Sequence[str]) -> np.ndarray:

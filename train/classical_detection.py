@@ -5,7 +5,7 @@ background (a large median) is subtracted, and the darkness above background is 
 each connected region of a plausible size and shape becomes a candidate box, scored by its mean darkness times
 its fill (pixels of the region / pixels of its box), and overlapping candidates of different thresholds are merged
 by NMS. The output has the detector's format (absolute xyxy boxes, scores, class 0), so both are scored by the same
-code (`cervix_hf.metrics.compute_detection_metrics`).
+code (`cervix_hf.evaluation.metrics.compute_detection_metrics`).
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
-from .image_io import load_image
+from cervix_hf.io.images import load_image
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from .consistency import expecter
+from cervix_hf.evaluation.metrics.consistency import expecter
 
 
 def compute_detection_metrics(

@@ -1,7 +1,7 @@
 """The files of a training run's output folder, by name, and writing them so that a crash never leaves half a file.
 
 A run folder (`train/train_*.py --output-dir`) holds what `save_pretrained` writes (`config.json`, the weights,
-`preprocessor_config.json`, the model's code), the run's `eval_results.json` (`cervix_hf.eval_results`) and
+`preprocessor_config.json`, the model's code), the run's `eval_results.json` (`cervix_hf.evaluation.results`) and
 `training_args.json`, and the model card `README.md` rendered from them (`cervix_hf.hub.cards`).
 """
 

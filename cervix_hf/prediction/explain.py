@@ -61,7 +61,7 @@ def attention_received(pre_to_post_attention: torch.Tensor) -> torch.Tensor:
 
     Args:
         pre_to_post_attention (`torch.Tensor` of shape `(height, width, height, width)`): as in
-            `cervix_hf.inference.PrePostPrediction` (pre-stain position, then post-stain position).
+            `cervix_hf.prediction.inference.PrePostPrediction` (pre-stain position, then post-stain position).
 
     Returns:
         `torch.Tensor` of shape `(height, width)`, over the post-stain image.

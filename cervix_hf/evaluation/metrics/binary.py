@@ -17,8 +17,8 @@ from statistics import NormalDist
 import numpy as np
 from sklearn.metrics import average_precision_score, classification_report, confusion_matrix, roc_auc_score
 
-from ..models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
-from .consistency import expecter
+from cervix_hf.evaluation.metrics.consistency import expecter
+from cervix_hf.models.prepost_fusion.configuration_prepost_fusion import PREPOST_LABELS
 
 THRESHOLD_RELATIVE_TOLERANCE = 1e-9
 DECISION_RULE = "Positive when score >= threshold (a score equal to the threshold up to float rounding included)"

@@ -32,9 +32,8 @@ import onnx
 import torch
 from torch import nn
 
-from .image_io import original_size
-from .metrics.detection import compute_detection_metrics
-from .onnx_runtime import (
+from cervix_hf.evaluation.metrics.detection import compute_detection_metrics
+from cervix_hf.export.classifiers import (
     OPSET,
     ExportError,
     as_feed,
@@ -47,6 +46,7 @@ from .onnx_runtime import (
     save_report,
     session,
 )
+from cervix_hf.io.images import original_size
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from .data import IMAGE_EXTENSIONS, read_iarc_atlas
-from .data.layout import read_csv_rows
-from .detection_export import spreadsheet_safe, spreadsheet_unsafe
-from .files import atomic_open
-from .image_io import ImageLoadError
-from .inference import (
+from cervix_hf.data import IMAGE_EXTENSIONS, read_iarc_atlas
+from cervix_hf.data.layout import read_csv_rows
+from cervix_hf.io.files import atomic_open
+from cervix_hf.io.images import ImageLoadError
+from cervix_hf.io.results import spreadsheet_safe, spreadsheet_unsafe
+from cervix_hf.prediction.inference import (
     classify_cell_batch,
     detect_cells,
     load_model_input,
@@ -42,7 +42,7 @@ from .inference import (
     prepare_cervix_photo,
     prepost_threshold,
 )
-from .registry import FAMILIES
+from cervix_hf.registry import FAMILIES
 
 FORMATS = ("csv", "jsonl")
 LIST_SUFFIXES = (".csv", ".txt")

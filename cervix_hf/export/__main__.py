@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli.export import main
+from cervix_hf.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,7 @@ class DetectorRecipe:
     r"""
     Args:
         description (`str`): one line for the help and the model card.
-        model_size (`str`): the named size the config starts from (`cervix_hf.model_presets.MODEL_SIZES`).
+        model_size (`str`): the named size the config starts from (`cervix_hf.registry.MODEL_SIZES`).
         config (`dict`): overrides of that size's [`CellDetectorConfig`].
         augmentation (`str`): detection augmentation preset (`cervix_hf.data.DETECTION_PRESETS`).
         crop_size (`int`, *optional*): side of the random training crops; `None` trains on whole images.

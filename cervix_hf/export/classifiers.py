@@ -17,7 +17,7 @@ does). The speed-up and the agreement with PyTorch are measured by `python -m be
 is installed and its own check passed, the automatic choice ([`preferred_engine`]) is OpenVINO, which that benchmark
 measured faster on this kind of CPU.
 
-The detector's parts are exported by `cervix_hf.onnx_detector`, with these same tools.
+The detector's parts are exported by `cervix_hf.export.detector`, with these same tools.
 """
 
 import importlib.util
@@ -37,8 +37,8 @@ import torch
 from transformers import AutoConfig, AutoImageProcessor
 from transformers.utils import ModelOutput
 
-from .files import atomic_write_text
-from .registry import FAMILIES
+from cervix_hf.io.files import atomic_write_text
+from cervix_hf.registry import FAMILIES
 
 logger = logging.getLogger(__name__)
 

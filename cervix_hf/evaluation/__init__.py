@@ -1,0 +1,1 @@
+"""Evaluation: metrics per task (`metrics`), the `eval_results.json` contract (`results`) and its plots (`plots`)."""
