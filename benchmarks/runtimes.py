@@ -50,9 +50,9 @@ import torch
 
 from cervix_hf.app.models import TASKS_BY_NAME
 from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.cli.export import calibration_items
 from cervix_hf.data import read_isbi2014_edf
 from cervix_hf.evaluation.metrics import compute_detection_metrics
+from cervix_hf.export.calibration import calibration_items
 from cervix_hf.export.classifiers import (
     ENGINE_NAMES,
     ENGINES,

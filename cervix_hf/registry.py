@@ -65,6 +65,12 @@ COLPONET_SMALL = {
 }
 
 
+# Every runtime a saved model can be run in (`cervix_hf.prediction.loader.load`); each record lists those of its
+# model (`ModelFamily.runtimes`).
+RUNTIMES = ("torch", "bf16", "onnx", "openvino", "auto")
+CLASSIFIER_RUNTIMES = ("torch", "onnx", "openvino", "auto")
+
+
 def resolve(reference: str) -> Any:
     """The object a `"package.module:name"` reference names, imported on first use."""
     module, _, name = reference.partition(":")
@@ -124,6 +130,9 @@ class ModelFamily:
             `model_input_names`), for `cervix-hf export`'s classifier path; `None` when that path cannot export it.
         evaluation_plots (`str`, *optional*, defaults to `"classification"`): which plots its evaluation gets
             (`cervix_hf.evaluation.plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
+        loader_ref (`str`, *optional*): `"module:function"` building the model and its processor from a folder or
+            repo id in a runtime (`loader`): `load(model_id, revision, runtime=...) -> (model, processor)`.
+        runtimes (`tuple[str, ...]`, *optional*): the runtimes (`RUNTIMES`) its loader takes.
         sizes (`tuple[str, ...]`, *optional*, defaults to `MODEL_SIZES`): its named sizes, the published one first
             (its config's defaults), then `"tiny"` (`tiny_config`) and any of `size_configs`.
         size_configs (`Mapping[str, Mapping]`, *optional*): the config arguments of its other named sizes.
@@ -156,6 +165,8 @@ class ModelFamily:
     input_columns: tuple[str, ...] = ("image",)
     onnx_outputs: tuple[str, ...] | None = None
     evaluation_plots: str = "classification"
+    loader_ref: str = "cervix_hf.prediction.inference:load_classifier"
+    runtimes: tuple[str, ...] = CLASSIFIER_RUNTIMES
     sizes: tuple[str, ...] = MODEL_SIZES
     size_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     former_names: tuple[str, ...] = ()
@@ -193,6 +204,10 @@ class ModelFamily:
     @property
     def label_names(self) -> tuple[str, ...]:
         return tuple(self._model_attribute(self.labels_name))
+
+    @property
+    def loader(self) -> Callable:
+        return resolve(self.loader_ref)
 
     @property
     def eval_problems(self) -> Callable[[dict], list[str]]:
@@ -347,6 +362,8 @@ FAMILIES = (
         # scale for detectors that keep the input's scale; larger slides go through tiling (`tile_size`).
         input_max_side=4096,
         evaluation_plots="detection",
+        loader_ref="cervix_hf.prediction.inference:load_detector",
+        runtimes=RUNTIMES,
         former_names=("detector", "cell-detector"),
     ),
     ModelFamily(

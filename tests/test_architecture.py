@@ -16,8 +16,8 @@ LAYERS = (
     ("data", ("data",)),
     ("registry", ("registry",)),
     ("evaluation", ("evaluation",)),
-    ("prediction, export", ("prediction", "export")),
     ("hub", ("hub",)),
+    ("prediction, export", ("prediction", "export")),
     ("app, CLI", ("app", "cli", "predict", "__main__", "__init__")),
 )
 LAYER_OF = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}

@@ -19,10 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.hub import PUBLISHED_MODELS, is_repo_reference
-from cervix_hf.hub.cards import ModelCardError
-from cervix_hf.hub.publishing import PublishError, push_space, space_models, stage_space
+from cervix_hf.commands import DefaultsHelpFormatter
+from cervix_hf.hub.repos import PUBLISHED_MODELS, is_repo_reference
 
 from .push_to_hub import print_staged
 
@@ -66,6 +64,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    # Imported when the command runs, so that --help answers without torch.
+    from cervix_hf.hub.cards import ModelCardError
+    from cervix_hf.hub.publishing import PublishError, push_space, space_models, stage_space
+
     models = dict(args.model)
     try:
         if args.dry_run:

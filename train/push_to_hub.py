@@ -16,10 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.hub import DEFAULT_REVISION
-from cervix_hf.hub.cards import ModelCardError
-from cervix_hf.hub.publishing import PublishError, push_to_hub, stage_model
+from cervix_hf.commands import DefaultsHelpFormatter
+from cervix_hf.hub.repos import DEFAULT_REVISION
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,6 +36,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    # Imported when the command runs, so that --help answers without torch.
+    from cervix_hf.hub.cards import ModelCardError
+    from cervix_hf.hub.publishing import PublishError, push_to_hub, stage_model
+
     try:
         if args.dry_run:
             staging_dir = args.staging_dir or Path(tempfile.mkdtemp(prefix="cervix_hf-staging-"))

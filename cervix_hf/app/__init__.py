@@ -18,6 +18,15 @@ else the project's sample data (see `cervix_hf.data.examples`). Models load on f
 render the page.
 """
 
-from cervix_hf.app.main import LAUNCH_SETTINGS, build_demo, get_args_parser, main
+import importlib
+
+from cervix_hf.app.arguments import get_args_parser
 
 __all__ = ["LAUNCH_SETTINGS", "build_demo", "get_args_parser", "main"]
+
+
+def __getattr__(name: str):
+    """The page and its server (`cervix_hf.app.main`, which imports gradio and torch), on first use."""
+    if name in ("LAUNCH_SETTINGS", "build_demo", "main"):
+        return getattr(importlib.import_module("cervix_hf.app.main"), name)
+    raise AttributeError(f"module 'cervix_hf.app' has no attribute {name!r}")

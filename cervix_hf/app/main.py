@@ -1,6 +1,5 @@
 """The page: the banner and the tabs, the queue, and the command line that serves it."""
 
-import argparse
 import logging
 import os
 import socket
@@ -9,23 +8,21 @@ from pathlib import Path
 
 import gradio as gr
 
+from cervix_hf.app.arguments import EXAMPLES_ENV_VAR, get_args_parser
 from cervix_hf.app.batch_tab import build_batch_tab
 from cervix_hf.app.cell_classifier_tab import build_cell_classifier_tab
 from cervix_hf.app.cell_detection_tab import build_cell_detection_tab
 from cervix_hf.app.cervix_type_tab import build_cervix_type_tab
-from cervix_hf.app.models import DEFAULT_CHECKPOINTS_DIR, RELEASE_DIR_ENV, RUNTIMES, TASKS, AppModels, requested_models
+from cervix_hf.app.models import TASKS, AppModels, requested_models
 from cervix_hf.app.models_tab import build_models_tab
 from cervix_hf.app.prepost_fusion_tab import build_prepost_tab
 from cervix_hf.app.uploads import CheckedBlocks
 from cervix_hf.app.widgets import APP_CSS, ExportFolders, write_drawn_images_atomically
-from cervix_hf.cli import DefaultsHelpFormatter
 from cervix_hf.data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
 from cervix_hf.hub import ModelReferenceError
 from cervix_hf.prediction.inference import ModelLoadError
-from cervix_hf.sample_data import SAMPLE_DATA_ENV
 
 logger = logging.getLogger("cervix_hf.app")
-EXAMPLES_ENV_VAR = "CERVIX_HF_EXAMPLES"
 BANNER = (
     "# cervix_hf: cervical-cancer image models\n"
     "⚠️ **Research demo, not a diagnosis.** These models were trained on small public research datasets. No output "
@@ -88,48 +85,6 @@ def app_examples(examples_dir: str | Path | None = None) -> AppExamples:
         len(examples.prepost),
     )
     return examples
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
-    for task in TASKS:
-        parser.add_argument(
-            task.flag,
-            *task.family.former_flags,
-            metavar="DIR_OR_HUB_ID",
-            dest=task.name,
-            help=f"{task.title}: a saved folder (it must load) or owner/name[@revision] (default: ${task.env_var}, "
-            f"then CHECKPOINTS_DIR/{task.checkpoint_folder}, then release/{task.checkpoint_folder} (${RELEASE_DIR_ENV} "
-            "names another release folder), then the published Hub repo, else untrained)",
-        )
-    parser.add_argument(
-        "--examples",
-        metavar="DIR",
-        help=f"folder of example images (default: ${EXAMPLES_ENV_VAR}, else the first of ./examples (a Space's, as "
-        f"push-space stages it) and the project's sample data (${SAMPLE_DATA_ENV}, else ../shared/data beside the "
-        "checkout) that holds any; else none)",
-    )
-    parser.add_argument(
-        "--checkpoints-dir",
-        default=str(DEFAULT_CHECKPOINTS_DIR),
-        help="folder of the training commands' models, one <task> folder each (relative to the current folder)",
-    )
-    parser.add_argument(
-        "--runtime",
-        default="auto",
-        choices=RUNTIMES,
-        help="auto: a model folder's export (cervix-hf export) runs its predictions when it has one, by OpenVINO "
-        "where it is installed and passed the export's check, else ONNX Runtime; onnx, openvino: by that engine",
-    )
-    parser.add_argument(
-        "--no-warm-up",
-        dest="warm_up",
-        action="store_false",
-        help="load each model on its first request instead of in the background at start-up",
-    )
-    parser.add_argument("--host", help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860 or the next free one)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,21 +41,19 @@ from huggingface_hub import (
 from huggingface_hub.errors import EntryNotFoundError
 from PIL import Image
 
+from cervix_hf.app.arguments import DEFAULT_CHECKPOINTS_DIR, RELEASE_DIR_ENV
 from cervix_hf.export.classifiers import EXPORTABLE, available_precision, describe_runtime, load_onnx
 from cervix_hf.export.detector import available_detector_precision
 from cervix_hf.hub import ModelReferenceError, model_repo_id, resolve_model_reference, split_revision
 from cervix_hf.io.files import model_folder_problem
 from cervix_hf.prediction.inference import EXPORT_ENGINES, ModelLoadError, load_config, load_detector, load_pretrained
-from cervix_hf.registry import FAMILIES, ModelFamily
+from cervix_hf.registry import FAMILIES, RUNTIMES, ModelFamily
 
 logger = logging.getLogger(__name__)
 
 UNTRAINED_WARNING = "UNTRAINED MODEL: output is meaningless"
 # Long enough for a slow Hub, short enough that an unreachable one does not stall the start-up.
 HUB_CHECK_TIMEOUT = 5.0
-RUNTIMES = ("auto", "torch", *EXPORT_ENGINES)
-DEFAULT_CHECKPOINTS_DIR = Path("checkpoints")
-RELEASE_DIR_ENV = "CERVIX_HF_RELEASE_DIR"
 RELEASE_FOLDER = "release"
 
 
@@ -323,7 +321,7 @@ class ModelSlot:
 
     def _load_export(self, source: ModelSource):
         """The source folder's fastest ONNX export, unless `runtime` is `"torch"` or it has none; else `None`."""
-        if self.runtime == "torch" or source.kind != "folder":
+        if self.runtime == "torch" or source.kind != "folder" or self.runtime not in self.task.family.runtimes:
             return None
         engine = EXPORT_ENGINES.get(self.runtime)  # None: the preferred one
         try:

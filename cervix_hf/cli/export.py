@@ -21,25 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.data import (
-    IMAGE_EXTENSIONS,
-    guess_detection_format,
-    read_iarc_atlas,
-    read_isbi2014_edf,
-    read_pairs_csv,
-    read_sipakmed,
-)
-from cervix_hf.export.classifiers import EXPORTABLE, PRECISIONS, ExportError, export_onnx, onnx_path
-from cervix_hf.export.detector import export_detector_onnx
-from cervix_hf.hub import ModelReferenceError, resolve_model_reference
-from cervix_hf.io.images import ImageLoadError
-from cervix_hf.prediction.inference import load_model_input, load_pretrained
-from cervix_hf.registry import family
-
-EXPORTABLE_TYPES = (*EXPORTABLE, "cell_detector")
+from cervix_hf.commands import DefaultsHelpFormatter
+from cervix_hf.io.files import PRECISIONS
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -51,64 +34,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def detection_items(data: Path, limit: int) -> list[tuple]:
-    """Up to `limit` (image, target) pairs from `data`, evenly spread: targets from an ISBI 2014 or SIPaKMeD
-    layout's boxes, `None` for a plain folder of images."""
-    data_format = guess_detection_format(data)
-    if data_format is None:
-        candidates = [(path, None) for path in sorted(data.rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
-    else:
-        records = read_isbi2014_edf(data) if data_format == "isbi2014" else read_sipakmed(data)
-        candidates = [
-            (
-                record.image_path,
-                {
-                    "boxes": np.asarray(record.boxes, dtype=np.float32).reshape(-1, 4),
-                    "labels": np.asarray(record.labels, dtype=np.int64),
-                },
-            )
-            for record in records.records
-        ]
-    items = []
-    for path, target in candidates[:: max(1, len(candidates) // max(1, limit))][:limit]:
-        try:
-            image = load_model_input(path, "cell_detector", reduce=False)
-        except ImageLoadError:
-            continue
-        items.append((image, target))
-    return items
-
-
-def calibration_items(model_type: str, data: Path, processor, limit: int) -> list:
-    """Up to `limit` real inputs from `data`, evenly spread over it: photos the quality gate accepts, pairs, or
-    (image, target) pairs for the detector."""
-    if model_type == "cell_detector":
-        return detection_items(data, limit)
-    if model_type == "prepost_fusion":
-        records = read_pairs_csv(data) if data.suffix.lower() == ".csv" else read_iarc_atlas(data)
-        candidates = [(record.pre_path, record.post_path) for record in records.records]
-    else:
-        candidates = sorted(path for path in data.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS)
-    step = max(1, len(candidates) // max(1, limit))
-    items = []
-    for candidate in candidates[::step]:
-        try:
-            if model_type == "prepost_fusion":
-                item = tuple(load_model_input(view, model_type) for view in candidate)
-            else:
-                item = load_model_input(candidate, model_type)
-                if hasattr(processor, "assess_quality") and not processor.assess_quality(item)[0].is_acceptable:
-                    continue  # the model never sees photos its quality gate rejects
-        except ImageLoadError:
-            continue
-        items.append(item)
-        if len(items) == limit:
-            break
-    return items
-
-
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    # Imported when the command runs, so that --help answers without torch.
+    from cervix_hf.export.calibration import calibration_items
+    from cervix_hf.export.classifiers import EXPORTABLE, ExportError, export_onnx, onnx_path
+    from cervix_hf.export.detector import export_detector_onnx
+    from cervix_hf.hub import ModelReferenceError, resolve_model_reference
+    from cervix_hf.prediction.inference import load_pretrained
+    from cervix_hf.registry import family
+
+    exportable_types = (*EXPORTABLE, "cell_detector")
     try:  # the export is written into the folder, so it must be a local one
         resolve_model_reference(str(args.model), local_only=True)
     except ModelReferenceError as error:
@@ -117,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoConfig
 
     model_type = AutoConfig.from_pretrained(args.model).model_type
-    if model_type not in EXPORTABLE_TYPES:
-        exportable = ", ".join(EXPORTABLE_TYPES)
+    if model_type not in exportable_types:
+        exportable = ", ".join(exportable_types)
         print(f"error: a {model_type!r} model cannot be exported; exportable: {exportable}.", file=sys.stderr)
         return 2
     if args.calibration is None:

@@ -23,38 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
-from cervix_hf.cli import DefaultsHelpFormatter
-from cervix_hf.export.classifiers import describe_runtime
-from cervix_hf.hub import resolve_model_reference
-from cervix_hf.prediction.batch import (
-    FORMATS,
-    InputError,
-    Predictor,
-    Processes,
-    RowWriter,
-    chunks,
-    completed_keys,
-    find_inputs,
-    keep_completed,
-    merge_shards,
-    output_format,
-    row_key,
-    shard,
-    shard_path,
-)
-from cervix_hf.prediction.inference import (
-    DISCLAIMER,
-    RUNTIMES,
-    OperatingPointError,
-    load_classifier,
-    load_config,
-    load_detector,
-)
-from cervix_hf.registry import FAMILIES_BY_TYPE
-
-MODEL_TYPES = tuple(FAMILIES_BY_TYPE)
+from cervix_hf.commands import DefaultsHelpFormatter
+from cervix_hf.io.results import FORMATS
+from cervix_hf.registry import RUNTIMES
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -111,28 +82,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load(model: str, revision: str | None, runtime: str):
-    """The model's type, the model (in `runtime`) and its processor; `ValueError` saying why it cannot be loaded
-    (`ModelLoadError` naming the file for a config, weights or processor file that describes no model it runs)."""
-    reference = resolve_model_reference(model, revision)  # a missing folder is told at once, without the Hub
-    source, revision = reference.location, reference.revision
-    try:
-        model_type = load_config(source, revision).model_type
-    except OSError as error:
-        where = (
-            f"the folder {source} is not a saved model"
-            if reference.kind == "folder"
-            else (f"there is no folder {Path(model).resolve()}, and the Hub did not provide {source}")
-        )
-        raise ValueError(f"cannot load {model}: {where} ({str(error).splitlines()[0]}).") from None
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"{model} holds a {model_type!r} model; predict takes {', '.join(MODEL_TYPES)}.")
-    loader = load_detector if model_type == "cell_detector" else load_classifier
-    return (model_type, *loader(source, revision, runtime=runtime))
-
-
 def default_device() -> str:
     """This process's GPU (`LOCAL_RANK` of a torchrun / accelerate launch run) when there is one, else the CPU."""
+    import torch
+
     if torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     return "cpu"
@@ -140,6 +93,22 @@ def default_device() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    # Imported when the command runs, so that --help answers without torch.
+    from cervix_hf.export.classifiers import describe_runtime
+    from cervix_hf.prediction.batch import (
+        InputError,
+        Predictor,
+        Processes,
+        completed_keys,
+        find_inputs,
+        keep_completed,
+        merge_shards,
+        output_format,
+        shard,
+    )
+    from cervix_hf.prediction.inference import DISCLAIMER, OperatingPointError
+    from cervix_hf.prediction.loader import load
+
     fmt = "jsonl" if args.json else output_format(args.output, args.format)
     processes = Processes.from_environment()
     if args.batch_size < 1:
@@ -153,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         disable_progress_bar()
         disable_progress_bars()
     try:
-        model_type, model, processor = load(args.model, args.revision, args.runtime)
-        if isinstance(model, torch.nn.Module) and getattr(model, "onnx_precision", None) is None:  # not an export
+        loaded = load(args.model, args.runtime, args.revision)
+        model_type, model, processor = loaded.model_type, loaded.model, loaded.processor
+        if not loaded.is_export:
             model.to(args.device or default_device())
         predictor = Predictor(
             model_type, model, processor, args.ignore_quality_gate, args.threshold, args.operating_point
@@ -196,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _run(args, predictor: Predictor, todo: list, fmt: str, processes: Processes, append: bool) -> tuple[int, int]:
+def _run(args, predictor, todo: list, fmt: str, processes, append: bool) -> tuple[int, int]:
     from tqdm.auto import tqdm
+
+    from cervix_hf.prediction.batch import RowWriter, chunks, row_key, shard_path
 
     if args.output is None:
         handle, header = sys.stdout, True

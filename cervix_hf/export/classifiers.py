@@ -37,14 +37,11 @@ import torch
 from transformers import AutoConfig, AutoImageProcessor
 from transformers.utils import ModelOutput
 
-from cervix_hf.io.files import atomic_write_text
+from cervix_hf.io.files import EXPORT_REPORT, ONNX_FOLDER, PRECISIONS, atomic_write_text
 from cervix_hf.registry import FAMILIES
 
 logger = logging.getLogger(__name__)
 
-ONNX_FOLDER = "onnx"
-EXPORT_REPORT = "export.json"
-PRECISIONS = ("fp32", "int8")
 ENGINES = ("onnxruntime", "openvino")
 ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 OPSET = 17

@@ -28,7 +28,6 @@ from huggingface_hub.hf_api import CommitInfo
 
 from cervix_hf.data.examples import EXAMPLES_FOLDER, example_source, find_examples
 from cervix_hf.evaluation.plots import evaluations_in, plots_in
-from cervix_hf.export.classifiers import EXPORT_REPORT, ONNX_FOLDER
 from cervix_hf.hub.card_spec import DATASETS, TEMPLATES_DIR, ModelCardError
 from cervix_hf.hub.cards import write_model_card
 from cervix_hf.hub.repos import DEFAULT_REVISION, PUBLISHED_MODELS, repo_env_var, split_revision
@@ -36,6 +35,8 @@ from cervix_hf.io.files import (
     CARD_FILE,
     CONFIG_FILE,
     EVAL_RESULTS_FILE,
+    EXPORT_REPORT,
+    ONNX_FOLDER,
     PROCESSOR_FILE,
     TRAINING_ARGS_FILE,
     give_default_mode,

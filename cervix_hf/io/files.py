@@ -14,6 +14,10 @@ CARD_FILE = "README.md"
 CONFIG_FILE = "config.json"
 PROCESSOR_FILE = "preprocessor_config.json"
 EVAL_RESULTS_FILE = "eval_results.json"
+# The ONNX exports of a model folder, and the report of their checks (`cervix_hf.export`).
+ONNX_FOLDER = "onnx"
+EXPORT_REPORT = "export.json"
+PRECISIONS = ("fp32", "int8")
 TRAINING_ARGS_FILE = "training_args.json"
 
 

@@ -12,6 +12,10 @@ CSV_FIELDS = ("image", "label", "score", "xmin", "ymin", "xmax", "ymax")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+# The formats of prediction rows: CSV, or JSON Lines (one object a line).
+FORMATS = ("csv", "jsonl")
+
+
 def spreadsheet_safe(value):
     """
     `value`, with a text cell that a spreadsheet would run as a formula prefixed by `'` (shown as text). A text that

@@ -44,7 +44,6 @@ from cervix_hf.prediction.inference import (
 )
 from cervix_hf.registry import FAMILIES
 
-FORMATS = ("csv", "jsonl")
 LIST_SUFFIXES = (".csv", ".txt")
 # The column naming each input, by model type (its record's `input_columns`): the key that --resume and the merge of
 # shards go by.

@@ -18,12 +18,10 @@ from cervix_hf.io.images import ImageLoadError, load_image, original_size
 from cervix_hf.models.cell_detector.tiling_cell_detector import detect_tiled
 from cervix_hf.models.colponet import ImageQualityReport
 from cervix_hf.prediction.explain import grad_cam
-from cervix_hf.registry import FAMILIES_BY_TYPE, family, register_auto_classes
+from cervix_hf.registry import CLASSIFIER_RUNTIMES, FAMILIES_BY_TYPE, RUNTIMES, family, register_auto_classes
 
 # `runtime=` of the loaders: PyTorch, an export run by one engine, or "auto" (the fastest that is there and checked).
 EXPORT_ENGINES = {"onnx": "onnxruntime", "openvino": "openvino"}
-RUNTIMES = ("torch", *EXPORT_ENGINES, "auto")
-DETECTOR_RUNTIMES = ("torch", "bf16", *EXPORT_ENGINES, "auto")
 DISCLAIMER = "Research demo, not a diagnosis: no output of this model is a clinical finding."
 
 
@@ -263,8 +261,8 @@ def load_classifier(model_id: str, revision: str | None = None, runtime: str = "
     `"openvino"`, the same export run by OpenVINO; or `"auto"`, the export when the folder has one (run by OpenVINO
     where it is installed and passed the export's check, else ONNX Runtime), else PyTorch.
     """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    if runtime not in CLASSIFIER_RUNTIMES:
+        raise ValueError(f"Unknown classifier runtime {runtime!r}; choose one of {', '.join(CLASSIFIER_RUNTIMES)}.")
     if runtime != "torch":
         from cervix_hf.export.classifiers import available_precision, load_onnx
 
@@ -370,8 +368,8 @@ def load_detector(model_id: str, revision: str | None = None, runtime: str = "to
     unchanged; `"openvino"`, those parts run by OpenVINO; or `"auto"`, the export when the folder has one (run by
     OpenVINO where it is installed and passed the export's check, else ONNX Runtime), else PyTorch.
     """
-    if runtime not in DETECTOR_RUNTIMES:
-        raise ValueError(f"Unknown detector runtime {runtime!r}; choose one of {', '.join(DETECTOR_RUNTIMES)}.")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown detector runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
     model, processor = load_pretrained(model_id, revision, AutoModelForObjectDetection)
     if runtime in ("onnx", "openvino", "auto"):
         from cervix_hf.export.detector import available_detector_precision, use_onnx_parts
