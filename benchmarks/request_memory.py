@@ -53,7 +53,7 @@ CASE = textwrap.dedent("""
     import sys
     import torch
     from cervix_hf import load_image
-    from cervix_hf import inference
+    from cervix_hf.prediction import inference
     from cervix_hf.app.models import TASKS_BY_NAME
 
     from cervix_hf.app.widgets import MAX_DECODED_PIXELS

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cervix_hf.commands import module_command
+from cervix_hf.commands import module_command, training_package
 
 # The published ResNet-50 size (each config's defaults), and a tiny one for smoke runs and tests on a CPU: the same
 # architecture with a few channels per layer, which trains in seconds and says nothing about the full model's accuracy.
@@ -72,8 +72,11 @@ CLASSIFIER_RUNTIMES = ("torch", "onnx", "openvino", "auto")
 
 
 def resolve(reference: str) -> Any:
-    """The object a `"package.module:name"` reference names, imported on first use."""
+    """The object a `"package.module:name"` reference names, imported on first use; `train.` is the training
+    scripts' package as installed here (`train` in a checkout, `cervix_hf.train` installed)."""
     module, _, name = reference.partition(":")
+    if module.startswith("train."):
+        module = f"{training_package()}.{module.removeprefix('train.')}"
     return getattr(importlib.import_module(module), name)
 
 
@@ -130,6 +133,11 @@ class ModelFamily:
             `model_input_names`), for `cervix-hf export`'s classifier path; `None` when that path cannot export it.
         evaluation_plots (`str`, *optional*, defaults to `"classification"`): which plots its evaluation gets
             (`cervix_hf.evaluation.plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
+        evaluation_ref (`str`): `"module:function"` of its evaluation on a labelled data set (`evaluation`, run by
+            `cervix-hf evaluate`): `(model, processor, args, output_dir) -> EvalResults`.
+        engine_ref (`str`): `"module:class"` of its prediction engine (`engine`, a
+            `cervix_hf.prediction.engines.base.PredictionEngine`): the one path batch prediction, `evaluate` and the
+            app's Batch tab run it through, which declares its output rows.
         loader_ref (`str`, *optional*): `"module:function"` building the model and its processor from a folder or
             repo id in a runtime (`loader`): `load(model_id, revision, runtime=...) -> (model, processor)`.
         runtimes (`tuple[str, ...]`, *optional*): the runtimes (`RUNTIMES`) its loader takes.
@@ -158,6 +166,8 @@ class ModelFamily:
     card_sections: tuple[str, ...]
     index_metrics: tuple[IndexMetric, ...]
     eval_problems_ref: str
+    engine_ref: str
+    evaluation_ref: str
     pipeline_name: str | None = None
     input_max_side: int = 2048
     input_min_side: int = 32
@@ -204,6 +214,14 @@ class ModelFamily:
     @property
     def label_names(self) -> tuple[str, ...]:
         return tuple(self._model_attribute(self.labels_name))
+
+    @property
+    def evaluation(self) -> Callable:
+        return resolve(self.evaluation_ref)
+
+    @property
+    def engine(self) -> type:
+        return resolve(self.engine_ref)
 
     @property
     def loader(self) -> Callable:
@@ -294,6 +312,8 @@ FAMILIES = (
         model_type="colponet",
         title="ColpoNet: cervix type (Type 1/2/3)",
         package="cervix_hf.models.colponet",
+        evaluation_ref="train.evaluation:evaluate_colponet",
+        engine_ref="cervix_hf.prediction.engines.colponet:ColpoNetEngine",
         config_name="ColpoNetConfig",
         base_model_name="ColpoNetModel",
         task_model_name="ColpoNetForImageClassification",
@@ -330,6 +350,8 @@ FAMILIES = (
         model_type="cell_detector",
         title="Cell detector (Faster R-CNN)",
         package="cervix_hf.models.cell_detector",
+        evaluation_ref="train.evaluation:evaluate_cell_detector",
+        engine_ref="cervix_hf.prediction.engines.cell_detector:CellDetectorEngine",
         config_name="CellDetectorConfig",
         base_model_name="CellDetectorModel",
         task_model_name="CellDetectorForObjectDetection",
@@ -370,6 +392,8 @@ FAMILIES = (
         model_type="prepost_fusion",
         title="Pre/post fusion: Negative/Positive",
         package="cervix_hf.models.prepost_fusion",
+        evaluation_ref="train.evaluation:evaluate_prepost_fusion",
+        engine_ref="cervix_hf.prediction.engines.prepost_fusion:PrePostFusionEngine",
         config_name="PrePostFusionConfig",
         base_model_name="PrePostFusionModel",
         task_model_name="PrePostFusionForImageClassification",
@@ -406,6 +430,8 @@ FAMILIES = (
         model_type="cell_classifier",
         title="Pap cell: 7 classes, normal/abnormal",
         package="cervix_hf.models.cell_classifier",
+        evaluation_ref="train.evaluation:evaluate_cell_classifier",
+        engine_ref="cervix_hf.prediction.engines.cell_classifier:CellClassifierEngine",
         config_name="CellClassifierConfig",
         base_model_name="CellClassifierModel",
         task_model_name="CellClassifierForImageClassification",

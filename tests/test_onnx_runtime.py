@@ -19,9 +19,9 @@ from cervix_hf import (
     ColpoNetImageProcessor,
     PrePostFusionForImageClassification,
     PrePostFusionImageProcessor,
-    onnx_runtime,
 )
 from cervix_hf.data import read_iarc_atlas
+from cervix_hf.export import classifiers as onnx_runtime
 from cervix_hf.export.classifiers import ExportError, export_onnx, load_onnx, onnx_path
 from cervix_hf.export.detector import PARTS, export_detector_onnx
 from cervix_hf.prediction.explain import grad_cam, overlay_heatmap
@@ -345,8 +345,8 @@ def test_the_exported_detector_finds_the_same_cells_through_the_command_line(det
 
 
 def test_the_int8_detector_s_check_reports_what_it_finds_and_a_failed_check_keeps_nothing(detector_dir, monkeypatch):
-    from cervix_hf import onnx_detector
     from cervix_hf.evaluation.metrics.detection import compute_detection_metrics
+    from cervix_hf.export import detector as onnx_detector
     from cervix_hf.prediction.inference import detect_cells, load_detector
 
     data = require_data(SHARED_DATA / "isbi2014-edf")

@@ -32,6 +32,7 @@ from cervix_hf.hub.cards import ModelCardError, write_model_card
 from cervix_hf.io.files import EVAL_RESULTS_FILE
 from cervix_hf.prediction.batch import BatchInput, Predictor, chunks
 from cervix_hf.prediction.inference import detect_cells, load_model_input
+from cervix_hf.registry import family
 
 from . import cell_detector_training
 from .classical_detection import ClassicalNucleusDetector
@@ -43,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from transformers import AutoConfig
 
     from cervix_hf.prediction.inference import load_pretrained
-    from cervix_hf.registry import family
 
     try:  # the evaluation is written into the folder, so it must be a local one
         resolve_model_reference(str(args.model), local_only=True)
@@ -53,14 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--data {args.data}: no such file or folder.")
     model_type = AutoConfig.from_pretrained(args.model).model_type
     model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
-    evaluate = {
-        "colponet": _colponet,
-        "cell_detector": _detector,
-        "prepost_fusion": _prepost,
-        "cell_classifier": _cell_classifier,
-    }.get(model_type)
-    if evaluate is None:
-        return _fail(f"--model {args.model} holds a {model_type!r} model, which this command cannot evaluate.")
+    evaluate = family(model_type).evaluation
     data_name = _data_name(args.data) + "".join(f"-{subset}" for subset in args.subset or ())
     output_dir = args.output_dir or args.model / EVALUATIONS_FOLDER / data_name
     try:
@@ -88,23 +81,15 @@ def _fail(message: str) -> int:
 
 
 def _headline(eval_results: EvalResults) -> str:
-    metrics = eval_results.metrics
-    if eval_results.model_type == "colponet":
-        return f"accuracy {metrics['accuracy']:.3f}, log loss {metrics['log_loss']:.3f}"
-    if eval_results.model_type == "cell_detector":
-        return f"mAP@[.5:.95] {metrics['map'] or 0:.3f}, mAP@.5 {metrics['map_50'] or 0:.3f}"
-    if eval_results.model_type == "cell_classifier":
-        report = metrics["binary"]["report"]
-        return (
-            f"7-class accuracy {metrics['accuracy']:.3f}; at threshold {report['threshold']:.3f}: normal/abnormal "
-            f"accuracy {report['accuracy']:.3f}, sensitivity {report['sensitivity']}, "
-            f"specificity {report['specificity']}"
-        )
-    report = metrics["report"]
-    return (
-        f"at threshold {metrics['threshold']:.3f}: sensitivity {report['sensitivity']}, specificity "
-        f"{report['specificity']}, ROC-AUC {report['roc_auc']}"
-    )
+    """The model's headline figures, as its card's model index names them (its record's `index_metrics`)."""
+    figures = []
+    for metric in family(eval_results.model_type).index_metrics:
+        value = eval_results.to_dict()
+        for key in metric.path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            figures.append(f"{metric.name} {value:.3f}")
+    return "; ".join(figures)
 
 
 def _training_of(model_dir: Path) -> dict:
@@ -246,7 +231,7 @@ def _check_labels(model, data_names, args) -> None:
         raise SystemExit(f"--data {args.data} has the classes {list(data_names)}, but the model predicts {names}.")
 
 
-def _colponet(model, processor, args, output_dir: Path) -> EvalResults:
+def evaluate_colponet(model, processor, args, output_dir: Path) -> EvalResults:
     records, layout = _colponet_records(args)
     names = list(records.label_names)
     _check_labels(model, names, args)
@@ -294,7 +279,7 @@ def _colponet(model, processor, args, output_dir: Path) -> EvalResults:
     )
 
 
-def _detector(model, processor, args, output_dir: Path) -> EvalResults:
+def evaluate_cell_detector(model, processor, args, output_dir: Path) -> EvalResults:
     reader_args = argparse.Namespace(
         format=args.format,
         data=args.data,
@@ -356,7 +341,7 @@ def _detector(model, processor, args, output_dir: Path) -> EvalResults:
     )
 
 
-def _prepost(model, processor, args, output_dir: Path) -> EvalResults:
+def evaluate_prepost_fusion(model, processor, args, output_dir: Path) -> EvalResults:
     if args.data.is_file():
         records = read_pairs_csv(args.data, allow_outside_root=args.allow_outside_root)
     else:
@@ -397,7 +382,7 @@ def _prepost(model, processor, args, output_dir: Path) -> EvalResults:
     )
 
 
-def _cell_classifier(model, processor, args, output_dir: Path) -> EvalResults:
+def evaluate_cell_classifier(model, processor, args, output_dir: Path) -> EvalResults:
     records = read_herlev(args.data, allow_outside_root=args.allow_outside_root)
     names = list(records.label_names)
     _check_labels(model, names, args)

@@ -37,25 +37,25 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     # Imported when the command runs, so that --help answers without torch.
+    from transformers import AutoConfig
+
     from cervix_hf.export.calibration import calibration_items
-    from cervix_hf.export.classifiers import EXPORTABLE, ExportError, export_onnx, onnx_path
-    from cervix_hf.export.detector import export_detector_onnx
+    from cervix_hf.export.classifiers import ExportError
     from cervix_hf.hub import ModelReferenceError, resolve_model_reference
     from cervix_hf.prediction.inference import load_pretrained
-    from cervix_hf.registry import family
+    from cervix_hf.registry import FAMILIES, family
 
-    exportable_types = (*EXPORTABLE, "cell_detector")
     try:  # the export is written into the folder, so it must be a local one
         resolve_model_reference(str(args.model), local_only=True)
     except ModelReferenceError as error:
         print(f"error: --model {error}", file=sys.stderr)
         return 2
-    from transformers import AutoConfig
-
     model_type = AutoConfig.from_pretrained(args.model).model_type
-    if model_type not in exportable_types:
-        exportable = ", ".join(exportable_types)
-        print(f"error: a {model_type!r} model cannot be exported; exportable: {exportable}.", file=sys.stderr)
+    exportable = [record.model_type for record in FAMILIES if record.engine.exportable(record)]
+    if model_type not in exportable:
+        print(
+            f"error: a {model_type!r} model cannot be exported; exportable: {', '.join(exportable)}.", file=sys.stderr
+        )
         return 2
     if args.calibration is None:
         print(
@@ -67,56 +67,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.calibration.exists():
         print(f"error: --calibration {args.calibration}: no such file or folder.", file=sys.stderr)
         return 2
-    model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
+    record = family(model_type)
+    model, processor = load_pretrained(str(args.model), auto_class=record.task_auto_class)
     items = calibration_items(model_type, args.calibration, processor, args.max_images)
     if len(items) < 2:
         found = f"found {len(items)} usable input(s) in {args.calibration}"
         print(f"error: {found}; at least 2 are needed.", file=sys.stderr)
         return 2
     try:
-        if model_type == "cell_detector":
-            calibration = [image for image, _ in items[0::2]]
-            report = export_detector_onnx(model, processor, args.model, args.precision, calibration, items[1::2])
-        else:
-            report = export_onnx(model, processor, args.model, args.precision, items[0::2], items[1::2])
+        report = record.engine.export(model, processor, args.model, args.precision, items)
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if model_type == "cell_detector":
-        print(
-            f"{onnx_path(args.model, args.precision).parent}: the detector's backbone, RPN head and box head in "
-            f"{args.precision}, checked on {report['check_images']} real image(s): mAP@.5 {report['export_map_50']:.4f} "
-            f"against PyTorch's {report['pytorch_map_50']:.4f} (scored against {report['scored_against']}); exported "
-            f"in {report['export_seconds']} s."
-        )
-        if "openvino" in report:
-            print(f"Run by OpenVINO: mAP@.5 {report['openvino']['export_map_50']:.4f}; {_verdict(report)}")
-    else:
-        print(
-            f"{onnx_path(args.model, args.precision)}: {args.precision}, checked on {report['check_images']} real "
-            f"input(s): top-1 agreement {report['top1_agreement']:.3f}, largest probability difference "
-            f"{report['max_probability_difference']:.4f}; exported in {report['export_seconds']} s."
-        )
-        if "error" in report.get("openvino", {}):
-            print(f"OpenVINO cannot run this export ({report['openvino']['error']}), so ONNX Runtime serves it.")
-        elif "openvino" in report:
-            check = report["openvino"]
-            print(
-                f"Run by OpenVINO: top-1 agreement {check['top1_agreement']:.3f}, largest probability difference "
-                f"{check['max_probability_difference']:.4f}; {_verdict(report)}"
-            )
+    print("\n".join(record.engine.export_summary(report, args.model, args.precision)))
     if "openvino" not in report:
         print(
             "OpenVINO is not installed, so ONNX Runtime serves the export (pip install openvino for the faster "
             "engine, then export again to check it)."
         )
     return 0
-
-
-def _verdict(report: dict) -> str:
-    if report["openvino"]["accepted"]:
-        return "OpenVINO serves the export by default (runtime auto)."
-    return "outside the bounds, so ONNX Runtime serves the export by default."
 
 
 if __name__ == "__main__":

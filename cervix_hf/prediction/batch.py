@@ -19,35 +19,19 @@ import glob
 import io
 import json
 import logging
-import math
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from cervix_hf.data import IMAGE_EXTENSIONS, read_iarc_atlas
 from cervix_hf.data.layout import read_csv_rows
 from cervix_hf.io.files import atomic_open
-from cervix_hf.io.images import ImageLoadError
 from cervix_hf.io.results import spreadsheet_safe, spreadsheet_unsafe
-from cervix_hf.prediction.inference import (
-    classify_cell_batch,
-    detect_cells,
-    load_model_input,
-    model_device,
-    passes_quality_gate,
-    prepare_cervix_photo,
-    prepost_threshold,
-)
-from cervix_hf.registry import FAMILIES
+from cervix_hf.prediction.engines.base import given
+from cervix_hf.registry import family
 
 LIST_SUFFIXES = (".csv", ".txt")
-# The column naming each input, by model type (its record's `input_columns`): the key that --resume and the merge of
-# shards go by.
-KEY_COLUMNS = {record.model_type: record.input_columns for record in FAMILIES}
 PAIR_COLUMNS = ("pre", "post")
 
 logger = logging.getLogger(__name__)
@@ -86,7 +70,7 @@ def find_inputs(sources: Sequence[str], model_type: str) -> list[BatchInput]:
         [`InputError`] naming the argument: a path that does not exist, a glob that matches nothing, a list without
         the needed column, or a folder with nothing to predict.
     """
-    found = _find_pairs(sources) if KEY_COLUMNS[model_type] == PAIR_COLUMNS else _find_images(sources)
+    found = _find_pairs(sources) if family(model_type).input_columns == PAIR_COLUMNS else _find_images(sources)
     unique = list(dict.fromkeys(found))
     if not unique:
         raise InputError(f"No inputs found in {', '.join(sources)}.")
@@ -176,17 +160,16 @@ def _find_pairs(sources: Sequence[str]) -> list[BatchInput]:
 class Predictor:
     """
     Runs one loaded model over chunks of inputs and returns flat rows (column: value), the same for every output
-    format. ColpoNet and the fusion model run each chunk as one batch; the detector, one image at a time (a field
-    is one large image, and Faster R-CNN resizes each on its own).
+    format, through the model's prediction engine (its record's `engine`, `cervix_hf.prediction.engines`), which
+    declares the rows' `columns`.
 
     Args:
-        model_type (`str`): `"colponet"`, `"cell_detector"`, `"prepost_fusion"` or `"cell_classifier"`.
+        model_type (`str`): the model's `config.model_type` (a record of `cervix_hf.registry`).
         model, processor: as the loaders return them (any runtime).
         ignore_quality_gate (`bool`): ColpoNet classifies photos the quality gate rejects too.
-        threshold (`float`, *optional*): the detector's score threshold (default: its config's), or the fusion
-            model's and the cell classifier's decision threshold (default: its `operating_point`'s, else its
-            config's).
-        operating_point (`str`, *optional*): the fusion model's or the cell classifier's named operating point.
+        threshold (`float`, *optional*): the model's score or decision threshold (default: its operating point's,
+            else its config's).
+        operating_point (`str`, *optional*): a named operating point of the model.
         max_decoded_pixels (`int`, *optional*): `load_image`'s decoding budget per image (the app's
             `MAX_DECODED_PIXELS`, as its tabs read uploads); `None` has none.
         open_input (`Callable[[str], object]`, *optional*): what an input's name is read from (a path, or a binary
@@ -204,179 +187,24 @@ class Predictor:
         max_decoded_pixels: int | None = None,
         open_input=None,
     ):
+        record = family(model_type)
         self.model_type, self.model, self.processor = model_type, model, processor
-        self.max_decoded_pixels = max_decoded_pixels
-        self.open_input = open_input or (lambda name: name)
-        self.ignore_quality_gate = ignore_quality_gate
-        self.device = model_device(model)
-        config = model.config
-        self.labels = [config.id2label[i] for i in range(len(config.id2label))]
-        if model_type in ("prepost_fusion", "cell_classifier"):
-            self.threshold, _ = prepost_threshold(config, operating_point, threshold)
-        elif model_type == "cell_detector":
-            self.threshold = config.box_score_threshold if threshold is None else threshold
-        self.columns = self._columns()
-
-    def _columns(self) -> list[str]:
-        if self.model_type == "colponet":
-            return [
-                "image",
-                "status",
-                "label",
-                *(f"probability_{name}" for name in self.labels),
-                "quality_acceptable",
-                "laplacian_variance",
-                "fft_score",
-                "quality_message",
-                "error",
-            ]
-        if self.model_type == "cell_classifier":
-            groups = self.model.config.group_names
-            return [
-                "image",
-                "status",
-                "label",
-                *(f"probability_{name}" for name in self.labels),
-                *(f"probability_{group}" for group in groups),
-                "decision",
-                "threshold",
-                "error",
-            ]
-        if self.model_type == "cell_detector":
-            return [
-                "image",
-                "row",
-                "cell",
-                "label",
-                "score",
-                "xmin",
-                "ymin",
-                "xmax",
-                "ymax",
-                "cells",
-                *(f"count_{name}" for name in self.labels),
-                "error",
-            ]
-        return ["pre", "post", "status", "label", "probability", "threshold", "error"]
+        self.engine = record.engine(
+            record,
+            model,
+            processor,
+            ignore_quality_gate=ignore_quality_gate,
+            threshold=threshold,
+            operating_point=operating_point,
+            max_decoded_pixels=max_decoded_pixels,
+            open_input=open_input,
+        )
+        self.columns = self.engine.columns
+        self.labels = self.engine.labels
+        self.threshold = getattr(self.engine, "threshold", None)
 
     def __call__(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        run = {
-            "colponet": self._colponet,
-            "cell_detector": self._detector,
-            "prepost_fusion": self._prepost,
-            "cell_classifier": self._cell_classifier,
-        }
-        return run[self.model_type](chunk)
-
-    def _load(self, name: str):
-        """The input `name` read within the model's bounds and the decoding budget, as the app's tabs read it."""
-        return load_model_input(self.open_input(name), self.model_type, max_decoded_pixels=self.max_decoded_pixels)
-
-    def _row(self, item: BatchInput, **values) -> dict:
-        names = KEY_COLUMNS[self.model_type]
-        return {column: None for column in self.columns} | dict(zip(names, item.paths)) | values
-
-    @torch.inference_mode()
-    def _colponet(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        rows, ready = {}, []
-        for item in chunk:
-            try:
-                prepared = prepare_cervix_photo(self.processor, self._load(item.paths[0]))
-            except (ImageLoadError, OSError) as error:
-                rows[item] = self._row(item, status="error", error=str(error))
-                continue
-            quality = prepared.quality
-            gate = {
-                "quality_acceptable": quality.is_acceptable,
-                "laplacian_variance": quality.laplacian_variance,
-                "fft_score": quality.fft_score,
-                "quality_message": quality.message,
-            }
-            rows[item] = self._row(item, status="rejected by the quality gate", **gate)
-            if passes_quality_gate(quality, self.ignore_quality_gate):
-                ready.append((item, prepared))
-        if ready:
-            pixel_values = torch.cat([prepared.pixel_values for _, prepared in ready]).to(self.device)
-            probabilities = self.model(pixel_values=pixel_values).logits.softmax(-1)
-            for (item, _), values in zip(ready, probabilities.tolist()):
-                best = max(range(len(values)), key=values.__getitem__)
-                rows[item] |= {
-                    "status": "classified",
-                    "label": self.labels[best],
-                    **{f"probability_{n}": p for n, p in zip(self.labels, values)},
-                }
-        return [rows[item] for item in chunk]
-
-    def _cell_classifier(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        rows, ready = {}, []
-        for item in chunk:
-            try:
-                ready.append((item, self._load(item.paths[0])))
-            except (ImageLoadError, OSError) as error:
-                rows[item] = self._row(item, status="error", error=str(error))
-        if ready:
-            answers = classify_cell_batch(self.model, self.processor, [image for _, image in ready], self.threshold)
-            for (item, _), answer in zip(ready, answers):
-                rows[item] = self._row(
-                    item,
-                    status="classified",
-                    label=answer["label"],
-                    decision=answer["decision"],
-                    threshold=answer["threshold"],
-                    **{f"probability_{name}": p for name, p in answer["probabilities"].items()},
-                    **{f"probability_{group}": p for group, p in answer["groups"].items()},
-                )
-        return [rows[item] for item in chunk]
-
-    def _detector(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        rows = []
-        for item in chunk:
-            try:
-                cells = detect_cells(
-                    self.model,
-                    self.processor,
-                    self.open_input(item.paths[0]),
-                    self.threshold,
-                    max_decoded_pixels=self.max_decoded_pixels,
-                )
-            except (ImageLoadError, OSError) as error:
-                rows.append(self._row(item, row="image", error=str(error)))
-                continue
-            for number, cell in enumerate(cells, start=1):
-                box = dict(zip(("xmin", "ymin", "xmax", "ymax"), cell.box))
-                rows.append(self._row(item, row="cell", cell=number, label=cell.label, score=cell.score, **box))
-            counts = Counter(cell.label for cell in cells)
-            rows.append(
-                self._row(
-                    item, row="image", cells=len(cells), **{f"count_{name}": counts[name] for name in self.labels}
-                )
-            )
-        return rows
-
-    @torch.inference_mode()
-    def _prepost(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        rows, ready = {}, []
-        for item in chunk:
-            try:
-                views = tuple(self._load(path) for path in item.paths)
-            except (ImageLoadError, OSError) as error:
-                rows[item] = self._row(item, status="error", error=str(error))
-                continue
-            ready.append((item, views))
-        if ready:
-            features = self.processor(
-                [pre for _, (pre, _) in ready], [post for _, (_, post) in ready], return_tensors="pt"
-            ).to(self.device)
-            decisions = self.processor.post_process_classification(self.model(**features), self.threshold)
-            for (item, _), decision in zip(ready, decisions):
-                rows[item] = self._row(
-                    item,
-                    status="classified",
-                    label=decision["label"],
-                    probability=decision["probability"],
-                    threshold=decision["threshold"],
-                )
-        return [rows[item] for item in chunk]
+        return self.engine.predict(chunk)
 
 
 def output_format(path: str | Path | None, requested: str | None) -> str:
@@ -410,87 +238,24 @@ def read_rows(path: str | Path, fmt: str) -> list[dict]:
 
 def row_key(row: dict, model_type: str, fmt: str | None = None) -> tuple[str, ...]:
     """The input a row is of: its name columns, read back from the cells `RowWriter` made safe when `fmt` is csv."""
-    names = (str(row.get(column)) for column in KEY_COLUMNS[model_type])
+    names = (str(row.get(column)) for column in family(model_type).input_columns)
     return tuple(spreadsheet_unsafe(name) if fmt == "csv" else name for name in names)
 
 
-def _given(value) -> bool:
-    return value is not None and value != ""
-
-
-def _number(value, low: float = -math.inf, high: float = math.inf) -> bool:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, bool) and low <= number <= high
-
-
-def _count(value, low: int = 0) -> bool:
-    try:
-        return not isinstance(value, bool) and int(value) >= low
-    except (TypeError, ValueError):
-        return False
-
-
-def _complete(row: dict, model_type: str, columns: Sequence[str] | None, fmt: str) -> bool:
+def _whole(row: dict, model_type: str, columns: Sequence[str] | None, fmt: str) -> bool:
     """
     Whether `row` is a whole row of an input predicted without error: every column is there (in a CSV, every field
-    of its line), and every column of its kind holds a value that parses (ColpoNet's type probabilities and gate
-    scores, the detector's cell or image summary, the fusion model's probability and threshold).
+    of its line) and its input is named; whether its values parse is its engine's `is_complete`.
     """
-    if None in row or any(column not in row for column in columns or ()) or _given(row.get("error")):
+    if None in row or any(column not in row for column in columns or ()) or given(row.get("error")):
         return False
     if fmt == "csv" and any(value is None for value in row.values()):  # a line with fewer fields than the header
         return False
-    if not all(_given(row.get(column)) for column in KEY_COLUMNS[model_type]):
-        return False
-    if model_type == "colponet":
-        probabilities = [column for column in row if column.startswith("probability_")]
-        gate = (
-            row.get("quality_acceptable") in (True, False, "True", "False")
-            and _number(row.get("laplacian_variance"))
-            and _number(row.get("fft_score"))
-            and _given(row.get("quality_message"))
-        )
-        if row.get("status") == "rejected by the quality gate":
-            return gate
-        return (
-            row.get("status") == "classified"
-            and gate
-            and f"probability_{row.get('label')}" in probabilities
-            and all(_number(row[column], 0, 1) for column in probabilities)
-        )
-    if model_type == "cell_detector":
-        if row.get("row") == "cell":
-            return (
-                _count(row.get("cell"), 1)
-                and _given(row.get("label"))
-                and _number(row.get("score"), 0, 1)
-                and all(_number(row.get(side)) for side in ("xmin", "ymin", "xmax", "ymax"))
-            )
-        counts = [row[column] for column in row if column.startswith("count_")]
-        return (
-            row.get("row") == "image"
-            and _count(row.get("cells"))
-            and all(_count(count) for count in counts)
-            and sum(int(count) for count in counts) == int(row["cells"])
-        )
-    if model_type == "cell_classifier":
-        probabilities = [column for column in row if column.startswith("probability_")]
-        return (
-            row.get("status") == "classified"
-            and f"probability_{row.get('label')}" in probabilities
-            and f"probability_{row.get('decision')}" in probabilities
-            and all(_number(row[column], 0, 1) for column in probabilities)
-            and _number(row.get("threshold"), 0, 1)
-        )
-    return (
-        row.get("status") == "classified"
-        and _given(row.get("label"))
-        and _number(row.get("probability"), 0, 1)
-        and _number(row.get("threshold"), 0, 1)
-    )
+    return all(given(row.get(column)) for column in family(model_type).input_columns)
+
+
+def _complete(row: dict, model_type: str, columns: Sequence[str] | None, fmt: str) -> bool:
+    return _whole(row, model_type, columns, fmt) and family(model_type).engine.is_complete(row)
 
 
 def completed_keys(
@@ -506,18 +271,9 @@ def completed_keys(
     summary row and every cell row are complete, with as many cell rows as its summary counts.
     """
     rows = read_rows(path, fmt) if rows is None else rows
-    if model_type != "cell_detector":
-        return {row_key(row, model_type, fmt) for row in rows if _complete(row, model_type, columns, fmt)}
-    cells, summaries, broken = Counter(), {}, set()
-    for row in rows:
-        key = row_key(row, model_type, fmt)
-        if not _complete(row, model_type, columns, fmt) or (row["row"] == "image" and key in summaries):
-            broken.add(key)
-        elif row["row"] == "cell":
-            cells[key] += 1
-        else:
-            summaries[key] = int(row["cells"])
-    return {key for key, count in summaries.items() if key not in broken and cells[key] == count}
+    return family(model_type).engine.completed_keys(
+        rows, lambda row: row_key(row, model_type, fmt), lambda row: _whole(row, model_type, columns, fmt)
+    )
 
 
 def keep_completed(path: str | Path, fmt: str, model_type: str, columns: Sequence[str]) -> set[tuple[str, ...]]:
@@ -535,7 +291,7 @@ def keep_completed(path: str | Path, fmt: str, model_type: str, columns: Sequenc
         key = row_key(row, model_type, fmt)
         if key not in done or not _complete(row, model_type, columns, fmt):
             continue
-        if model_type != "cell_detector":  # one row per input: a second one for the same input goes
+        if family(model_type).engine.one_row_per_input:  # a second row for the same input goes
             if key in seen:
                 continue
             seen.add(key)
