@@ -135,6 +135,8 @@ class ModelFamily:
             (`cervix_hf.evaluation.plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
         evaluation_ref (`str`): `"module:function"` of its evaluation on a labelled data set (`evaluation`, run by
             `cervix-hf evaluate`): `(model, processor, args, output_dir) -> EvalResults`.
+        batch_choice (`str`): what the app's Batch tab calls it, with what its inputs are.
+        label_explanation (`str`): what its labels mean, in a sentence or two (Markdown), shown under its tab's title.
         engine_ref (`str`): `"module:class"` of its prediction engine (`engine`, a
             `cervix_hf.prediction.engines.base.PredictionEngine`): the one path batch prediction, `evaluate` and the
             app's Batch tab run it through, which declares its output rows.
@@ -167,6 +169,8 @@ class ModelFamily:
     index_metrics: tuple[IndexMetric, ...]
     eval_problems_ref: str
     engine_ref: str
+    batch_choice: str
+    label_explanation: str
     evaluation_ref: str
     pipeline_name: str | None = None
     input_max_side: int = 2048
@@ -312,6 +316,14 @@ FAMILIES = (
         model_type="colponet",
         title="ColpoNet: cervix type (Type 1/2/3)",
         package="cervix_hf.models.colponet",
+        batch_choice="Cervix type (photos)",
+        label_explanation=(
+            "**What the types mean.** The transformation zone is where cervical precancer arises. **Type 1**: "
+            "it lies wholly on the outside of the cervix and is fully visible; **Type 2**: it reaches into the "
+            "cervical canal but is still fully visible; **Type 3**: it lies partly or wholly inside the canal, "
+            "out of view. The type guides how to examine and treat; it says nothing about whether there is "
+            "disease."
+        ),
         evaluation_ref="train.evaluation:evaluate_colponet",
         engine_ref="cervix_hf.prediction.engines.colponet:ColpoNetEngine",
         config_name="ColpoNetConfig",
@@ -350,6 +362,14 @@ FAMILIES = (
         model_type="cell_detector",
         title="Cell detector (Faster R-CNN)",
         package="cervix_hf.models.cell_detector",
+        batch_choice="Cell detection (Pap-smear images)",
+        label_explanation=(
+            "**What the classes mean.** Each box is one cell (or nucleus) with the class the model was trained "
+            "on: for SIPaKMeD, superficial-intermediate and parabasal cells are normal, koilocytotic and "
+            "dyskeratotic cells are abnormal (associated with HPV and precancer), metaplastic cells are benign; "
+            "for ISBI 2014, nuclei. The score is the model's confidence in that box, not a probability of "
+            "disease."
+        ),
         evaluation_ref="train.evaluation:evaluate_cell_detector",
         engine_ref="cervix_hf.prediction.engines.cell_detector:CellDetectorEngine",
         config_name="CellDetectorConfig",
@@ -392,6 +412,13 @@ FAMILIES = (
         model_type="prepost_fusion",
         title="Pre/post fusion: Negative/Positive",
         package="cervix_hf.models.prepost_fusion",
+        batch_choice="Pre/post fusion (a zip with pairs.csv: columns pre, post)",
+        label_explanation=(
+            "**What the answer means.** **Positive**: the model's estimate that the case is CIN2 or worse "
+            "(high-grade, HSIL) on histopathology; **Negative**: CIN1 (low-grade, LSIL). The training atlas has "
+            "no normal cases, so Negative does not mean normal. The threshold trades sensitivity against "
+            "specificity."
+        ),
         evaluation_ref="train.evaluation:evaluate_prepost_fusion",
         engine_ref="cervix_hf.prediction.engines.prepost_fusion:PrePostFusionEngine",
         config_name="PrePostFusionConfig",
@@ -430,6 +457,15 @@ FAMILIES = (
         model_type="cell_classifier",
         title="Pap cell: 7 classes, normal/abnormal",
         package="cervix_hf.models.cell_classifier",
+        batch_choice="Pap cell (single-cell images)",
+        label_explanation=(
+            "**What the classes mean.** The Herlev database's seven cell classes: three **normal** (superficial "
+            "and intermediate squamous cells, columnar cells) and four **abnormal** (light, moderate and severe "
+            "dysplasia, and carcinoma in situ: precancer of increasing grade). The probability of abnormal is "
+            "the sum of the four abnormal classes'; a cell is called abnormal when it reaches the threshold. "
+            "The screening point misses few abnormal cells at the cost of false alarms. A research demo on one "
+            "public database, not a diagnosis."
+        ),
         evaluation_ref="train.evaluation:evaluate_cell_classifier",
         engine_ref="cervix_hf.prediction.engines.cell_classifier:CellClassifierEngine",
         config_name="CellClassifierConfig",

@@ -66,14 +66,14 @@ class ColpoNetRecipe:
 
 COLPONET_RECIPES = {
     "kaggle": ColpoNetRecipe(
-        description="competition photos, random init, CPU: small ResNet at 160 px, strong augmentation, "
-        "label smoothing, one cosine stage, bf16",
+        description="competition photos, random init, CPU: small ResNet at 160 px, the seed's augmentation, "
+        "label smoothing, one 20-epoch cosine stage, bf16",
         model_size="small",
         image_size=160,
-        augmentation="strong",
+        augmentation="default",
         stage1_epochs=0,
         stage1_lr=1e-4,
-        stage2_epochs=40,
+        stage2_epochs=20,
         stage2_lr=2e-3,
         schedule="cosine",
         batch_size=32,

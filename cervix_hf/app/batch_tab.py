@@ -35,7 +35,8 @@ from cervix_hf.app.widgets import (
     safe_upload_name,
 )
 from cervix_hf.io.images import ImageLoadError
-from cervix_hf.prediction.batch import BatchInput, Predictor, RowWriter, chunks
+from cervix_hf.prediction.batch import PAIR_COLUMNS, BatchInput, Predictor, RowWriter, chunks
+from cervix_hf.registry import FAMILIES, family
 
 MAX_BATCH_FILES = MAX_REQUEST_FILES  # images a request, each reference counted
 MAX_BATCH_PIXELS = 1_000_000_000  # about 80 photos of 12 MP, or 950 Pap-smear fields of 1024 px
@@ -49,12 +50,7 @@ FORMAT_NAMES = "JPEG, PNG, TIFF or BMP"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 CHUNK = 8
 # What each choice runs on: the model's task name, and what its inputs are.
-CHOICES = {
-    "Cervix type (photos)": "colponet",
-    "Cell detection (Pap-smear images)": "cell_detector",
-    "Pre/post fusion (a zip with pairs.csv: columns pre, post)": "prepost_fusion",
-    "Pap cell (single-cell images)": "cell_classifier",
-}
+CHOICES = {record.batch_choice: record.model_type for record in FAMILIES}
 SHOWN_ROWS = 500
 
 
@@ -142,7 +138,7 @@ class RequestFiles:
     def inputs(self, model_type: str) -> list[BatchInput]:
         """What to predict: every file but the pairs lists; for the fusion model, the pairs its lists name."""
         lists = [member for name, member in self.members.items() if posixpath.basename(name).lower() == "pairs.csv"]
-        if model_type != "prepost_fusion":
+        if family(model_type).input_columns != PAIR_COLUMNS:
             return [BatchInput((name,)) for name, member in self.members.items() if member not in lists]
         if not lists:
             raise bad_input(

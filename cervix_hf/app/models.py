@@ -42,11 +42,10 @@ from huggingface_hub.errors import EntryNotFoundError
 from PIL import Image
 
 from cervix_hf.app.arguments import DEFAULT_CHECKPOINTS_DIR, RELEASE_DIR_ENV
-from cervix_hf.export.classifiers import EXPORTABLE, available_precision, describe_runtime, load_onnx
-from cervix_hf.export.detector import available_detector_precision
+from cervix_hf.export.classifiers import describe_runtime
 from cervix_hf.hub import ModelReferenceError, model_repo_id, resolve_model_reference, split_revision
 from cervix_hf.io.files import model_folder_problem
-from cervix_hf.prediction.inference import EXPORT_ENGINES, ModelLoadError, load_config, load_detector, load_pretrained
+from cervix_hf.prediction.inference import ModelLoadError, load_config, load_pretrained
 from cervix_hf.registry import FAMILIES, RUNTIMES, ModelFamily
 
 logger = logging.getLogger(__name__)
@@ -323,12 +322,10 @@ class ModelSlot:
         """The source folder's fastest ONNX export, unless `runtime` is `"torch"` or it has none; else `None`."""
         if self.runtime == "torch" or source.kind != "folder" or self.runtime not in self.task.family.runtimes:
             return None
-        engine = EXPORT_ENGINES.get(self.runtime)  # None: the preferred one
+        record = self.task.family
         try:
-            if self.task.model_type in EXPORTABLE and available_precision(source.location):
-                return load_onnx(source.location, engine=engine)[0]
-            if self.task.model_type == "cell_detector" and available_detector_precision(source.location):
-                return load_detector(source.location, runtime=self.runtime)[0]
+            if record.engine.exportable(record) and record.engine.export_precision(source.location):
+                return record.loader(source.location, runtime=self.runtime)[0]
             return None
         except Exception as error:  # the PyTorch model still serves; say why the export did not
             logger.warning(

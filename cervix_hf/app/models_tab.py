@@ -9,6 +9,7 @@ from cervix_hf.app.models import AppModels, ModelSlot
 from cervix_hf.evaluation.metrics import wilson_interval
 from cervix_hf.evaluation.plots import plots_in
 from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.registry import family
 
 # Pixels of a model's description and card before it scrolls.
 CARD_MAX_HEIGHT = 700
@@ -65,14 +66,15 @@ def evaluation_summary(eval_results: dict) -> str:
     """The evaluation's main figure with its 95% Wilson interval, how many it was measured on, and on what data."""
     metrics, split = eval_results["metrics"], eval_results.get("evaluated_on", "test")
     source = eval_results["data"].get("source", "unnamed data")
-    if eval_results["model_type"] == "prepost_fusion":
+    kind = family(eval_results["model_type"]).evaluation_plots  # the kind of evaluation its record declares
+    if kind == "binary":
         (tn, fp), (fn, tp) = metrics["report"]["confusion_matrix"]
         return (
             f"at threshold {metrics['threshold']:.2f}, sensitivity {tp / max(1, tp + fn):.2f} "
             f"({_interval(tp, tp + fn)}) on {tp + fn} Positive and specificity {tn / max(1, tn + fp):.2f} "
             f"({_interval(tn, tn + fp)}) on {tn + fp} Negative {split} cases of {source}"
         )
-    if eval_results["model_type"] == "cell_detector":
+    if kind == "detection":
         baseline = (eval_results.get("classical_baseline") or {}).get("metrics", {}).get("map_50")
         beside = f"; the classical baseline's {baseline:.2f} on the same images" if baseline is not None else ""
         return f"mAP@.5 {metrics['map_50'] or 0:.2f} on {metrics['num_images']} {split} images of {source}{beside}"

@@ -280,34 +280,8 @@ def card_link(model_type: str) -> str:
     return f"[model card](https://huggingface.co/{repo_id})"
 
 
-# What each tab's labels mean, in a sentence or two, shown under its title.
-LABEL_EXPLANATIONS = {
-    "colponet": (
-        "**What the types mean.** The transformation zone is where cervical precancer arises. **Type 1**: it lies "
-        "wholly on the outside of the cervix and is fully visible; **Type 2**: it reaches into the cervical canal "
-        "but is still fully visible; **Type 3**: it lies partly or wholly inside the canal, out of view. The type "
-        "guides how to examine and treat; it says nothing about whether there is disease."
-    ),
-    "cell_detector": (
-        "**What the classes mean.** Each box is one cell (or nucleus) with the class the model was trained on: for "
-        "SIPaKMeD, superficial-intermediate and parabasal cells are normal, koilocytotic and dyskeratotic cells are "
-        "abnormal (associated with HPV and precancer), metaplastic cells are benign; for ISBI 2014, nuclei. The score "
-        "is the model's confidence in that box, not a probability of disease."
-    ),
-    "prepost_fusion": (
-        "**What the answer means.** **Positive**: the model's estimate that the case is CIN2 or worse (high-grade, "
-        "HSIL) on histopathology; **Negative**: CIN1 (low-grade, LSIL). The training atlas has no normal cases, so "
-        "Negative does not mean normal. The threshold trades sensitivity against specificity."
-    ),
-    "cell_classifier": (
-        "**What the classes mean.** The Herlev database's seven cell classes: three **normal** (superficial and "
-        "intermediate squamous cells, columnar cells) and four **abnormal** (light, moderate and severe dysplasia, "
-        "and carcinoma in situ: precancer of increasing grade). The probability of abnormal is the sum of the four "
-        "abnormal classes'; a cell is called abnormal when it reaches the threshold. The screening point misses few "
-        "abnormal cells at the cost of false alarms. A research demo on one public database, not a diagnosis."
-    ),
-}
-
-
 def label_explanation(model_type: str) -> str:
-    return f"{LABEL_EXPLANATIONS[model_type]} More in the {card_link(model_type)}."
+    """What the model's labels mean (its record's `label_explanation`), with a link to its card."""
+    from cervix_hf.registry import family
+
+    return f"{family(model_type).label_explanation} More in the {card_link(model_type)}."

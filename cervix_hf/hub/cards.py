@@ -192,25 +192,31 @@ def _card_data(record, sources: dict, repo_id: str, dataset: Dataset) -> ModelCa
     )
 
 
+# Words in a data folder's name that tell its data set (the shared data keeps each set's own folder name).
+DATASET_NAME_HINTS = {
+    "intel-mobileodt": ("mobileodt", "intel"),
+    "isbi2014": ("isbi", "edf"),
+    "sipakmed": ("sipakmed",),
+    "iarc-atlas": ("iarc",),
+    "herlev": ("herlev",),
+}
+
+
 def _dataset_of(model_type: str, eval_results: dict) -> Dataset:
-    """The dataset a run trained on, from what its evaluation file says about the data."""
+    """The dataset a run trained on, from what its evaluation file says about the data: the data set it names, the
+    annotation format it read, or its folder's name."""
     data = eval_results.get("data", {})
     source = str(data.get("source", ""))
     name = Path(source).name.lower()
     if data.get("dataset") in DATASETS:  # a run that names its data set
         return DATASETS[data["dataset"]]
-    if model_type == "colponet" and ("mobileodt" in name or "intel" in name):
-        return DATASETS["intel-mobileodt"]
-    if model_type == "cell_detector":
-        found = data.get("format") if data.get("format") in DATASETS else None
-        if found is None and ("isbi" in name or "edf" in name):
-            found = "isbi2014"
-        if found is None and "sipakmed" in name:
-            found = "sipakmed"
-        if found:
-            return DATASETS[found]
-    if model_type == "prepost_fusion" and (data.get("post_view") or "iarc" in name):
+    if data.get("format") in DATASETS:  # a detection run records the annotation format it read
+        return DATASETS[data["format"]]
+    if data.get("post_view"):  # only the IARC atlas layout has post-stain views to choose from
         return DATASETS["iarc-atlas"]
+    for slug, hints in DATASET_NAME_HINTS.items():  # else the data folder's name
+        if any(hint in name for hint in hints):
+            return DATASETS[slug]
     return Dataset(
         name=f"custom data ({Path(source).name or 'unnamed'})",
         slug="custom",

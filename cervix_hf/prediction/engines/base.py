@@ -80,6 +80,13 @@ class PredictionEngine:
         return record.onnx_outputs is not None
 
     @classmethod
+    def export_precision(cls, folder: str | Path) -> str | None:
+        """The precision of the export `folder` holds (`int8` before `fp32`), or `None` when it has none."""
+        from cervix_hf.export.classifiers import available_precision
+
+        return available_precision(folder)
+
+    @classmethod
     def calibration_candidates(cls, data: Path) -> list:
         """The inputs of `data` an export may calibrate and check on: image files, searched recursively."""
         return sorted(path for path in data.rglob("*") if path.suffix.lower() in IMAGE_EXTENSIONS)

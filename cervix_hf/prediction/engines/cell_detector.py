@@ -81,6 +81,12 @@ class CellDetectorEngine(PredictionEngine):
         return True  # its learned layers (`cervix_hf.export.detector`)
 
     @classmethod
+    def export_precision(cls, folder) -> str | None:
+        from cervix_hf.export.detector import available_detector_precision
+
+        return available_detector_precision(folder)
+
+    @classmethod
     def calibration_items(cls, record, data: Path, processor, limit: int) -> list:
         """Up to `limit` (image, target) pairs from `data`, evenly spread: targets from an ISBI 2014 or SIPaKMeD
         layout's boxes (the check scores mAP@.5 against them), `None` for a plain folder of images (the check scores
