@@ -135,6 +135,9 @@ class ModelFamily:
             (`cervix_hf.evaluation.plots.PLOTTERS`): `"classification"`, `"binary"`, `"detection"` or `"grouped"`.
         evaluation_ref (`str`): `"module:function"` of its evaluation on a labelled data set (`evaluation`, run by
             `cervix-hf evaluate`): `(model, processor, args, output_dir) -> EvalResults`.
+        app_tab_ref (`str`): `"module:function"` building its tab of the app: `(slot, examples, exports) -> None`.
+        app_examples (`str`, *optional*): the field of `cervix_hf.data.examples.AppExamples` holding its tab's
+            examples; `None` for none.
         batch_choice (`str`): what the app's Batch tab calls it, with what its inputs are.
         label_explanation (`str`): what its labels mean, in a sentence or two (Markdown), shown under its tab's title.
         engine_ref (`str`): `"module:class"` of its prediction engine (`engine`, a
@@ -169,10 +172,12 @@ class ModelFamily:
     index_metrics: tuple[IndexMetric, ...]
     eval_problems_ref: str
     engine_ref: str
+    app_tab_ref: str
     batch_choice: str
     label_explanation: str
     evaluation_ref: str
     pipeline_name: str | None = None
+    app_examples: str | None = None
     input_max_side: int = 2048
     input_min_side: int = 32
     input_max_aspect: float | None = None
@@ -316,6 +321,8 @@ FAMILIES = (
         model_type="colponet",
         title="ColpoNet: cervix type (Type 1/2/3)",
         package="cervix_hf.models.colponet",
+        app_tab_ref="cervix_hf.app.cervix_type_tab:build_cervix_type_tab",
+        app_examples="cervix_type",
         batch_choice="Cervix type (photos)",
         label_explanation=(
             "**What the types mean.** The transformation zone is where cervical precancer arises. **Type 1**: "
@@ -362,6 +369,8 @@ FAMILIES = (
         model_type="cell_detector",
         title="Cell detector (Faster R-CNN)",
         package="cervix_hf.models.cell_detector",
+        app_tab_ref="cervix_hf.app.cell_detection_tab:build_cell_detection_tab",
+        app_examples="cells",
         batch_choice="Cell detection (Pap-smear images)",
         label_explanation=(
             "**What the classes mean.** Each box is one cell (or nucleus) with the class the model was trained "
@@ -412,6 +421,8 @@ FAMILIES = (
         model_type="prepost_fusion",
         title="Pre/post fusion: Negative/Positive",
         package="cervix_hf.models.prepost_fusion",
+        app_tab_ref="cervix_hf.app.prepost_fusion_tab:build_prepost_tab",
+        app_examples="prepost",
         batch_choice="Pre/post fusion (a zip with pairs.csv: columns pre, post)",
         label_explanation=(
             "**What the answer means.** **Positive**: the model's estimate that the case is CIN2 or worse "
@@ -457,6 +468,7 @@ FAMILIES = (
         model_type="cell_classifier",
         title="Pap cell: 7 classes, normal/abnormal",
         package="cervix_hf.models.cell_classifier",
+        app_tab_ref="cervix_hf.app.cell_classifier_tab:build_cell_classifier_tab",
         batch_choice="Pap cell (single-cell images)",
         label_explanation=(
             "**What the classes mean.** The Herlev database's seven cell classes: three **normal** (superficial "

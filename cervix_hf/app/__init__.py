@@ -28,5 +28,8 @@ __all__ = ["LAUNCH_SETTINGS", "build_demo", "get_args_parser", "main"]
 def __getattr__(name: str):
     """The page and its server (`cervix_hf.app.main`, which imports gradio and torch), on first use."""
     if name in ("LAUNCH_SETTINGS", "build_demo", "main"):
-        return getattr(importlib.import_module("cervix_hf.app.main"), name)
+        value = getattr(importlib.import_module("cervix_hf.app.main"), name)
+        # Importing the submodule `main` binds its name here; the function of that name is what this package exports.
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'cervix_hf.app' has no attribute {name!r}")

@@ -8,6 +8,7 @@ from cervix_hf.app.widgets import (
     CUSTOM_THRESHOLD,
     IMAGE_SOURCES,
     MODEL_DEFAULT,
+    ExportFolders,
     answer_heading,
     bad_input,
     checked_choice,
@@ -27,7 +28,7 @@ CHOICES = [MODEL_DEFAULT, *OPERATING_POINT_NAMES, CUSTOM_THRESHOLD]
 PROMPT = "Upload an image of one Pap-smear cell to classify it."
 
 
-def build_cell_classifier_tab(slot: ModelSlot, examples: list[str]) -> None:
+def build_cell_classifier_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders | None = None) -> None:
     def classify(cell_image, operating_point, threshold):
         image, name = read_upload(cell_image, "cell image", "cell_classifier")
         checked_choice(operating_point, CHOICES, "The operating point")

@@ -8,6 +8,7 @@ from cervix_hf.app.widgets import (
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     OUTPUT_IMAGE_BUTTONS,
+    ExportFolders,
     ResultCache,
     answer_heading,
     bad_input,
@@ -29,7 +30,7 @@ from cervix_hf.prediction.inference import classify_cervix_type, explain_cervix_
 OVERRIDE = "Classify even if the quality gate rejects the photo"
 
 
-def build_cervix_type_tab(slot: ModelSlot, examples: list[str]) -> None:
+def build_cervix_type_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders | None = None) -> None:
     # The classification of the last photos (their preprocessed pixels, gate verdict and prediction), by content,
     # so that the Grad-CAM request that follows it explains the type shown, without reading, gating or
     # classifying the photo again. Only Grad-CAM's own forward and backward pass runs, in PyTorch.

@@ -10,17 +10,14 @@ import gradio as gr
 
 from cervix_hf.app.arguments import EXAMPLES_ENV_VAR, get_args_parser
 from cervix_hf.app.batch_tab import build_batch_tab
-from cervix_hf.app.cell_classifier_tab import build_cell_classifier_tab
-from cervix_hf.app.cell_detection_tab import build_cell_detection_tab
-from cervix_hf.app.cervix_type_tab import build_cervix_type_tab
 from cervix_hf.app.models import TASKS, AppModels, requested_models
 from cervix_hf.app.models_tab import build_models_tab
-from cervix_hf.app.prepost_fusion_tab import build_prepost_tab
 from cervix_hf.app.uploads import CheckedBlocks
 from cervix_hf.app.widgets import APP_CSS, ExportFolders, write_drawn_images_atomically
 from cervix_hf.data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
 from cervix_hf.hub import ModelReferenceError
 from cervix_hf.prediction.inference import ModelLoadError
+from cervix_hf.registry import FAMILIES, resolve
 
 logger = logging.getLogger("cervix_hf.app")
 BANNER = (
@@ -52,10 +49,9 @@ def build_demo(models: AppModels | None = None, examples_dir: str | Path | None 
         title="cervix_hf: research demo, not a diagnosis", analytics_enabled=False, delete_cache=(3600, 3600)
     ) as demo:
         gr.Markdown(BANNER)
-        build_cervix_type_tab(models["colponet"], examples.cervix_type)
-        build_cell_detection_tab(models["cell_detector"], examples.cells, exports)
-        build_prepost_tab(models["prepost_fusion"], examples.prepost)
-        build_cell_classifier_tab(models["cell_classifier"], [])
+        for record in FAMILIES:  # one tab per model, as its record names it
+            tab_examples = getattr(examples, record.app_examples) if record.app_examples else []
+            resolve(record.app_tab_ref)(models[record.model_type], tab_examples, exports)
         build_batch_tab(models, exports)
         build_models_tab(models)
     return demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)

@@ -13,6 +13,7 @@ from cervix_hf.app.widgets import (
     IMAGE_SOURCES,
     MODEL_DEFAULT,
     OUTPUT_IMAGE_BUTTONS,
+    ExportFolders,
     ResultCache,
     answer_heading,
     bad_input,
@@ -96,7 +97,7 @@ def operating_points_summary(choices: list[tuple[str, str]]) -> str:
     return f"Operating points this model defines, chosen on its validation split: {', '.join(defined)}."
 
 
-def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]]) -> None:
+def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]], exports: ExportFolders | None = None) -> None:
     cache = ResultCache()
 
     def chosen_threshold(operating_point, threshold) -> dict:
