@@ -80,7 +80,9 @@ class ColpoNetImageProcessor(TorchvisionBackend):
         return [
             assess_image_quality(
                 image,
-                laplacian_threshold=self.quality_laplacian_threshold if laplacian_threshold is None else laplacian_threshold,
+                laplacian_threshold=self.quality_laplacian_threshold
+                if laplacian_threshold is None
+                else laplacian_threshold,
                 fft_threshold=self.quality_fft_threshold if fft_threshold is None else fft_threshold,
             )
             for image in _as_list(images)

@@ -41,7 +41,6 @@ scores lower than a well-exposed one of the same sharpness, and a smooth but wel
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Union
 
 import cv2
 import numpy as np
@@ -59,7 +58,7 @@ _FFT_EPSILON = 1e-8
 # "Image minus its Laplacian": sharpens edges, leaves flat regions unchanged (the kernel sums to 1).
 _SHARPEN_KERNEL = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float32)
 
-ImageLike = Union[PIL.Image.Image, np.ndarray]
+ImageLike = PIL.Image.Image | np.ndarray
 
 
 @dataclass
