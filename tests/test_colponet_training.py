@@ -218,3 +218,79 @@ def test_the_kaggle_recipe_command_trains_on_a_validation_split_beside_its_basel
     assert report["model"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert report["baselines"]["class prior"]["log_loss"] == pytest.approx(np.log(3), abs=1e-9)
     assert f"model (kaggle recipe)                    {accuracy:.3f}" in benchmark.stdout
+
+
+@pytest.mark.slow
+def test_self_training_adds_the_photos_a_teacher_trained_first_labels(intel_sample, tmp_path):
+    """`--unlabeled` without `--teacher`, as a user runs it: a teacher is trained first on the labelled photos alone,
+    labels the unlabelled ones, and those it keeps join the training split only."""
+    import shutil
+    import subprocess
+    import sys
+
+    unlabeled = tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    photos = sorted((intel_sample / "train" / "Type_2").glob("*.jpg"))[:3]
+    photos += sorted((intel_sample / "train" / "Type_3").glob("*.jpg"))[:3]
+    for number, photo in enumerate(photos):  # flat, unlabelled, as the competition's unlabelled folder
+        shutil.copy(photo, unlabeled / f"{number}.jpg")
+    output_dir = tmp_path / "student"
+    common = ["--model-size", "tiny", "--image-size", "64", "--stage1-epochs", "0", "--stage2-epochs", "1"]
+    common += ["--schedule", "cosine", "--split", "0.8", "0.2", "0", "--workers", "0", "--no-progress-bar"]
+    command = [sys.executable, "-m", "cervix_hf", "train", "colponet", "--data", str(intel_sample), *common]
+    command += ["--output-dir", str(output_dir), "--unlabeled", str(unlabeled), "--pseudo-label-threshold", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    teacher = json.loads((output_dir / "teacher" / "eval_results.json").read_text())
+    student = json.loads((output_dir / "eval_results.json").read_text())
+    assert teacher["data"]["pseudo_labels"] is None  # the teacher saw the labelled photos only
+    pseudo = student["data"]["pseudo_labels"]
+    assert pseudo["unlabeled"] == 6 and pseudo["kept"] == 6  # threshold 0 keeps every photo
+    assert sum(pseudo["per_class"].values()) == 6
+    # the student trained on the teacher's photos plus the kept ones, per class; it is evaluated on the same photos
+    for name, count in teacher["data"]["class_counts"]["train"].items():
+        assert student["data"]["class_counts"]["train"][name] == count + pseudo["per_class"][name]
+    assert student["data"]["class_counts"]["validation"] == teacher["data"]["class_counts"]["validation"]
+
+
+def test_a_teacher_without_unlabelled_photos_is_refused(intel_sample, tmp_path):
+    args = train_colponet.get_args_parser().parse_args(
+        ["--data", str(intel_sample), "--output-dir", str(tmp_path), "--teacher", str(tmp_path), *SMOKE_ARGS]
+    )
+    with pytest.raises(SystemExit, match="--teacher labels the photos of --unlabeled"):
+        train_colponet.main(args)
+
+
+def test_mixup_trains_on_blends_of_photos_and_of_their_labels(tmp_path):
+    """Mixup (Zhang et al., 2018): the loss of `lam * x + (1 - lam) * x[perm]` against `lam * y + (1 - lam) *
+    y[perm]`, lam drawn from Beta(alpha, alpha); evaluation sees the photos as they are."""
+    from transformers import TrainingArguments
+
+    from cervix_hf.registry import colponet_config
+    from train.engine import MixupTrainer
+
+    torch.manual_seed(0)
+    model = ColpoNetForImageClassification(colponet_config("tiny"))
+    arguments = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = MixupTrainer(model=model, args=arguments, mixup_alpha=0.4)
+    pixels, labels = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 1])
+
+    model.train()  # batch statistics and dropout: the same random draws on both sides, from the same seed
+    torch.manual_seed(2)
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    order = torch.randperm(4)
+    logits = model(pixel_values=lam * pixels + (1 - lam) * pixels[order]).logits
+    one_hot = nn.functional.one_hot(labels, 3).float()
+    targets = lam * one_hot + (1 - lam) * one_hot[order]
+    expected = -(targets * logits.log_softmax(-1)).sum(-1).mean()
+    torch.manual_seed(2)
+    loss = trainer.compute_loss(model, {"pixel_values": pixels, "labels": labels})
+    assert 0.2 < lam < 0.8 and (labels[order] != labels).any()  # a real blend of different photos and labels
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    model.eval()  # evaluation: the plain cross-entropy of the photos as they are
+    plain = nn.functional.cross_entropy(model(pixel_values=pixels).logits, labels)
+    assert trainer.compute_loss(model, {"pixel_values": pixels, "labels": labels}).item() == pytest.approx(
+        plain.item(), rel=1e-5
+    )
