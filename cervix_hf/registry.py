@@ -10,9 +10,9 @@ ARCHITECTURE.md).
 Each model has one stem, its `model_type` (`colponet`, `cell_detector`, `prepost_fusion`): the folder, the classes,
 the card template, the training script `train/train_<model_type>.py`, its `checkpoints/<model_type>` folder, the
 app's flag (`--cell-detector`) and variables (`CERVIX_HF_<MODEL_TYPE>`, `CERVIX_HF_<MODEL_TYPE>_REPO`), the
-`cervix-hf train <model_type>` command and the published repo follow it. The words used before (`--prepost`,
-`CERVIX_HF_PREPOST`, `checkpoints/cell-detector`, `train detector`) are a record's `former_names`, still accepted
-so that existing Space variables, checkpoint folders and commands keep working.
+`cervix-hf train <model_type>` command and the published repo follow it. A record's `aliases` (`--prepost`,
+`CERVIX_HF_PREPOST`, `checkpoints/cell-detector`, `train detector`) are accepted wherever the stem is, so that
+Space variables, checkpoint folders and commands saved under them keep working (ARCHITECTURE.md lists them).
 
 A record names its classes and functions (`"module:name"`) and imports them on first use, so that reading the
 records (the command line's list of models, `--help`) costs no torch import.
@@ -149,9 +149,8 @@ class ModelFamily:
         sizes (`tuple[str, ...]`, *optional*, defaults to `MODEL_SIZES`): its named sizes, the published one first
             (its config's defaults), then `"tiny"` (`tiny_config`) and any of `size_configs`.
         size_configs (`Mapping[str, Mapping]`, *optional*): the config arguments of its other named sizes.
-        former_names (`tuple[str, ...]`, *optional*): the words used for it before every name followed the stem,
-            still accepted where a user may have saved them: the app's flags and variables, the folders under
-            `checkpoints/`, and `cervix-hf train <name>`.
+        aliases (`tuple[str, ...]`, *optional*): other names accepted for it where a user may have saved them: the
+            app's flags and variables, the folders under `checkpoints/`, and `cervix-hf train <name>`.
     """
 
     model_type: str
@@ -188,7 +187,7 @@ class ModelFamily:
     runtimes: tuple[str, ...] = CLASSIFIER_RUNTIMES
     sizes: tuple[str, ...] = MODEL_SIZES
     size_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    former_names: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
     def _model_attribute(self, name: str) -> Any:
         """`name` of the model folder, once every record is registered with transformers (so that a model built
@@ -251,12 +250,12 @@ class ModelFamily:
         return _flag(self.model_type)
 
     @property
-    def former_env_vars(self) -> tuple[str, ...]:
-        return _unique(_env_var(name) for name in self.former_names if _env_var(name) != self.env_var)
+    def alias_env_vars(self) -> tuple[str, ...]:
+        return _unique(_env_var(name) for name in self.aliases if _env_var(name) != self.env_var)
 
     @property
-    def former_flags(self) -> tuple[str, ...]:
-        return _unique(_flag(name) for name in self.former_names if _flag(name) != self.flag)
+    def alias_flags(self) -> tuple[str, ...]:
+        return _unique(_flag(name) for name in self.aliases if _flag(name) != self.flag)
 
     @property
     def checkpoint_folder(self) -> str:
@@ -415,7 +414,7 @@ FAMILIES = (
         evaluation_plots="detection",
         loader_ref="cervix_hf.prediction.inference:load_detector",
         runtimes=RUNTIMES,
-        former_names=("detector", "cell-detector"),
+        aliases=("detector", "cell-detector"),
     ),
     ModelFamily(
         model_type="prepost_fusion",
@@ -462,7 +461,7 @@ FAMILIES = (
         input_columns=("pre", "post"),
         onnx_outputs=("logits", "probabilities", "pre_to_post_attentions"),
         evaluation_plots="binary",
-        former_names=("prepost",),
+        aliases=("prepost",),
     ),
     ModelFamily(
         model_type="cell_classifier",

@@ -46,7 +46,7 @@ def test_flags_win_over_environment_variables():
     ]
 
 
-def test_the_former_names_still_reach_a_model(tmp_path):
+def test_the_aliases_still_reach_a_model(tmp_path):
     """Space variables, flags and checkpoint folders saved before every name followed the model type still work."""
     from cervix_hf import PrePostFusionForImageClassification, PrePostFusionImageProcessor
     from cervix_hf.app import get_args_parser

@@ -18,7 +18,7 @@ LAYERS = (
     ("evaluation", ("evaluation",)),
     ("hub", ("hub",)),
     ("prediction, export", ("prediction", "export")),
-    ("app, CLI", ("app", "cli", "predict", "__main__", "__init__")),
+    ("app, CLI", ("app", "cli", "predict", "inference", "__main__", "__init__")),
 )
 LAYER_OF = {name: index for index, (_, names) in enumerate(LAYERS) for name in names}
 

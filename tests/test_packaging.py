@@ -195,7 +195,7 @@ def test_every_command_has_help_with_its_defaults(command, capsys):
         assert "(default: main)" in help_text  # --revision
 
 
-def test_every_model_has_a_train_command_and_its_former_names_still_run_it(monkeypatch):
+def test_every_model_has_a_train_command_and_its_aliases_still_run_it(monkeypatch):
     from cervix_hf.registry import FAMILIES
 
     assert [command.name for command in cli.COMMANDS if command.name.startswith("train ")] == [

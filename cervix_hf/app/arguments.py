@@ -21,7 +21,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     for record in FAMILIES:
         parser.add_argument(
             record.flag,
-            *record.former_flags,
+            *record.alias_flags,
             metavar="DIR_OR_HUB_ID",
             dest=record.model_type,
             help=f"{record.title}: a saved folder (it must load) or owner/name[@revision] (default: ${record.env_var}, "

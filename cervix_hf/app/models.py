@@ -3,11 +3,11 @@
 For each task the first source that is available and loads is used:
 
 1. its command-line flag or environment variable (`--colponet` / `CERVIX_HF_COLPONET`, `--cell-detector` /
-   `CERVIX_HF_CELL_DETECTOR`, `--prepost-fusion` / `CERVIX_HF_PREPOST_FUSION`; the former `--prepost` /
-   `CERVIX_HF_PREPOST` still work): a saved folder, or a Hub repo id with an optional revision,
+   `CERVIX_HF_CELL_DETECTOR`, `--prepost-fusion` / `CERVIX_HF_PREPOST_FUSION`; the record's aliases `--prepost` /
+   `CERVIX_HF_PREPOST` too): a saved folder, or a Hub repo id with an optional revision,
    `owner/name@revision`;
 2. the folder the training script writes, `checkpoints/<model_type>/` (`colponet`, `cell_detector`,
-   `prepost_fusion`), or one under a former name (`checkpoints/cell-detector`, `checkpoints/prepost`);
+   `prepost_fusion`), or one under an alias of the record (`checkpoints/cell-detector`, `checkpoints/prepost`);
 3. the repository's release models, `release/<model_type>/` beside the package's checkout, or in the current folder
    (a Space's); `CERVIX_HF_RELEASE_DIR` names another release folder;
 4. the published Hub repo (`cervix_hf.hub.model_repo_id`), when the Hub answers within `HUB_CHECK_TIMEOUT` seconds
@@ -244,10 +244,10 @@ class ModelSlot:
             self.sources.append(parse_model_reference(requested, f"{task.flag} / {task.env_var}"))
         folder = Path(checkpoints_dir) / task.checkpoint_folder
         self.sources.append(ModelSource("folder", str(folder.resolve()), origin="the training script's folder"))
-        for former in task.family.former_names:  # only where it exists: checkpoints trained before the rename
-            if (former_folder := Path(checkpoints_dir) / former).is_dir() and former_folder != folder:
+        for alias in task.family.aliases:  # only where such a folder exists
+            if (alias_folder := Path(checkpoints_dir) / alias).is_dir() and alias_folder != folder:
                 self.sources.append(
-                    ModelSource("folder", str(former_folder.resolve()), origin="the training script's former folder")
+                    ModelSource("folder", str(alias_folder.resolve()), origin="the training script's folder, under an alias")
                 )
         for release in release_dirs():
             release_folder = release / task.checkpoint_folder
@@ -457,12 +457,12 @@ class AppModels:
 def requested_models(flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """
     Model type -> folder or Hub id, from the flags (by model type) or else the environment variables, the current
-    name (`CERVIX_HF_PREPOST_FUSION`) before a former one (`CERVIX_HF_PREPOST`).
+    name (`CERVIX_HF_PREPOST_FUSION`) before an alias (`CERVIX_HF_PREPOST`).
     """
     environ = os.environ if environ is None else environ
     requested = {
         task.name: flags.get(task.name)
-        or next(filter(None, (environ.get(name) for name in (task.env_var, *task.family.former_env_vars))), None)
+        or next(filter(None, (environ.get(name) for name in (task.env_var, *task.family.alias_env_vars))), None)
         for task in TASKS
     }
     return {name: value for name, value in requested.items() if value}

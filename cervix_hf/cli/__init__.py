@@ -12,8 +12,8 @@
     cervix-hf publish MODEL_TYPE ... python -m train.publish  (train, evaluate, export, card, push; resumable)
     cervix-hf app ...                python app.py
 
-The `train` commands come from the model records (`cervix_hf.registry`), so a new model gets its own; a model's
-former names (`train detector`, `train prepost`) still work.
+The `train` commands come from the model records (`cervix_hf.registry`), so a new model gets its own; a record's
+aliases (`train detector`, `train prepost`) name the same command.
 
 Each command is its module's own `get_args_parser()` and `main`, imported only when it runs;
 `cervix-hf COMMAND --help` lists its options with their defaults.
@@ -54,7 +54,7 @@ COMMANDS = (
             family.training_script,
             f"train {family.title}",
             parses_argv=False,
-            aliases=family.former_names,
+            aliases=family.aliases,
         )
         for family in FAMILIES
     ),
