@@ -247,7 +247,9 @@ class ModelSlot:
         for alias in task.family.aliases:  # only where such a folder exists
             if (alias_folder := Path(checkpoints_dir) / alias).is_dir() and alias_folder != folder:
                 self.sources.append(
-                    ModelSource("folder", str(alias_folder.resolve()), origin="the training script's folder, under an alias")
+                    ModelSource(
+                        "folder", str(alias_folder.resolve()), origin="the training script's folder, under an alias"
+                    )
                 )
         for release in release_dirs():
             release_folder = release / task.checkpoint_folder
