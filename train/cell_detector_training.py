@@ -15,12 +15,7 @@ from cervix_hf.data import (
     DetectionDataset,
     DetectionRecords,
     detection_collate,
-    guess_detection_format,
-    read_coco,
-    read_detection_csv,
-    read_isbi2014_edf,
-    read_sipakmed,
-    read_voc,
+    read_detection_data,
     stratified_split,
 )
 from cervix_hf.evaluation.metrics import compute_detection_metrics
@@ -43,29 +38,19 @@ from .engine import (
 )
 from .presets import detection_train_transform
 from .pretrained_backbone import load_pretrained_backbone
-from .train_cell_detector import FORMATS, apply_recipe
+from .train_cell_detector import apply_recipe
 
 logger = logging.getLogger("train.train_cell_detector")
 
 
 def load_records(args: argparse.Namespace) -> tuple[DetectionRecords, str]:
-    """The records and the format they were read in (`--format auto` resolved)."""
-    data_format = args.format
-    if data_format == "auto":
-        data_format = guess_detection_format(args.data)
-        if data_format is None:
-            raise SystemExit(f"--data {args.data}: cannot tell the format; pass --format (one of {FORMATS[1:]}).")
-    if data_format in ("csv", "coco", "voc") and args.annotations is None:
-        raise SystemExit(f"--format {data_format} needs --annotations (the annotation file or folder).")
-    where = {"image_root": args.data, "allow_outside_root": args.allow_outside_root}
-    readers = {
-        "sipakmed": lambda: read_sipakmed(args.data, box_from=args.box_from),
-        "isbi2014": lambda: read_isbi2014_edf(args.data, allow_outside_root=args.allow_outside_root),
-        "csv": lambda: read_detection_csv(args.annotations, **where),
-        "coco": lambda: read_coco(args.annotations, **where),
-        "voc": lambda: read_voc(args.annotations, **where),
-    }
-    records = readers[data_format]()
+    """The records of `--data` and the format they were read in (`cervix_hf.data.read_detection_data`)."""
+    try:
+        records, data_format = read_detection_data(
+            args.data, args.format, args.annotations, args.box_from, args.allow_outside_root
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     for warning in records.warnings:
         logger.warning(warning)
     return records, data_format

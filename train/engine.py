@@ -23,9 +23,7 @@ What it adds to `Trainer`:
 import argparse
 import json
 import logging
-import math
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -48,9 +46,9 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from cervix_hf.commands import module_command
 from cervix_hf.evaluation.plots import write_evaluation_plots
-from cervix_hf.evaluation.results import EvalResults, StageSummary
+from cervix_hf.evaluation.results import EvalResults, StageSummary, software_versions, write_json
 from cervix_hf.hub.cards import ModelCardError, write_model_card
-from cervix_hf.io.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, atomic_write_text, give_default_mode
+from cervix_hf.io.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, give_default_mode
 
 from .arguments import SCHEDULES, validate_common_args
 
@@ -340,7 +338,7 @@ def run_stages(
         summary = _train_stage(trainer, stage, stage_dir, args, metric_for_best_model)
         if trainer.is_world_process_zero():
             trainer.save_model(str(stage_dir))
-            _write_json(done_file, summary)
+            write_json(done_file, summary)
         summaries.append(summary)
     model.set_backbone_trainable(True)
     if trainer is None:  # every stage had finished before --resume: a trainer only to evaluate and predict
@@ -461,28 +459,6 @@ def published_command(argv: list[str], args: argparse.Namespace) -> str:
     return shlex.join(["python", "-m", module, *words] if module else ["cervix-hf", *words])
 
 
-def software_versions() -> dict[str, str]:
-    """Versions and hardware read at run time, for the eval file and the model card."""
-    import transformers
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "device_count": str(torch.cuda.device_count()) if torch.cuda.is_available() else "0",
-    }
-    try:
-        import torchvision
-
-        versions["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
-    return versions
-
-
 def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, args: argparse.Namespace) -> Path:
     """
     Writes what a run publishes: the model and processor, `eval_results.json` (checked against its contract first,
@@ -496,12 +472,12 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     for weights in output_dir.glob("*.safetensors"):
         give_default_mode(weights)
     processor.save_pretrained(output_dir)
-    _write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
+    write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
     write_evaluation_plots(eval_results.to_dict(), output_dir)  # the card links them
     published_args = {
         name: published_path(value, args) if isinstance(value, Path) else value for name, value in vars(args).items()
     }
-    _write_json(output_dir / TRAINING_ARGS_FILE, published_args)
+    write_json(output_dir / TRAINING_ARGS_FILE, published_args)
     # The card is rendered from the files just written and checked against them; it comes last, so a card that
     # fails its check leaves the run's results saved.
     try:
@@ -532,21 +508,3 @@ def published_path(path: str | Path, args: argparse.Namespace) -> str:
     if data is not None and path.is_relative_to(data):
         return (PurePosixPath(data.name) / path.relative_to(data).as_posix()).as_posix()
     return path.name
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    atomic_write_text(path, json.dumps(_json_safe(payload), indent=2))
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value

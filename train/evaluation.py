@@ -16,6 +16,7 @@ from cervix_hf.data import (
     class_counts,
     is_iarc_atlas,
     is_intel_mobileodt,
+    read_detection_data,
     read_herlev,
     read_iarc_atlas,
     read_iarc_atlas_types,
@@ -26,7 +27,7 @@ from cervix_hf.data import (
 from cervix_hf.evaluation.metrics import compute_classification_metrics, compute_detection_metrics, evaluate_binary
 from cervix_hf.evaluation.metrics.cell_classification import evaluate_grouped_classifier
 from cervix_hf.evaluation.plots import EVALUATIONS_FOLDER, PLOTS_FOLDER, draw_detection_sample, write_evaluation_plots
-from cervix_hf.evaluation.results import EvalResults, EvalResultsError
+from cervix_hf.evaluation.results import EvalResults, EvalResultsError, software_versions, write_json
 from cervix_hf.hub import ModelReferenceError, resolve_model_reference
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 from cervix_hf.io.files import EVAL_RESULTS_FILE
@@ -34,16 +35,12 @@ from cervix_hf.prediction.batch import BatchInput, Predictor, chunks
 from cervix_hf.prediction.inference import detect_cells, load_model_input
 from cervix_hf.registry import family
 
-from . import cell_detector_training
 from .classical_detection import ClassicalNucleusDetector
-from .engine import _write_json, software_versions
 from .evaluate import OVERLAP_SPLIT, SPLIT
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers import AutoConfig
-
-    from cervix_hf.prediction.inference import load_pretrained
+    from cervix_hf.prediction.inference import load_config, load_pretrained
 
     try:  # the evaluation is written into the folder, so it must be a local one
         resolve_model_reference(str(args.model), local_only=True)
@@ -51,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--model {error}")
     if not args.data.exists():
         return _fail(f"--data {args.data}: no such file or folder.")
-    model_type = AutoConfig.from_pretrained(args.model).model_type
+    model_type = load_config(str(args.model)).model_type
     model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
     evaluate = family(model_type).evaluation
     data_name = _data_name(args.data) + "".join(f"-{subset}" for subset in args.subset or ())
@@ -63,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except (SystemExit, ValueError, EvalResultsError) as error:
         return _fail(str(error))
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
+    write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
     plots = write_evaluation_plots(eval_results.to_dict(), output_dir)
     print(f"Wrote {output_dir / EVAL_RESULTS_FILE} and {len(plots)} plot(s) in {output_dir / PLOTS_FOLDER}.")
     print(_headline(eval_results))
@@ -280,14 +277,11 @@ def evaluate_colponet(model, processor, args, output_dir: Path) -> EvalResults:
 
 
 def evaluate_cell_detector(model, processor, args, output_dir: Path) -> EvalResults:
-    reader_args = argparse.Namespace(
-        format=args.format,
-        data=args.data,
-        annotations=args.annotations,
-        allow_outside_root=args.allow_outside_root,
-        box_from=args.box_from,
+    records, data_format = read_detection_data(
+        args.data, args.format, args.annotations, args.box_from, args.allow_outside_root
     )
-    records, data_format = cell_detector_training.load_records(reader_args)
+    for warning in records.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     names = list(records.label_names)
     _check_labels(model, names, args)
     truths, predictions = [], []

@@ -37,12 +37,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     # Imported when the command runs, so that --help answers without torch.
-    from transformers import AutoConfig
-
     from cervix_hf.export.calibration import calibration_items
     from cervix_hf.export.classifiers import ExportError
     from cervix_hf.hub import ModelReferenceError, resolve_model_reference
-    from cervix_hf.prediction.inference import load_pretrained
+    from cervix_hf.prediction.inference import load_config, load_pretrained
     from cervix_hf.registry import FAMILIES, family
 
     try:  # the export is written into the folder, so it must be a local one
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelReferenceError as error:
         print(f"error: --model {error}", file=sys.stderr)
         return 2
-    model_type = AutoConfig.from_pretrained(args.model).model_type
+    model_type = load_config(str(args.model)).model_type
     exportable = [record.model_type for record in FAMILIES if record.engine.exportable(record)]
     if model_type not in exportable:
         print(

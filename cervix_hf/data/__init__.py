@@ -22,6 +22,8 @@ _EXPORTS = {
         "read_isbi2014_edf",
         "read_sipakmed",
         "read_voc",
+        "DETECTION_FORMATS",
+        "read_detection_data",
     ),
     "cervix_hf.data.detection_dataset": (
         "DetectionDataset",

@@ -686,3 +686,49 @@ def _records_from_named_boxes(
         for image_id, (path, objects) in enumerate(images)
     ]
     return DetectionRecords(records, list(label_names), warnings)
+
+
+# The annotation layouts `read_detection_data` reads (`auto`: told from the folder, `guess_detection_format`).
+DETECTION_FORMATS = ("auto", "sipakmed", "isbi2014", "csv", "coco", "voc")
+
+
+def read_detection_data(
+    data: str | Path,
+    data_format: str = "auto",
+    annotations: str | Path | None = None,
+    box_from: str = "cytoplasm",
+    allow_outside_root: bool = False,
+) -> tuple["DetectionRecords", str]:
+    r"""
+    A labelled detection data set in any of its layouts, and the format it was read in (`auto` resolved): what
+    training and `cervix-hf evaluate` both read.
+
+    Args:
+        data (`str` or `Path`): the data set's folder (the image root for `csv`, `coco`, `voc`).
+        data_format (`str`): one of `DETECTION_FORMATS`.
+        annotations (`str` or `Path`, *optional*): the annotation file or folder of `csv`, `coco` and `voc`.
+        box_from (`str`): SIPaKMeD boxes from the `cytoplasm` or the `nucleus` masks.
+        allow_outside_root (`bool`): accept annotation paths and links that lead outside `data`.
+
+    Raises:
+        `ValueError`: naming the argument, when the format cannot be told or needs `annotations`.
+    """
+    if data_format == "auto":
+        data_format = guess_detection_format(data)
+        if data_format is None:
+            raise ValueError(
+                f"--data {data}: cannot tell the format; pass --format (one of {', '.join(DETECTION_FORMATS[1:])})."
+            )
+    if data_format in ("csv", "coco", "voc") and annotations is None:
+        raise ValueError(f"--format {data_format} needs --annotations (the annotation file or folder).")
+    where = {"image_root": data, "allow_outside_root": allow_outside_root}
+    readers = {
+        "sipakmed": lambda: read_sipakmed(data, box_from=box_from),
+        "isbi2014": lambda: read_isbi2014_edf(data, allow_outside_root=allow_outside_root),
+        "csv": lambda: read_detection_csv(annotations, **where),
+        "coco": lambda: read_coco(annotations, **where),
+        "voc": lambda: read_voc(annotations, **where),
+    }
+    if data_format not in readers:
+        raise ValueError(f"--format {data_format}: choose one of {', '.join(DETECTION_FORMATS)}.")
+    return readers[data_format](), data_format

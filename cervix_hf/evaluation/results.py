@@ -21,10 +21,14 @@ Validation checks the layout and then the numbers against each other, with the m
 (`ModelFamily.eval_problems`, beside its metrics): a tampered accuracy no longer matches its confusion matrix.
 """
 
+import json
+import math
+import platform
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypedDict
 
-from cervix_hf.io.files import EVAL_RESULTS_FILE
+from cervix_hf.io.files import EVAL_RESULTS_FILE, atomic_write_text
 from cervix_hf.registry import FAMILIES_BY_TYPE, family
 
 REQUIRED_KEYS = ("model_type", "label_names", "metrics", "data", "training", "software")
@@ -128,3 +132,46 @@ def eval_results_problems(eval_results: dict) -> list[str]:
 def raise_problems(problems: list[str], name: str = EVAL_RESULTS_FILE) -> None:
     if problems:
         raise EvalResultsError(f"{name} contradicts itself:\n- " + "\n- ".join(problems))
+
+
+def software_versions() -> dict[str, str]:
+    """Versions and hardware read at run time, for the eval file and the model card."""
+    import torch
+    import transformers
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device_count": str(torch.cuda.device_count()) if torch.cuda.is_available() else "0",
+    }
+    try:
+        import torchvision
+
+        versions["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Writes `payload` as indented JSON, whole or not at all: paths as text, tensors and NumPy scalars as numbers,
+    non-finite floats as `null`."""
+    atomic_write_text(path, json.dumps(_json_safe(payload), indent=2))
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value

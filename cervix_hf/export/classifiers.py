@@ -38,7 +38,7 @@ from transformers import AutoConfig, AutoImageProcessor
 from transformers.utils import ModelOutput
 
 from cervix_hf.io.files import EXPORT_REPORT, ONNX_FOLDER, PRECISIONS, atomic_write_text
-from cervix_hf.registry import FAMILIES
+from cervix_hf.registry import FAMILIES, register_auto_classes
 
 logger = logging.getLogger(__name__)
 
@@ -456,6 +456,7 @@ def load_onnx(
             f"No ONNX export in {model_dir} ({path.relative_to(Path(model_dir))} is missing): run "
             f"`cervix-hf export --model {model_dir} --precision {precision or 'int8'} --calibration DATA` first."
         )
+    register_auto_classes()  # the models' Auto classes, which the saved config names
     config = AutoConfig.from_pretrained(model_dir)
     precision = precision or "fp32"
     engine = engine or preferred_engine(model_dir, precision)
