@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cervix_hf import CellClassifierForImageClassification
 from cervix_hf.data import read_herlev, source_image_split
 
 from .conftest import SHARED_DATA, require_data
@@ -149,3 +150,39 @@ def test_weights_from_a_finished_run_refinishes_it_with_the_same_predictions(tra
         timeout=600,
     )
     assert refused.returncode != 0 and "another seed" in refused.stderr
+
+
+def test_publish_trains_evaluates_exports_and_stages_the_cell_classifier(herlev, tmp_path):
+    """`cervix-hf publish cell_classifier`, as a user runs it (the `tiny` recipe, staged with no network): the staged
+    folder is the trained model with its card, its evaluation and its checked export."""
+    work_dir, staged = tmp_path / "run", tmp_path / "staged"
+    done = run(
+        "publish",
+        "cell_classifier",
+        "--data",
+        herlev,
+        "--recipe",
+        "tiny",
+        "--repo-id",
+        "tester/cell-classifier",
+        "--work-dir",
+        work_dir,
+        "--calibration",
+        herlev,
+        "--precision",
+        "fp32",
+        "--staging-dir",
+        staged,
+        "--",
+        "--threads",
+        "1",
+        "--no-progress-bar",
+        timeout=900,
+    )
+    assert "Staged" in done.stdout
+    for name in ("model.safetensors", "config.json", "README.md", "eval_results.json", "onnx/export.json"):
+        assert (staged / name).is_file(), name
+    trained = json.loads((work_dir / "model" / "eval_results.json").read_text())
+    assert json.loads((staged / "eval_results.json").read_text())["metrics"] == trained["metrics"]
+    assert json.loads((staged / "onnx" / "export.json").read_text())["fp32"]["accepted"] is True
+    assert CellClassifierForImageClassification.from_pretrained(staged).config.model_type == "cell_classifier"

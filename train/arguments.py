@@ -69,11 +69,15 @@ class RecipeArgumentParser(argparse.ArgumentParser):
 
 
 def validate_common_args(args: argparse.Namespace) -> None:
+    """Refuses, by flag, a common argument out of range; a script without one (or leaving it to its recipe, `None`)
+    is not checked for it."""
     for name in ("batch_size", "early_stopping_patience", "plateau_patience", "logging_steps"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
-    if args.workers < 0:
-        raise SystemExit(f"--workers must be 0 or more, got {args.workers}.")
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 0:
+        raise SystemExit(f"--workers must be 0 or more, got {workers}.")
 
 
 __all__ = ["SCHEDULES", "RecipeArgumentParser", "add_common_args", "validate_common_args"]

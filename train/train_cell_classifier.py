@@ -68,7 +68,7 @@ class CellRecipe:
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     classifier_dropout: float = 0.1
-    ema_decay: float = 0.99
+    ema_decay: float = 0.0
     rotation: bool = True
     flip: bool = True
     zoom: float = 0.1
