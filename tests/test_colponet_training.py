@@ -294,3 +294,19 @@ def test_mixup_trains_on_blends_of_photos_and_of_their_labels(tmp_path):
     assert trainer.compute_loss(model, {"pixel_values": pixels, "labels": labels}).item() == pytest.approx(
         plain.item(), rel=1e-5
     )
+
+
+def test_the_engine_reads_a_typed_run_configuration_of_the_script_s_arguments(tmp_path):
+    from train.arguments import RunConfig
+    from train.engine import published_path
+
+    data, output = tmp_path / "photos", tmp_path / "run"
+    args = train_colponet.get_args_parser().parse_args(
+        ["--data", str(data), "--output-dir", str(output), "--batch-size", "8", "--augmentation", "flip"]
+    )
+    config = RunConfig.from_args(args)
+    assert (config.output_dir, config.data, config.batch_size, config.seed) == (output, data, 8, 42)
+    assert config.get("augmentation") == "flip" and config.arguments == vars(args)
+    assert published_path(data / "train" / "Type_1" / "1.jpg", config) == "photos/train/Type_1/1.jpg"
+    assert published_path(output / "checkpoint-3", config) == "checkpoint-3"
+    assert RunConfig.from_args(config) is config

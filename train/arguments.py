@@ -2,6 +2,8 @@
 the schedules. Imports nothing heavy, so that a script's `--help` answers without importing torch."""
 
 import argparse
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,4 +82,57 @@ def validate_common_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"--workers must be 0 or more, got {workers}.")
 
 
-__all__ = ["SCHEDULES", "RecipeArgumentParser", "add_common_args", "validate_common_args"]
+@dataclass(frozen=True)
+class RunConfig:
+    r"""
+    What the training engine (`train/engine.py`) reads of a run, typed: the common arguments (`add_common_args`),
+    where the run writes and reads, and every argument the script parsed, as it parsed them (`arguments`, written to
+    `training_args.json`).
+
+    Args:
+        output_dir (`Path`): the run folder.
+        data (`Path`, *optional*): the data set's folder, for the paths the run's files name inside it.
+        seed (`int`), batch_size (`int`), eval_batch_size (`int`, *optional*), weight_decay (`float`),
+        early_stopping_patience (`int`), plateau_patience (`int`), max_steps (`int`), workers (`int`),
+        resume (`bool`), logging_steps (`int`), bf16 (`bool`), no_progress_bar (`bool`): as `add_common_args` says.
+        arguments (`dict`): every argument of the script, by name.
+    """
+
+    output_dir: Path
+    data: Path | None = None
+    seed: int = 42
+    batch_size: int = 16
+    eval_batch_size: int | None = None
+    weight_decay: float = 1e-4
+    early_stopping_patience: int = 5
+    plateau_patience: int = 2
+    max_steps: int = -1
+    workers: int = 2
+    resume: bool = False
+    logging_steps: int = 10
+    bf16: bool = False
+    no_progress_bar: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: "argparse.Namespace | RunConfig") -> "RunConfig":
+        """The run configuration of a script's parsed arguments (a `RunConfig` is returned as it is)."""
+        if isinstance(args, RunConfig):
+            return args
+        given = vars(args)
+        names = {item.name for item in dataclasses.fields(cls)} - {"arguments", "output_dir"}
+        known = {name: given[name] for name in names if given.get(name) is not None}
+        data = known.pop("data", None)
+        return cls(
+            output_dir=Path(args.output_dir),
+            data=Path(data) if data is not None else None,
+            arguments=dict(given),
+            **known,
+        )
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A script's own argument (`--augmentation`, `--model-size` ...), or `default` when it has none."""
+        return self.arguments.get(name, default)
+
+
+__all__ = ["SCHEDULES", "RecipeArgumentParser", "RunConfig", "add_common_args", "validate_common_args"]

@@ -21,6 +21,7 @@ What it adds to `Trainer`:
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -50,7 +51,7 @@ from cervix_hf.evaluation.results import EvalResults, StageSummary, software_ver
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 from cervix_hf.io.files import EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, give_default_mode
 
-from .arguments import SCHEDULES, validate_common_args
+from .arguments import SCHEDULES, RunConfig, validate_common_args
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +104,15 @@ def _cpu_processes() -> bool:
     return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def start_run(args: argparse.Namespace) -> PartialState:
+def start_run(args: argparse.Namespace | RunConfig) -> PartialState:
     """
     What every training script does first: checks the common arguments, joins the process group (under `torchrun`
     or `accelerate launch`), logs at INFO (with each process's rank when there are several), and seeds Python,
     NumPy and torch with `--seed` before anything random happens, so model initialisation, data order and
     augmentation all follow the seed.
     """
-    validate_common_args(args)
+    config = RunConfig.from_args(args)
+    validate_common_args(argparse.Namespace(**dataclasses.asdict(config)))
     state = PartialState(cpu=_cpu_processes())
     logging.basicConfig(
         level=logging.INFO,
@@ -118,7 +120,7 @@ def start_run(args: argparse.Namespace) -> PartialState:
         if state.num_processes > 1
         else "%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    set_seed(args.seed)
+    set_seed(config.seed)
     return state
 
 
@@ -284,7 +286,7 @@ def _checkpoint_problem(path: Path) -> str | None:
 def run_stages(
     model: nn.Module,
     stages: list[TrainingStage],
-    args: argparse.Namespace,
+    args: argparse.Namespace | RunConfig,
     train_dataset,
     eval_dataset,
     compute_metrics: Callable | None,
@@ -305,6 +307,7 @@ def run_stages(
     `processing_class` (the image processor) is saved with every checkpoint; `training_settings` are further
     `TrainingArguments` of every stage (e.g. `label_smoothing_factor`).
     """
+    args = RunConfig.from_args(args)
     if not any(stage.epochs > 0 for stage in stages):
         raise ValueError("Nothing to train: every stage has 0 epochs.")
     trainer_kwargs = {
@@ -368,7 +371,7 @@ def _train_stage(trainer: CervixTrainer, stage: TrainingStage, stage_dir: Path, 
 
 
 def _stage_arguments(
-    args: argparse.Namespace, stage: TrainingStage, stage_dir: Path, metric: str, greater_is_better: bool
+    args: RunConfig, stage: TrainingStage, stage_dir: Path, metric: str, greater_is_better: bool
 ) -> TrainingArguments:
     """One stage's `TrainingArguments`: evaluated and saved every epoch; under the `"plateau"` schedule the best
     checkpoint on `metric` is kept, under `"cosine"` the last."""
@@ -410,7 +413,7 @@ def _stage_arguments(
     )
 
 
-def _training_arguments(args: argparse.Namespace, output_dir: Path, **stage_settings) -> TrainingArguments:
+def _training_arguments(args: RunConfig, output_dir: Path, **stage_settings) -> TrainingArguments:
     """`TrainingArguments` for `output_dir`: what every trainer of a run shares, plus a stage's `stage_settings`."""
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -422,25 +425,27 @@ def _training_arguments(args: argparse.Namespace, output_dir: Path, **stage_sett
         remove_unused_columns=False,
         report_to="none",
         disable_tqdm=args.no_progress_bar,
-        bf16=getattr(args, "bf16", False),
+        bf16=args.bf16,
         **stage_settings,
     )
 
 
-def training_summary(args: argparse.Namespace, stages: list[StageSummary], **settings) -> dict:
+def training_summary(args: argparse.Namespace | RunConfig, stages: list[StageSummary], **settings) -> dict:
     """The `training` entry of `eval_results.json`: the command that ran, the stages, the settings every script
     shares, then `settings`."""
+    config = RunConfig.from_args(args)
+    checkpoint = config.get("from_checkpoint")
     return {
-        "command": published_command(sys.argv, args),
+        "command": published_command(sys.argv, config),
         "stages": stages,
-        "augmentation": args.augmentation,
-        "batch_size": args.batch_size,
-        "model_size": args.model_size if not args.from_checkpoint else published_path(args.from_checkpoint, args),
+        "augmentation": config.get("augmentation"),
+        "batch_size": config.batch_size,
+        "model_size": config.get("model_size") if not checkpoint else published_path(checkpoint, config),
         **settings,
     }
 
 
-def published_command(argv: list[str], args: argparse.Namespace) -> str:
+def published_command(argv: list[str], args: argparse.Namespace | RunConfig) -> str:
     """The training command as it ran (`python -m train.<script> ...` or `cervix-hf train ...`), relative paths as
     given and absolute ones as `published_path` writes them, so that a card shows the command without naming the
     machine's folders."""
@@ -459,7 +464,9 @@ def published_command(argv: list[str], args: argparse.Namespace) -> str:
     return shlex.join(["python", "-m", module, *words] if module else ["cervix-hf", *words])
 
 
-def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, args: argparse.Namespace) -> Path:
+def finish_run(
+    model, processor, output_dir: Path, eval_results: EvalResults, args: argparse.Namespace | RunConfig
+) -> Path:
     """
     Writes what a run publishes: the model and processor, `eval_results.json` (checked against its contract first,
     `cervix_hf.evaluation.results`), its plots (`plots/`, `cervix_hf.evaluation.plots`), `training_args.json` and the
@@ -474,8 +481,10 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     processor.save_pretrained(output_dir)
     write_json(output_dir / EVAL_RESULTS_FILE, eval_results.to_dict())
     write_evaluation_plots(eval_results.to_dict(), output_dir)  # the card links them
+    config = RunConfig.from_args(args)
     published_args = {
-        name: published_path(value, args) if isinstance(value, Path) else value for name, value in vars(args).items()
+        name: published_path(value, config) if isinstance(value, Path) else value
+        for name, value in config.arguments.items()
     }
     write_json(output_dir / TRAINING_ARGS_FILE, published_args)
     # The card is rendered from the files just written and checked against them; it comes last, so a card that
@@ -491,7 +500,7 @@ def finish_run(model, processor, output_dir: Path, eval_results: EvalResults, ar
     return output_dir
 
 
-def published_path(path: str | Path, args: argparse.Namespace) -> str:
+def published_path(path: str | Path, args: argparse.Namespace | RunConfig) -> str:
     """
     How a file of the run folder names a local path, so that a published run names no folder of the machine that
     trained it: a path inside `--output-dir` relative to it (`"."` for the folder itself); one inside `--data` as
@@ -500,11 +509,12 @@ def published_path(path: str | Path, args: argparse.Namespace) -> str:
     folder, as the scripts read them; links are not followed (a data folder of links to photos elsewhere still
     names them inside it).
     """
+    config = RunConfig.from_args(args)
     path = Path(os.path.abspath(path))
-    output_dir = Path(os.path.abspath(args.output_dir))
+    output_dir = Path(os.path.abspath(config.output_dir))
     if path.is_relative_to(output_dir):
         return path.relative_to(output_dir).as_posix()
-    data = Path(os.path.abspath(args.data)) if getattr(args, "data", None) else None
+    data = Path(os.path.abspath(config.data)) if config.data is not None else None
     if data is not None and path.is_relative_to(data):
         return (PurePosixPath(data.name) / path.relative_to(data).as_posix()).as_posix()
     return path.name
