@@ -29,19 +29,26 @@ from cervix_hf.prediction.explain import detection_masks, draw_detections
 from cervix_hf.prediction.inference import detect_cells
 
 
-def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders) -> None:
-    cache = ResultCache()
+class CellDetectionAnswers:
+    """What the Cell detection tab answers, for its model `slot`: the cells found in an image above a score threshold
+    (detected once per image, cached by content, so moving the threshold only filters again), their counts, the
+    drawn image and the CSV and JSON downloads (written into `exports`)."""
 
-    def detections_above(upload, threshold):
+    def __init__(self, slot: ModelSlot, exports):
+        self.slot = slot
+        self.exports = exports
+        self.cache = ResultCache()
+
+    def detections_above(self, upload, threshold):
         """The checked threshold, the uploaded image, its safe name, the model, its detections scoring above the
         threshold, the model's class names and a colour per class."""
         threshold = checked_threshold(threshold)
         image, name = read_upload(upload, "image", "cell_detector")
-        loaded = slot.get()
+        loaded = self.slot.get()
         config = loaded.model.config
         # Every detection the model makes (scores above 0), once per image; a threshold keeps those above it, as
         # the processor's post-processing does (strictly above), so moving the slider does not run the model.
-        found = cache.get_or_compute(
+        found = self.cache.get_or_compute(
             (id(loaded.model), upload_digest(upload)),
             lambda: detect_cells(loaded.predictor, loaded.processor, image, 0.0),
         )
@@ -50,11 +57,11 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
         colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
         return threshold, image, name, loaded, detections, labels, colours
 
-    def download_stem(name: str, loaded) -> str:
+    def download_stem(self, name: str, loaded) -> str:
         return Path(name).stem + ("_UNTRAINED_MODEL" if loaded.warning else "")
 
-    def detect(upload, threshold):
-        threshold, image, name, loaded, detections, labels, colours = detections_above(upload, threshold)
+    def detect(self, upload, threshold):
+        threshold, image, name, loaded, detections, labels, colours = self.detections_above(upload, threshold)
         counts = Counter(detection.label for detection in detections)
         # The header carries the warning: the table is a result too, and its header travels with its data.
         table = {
@@ -71,8 +78,8 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
         _, masks = detection_masks(image, detections)
         # The shown image carries each cell's number (its row in the table) and score; the masks draw the boxes.
         display = draw_detections(image, detections, colours, draw_boxes=False)
-        folder = exports.new()
-        stem = download_stem(name, loaded)
+        folder = self.exports.new()
+        stem = self.download_stem(name, loaded)
         csv_path, json_path = folder / f"{stem}_detections.csv", folder / f"{stem}_detections.json"
         write_detections([(name, detections)], csv_path, json_path)
         summary = (
@@ -96,13 +103,28 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
             cells,
         )
 
-    def annotate(upload, threshold):
+    def annotate(self, upload, threshold):
         """The full-size annotated image as a PNG: written after the result is shown (encoding a large image takes
         up to a second), from the cached detections."""
-        _, image, name, loaded, detections, _, colours = detections_above(upload, threshold)
-        path = exports.new() / f"{download_stem(name, loaded)}_annotated.png"
+        _, image, name, loaded, detections, _, colours = self.detections_above(upload, threshold)
+        path = self.exports.new() / f"{self.download_stem(name, loaded)}_annotated.png"
         draw_detections(image, detections, colours, display_size=None).save(path, compress_level=1)
         return str(path)
+
+    def cleared(self):
+        """Every output emptied: what shows while a new image is detected, and after an error or a removal."""
+        return "Upload an image to find its cells.", None, None, None, None, None, None
+
+    def detect_if_given(self, upload, threshold):
+        """The page's detection: the result, and the previous annotated image removed until the new one is written."""
+        return self.cleared() if upload is None else (*self.detect(upload, threshold), None)
+
+    def annotate_if_given(self, upload, threshold):
+        return None if upload is None else self.annotate(upload, threshold)
+
+
+def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders) -> None:
+    answers = CellDetectionAnswers(slot, exports)
 
     with gr.Tab("Cell detection"):
         gr.Markdown("A Pap-smear image in; every cell found, with its class and score, out.")
@@ -142,29 +164,18 @@ def build_cell_detection_tab(slot: ModelSlot, examples: list[str], exports: Expo
                     png_file = gr.File(label="Annotated image (PNG, full size)", elem_id="cells-png")
     outputs = [summary, annotated, counts, csv_file, json_file, cells]
 
-    def cleared():
-        """Every output emptied: what shows while a new image is detected, and after an error or a removal."""
-        return "Upload an image to find its cells.", None, None, None, None, None, None
-
-    def detect_if_given(upload, threshold):
-        """The page's detection: the result, and the previous annotated image removed until the new one is written."""
-        return cleared() if upload is None else (*detect(upload, threshold), None)
-
-    def annotate_if_given(upload, threshold):
-        return None if upload is None else annotate(upload, threshold)
-
     # A new image (an upload, a chosen example, a removal) or the button first clears the old result, then
     # detects; a failed request leaves no stale result behind. The threshold re-filters the cached detections
     # from every way of changing it (dragging, arrow keys, typing a number and Enter; `release` fires only when a
     # drag ends), the last one winning. Each result is followed by its annotated image for download.
     shown, inputs = [*outputs, png_file], [image, threshold]
-    rerun = gr.on([button.click], cleared, None, shown, queue=False, api_name=False)
-    rerun = rerun.then(detect, inputs, outputs, api_name="detect_cells", preprocess=False)
-    rerun.success(annotate, inputs, png_file, api_name="annotated_cells", preprocess=False)
-    on_change = image.change(cleared, None, shown, queue=False, api_name=False)
-    on_change = on_change.then(detect_if_given, inputs, shown, api_name=False, preprocess=False)
-    on_change.success(annotate_if_given, inputs, png_file, api_name=False, preprocess=False)
+    rerun = gr.on([button.click], answers.cleared, None, shown, queue=False, api_name=False)
+    rerun = rerun.then(answers.detect, inputs, outputs, api_name="detect_cells", preprocess=False)
+    rerun.success(answers.annotate, inputs, png_file, api_name="annotated_cells", preprocess=False)
+    on_change = image.change(answers.cleared, None, shown, queue=False, api_name=False)
+    on_change = on_change.then(answers.detect_if_given, inputs, shown, api_name=False, preprocess=False)
+    on_change.success(answers.annotate_if_given, inputs, png_file, api_name=False, preprocess=False)
     moved = threshold.input(
-        detect_if_given, inputs, shown, api_name=False, preprocess=False, trigger_mode="always_last"
+        answers.detect_if_given, inputs, shown, api_name=False, preprocess=False, trigger_mode="always_last"
     )
-    moved.success(annotate_if_given, inputs, png_file, api_name=False, preprocess=False)
+    moved.success(answers.annotate_if_given, inputs, png_file, api_name=False, preprocess=False)

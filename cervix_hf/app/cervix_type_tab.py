@@ -30,17 +30,21 @@ from cervix_hf.prediction.inference import classify_cervix_type, explain_cervix_
 OVERRIDE = "Classify even if the quality gate rejects the photo"
 
 
-def build_cervix_type_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders | None = None) -> None:
-    # The classification of the last photos (their preprocessed pixels, gate verdict and prediction), by content,
-    # so that the Grad-CAM request that follows it explains the type shown, without reading, gating or
-    # classifying the photo again. Only Grad-CAM's own forward and backward pass runs, in PyTorch.
-    cache = ResultCache()
-    # Grad-CAM maps by the same key, so that moving the opacity slider only blends again.
-    explanations = ResultCache()
+class CervixTypeAnswers:
+    """What the Cervix type tab answers, for its model `slot`: the classification of a photo (cached by content, so the
+    Grad-CAM request that follows explains the type shown without classifying again) and its Grad-CAM map."""
 
-    def classified(photo, ignore_quality_gate):
+    def __init__(self, slot: ModelSlot):
+        self.slot = slot
+        # The classification of the last photos (their preprocessed pixels, gate verdict and prediction), by
+        # content: only Grad-CAM's own forward and backward pass runs again, in PyTorch.
+        self.cache = ResultCache()
+        # Grad-CAM maps by the same key, so that moving the opacity slider only blends again.
+        self.explanations = ResultCache()
+
+    def classified(self, photo, ignore_quality_gate):
         image, _ = read_upload(photo, "photo", "colponet")
-        loaded = slot.get()
+        loaded = self.slot.get()
         override = checked_flag(ignore_quality_gate, OVERRIDE)
 
         def compute():
@@ -48,10 +52,10 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str], exports: ExportF
             return prepared, classify_cervix_type(loaded.predictor, loaded.processor, prepared, override)
 
         key = (id(loaded.model), upload_digest(photo), override)
-        return key, image, loaded, *cache.get_or_compute(key, compute)
+        return key, image, loaded, *self.cache.get_or_compute(key, compute)
 
-    def classify(photo, ignore_quality_gate):
-        _, _, loaded, _, prediction = classified(photo, ignore_quality_gate)
+    def classify(self, photo, ignore_quality_gate):
+        _, _, loaded, _, prediction = self.classified(photo, ignore_quality_gate)
         verdict = f"**Quality gate:** {prediction.quality.message}\n\n"
         if not prediction.classified:
             verdict += f"**Not classified.** Tick *{OVERRIDE}* to override."
@@ -72,12 +76,12 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str], exports: ExportF
         )
         return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, details
 
-    def explain(photo, ignore_quality_gate, opacity=DEFAULT_HEATMAP_OPACITY):
+    def explain(self, photo, ignore_quality_gate, opacity=DEFAULT_HEATMAP_OPACITY):
         if photo is None:
             raise bad_input("No photo: upload an image file (JPEG, PNG, TIFF or BMP).")
         opacity = checked_opacity(opacity)
-        key, image, loaded, prepared, prediction = classified(photo, ignore_quality_gate)
-        explanation = explanations.get_or_compute(
+        key, image, loaded, prepared, prediction = self.classified(photo, ignore_quality_gate)
+        explanation = self.explanations.get_or_compute(
             key, lambda: explain_cervix_type(loaded.model, loaded.processor, prepared, key[2], prediction)
         )
         if explanation.heatmap is None:
@@ -88,6 +92,21 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str], exports: ExportF
             label=result_label(title, loaded),
             elem_classes=marked(loaded),
         )
+
+    def cleared(self):
+        """Every output emptied: what shows while a new photo is classified, and after an error or a removal."""
+        return "Upload a photo to classify it.", gr.Label(value=None), None, gr.Image(value=None)
+
+    def classify_if_given(self, photo, ignore_quality_gate):
+        return self.cleared()[:3] if photo is None else self.classify(photo, ignore_quality_gate)
+
+    def explain_if_given(self, photo, ignore_quality_gate, opacity):
+        return None if photo is None else self.explain(photo, ignore_quality_gate, opacity)
+
+
+def build_cervix_type_tab(slot: ModelSlot, examples: list[str], exports: ExportFolders | None = None) -> None:
+    """The tab's page and its events, each one call of a `CervixTypeAnswers` method."""
+    answers = CervixTypeAnswers(slot)
 
     with gr.Tab("Cervix type"):
         gr.Markdown(
@@ -119,29 +138,29 @@ def build_cervix_type_tab(slot: ModelSlot, examples: list[str], exports: ExportF
                     details = gr.JSON(label="Details")
     inputs, outputs = [photo, ignore_quality_gate], [verdict, probabilities, details]
 
-    def cleared():
-        """Every output emptied: what shows while a new photo is classified, and after an error or a removal."""
-        return "Upload a photo to classify it.", gr.Label(value=None), None, gr.Image(value=None)
-
-    def classify_if_given(photo, ignore_quality_gate):
-        return cleared()[:3] if photo is None else classify(photo, ignore_quality_gate)
-
     # Any change of the photo (an upload, an example chosen, a removal) first clears the old result, then
     # classifies the new photo; so does the button (a re-run) and the override. A failed request leaves no stale
     # result behind.
-    on_change = photo.change(cleared, None, [*outputs, heatmap], queue=False, api_name=False)
-    on_change = on_change.then(classify_if_given, inputs, outputs, preprocess=False, api_name=False)
+    on_change = photo.change(answers.cleared, None, [*outputs, heatmap], queue=False, api_name=False)
+    on_change = on_change.then(answers.classify_if_given, inputs, outputs, preprocess=False, api_name=False)
     rerun = gr.on(
-        [button.click, ignore_quality_gate.input], cleared, None, [*outputs, heatmap], queue=False, api_name=False
+        [button.click, ignore_quality_gate.input],
+        answers.cleared,
+        None,
+        [*outputs, heatmap],
+        queue=False,
+        api_name=False,
     )
-    event = rerun.then(classify, inputs, outputs, api_name="classify_cervix_type", preprocess=False)
-    event.success(explain, [*inputs, opacity], heatmap, api_name="cervix_grad_cam", preprocess=False)
+    event = rerun.then(answers.classify, inputs, outputs, api_name="classify_cervix_type", preprocess=False)
+    event.success(answers.explain, [*inputs, opacity], heatmap, api_name="cervix_grad_cam", preprocess=False)
 
-    def explain_if_given(photo, ignore_quality_gate, opacity):
-        return None if photo is None else explain(photo, ignore_quality_gate, opacity)
-
-    on_change.success(explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False)
+    on_change.success(answers.explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False)
     # The opacity blends the cached map again, from every way of moving the slider, the last one winning.
     opacity.input(
-        explain_if_given, [*inputs, opacity], heatmap, api_name=False, preprocess=False, trigger_mode="always_last"
+        answers.explain_if_given,
+        [*inputs, opacity],
+        heatmap,
+        api_name=False,
+        preprocess=False,
+        trigger_mode="always_last",
     )

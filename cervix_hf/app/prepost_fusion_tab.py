@@ -97,28 +97,36 @@ def operating_points_summary(choices: list[tuple[str, str]]) -> str:
     return f"Operating points this model defines, chosen on its validation split: {', '.join(defined)}."
 
 
-def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]], exports: ExportFolders | None = None) -> None:
-    cache = ResultCache()
+class PrePostAnswers:
+    """What the Pre/post fusion tab answers, for its model `slot`: the decision on a pair at an operating point or a
+    threshold (the model's probability cached by content, so a new threshold only decides again) and where the pre
+    image attends in the post image."""
 
-    def chosen_threshold(operating_point, threshold) -> dict:
+    def __init__(self, slot: ModelSlot):
+        self.slot = slot
+        self.cache = ResultCache()
+
+    def chosen_threshold(self, operating_point, threshold) -> dict:
         """The radio's choice as `classify_prepost`'s arguments: a named operating point, or the user's threshold."""
         checked_choice(operating_point, CHOICES, "The operating point")
         if operating_point == CUSTOM_THRESHOLD:
             return {"threshold": checked_threshold(threshold)}
         return {"operating_point": None if operating_point == MODEL_DEFAULT else operating_point}
 
-    def unavailable(error: OperatingPointError) -> gr.Error:
+    def unavailable(self, error: OperatingPointError) -> gr.Error:
         return bad_input(f"{error} Choose another, or '{CUSTOM_THRESHOLD}'.")
 
-    def show_operating_point(operating_point, threshold):
+    def show_operating_point(self, operating_point, threshold):
         try:
-            value, origin = prepost_threshold(slot.get().model.config, **chosen_threshold(operating_point, threshold))
+            value, origin = prepost_threshold(
+                self.slot.get().model.config, **self.chosen_threshold(operating_point, threshold)
+            )
         except OperatingPointError as error:
-            raise unavailable(error) from None
+            raise self.unavailable(error) from None
         slider = gr.Slider(value=value, interactive=operating_point == CUSTOM_THRESHOLD)
         return slider, f"Threshold {value:.3f}: {origin}."
 
-    def classify(pre_image, post_image, operating_point, threshold, opacity=DEFAULT_HEATMAP_OPACITY):
+    def classify(self, pre_image, post_image, operating_point, threshold, opacity=DEFAULT_HEATMAP_OPACITY):
         missing = [what for what, upload in (("pre-stain", pre_image), ("post-stain", post_image)) if upload is None]
         if missing:
             subject = (
@@ -130,18 +138,18 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]], exports:
             )
         pre, _ = read_upload(pre_image, "pre-stain image", "prepost_fusion")
         post, _ = read_upload(post_image, "post-stain image", "prepost_fusion")
-        chosen = chosen_threshold(operating_point, threshold)
+        chosen = self.chosen_threshold(operating_point, threshold)
         opacity = checked_opacity(opacity)
-        loaded = slot.get()
+        loaded = self.slot.get()
         try:
             # The model runs once per pair; another threshold or operating point decides again from its answer.
-            answer = cache.get_or_compute(
+            answer = self.cache.get_or_compute(
                 (id(loaded.model), upload_digest(pre_image), upload_digest(post_image)),
                 lambda: classify_prepost(loaded.predictor, loaded.processor, pre, post),
             )
             prediction = redecide_prepost(loaded.model, loaded.processor, answer, **chosen)
         except OperatingPointError as error:
-            raise unavailable(error) from None
+            raise self.unavailable(error) from None
         except PairError as error:
             raise bad_input(str(error)) from None
         comparison = "≥" if prediction.label == "Positive" else "<"
@@ -168,6 +176,23 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]], exports:
             "warning": loaded.warning,
         }
         return untrained_prefix(loaded) + verdict + model_footer(loaded), probabilities, attention, details
+
+    def show_operating_points(self):
+        choices = operating_point_choices(self.slot.get())
+        return gr.Radio(choices=choices), operating_points_summary(choices)
+
+    def cleared(self):
+        """Every output emptied: what shows while a new pair is classified, and after an error or a removal."""
+        return "Upload both images to classify the pair.", gr.Label(value=None), gr.Image(value=None), None
+
+    def classify_if_both(self, pre_image, post_image, operating_point, threshold, opacity):
+        if pre_image is None or post_image is None:
+            return self.cleared()
+        return self.classify(pre_image, post_image, operating_point, threshold, opacity)
+
+
+def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]], exports: ExportFolders | None = None) -> None:
+    answers = PrePostAnswers(slot)
 
     with gr.Tab("Pre/post fusion") as tab:
         gr.Markdown(
@@ -211,15 +236,11 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]], exports:
                 with gr.Accordion("Details (JSON)", open=False):
                     details = gr.JSON(label="Details")
 
-    def show_operating_points():
-        choices = operating_point_choices(slot.get())
-        return gr.Radio(choices=choices), operating_points_summary(choices)
-
     # The model loads on first use; the choices it defines are shown once the tab is opened, with a line that says
     # which they are (and so that the list is now the model's).
-    tab.select(show_operating_points, None, [operating_point, operating_point_info], api_name=False)
+    tab.select(answers.show_operating_points, None, [operating_point, operating_point_info], api_name=False)
     operating_point.input(
-        show_operating_point,
+        answers.show_operating_point,
         [operating_point, threshold],
         [threshold, operating_point_info],
         api_name="prepost_operating_point",
@@ -227,26 +248,19 @@ def build_prepost_tab(slot: ModelSlot, examples: list[tuple[str, str]], exports:
     inputs = [pre, post, operating_point, threshold, opacity]
     outputs = [verdict, probabilities, attention, details]
 
-    def cleared():
-        """Every output emptied: what shows while a new pair is classified, and after an error or a removal."""
-        return "Upload both images to classify the pair.", gr.Label(value=None), gr.Image(value=None), None
-
-    def classify_if_both(pre_image, post_image, operating_point, threshold, opacity):
-        if pre_image is None or post_image is None:
-            return cleared()
-        return classify(pre_image, post_image, operating_point, threshold, opacity)
-
     # As the other tabs: a change of either image (an upload, a chosen example, a removal) first clears the old
     # result, then classifies the pair as soon as both images are there; the button re-runs. A failed request
     # leaves no stale result. The operating point and every way of changing the threshold decide again, and the
     # opacity blends the attention again, from the pair's cached answer.
-    rerun = gr.on([button.click], cleared, None, outputs, queue=False, api_name=False)
-    rerun.then(classify, inputs, outputs, api_name="classify_prepost", preprocess=False)
-    on_change = gr.on([pre.change, post.change], cleared, None, outputs, queue=False, api_name=False)
-    on_change.then(classify_if_both, inputs, outputs, api_name=False, preprocess=False, trigger_mode="always_last")
+    rerun = gr.on([button.click], answers.cleared, None, outputs, queue=False, api_name=False)
+    rerun.then(answers.classify, inputs, outputs, api_name="classify_prepost", preprocess=False)
+    on_change = gr.on([pre.change, post.change], answers.cleared, None, outputs, queue=False, api_name=False)
+    on_change.then(
+        answers.classify_if_both, inputs, outputs, api_name=False, preprocess=False, trigger_mode="always_last"
+    )
     gr.on(
         [operating_point.input, threshold.input, opacity.input],
-        classify_if_both,
+        answers.classify_if_both,
         inputs,
         outputs,
         api_name=False,
