@@ -301,12 +301,9 @@ def classify_cervix_type(model, processor, image, ignore_quality_gate: bool = Fa
     quality = prepared.quality
     if not passes_quality_gate(quality, ignore_quality_gate):
         return CervixTypePrediction(quality=quality, classified=False)
-    logits = model(pixel_values=prepared.pixel_values).logits[0]
-    probabilities = logits.softmax(-1).tolist()
-    names = [model.config.id2label[i] for i in range(len(probabilities))]
-    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    answer = processor.post_process_classification(model(pixel_values=prepared.pixel_values), model.config)[0]
     return CervixTypePrediction(
-        quality=quality, classified=True, label=names[best], probabilities=dict(zip(names, probabilities))
+        quality=quality, classified=True, label=answer["label"], probabilities=answer["probabilities"]
     )
 
 

@@ -46,13 +46,12 @@ class ColpoNetEngine(PredictionEngine):
                 ready.append((item, prepared))
         if ready:
             pixel_values = torch.cat([prepared.pixel_values for _, prepared in ready]).to(self.device)
-            probabilities = self.model(pixel_values=pixel_values).logits.softmax(-1)
-            for (item, _), values in zip(ready, probabilities.tolist()):
-                best = max(range(len(values)), key=values.__getitem__)
+            outputs = self.model(pixel_values=pixel_values)
+            for (item, _), answer in zip(ready, self.processor.post_process_classification(outputs, self.model.config)):
                 rows[item] |= {
                     "status": "classified",
-                    "label": self.labels[best],
-                    **{f"probability_{n}": p for n, p in zip(self.labels, values)},
+                    "label": answer["label"],
+                    **{f"probability_{name}": p for name, p in answer["probabilities"].items()},
                 }
         return [rows[item] for item in chunk]
 
