@@ -14,7 +14,7 @@ added by one request (Linux's VmHWM, reset just before it) for:
 
 "unbounded" loads the image at full size, as before the bounds; "bounded" is the library as shipped
 (`inference.load_model_input`: reduced to the model's `input_max_side` while decoding, JPEG at a reduced scale);
-"app" adds the app's decoding budget (`cervix_hf.app.widgets.MAX_DECODED_PIXELS`: a PNG or TIFF over it is refused
+"app" adds the app's decoding budget (`cervix_hf.app.inputs.MAX_DECODED_PIXELS`: a PNG or TIFF over it is refused
 from its header). The target: a 100-MP image's peak at most 1.5x the ordinary photo's.
 
 Part 2 starts `python app.py` (the three default models, random weights) and sends `--requests` requests from
@@ -56,7 +56,7 @@ CASE = textwrap.dedent("""
     from cervix_hf.prediction import inference
     from cervix_hf.app.models import TASKS_BY_NAME
 
-    from cervix_hf.app.widgets import MAX_DECODED_PIXELS
+    from cervix_hf.app.inputs import MAX_DECODED_PIXELS
     from cervix_hf.io.images import ImageLoadError
 
     model_type, image, small, bounds = sys.argv[1:5]

@@ -25,8 +25,9 @@ from cervix_hf import (
     ImageLoadError,
     load_image,
 )
+from cervix_hf.app.exports import ExportFolders
+from cervix_hf.app.inputs import safe_upload_name
 from cervix_hf.app.models import TASKS_BY_NAME, AppModels, ModelSlot
-from cervix_hf.app.widgets import ExportFolders, safe_upload_name
 from cervix_hf.io.images import original_size
 from cervix_hf.io.results import write_detections
 from cervix_hf.prediction.inference import (
@@ -410,7 +411,7 @@ def test_a_drawn_image_is_never_served_half_written_while_another_request_draws_
 
     from gradio import processing_utils
 
-    from cervix_hf.app.widgets import save_pil_to_cache_atomically, write_drawn_images_atomically
+    from cervix_hf.app.gradio_patches import save_pil_to_cache_atomically, write_drawn_images_atomically
 
     write_drawn_images_atomically()  # as the app does; gradio's components then save through it
     save = processing_utils.save_pil_to_cache

@@ -4,9 +4,9 @@
                   [--checkpoints-dir DIR] [--host 127.0.0.1] [--port 7860]
 
 `python app.py` in a checkout or a Space (the Space's entry point) and `python -m cervix_hf.app` run the same
-app. One module per tab (`cervix_type_tab`, `cell_detection_tab`, `prepost_fusion_tab`, `models_tab`), what they
-share in `widgets`, where the models come from in `models`, example images in `examples`, the page and its command
-line in `main`.
+app. One module per tab (`cervix_type_tab`, `cell_detection_tab`, `prepost_fusion_tab`, `cell_classifier_tab`,
+`batch_tab`, `models_tab`), what they share in `inputs`, `cache`, `exports` and `widgets`, where the models come
+from in `models`, the command line in `arguments`, the page in `main`.
 
 Each model comes from, in this order: its flag or environment variable (`CERVIX_HF_COLPONET`,
 `CERVIX_HF_CELL_DETECTOR`, `CERVIX_HF_PREPOST_FUSION`; a saved folder or a Hub id `owner/name[@revision]`); the

@@ -24,16 +24,11 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from cervix_hf.app.exports import ExportFolders
+from cervix_hf.app.inputs import MAX_DECODED_PIXELS, bad_input, checked_choice, safe_upload_name
 from cervix_hf.app.models import AppModels
 from cervix_hf.app.uploads import MAX_REQUEST_FILES
-from cervix_hf.app.widgets import (
-    MAX_DECODED_PIXELS,
-    ExportFolders,
-    bad_input,
-    checked_choice,
-    result_label,
-    safe_upload_name,
-)
+from cervix_hf.app.widgets import result_label
 from cervix_hf.io.images import ImageLoadError
 from cervix_hf.prediction.batch import PAIR_COLUMNS, BatchInput, Predictor, RowWriter, chunks
 from cervix_hf.registry import FAMILIES, family

@@ -5,21 +5,18 @@ from functools import partial
 
 import gradio as gr
 
+from cervix_hf.app.exports import ExportFolders
+from cervix_hf.app.inputs import bad_input, checked_choice, checked_threshold, read_upload
 from cervix_hf.app.models import ModelSlot
 from cervix_hf.app.widgets import (
     CUSTOM_THRESHOLD,
     IMAGE_SOURCES,
     MODEL_DEFAULT,
-    ExportFolders,
     answer_heading,
-    bad_input,
-    checked_choice,
-    checked_threshold,
     label_explanation,
     marked,
     meaningless,
     model_footer,
-    read_upload,
     result_label,
     untrained_prefix,
 )

@@ -6,23 +6,21 @@ from pathlib import Path
 
 import gradio as gr
 
+from cervix_hf.app.cache import ResultCache
+from cervix_hf.app.exports import ExportFolders
+from cervix_hf.app.inputs import checked_threshold, read_upload, upload_digest
 from cervix_hf.app.models import ModelSlot
 from cervix_hf.app.widgets import (
     CLASS_COLOURS,
     DEFAULT_DETECTION_THRESHOLD,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
-    ExportFolders,
-    ResultCache,
     answer_heading,
-    checked_threshold,
     label_explanation,
     marked,
     model_footer,
-    read_upload,
     result_label,
     untrained_prefix,
-    upload_digest,
 )
 from cervix_hf.io.results import write_detections
 from cervix_hf.prediction.explain import detection_masks, draw_detections

@@ -2,27 +2,23 @@
 
 import gradio as gr
 
+from cervix_hf.app.cache import ResultCache
+from cervix_hf.app.exports import ExportFolders
+from cervix_hf.app.inputs import bad_input, checked_flag, checked_opacity, read_upload, upload_digest
 from cervix_hf.app.models import ModelSlot
 from cervix_hf.app.widgets import (
     DEFAULT_HEATMAP_OPACITY,
     DRAWN_IMAGE_FORMAT,
     IMAGE_SOURCES,
     OUTPUT_IMAGE_BUTTONS,
-    ExportFolders,
-    ResultCache,
     answer_heading,
-    bad_input,
-    checked_flag,
-    checked_opacity,
     heatmap_opacity_slider,
     label_explanation,
     marked,
     meaningless,
     model_footer,
-    read_upload,
     result_label,
     untrained_prefix,
-    upload_digest,
 )
 from cervix_hf.prediction.explain import overlay_heatmap
 from cervix_hf.prediction.inference import classify_cervix_type, explain_cervix_type, prepare_cervix_photo

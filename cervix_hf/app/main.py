@@ -10,10 +10,12 @@ import gradio as gr
 
 from cervix_hf.app.arguments import EXAMPLES_ENV_VAR, get_args_parser
 from cervix_hf.app.batch_tab import build_batch_tab
+from cervix_hf.app.exports import ExportFolders
+from cervix_hf.app.gradio_patches import write_drawn_images_atomically
 from cervix_hf.app.models import TASKS, AppModels, requested_models
 from cervix_hf.app.models_tab import build_models_tab
 from cervix_hf.app.uploads import CheckedBlocks
-from cervix_hf.app.widgets import APP_CSS, ExportFolders, write_drawn_images_atomically
+from cervix_hf.app.widgets import APP_CSS
 from cervix_hf.data.examples import AppExamples, default_examples, default_examples_dirs, find_examples
 from cervix_hf.hub import ModelReferenceError
 from cervix_hf.prediction.inference import ModelLoadError

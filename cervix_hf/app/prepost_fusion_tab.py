@@ -5,6 +5,16 @@ from pathlib import Path
 
 import gradio as gr
 
+from cervix_hf.app.cache import ResultCache
+from cervix_hf.app.exports import ExportFolders
+from cervix_hf.app.inputs import (
+    bad_input,
+    checked_choice,
+    checked_opacity,
+    checked_threshold,
+    read_upload,
+    upload_digest,
+)
 from cervix_hf.app.models import ModelSlot
 from cervix_hf.app.widgets import (
     CUSTOM_THRESHOLD,
@@ -13,22 +23,14 @@ from cervix_hf.app.widgets import (
     IMAGE_SOURCES,
     MODEL_DEFAULT,
     OUTPUT_IMAGE_BUTTONS,
-    ExportFolders,
-    ResultCache,
     answer_heading,
-    bad_input,
-    checked_choice,
-    checked_opacity,
-    checked_threshold,
     heatmap_opacity_slider,
     label_explanation,
     marked,
     meaningless,
     model_footer,
-    read_upload,
     result_label,
     untrained_prefix,
-    upload_digest,
 )
 from cervix_hf.evaluation.metrics import wilson_interval
 from cervix_hf.io.files import EVAL_RESULTS_FILE
