@@ -1,6 +1,7 @@
 """The app over real HTTP on loopback, through gradio_client: every endpoint against direct model calls, bad input,
 load, the untrained fallback and `python app.py` itself."""
 
+import csv
 import json
 import os
 import re
@@ -151,8 +152,13 @@ def test_cell_detection_matches_the_model_and_exports_it(client, app_checkpoints
     for row, (label, score, box) in zip(exported[0]["detections"], expected, strict=True):
         assert row["label"] == label and row["score"] == pytest.approx(score, abs=1e-5)
         assert [row[k] for k in ("xmin", "ymin", "xmax", "ymax")] == pytest.approx(box, abs=1e-2)
-    csv_lines = Path(csv_path).read_text().splitlines()
-    assert csv_lines[0] == "image,label,score,xmin,ymin,xmax,ymax" and len(csv_lines) == len(expected) + 1
+    # The download CSV has the rows `cervix-hf predict` writes for the detector: a row per cell, then the image's.
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [*"image row cell label score xmin ymin xmax ymax cells".split(), "count_nucleus", "error"]
+    assert [row["row"] for row in rows] == ["cell"] * len(expected) + ["image"]
+    assert [float(row["score"]) for row in rows[:-1]] == pytest.approx([score for _, score, _ in expected], abs=1e-5)
+    assert rows[-1]["cells"] == rows[-1]["count_nucleus"] == str(len(expected))
     shown = value(annotated)
     assert Image.open(shown["image"]).size == (1024, 1024)
     assert [a["label"] for a in shown["annotations"]] == ["nucleus"]  # one mask per class

@@ -55,9 +55,12 @@ def test_edf_run_writes_model_eval_file_and_detection_exports(edf_run):
     exported = json.loads((output_dir / "detections.json").read_text())
     assert [Path(row["image"]).name for row in exported] == ["EDF010.png", "EDF011.png"]
     with (output_dir / "detections.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == sum(len(row["detections"]) for row in exported)
-    assert all(float(row["score"]) > saved["export_threshold"] for row in rows)
+        rows = list(csv.DictReader(handle))  # the rows `cervix-hf predict` writes: a row per cell, one per image
+    cells = [row for row in rows if row["row"] == "cell"]
+    assert len(cells) == sum(len(row["detections"]) for row in exported)
+    assert all(float(row["score"]) > saved["export_threshold"] for row in cells)
+    summaries = {Path(row["image"]).name: int(row["cells"]) for row in rows if row["row"] == "image"}
+    assert summaries == {Path(row["image"]).name: len(row["detections"]) for row in exported}
 
 
 @pytest.mark.slow

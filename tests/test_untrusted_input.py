@@ -262,10 +262,10 @@ def test_the_app_refuses_a_broken_checkpoint_named_by_its_flag_never_serving_it_
 
 def test_detection_csv_cells_are_never_spreadsheet_formulas(tmp_path):
     cell = CellDetection("-1+cmd", 0.9, (1.0, 2.0, 3.0, 4.0))
-    write_detections([('=HYPERLINK("http://x")', [cell])], tmp_path / "d.csv", tmp_path / "d.json")
-    (row,) = list(csv.DictReader((tmp_path / "d.csv").open()))
-    assert row["image"] == '\'=HYPERLINK("http://x")' and row["label"] == "'-1+cmd"
-    assert float(row["score"]) == 0.9
+    write_detections([('=HYPERLINK("http://x")', [cell])], tmp_path / "d.csv", tmp_path / "d.json", ["-1+cmd"])
+    row, summary = list(csv.DictReader((tmp_path / "d.csv").open()))  # the cell's row, then the image's
+    assert row["image"] == summary["image"] == '\'=HYPERLINK("http://x")' and row["label"] == "'-1+cmd"
+    assert float(row["score"]) == 0.9 and summary["cells"] == "1"
     assert json.loads((tmp_path / "d.json").read_text())[0]["image"] == '=HYPERLINK("http://x")'  # data, as given
 
 
@@ -275,9 +275,11 @@ def test_a_link_planted_at_an_output_s_temporary_name_is_never_written_through(t
     csv_path, json_path = tmp_path / "d.csv", tmp_path / "d.json"
     for output in (csv_path, json_path):  # the names the temporary files used to have
         os.symlink(victim, output.with_name(output.name + ".tmp"))
-    write_detections([("a.png", [CellDetection("nucleus", 0.9, (1.0, 2.0, 3.0, 4.0))])], csv_path, json_path)
+    write_detections(
+        [("a.png", [CellDetection("nucleus", 0.9, (1.0, 2.0, 3.0, 4.0))])], csv_path, json_path, ["nucleus"]
+    )
     assert victim.read_text() == "precious"
-    assert [row["label"] for row in csv.DictReader(csv_path.open())] == ["nucleus"]
+    assert [row["label"] for row in csv.DictReader(csv_path.open()) if row["row"] == "cell"] == ["nucleus"]
     assert json.loads(json_path.read_text())[0]["image"] == "a.png"
     assert not csv_path.is_symlink() and not json_path.is_symlink()
     assert sorted(path.name for path in tmp_path.iterdir()) == [

@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> dict:
         for path, found in zip(paths, predictions)
     ]
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_detections(per_image, args.output_dir / "detections.csv", args.output_dir / "detections.json")
+    write_detections(per_image, args.output_dir / "detections.csv", args.output_dir / "detections.json", label_names)
     if paths:  # the first test image, its true boxes and the detections, for the card's plots
         draw_detection_sample(
             datasets["test"][0]["image"],

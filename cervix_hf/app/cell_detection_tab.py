@@ -44,13 +44,13 @@ class CellDetectionAnswers:
         image, name = read_upload(upload, "image", "cell_detector")
         loaded = self.slot.get()
         config = loaded.model.config
-        # Every detection the model makes (scores above 0), once per image; a threshold keeps those above it, as
-        # the processor's post-processing does (strictly above), so moving the slider does not run the model.
+        # Every detection the model makes (scores above 0), once per image; a threshold keeps those the processor's
+        # post-processing keeps (`keeps`), so moving the slider does not run the model.
         found = self.cache.get_or_compute(
             (id(loaded.model), upload_digest(upload)),
             lambda: detect_cells(loaded.predictor, loaded.processor, image, 0.0),
         )
-        detections = [detection for detection in found if detection.score > threshold]
+        detections = [detection for detection in found if loaded.processor.keeps(detection.score, threshold)]
         labels = [config.id2label[i] for i in range(config.num_labels)]
         colours = {label: CLASS_COLOURS[i % len(CLASS_COLOURS)] for i, label in enumerate(labels)}
         return threshold, image, name, loaded, detections, labels, colours
@@ -79,7 +79,7 @@ class CellDetectionAnswers:
         folder = self.exports.new()
         stem = self.download_stem(name, loaded)
         csv_path, json_path = folder / f"{stem}_detections.csv", folder / f"{stem}_detections.json"
-        write_detections([(name, detections)], csv_path, json_path)
+        write_detections([(name, detections)], csv_path, json_path, labels)
         summary = (
             f"{answer_heading(f'{len(detections)} cell(s) found', loaded)} scoring above {threshold:.2f}: "
             + (", ".join(f"{counts[label]} {label}" for label in labels if counts[label]) or "none")

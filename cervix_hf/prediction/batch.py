@@ -27,7 +27,7 @@ from pathlib import Path
 from cervix_hf.data import IMAGE_EXTENSIONS, read_iarc_atlas
 from cervix_hf.data.layout import read_csv_rows
 from cervix_hf.io.files import atomic_open
-from cervix_hf.io.results import spreadsheet_safe, spreadsheet_unsafe
+from cervix_hf.io.results import RowWriter, spreadsheet_unsafe
 from cervix_hf.prediction.engines.base import given
 from cervix_hf.registry import family
 
@@ -299,26 +299,6 @@ def keep_completed(path: str | Path, fmt: str, model_type: str, columns: Sequenc
     with atomic_open(path, newline="", encoding="utf-8") as handle:
         RowWriter(handle, fmt, columns, header=True).write(kept, escape=False)  # written safe the first time
     return done
-
-
-class RowWriter:
-    """Writes rows to an open text file as CSV (header first, when `header`) or JSON Lines, flushing each call."""
-
-    def __init__(self, handle, fmt: str, columns: Sequence[str], header: bool = True):
-        self.handle, self.fmt = handle, fmt
-        if fmt == "csv":
-            self.writer = csv.DictWriter(handle, fieldnames=list(columns))
-            if header:
-                self.writer.writeheader()
-
-    def write(self, rows: Iterable[dict], escape: bool = True) -> None:
-        """`escape=False` for rows read back from a CSV this writer wrote: their text cells are already safe."""
-        for row in rows:
-            if self.fmt == "csv":
-                self.writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()} if escape else row)
-            else:
-                self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.handle.flush()
 
 
 def chunks(items: Sequence, size: int) -> Iterable[Sequence]:

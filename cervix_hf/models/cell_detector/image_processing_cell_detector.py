@@ -55,6 +55,12 @@ class CellDetectorImageProcessor(TorchvisionBackend):
             pixel_mask[index, : image.shape[-2], : image.shape[-1]] = 1
         return BatchFeature({"pixel_values": pixel_values, "pixel_mask": pixel_mask}, tensor_type=return_tensors)
 
+    @staticmethod
+    def keeps(scores, threshold: float):
+        """Whether a detection of `scores` (a number or a tensor of them) is kept at `threshold`: strictly above it,
+        as `post_process_object_detection` keeps them."""
+        return scores > threshold
+
     def post_process_object_detection(self, outputs, threshold: float = 0.5, target_sizes=None) -> list[dict]:
         """
         Detections above `threshold` for each image, as transformers' object-detection post-processing returns
@@ -78,7 +84,7 @@ class CellDetectorImageProcessor(TorchvisionBackend):
             raise ValueError(f"Got {len(target_sizes)} target sizes for {len(image_sizes)} images.")
         results = []
         for index in range(len(image_sizes)):
-            keep = outputs["detection_mask"][index] & (outputs["scores"][index] > threshold)
+            keep = outputs["detection_mask"][index] & self.keeps(outputs["scores"][index], threshold)
             boxes = outputs["pred_boxes"][index][keep]
             if target_sizes is not None:
                 target_height, target_width = (float(v) for v in target_sizes[index])

@@ -8,6 +8,7 @@ import numpy as np
 from cervix_hf.data import guess_detection_format, read_isbi2014_edf, read_sipakmed
 from cervix_hf.data.intel_mobileodt import IMAGE_EXTENSIONS
 from cervix_hf.io.images import ImageLoadError
+from cervix_hf.io.results import detection_columns, detection_rows
 from cervix_hf.prediction.engines.base import PredictionEngine, count, given, number, openvino_verdict
 from cervix_hf.prediction.inference import detect_cells, load_model_input
 
@@ -21,20 +22,7 @@ class CellDetectorEngine(PredictionEngine):
 
     def setup(self, threshold, operating_point) -> None:
         self.threshold = self.model.config.box_score_threshold if threshold is None else threshold
-        self.columns = [
-            "image",
-            "row",
-            "cell",
-            "label",
-            "score",
-            "xmin",
-            "ymin",
-            "xmax",
-            "ymax",
-            "cells",
-            *(f"count_{name}" for name in self.labels),
-            "error",
-        ]
+        self.columns = detection_columns(self.labels)
 
     def predict(self, chunk) -> list[dict]:
         rows = []
@@ -50,13 +38,7 @@ class CellDetectorEngine(PredictionEngine):
             except (ImageLoadError, OSError) as error:
                 rows.append(self.row(item, row="image", error=str(error)))
                 continue
-            for number_, cell in enumerate(cells, start=1):
-                box = dict(zip(("xmin", "ymin", "xmax", "ymax"), cell.box))
-                rows.append(self.row(item, row="cell", cell=number_, label=cell.label, score=cell.score, **box))
-            counts = Counter(cell.label for cell in cells)
-            rows.append(
-                self.row(item, row="image", cells=len(cells), **{f"count_{name}": counts[name] for name in self.labels})
-            )
+            rows += detection_rows(item.paths[0], cells, self.labels)
         return rows
 
     @classmethod
