@@ -40,7 +40,7 @@ from .evaluate import OVERLAP_SPLIT, SPLIT
 
 
 def run(args: argparse.Namespace) -> int:
-    from cervix_hf.prediction.inference import load_config, load_pretrained
+    from cervix_hf.prediction.loader import load
 
     try:  # the evaluation is written into the folder, so it must be a local one
         resolve_model_reference(str(args.model), local_only=True)
@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--model {error}")
     if not args.data.exists():
         return _fail(f"--data {args.data}: no such file or folder.")
-    model_type = load_config(str(args.model)).model_type
-    model, processor = load_pretrained(str(args.model), auto_class=family(model_type).task_auto_class)
-    evaluate = family(model_type).evaluation
+    loaded = load(str(args.model), "torch")
+    model, processor = loaded.model, loaded.processor
+    evaluate = loaded.record.evaluation
     data_name = _data_name(args.data) + "".join(f"-{subset}" for subset in args.subset or ())
     output_dir = args.output_dir or args.model / EVALUATIONS_FOLDER / data_name
     try:

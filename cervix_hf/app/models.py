@@ -45,7 +45,7 @@ from cervix_hf.app.arguments import DEFAULT_CHECKPOINTS_DIR, RELEASE_DIR_ENV
 from cervix_hf.export.classifiers import describe_runtime
 from cervix_hf.hub import ModelReferenceError, model_repo_id, resolve_model_reference, split_revision
 from cervix_hf.io.files import model_folder_problem
-from cervix_hf.prediction.inference import ModelLoadError, load_config, load_pretrained
+from cervix_hf.prediction.inference import ModelLoadError, load_config
 from cervix_hf.registry import FAMILIES, RUNTIMES, ModelFamily
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,9 @@ class ModelTask:
         return self.family.task_model_class(self.family.config(size)).eval(), self.family.processor_class()
 
 
-TASKS = tuple(ModelTask(record, partial(load_pretrained, auto_class=record.task_auto_class)) for record in FAMILIES)
+# Each model loads in PyTorch through its record's loader (the one `cervix_hf.prediction.loader.load` runs); its
+# folder's export, where there is one, is loaded beside it (`ModelSlot._load_export`).
+TASKS = tuple(ModelTask(record, partial(record.loader, runtime="torch")) for record in FAMILIES)
 TASKS_BY_NAME = {task.name: task for task in TASKS}
 
 

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     from cervix_hf.export.calibration import calibration_items
     from cervix_hf.export.classifiers import ExportError
     from cervix_hf.hub import ModelReferenceError, resolve_model_reference
-    from cervix_hf.prediction.inference import load_config, load_pretrained
+    from cervix_hf.prediction.inference import load_config
+    from cervix_hf.prediction.loader import load
     from cervix_hf.registry import FAMILIES, family
 
     try:  # the export is written into the folder, so it must be a local one
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --calibration {args.calibration}: no such file or folder.", file=sys.stderr)
         return 2
     record = family(model_type)
-    model, processor = load_pretrained(str(args.model), auto_class=record.task_auto_class)
+    loaded = load(str(args.model), "torch")
+    model, processor = loaded.model, loaded.processor
     items = calibration_items(model_type, args.calibration, processor, args.max_images)
     if len(items) < 2:
         found = f"found {len(items)} usable input(s) in {args.calibration}"
