@@ -26,6 +26,7 @@ Two registrations, for two kinds of users ([`register_auto_classes`], run by `im
   `trust_remote_code=True`.
 """
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ RUNTIMES = ("torch", "bf16", "onnx", "openvino", "auto")
 CLASSIFIER_RUNTIMES = ("torch", "onnx", "openvino", "auto")
 
 
+@functools.cache
 def resolve(reference: str) -> Any:
     """The object a `"package.module:name"` reference names, imported on first use; `train.` is the training
     scripts' package as installed here (`train` in a checkout, `cervix_hf.train` installed)."""

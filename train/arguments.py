@@ -3,6 +3,7 @@ the schedules. Imports nothing heavy, so that a script's `--help` answers withou
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ class RecipeArgumentParser(argparse.ArgumentParser):
             self.set_defaults(**saved)
 
 
-def validate_common_args(args: argparse.Namespace) -> None:
+def validate_common_args(args: "argparse.Namespace | RunConfig") -> None:
     """Refuses, by flag, a common argument out of range; a script without one (or leaving it to its recipe, `None`)
     is not checked for it."""
     for name in ("batch_size", "early_stopping_patience", "plateau_patience", "logging_steps"):
@@ -80,6 +81,25 @@ def validate_common_args(args: argparse.Namespace) -> None:
     workers = getattr(args, "workers", None)
     if workers is not None and workers < 0:
         raise SystemExit(f"--workers must be 0 or more, got {workers}.")
+
+
+def decision_threshold(value: str, config, operating_points: Sequence[str]) -> float:
+    """`--decision-threshold`: one of `operating_points` (chosen on validation, saved in `config`, read by its
+    `threshold_for`) or a probability in [0, 1]."""
+    if value in operating_points:
+        try:
+            return config.threshold_for(value)
+        except ValueError as err:
+            raise SystemExit(f"--decision-threshold {value}: {err}") from None
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise SystemExit(
+            f"--decision-threshold {value!r}: give a probability or one of {', '.join(operating_points)}."
+        ) from None
+    if not 0.0 <= threshold <= 1.0:
+        raise SystemExit(f"--decision-threshold {value}: must be in [0, 1].")
+    return threshold
 
 
 @dataclass(frozen=True)
@@ -135,4 +155,11 @@ class RunConfig:
         return self.arguments.get(name, default)
 
 
-__all__ = ["SCHEDULES", "RecipeArgumentParser", "RunConfig", "add_common_args", "validate_common_args"]
+__all__ = [
+    "SCHEDULES",
+    "RecipeArgumentParser",
+    "RunConfig",
+    "decision_threshold",
+    "add_common_args",
+    "validate_common_args",
+]

@@ -25,6 +25,7 @@ from cervix_hf.io.files import EVAL_RESULTS_FILE
 from cervix_hf.io.images import load_image
 from cervix_hf.models.cell_classifier import OPERATING_POINT_NAMES
 
+from .arguments import decision_threshold
 from .engine import NonFiniteLossError, finish_run, published_path
 from .train_cell_classifier import FAMILY, CellRecipe, get_args_parser, recipe_of
 
@@ -194,20 +195,7 @@ def predict_probabilities(
 
 def threshold_from_argument(value: str, config) -> float:
     """`--decision-threshold`: an operating point's name (chosen on validation, saved in `config`) or a number."""
-    if value in OPERATING_POINT_NAMES:
-        try:
-            return config.threshold_for(value)
-        except ValueError as err:
-            raise SystemExit(f"--decision-threshold {value}: {err}") from None
-    try:
-        threshold = float(value)
-    except ValueError:
-        raise SystemExit(
-            f"--decision-threshold {value!r}: give a probability or one of {', '.join(OPERATING_POINT_NAMES)}."
-        ) from None
-    if not 0.0 <= threshold <= 1.0:
-        raise SystemExit(f"--decision-threshold {value}: must be in [0, 1].")
-    return threshold
+    return decision_threshold(value, config, OPERATING_POINT_NAMES)
 
 
 def split_summary(

@@ -21,7 +21,6 @@ What it adds to `Trainer`:
 """
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -112,7 +111,7 @@ def start_run(args: argparse.Namespace | RunConfig) -> PartialState:
     augmentation all follow the seed.
     """
     config = RunConfig.from_args(args)
-    validate_common_args(argparse.Namespace(**dataclasses.asdict(config)))
+    validate_common_args(config)
     state = PartialState(cpu=_cpu_processes())
     logging.basicConfig(
         level=logging.INFO,

@@ -29,6 +29,7 @@ from cervix_hf.evaluation.metrics.cell_classification import evaluate_grouped_cl
 from cervix_hf.evaluation.plots import EVALUATIONS_FOLDER, PLOTS_FOLDER, draw_detection_sample, write_evaluation_plots
 from cervix_hf.evaluation.results import EvalResults, EvalResultsError, software_versions, write_json
 from cervix_hf.hub import ModelReferenceError, resolve_model_reference
+from cervix_hf.hub.card_spec import lookup_or_none
 from cervix_hf.hub.cards import ModelCardError, write_model_card
 from cervix_hf.io.files import EVAL_RESULTS_FILE
 from cervix_hf.prediction.batch import BatchInput, Predictor, chunks
@@ -79,14 +80,11 @@ def _fail(message: str) -> int:
 
 def _headline(eval_results: EvalResults) -> str:
     """The model's headline figures, as its card's model index names them (its record's `index_metrics`)."""
-    figures = []
-    for metric in family(eval_results.model_type).index_metrics:
-        value = eval_results.to_dict()
-        for key in metric.path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)):
-            figures.append(f"{metric.name} {value:.3f}")
-    return "; ".join(figures)
+    results = eval_results.to_dict()
+    values = [
+        (metric.name, lookup_or_none(results, metric.path)) for metric in family(eval_results.model_type).index_metrics
+    ]
+    return "; ".join(f"{name} {value:.3f}" for name, value in values if isinstance(value, (int, float)))
 
 
 def _training_of(model_dir: Path) -> dict:

@@ -20,6 +20,7 @@ from cervix_hf.evaluation.results import EvalResults
 from cervix_hf.models.prepost_fusion import OPERATING_POINT_NAMES
 from cervix_hf.registry import prepost_config
 
+from .arguments import decision_threshold
 from .engine import (
     TrainingStage,
     finish_run,
@@ -55,20 +56,7 @@ def build_model(args: argparse.Namespace, pos_weight: float | None) -> PrePostFu
 
 def threshold_from_argument(value: str, config) -> float:
     """`--decision-threshold`: an operating point's name (chosen on validation, saved in `config`) or a number."""
-    if value in OPERATING_POINT_NAMES:
-        try:
-            return config.threshold_for(value)
-        except ValueError as err:
-            raise SystemExit(f"--decision-threshold {value}: {err}") from None
-    try:
-        threshold = float(value)
-    except ValueError:
-        raise SystemExit(
-            f"--decision-threshold {value!r}: give a probability or one of {', '.join(OPERATING_POINT_NAMES)}."
-        ) from None
-    if not 0.0 <= threshold <= 1.0:
-        raise SystemExit(f"--decision-threshold {value}: must be in [0, 1].")
-    return threshold
+    return decision_threshold(value, config, OPERATING_POINT_NAMES)
 
 
 def compute_metrics(eval_prediction) -> dict[str, float]:

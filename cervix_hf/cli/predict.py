@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         if not loaded.is_export:
             model.to(args.device or default_device())
         predictor = Predictor(
-            model_type, model, processor, args.ignore_quality_gate, args.threshold, args.operating_point
+            model_type,
+            model,
+            processor,
+            ignore_quality_gate=args.ignore_quality_gate,
+            threshold=args.threshold,
+            operating_point=args.operating_point,
         )
         inputs = find_inputs(args.inputs, model_type)
     except (InputError, OperatingPointError) as error:

@@ -28,7 +28,7 @@ from cervix_hf.data import IMAGE_EXTENSIONS, read_iarc_atlas
 from cervix_hf.data.layout import read_csv_rows
 from cervix_hf.io.files import atomic_open
 from cervix_hf.io.results import RowWriter, spreadsheet_unsafe
-from cervix_hf.prediction.engines.base import given
+from cervix_hf.prediction.engines.base import PredictionEngine, given
 from cervix_hf.registry import family
 
 LIST_SUFFIXES = (".csv", ".txt")
@@ -157,54 +157,15 @@ def _find_pairs(sources: Sequence[str]) -> list[BatchInput]:
     return found
 
 
-class Predictor:
+def Predictor(model_type: str, model, processor, **options) -> PredictionEngine:
     """
-    Runs one loaded model over chunks of inputs and returns flat rows (column: value), the same for every output
-    format, through the model's prediction engine (its record's `engine`, `cervix_hf.prediction.engines`), which
-    declares the rows' `columns`.
-
-    Args:
-        model_type (`str`): the model's `config.model_type` (a record of `cervix_hf.registry`).
-        model, processor: as the loaders return them (any runtime).
-        ignore_quality_gate (`bool`): ColpoNet classifies photos the quality gate rejects too.
-        threshold (`float`, *optional*): the model's score or decision threshold (default: its operating point's,
-            else its config's).
-        operating_point (`str`, *optional*): a named operating point of the model.
-        max_decoded_pixels (`int`, *optional*): `load_image`'s decoding budget per image (the app's
-            `MAX_DECODED_PIXELS`, as its tabs read uploads); `None` has none.
-        open_input (`Callable[[str], object]`, *optional*): what an input's name is read from (a path, or a binary
-            file object); by default the name is the path. It may raise `ImageLoadError`, which becomes the row's error.
+    The prediction engine of the `model_type` model (its record's `engine`, `cervix_hf.prediction.engines`) over a
+    loaded `model` and `processor` (any runtime): called on a chunk of inputs, it returns their flat rows (column:
+    value), the same for every output format, named by its `columns`. `options` are the engine's
+    (`PredictionEngine`: `ignore_quality_gate`, `threshold`, `operating_point`, `max_decoded_pixels`, `open_input`).
     """
-
-    def __init__(
-        self,
-        model_type: str,
-        model,
-        processor,
-        ignore_quality_gate: bool = False,
-        threshold: float | None = None,
-        operating_point: str | None = None,
-        max_decoded_pixels: int | None = None,
-        open_input=None,
-    ):
-        record = family(model_type)
-        self.model_type, self.model, self.processor = model_type, model, processor
-        self.engine = record.engine(
-            record,
-            model,
-            processor,
-            ignore_quality_gate=ignore_quality_gate,
-            threshold=threshold,
-            operating_point=operating_point,
-            max_decoded_pixels=max_decoded_pixels,
-            open_input=open_input,
-        )
-        self.columns = self.engine.columns
-        self.labels = self.engine.labels
-        self.threshold = getattr(self.engine, "threshold", None)
-
-    def __call__(self, chunk: Sequence[BatchInput]) -> list[dict]:
-        return self.engine.predict(chunk)
+    record = family(model_type)
+    return record.engine(record, model, processor, **options)
 
 
 def output_format(path: str | Path | None, requested: str | None) -> str:

@@ -62,6 +62,13 @@ class PredictionEngine:
         """The rows of `chunk` (`BatchInput`s), in its order; an input that cannot be read gets a row with `error`."""
         raise NotImplementedError
 
+    def __call__(self, chunk: Sequence) -> list[dict]:
+        return self.predict(chunk)
+
+    @property
+    def model_type(self) -> str:
+        return self.record.model_type
+
     @classmethod
     def is_complete(cls, row: dict) -> bool:
         """Whether every column of its kind holds a value that parses (values may be text, as read from a CSV)."""
@@ -99,18 +106,23 @@ class PredictionEngine:
         items = []
         for candidate in candidates[:: max(1, len(candidates) // max(1, limit))]:
             try:
-                if isinstance(candidate, tuple):
-                    item = tuple(load_model_input(view, record.model_type) for view in candidate)
-                else:
-                    item = load_model_input(candidate, record.model_type)
-                    if hasattr(processor, "assess_quality") and not processor.assess_quality(item)[0].is_acceptable:
-                        continue
+                item = cls.calibration_item(record, candidate, processor)
             except ImageLoadError:
                 continue
-            items.append(item)
+            if item is not None:
+                items.append(item)
             if len(items) == limit:
                 break
         return items
+
+    @classmethod
+    def calibration_item(cls, record: ModelFamily, candidate, processor):
+        """One candidate of `calibration_candidates` read as the model reads it, or `None` for a photo its quality gate
+        rejects."""
+        item = load_model_input(candidate, record.model_type)
+        if hasattr(processor, "assess_quality") and not processor.assess_quality(item)[0].is_acceptable:
+            return None
+        return item
 
     @classmethod
     def export(cls, model, processor, folder: Path, precision: str, items: list) -> dict:

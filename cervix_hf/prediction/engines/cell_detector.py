@@ -69,33 +69,30 @@ class CellDetectorEngine(PredictionEngine):
         return available_detector_precision(folder)
 
     @classmethod
-    def calibration_items(cls, record, data: Path, processor, limit: int) -> list:
-        """Up to `limit` (image, target) pairs from `data`, evenly spread: targets from an ISBI 2014 or SIPaKMeD
-        layout's boxes (the check scores mAP@.5 against them), `None` for a plain folder of images (the check scores
-        against PyTorch's own detections)."""
+    def calibration_candidates(cls, data: Path) -> list:
+        """(image path, target) pairs of `data`: targets from an ISBI 2014 or SIPaKMeD layout's boxes (the check
+        scores mAP@.5 against them), `None` for a plain folder of images (the check scores against PyTorch's own
+        detections)."""
         data_format = guess_detection_format(data)
         if data_format is None:
-            candidates = [(path, None) for path in sorted(data.rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
-        else:
-            records = read_isbi2014_edf(data) if data_format == "isbi2014" else read_sipakmed(data)
-            candidates = [
-                (
-                    record.image_path,
-                    {
-                        "boxes": np.asarray(record.boxes, dtype=np.float32).reshape(-1, 4),
-                        "labels": np.asarray(record.labels, dtype=np.int64),
-                    },
-                )
-                for record in records.records
-            ]
-        items = []
-        for path, target in candidates[:: max(1, len(candidates) // max(1, limit))][:limit]:
-            try:
-                image = load_model_input(path, record.model_type, reduce=False)
-            except ImageLoadError:
-                continue
-            items.append((image, target))
-        return items
+            return [(path, None) for path in sorted(data.rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
+        records = read_isbi2014_edf(data) if data_format == "isbi2014" else read_sipakmed(data)
+        return [
+            (
+                record.image_path,
+                {
+                    "boxes": np.asarray(record.boxes, dtype=np.float32).reshape(-1, 4),
+                    "labels": np.asarray(record.labels, dtype=np.int64),
+                },
+            )
+            for record in records.records
+        ]
+
+    @classmethod
+    def calibration_item(cls, record, candidate, processor):
+        """The image at its full size (the export checks whole fields), with its target."""
+        path, target = candidate
+        return load_model_input(path, record.model_type, reduce=False), target
 
     @classmethod
     def export(cls, model, processor, folder: Path, precision: str, items: list) -> dict:

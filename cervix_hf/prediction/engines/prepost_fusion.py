@@ -7,7 +7,7 @@ import torch
 
 from cervix_hf.data import read_iarc_atlas, read_pairs_csv
 from cervix_hf.prediction.engines.base import PredictionEngine, given, number
-from cervix_hf.prediction.inference import prepost_threshold
+from cervix_hf.prediction.inference import load_model_input, prepost_threshold
 
 
 class PrePostFusionEngine(PredictionEngine):
@@ -42,6 +42,11 @@ class PrePostFusionEngine(PredictionEngine):
         """The (pre, post) pairs of a pairs CSV or of the IARC atlas layout."""
         records = read_pairs_csv(data) if data.suffix.lower() == ".csv" else read_iarc_atlas(data)
         return [(record.pre_path, record.post_path) for record in records.records]
+
+    @classmethod
+    def calibration_item(cls, record, candidate, processor):
+        """Both images of a pair, read as the model reads them."""
+        return tuple(load_model_input(view, record.model_type) for view in candidate)
 
     @classmethod
     def is_complete(cls, row: dict) -> bool:
