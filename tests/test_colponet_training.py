@@ -296,6 +296,44 @@ def test_mixup_trains_on_blends_of_photos_and_of_their_labels(tmp_path):
     )
 
 
+def test_probability_labels_train_against_the_probabilities_with_the_run_s_label_smoothing(tmp_path):
+    """Soft pseudo-labels: a batch whose labels are class probabilities is trained on the cross-entropy against
+    them, smoothed like hard labels are: `(1 - eps) * p + eps / K`."""
+    from transformers import TrainingArguments
+
+    from cervix_hf.registry import colponet_config
+    from train.engine import MixupTrainer
+
+    torch.manual_seed(0)
+    model = ColpoNetForImageClassification(colponet_config("tiny"))
+    arguments = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], label_smoothing_factor=0.1)
+    trainer = MixupTrainer(model=model, args=arguments)
+    pixels = torch.randn(3, 3, 64, 64)
+    probabilities = torch.tensor([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0], [0.3, 0.3, 0.4]])
+
+    model.train()  # batch statistics and dropout: the same random draws on both sides, from the same seed
+    torch.manual_seed(2)
+    log_probabilities = model(pixel_values=pixels).logits.float().log_softmax(-1)
+    targets = 0.9 * probabilities + 0.1 / 3
+    expected = -(targets * log_probabilities).sum(-1).mean()
+    torch.manual_seed(2)
+    loss = trainer.compute_loss(model, {"pixel_values": pixels, "labels": probabilities})
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_soft_labels_make_a_dataset_item_s_labels_the_probabilities(intel_sample):
+    from cervix_hf.data import DecodedImageDataset
+
+    paths = sorted(str(path) for path in (intel_sample / "train" / "Type_1").glob("*.jpg"))[:2]
+    processor = ColpoNetImageProcessor(size={"height": 32, "width": 32})
+    soft = [[0.2, 0.5, 0.3], [1.0, 0.0, 0.0]]
+    dataset = DecodedImageDataset(paths, [1, 0], processor, soft_labels=soft)
+    assert torch.equal(dataset[0]["labels"], torch.tensor(soft[0])) and dataset[1]["labels"].dtype == torch.float32
+    assert DecodedImageDataset(paths, [1, 0], processor)[0]["labels"] == 1
+    with pytest.raises(ValueError, match="one vector per path, got 1 for 2"):
+        DecodedImageDataset(paths, [1, 0], processor, soft_labels=soft[:1])
+
+
 def test_the_engine_reads_a_typed_run_configuration_of_the_script_s_arguments(tmp_path):
     from train.arguments import RunConfig
     from train.engine import published_path

@@ -26,7 +26,7 @@ from cervix_hf.io.images import load_image
 from cervix_hf.models.cell_classifier import OPERATING_POINT_NAMES
 
 from .arguments import decision_threshold
-from .engine import NonFiniteLossError, finish_run, published_path
+from .engine import NonFiniteLossError, WeightAverage, finish_run, published_path
 from .train_cell_classifier import FAMILY, CellRecipe, get_args_parser, recipe_of
 
 logger = logging.getLogger("train.train_cell_classifier")
@@ -76,24 +76,6 @@ def augment(images: torch.Tensor, recipe: CellRecipe, generator: torch.Generator
     return images.clamp(0, 1)
 
 
-class WeightAverage:
-    """An exponential moving average of a model's parameters (and a copy of its buffers, batch-norm statistics)."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        # The usual warm-up of the decay: early averages do not drag in the random initialisation for long.
-        decay = min(self.decay, (1 + step) / (10 + step))
-        for name, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.state[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
-            else:
-                self.state[name].copy_(value)
-
-
 def learning_rate_at(step: int, total: int, warmup: int, peak: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -117,7 +99,7 @@ def train(model, images: torch.Tensor, labels: torch.Tensor, recipe: CellRecipe,
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     warmup = int(recipe.warmup_epochs * steps_per_epoch)
-    average = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    average = WeightAverage(recipe.ema_decay) if recipe.ema_decay > 0 else None
     log_history, step, started = [], 0, time.monotonic()
     model.train()
     for epoch in range(recipe.epochs):

@@ -142,7 +142,14 @@ def train_teacher(args: argparse.Namespace) -> Path:
         logger.info("Teacher: the finished model in %s.", teacher_dir)
         return teacher_dir
     teacher_args = argparse.Namespace(
-        **{**vars(args), "unlabeled": None, "teacher": None, "baselines": False, "output_dir": teacher_dir}
+        **{
+            **vars(args),
+            "unlabeled": None,
+            "teacher": None,
+            "soft_pseudo_labels": False,
+            "baselines": False,
+            "output_dir": teacher_dir,
+        }
     )
     logger.info("Teacher: training it first, in %s.", teacher_dir)
     run(teacher_args)
@@ -150,7 +157,9 @@ def train_teacher(args: argparse.Namespace) -> Path:
 
 
 def add_pseudo_labels(state, args: argparse.Namespace, label_names: list[str], train_paths, train_labels):
-    """The training split with the unlabelled photos the teacher is sure of, and what was added (for the card)."""
+    """The training split with the unlabelled photos the teacher is sure of, what was added (for the card), and,
+    with `--soft-pseudo-labels`, every training photo's target probabilities (one-hot for the labelled photos, the
+    teacher's for the others)."""
     try:
         unlabeled = read_unlabeled_folder(args.unlabeled)
     except ValueError as err:
@@ -161,19 +170,28 @@ def add_pseudo_labels(state, args: argparse.Namespace, label_names: list[str], t
     summary = {
         "source": published_path(args.unlabeled, args),
         "teacher": published_path(args.teacher, args),
+        "targets": "soft" if args.soft_pseudo_labels else "hard",
         **pseudo.summary,
     }
-    return list(train_paths) + pseudo.paths, list(train_labels) + pseudo.labels, summary
+    soft_labels = None
+    if args.soft_pseudo_labels:
+        one_hot = np.eye(len(label_names))[np.asarray(train_labels, dtype=int)].tolist()
+        soft_labels = one_hot + pseudo.probabilities
+    return list(train_paths) + pseudo.paths, list(train_labels) + pseudo.labels, soft_labels, summary
 
 
 def run(args: argparse.Namespace) -> dict:
     if args.teacher and not args.unlabeled:
         raise SystemExit("--teacher labels the photos of --unlabeled: give --unlabeled too.")
+    if args.soft_pseudo_labels and not args.unlabeled:
+        raise SystemExit("--soft-pseudo-labels are the teacher's for the photos of --unlabeled: give --unlabeled too.")
     if args.unlabeled and not args.teacher:
         args.teacher = train_teacher(args)
     state = start_run(args)
     if args.stage1_epochs <= 0 and args.stage2_epochs <= 0:
         raise SystemExit("Nothing to train: both --stage1-epochs and --stage2-epochs are 0.")
+    if not 0 <= args.ema_decay < 1:
+        raise SystemExit(f"--ema-decay must be in [0, 1), got {args.ema_decay}.")
     if args.image_size < 32:
         raise SystemExit(f"--image-size must be at least 32 pixels, got {args.image_size}.")
     records = load_records(args.data)
@@ -221,9 +239,9 @@ def run(args: argparse.Namespace) -> dict:
         train_labels = [label_names.index(name) for name in gate.kept_labels]
         subset["train"] = (train_paths, train_labels)
 
-    pseudo_labels = None
+    pseudo_labels = soft_labels = None
     if args.unlabeled:
-        train_paths, train_labels, pseudo_labels = add_pseudo_labels(
+        train_paths, train_labels, soft_labels, pseudo_labels = add_pseudo_labels(
             state, args, label_names, train_paths, train_labels
         )
         subset["train"] = (train_paths, train_labels)
@@ -240,8 +258,12 @@ def run(args: argparse.Namespace) -> dict:
     datasets = {
         name: dataset_class(split_paths, split_labels, processor, transform if name == "train" else None)
         for name, (split_paths, split_labels) in subset.items()
-        if split_paths
+        if split_paths and not (name == "train" and soft_labels)
     }
+    if soft_labels:
+        datasets["train"] = DecodedImageDataset(
+            train_paths, train_labels, processor, transform, soft_labels=soft_labels
+        )
     stages = [
         TrainingStage(
             "stage1_frozen_backbone", args.stage1_lr, args.stage1_epochs, train_backbone=False, schedule=args.schedule
@@ -258,7 +280,9 @@ def run(args: argparse.Namespace) -> dict:
         metric_for_best_model="log_loss",
         greater_is_better=False,
         processing_class=processor,
-        trainer_class=functools.partial(MixupTrainer, mixup_alpha=args.mixup_alpha),
+        trainer_class=functools.partial(
+            MixupTrainer, mixup_alpha=args.mixup_alpha, weight_average_decay=args.ema_decay
+        ),
         training_settings={"weight_decay": args.weight_decay, "label_smoothing_factor": args.label_smoothing},
     )
     # On every process: each predicts its share, then they gather.
@@ -317,6 +341,7 @@ def run(args: argparse.Namespace) -> dict:
             schedule=args.schedule,
             label_smoothing=args.label_smoothing,
             mixup_alpha=args.mixup_alpha,
+            ema_decay=args.ema_decay,
             weight_decay=args.weight_decay,
             bf16=args.bf16,
             initialisation=initialisation,

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
@@ -139,13 +139,79 @@ def on_main_process(state: PartialState, function: Callable[[], Any]) -> Any:
     return value
 
 
+WEIGHT_AVERAGE_NAME = "weight_average.safetensors"
+
+
+class WeightAverage:
+    """
+    An exponential moving average of a model's weights: its floating-point parameters and buffers (batch-norm
+    statistics) averaged step by step, its integer buffers copied.
+
+    Args:
+        decay (`float`): the average's per-step decay, in (0, 1); it warms up as `min(decay, (1 + step) / (10 +
+            step))`, so the first steps' weights (the random initialisation) do not linger in the average.
+    """
+
+    def __init__(self, decay: float):
+        if not 0 < decay < 1:
+            raise ValueError(f"The weight average's decay must be in (0, 1), got {decay}.")
+        self.decay = decay
+        self.state: dict[str, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        """Folds `model`'s weights after optimizer step `step` (from 0) into the average; the first call starts it."""
+        if self.state is None:
+            self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+            return
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.state[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
+            else:
+                self.state[name].copy_(value)
+
+
+class _WeightAverageCallback(TrainerCallback):
+    def __init__(self, average: WeightAverage):
+        self.average = average
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.average.update(model, state.global_step - 1)
+
+
 class CervixTrainer(Trainer):
     """
     `Trainer` that stops at the first non-finite loss instead of training on garbage, and that writes each
     checkpoint completely before it takes the name `checkpoint-N` (see `_save_checkpoint`).
+
+    Args:
+        weight_average_decay (`float`): with a value in (0, 1), keep an exponential moving average of the weights
+            (`WeightAverage`), save it in every checkpoint (`weight_average.safetensors`, which `--resume` reads
+            back) and load it into the model when training ends, in place of the last (or best) weights; 0 keeps
+            the weights as trained.
     """
 
     _staging_dir: Path | None = None
+
+    def __init__(self, *args, weight_average_decay: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weight_average = WeightAverage(weight_average_decay) if weight_average_decay else None
+        if self.weight_average is not None:
+            self.add_callback(_WeightAverageCallback(self.weight_average))
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        average = self.weight_average
+        if average is not None and resume_from_checkpoint:
+            saved = Path(resume_from_checkpoint) / WEIGHT_AVERAGE_NAME
+            if saved.is_file():
+                average.state = load_file(saved, device=str(self.args.device))
+            else:
+                logger.warning("%s has no weight average: it starts again from the resumed weights.", saved.parent)
+        result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if average is not None and average.state is not None:
+            self.model.load_state_dict(average.state)
+        return result
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -178,6 +244,11 @@ class CervixTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             self._staging_dir = None
+        if self.weight_average is not None and self.weight_average.state is not None and self.args.should_save:
+            save_file(
+                {name: value.contiguous() for name, value in self.weight_average.state.items()},
+                staged / WEIGHT_AVERAGE_NAME,
+            )
         # Trainer records the best checkpoint under the folder it wrote: give it the name it is about to take.
         if self.state.best_model_checkpoint == str(staged):
             self.state.best_model_checkpoint = str(final)
@@ -201,10 +272,13 @@ class CervixTrainer(Trainer):
 
 class MixupTrainer(CervixTrainer):
     """
-    `CervixTrainer` that trains a classifier on mixup pairs (Zhang et al., 2018): each training batch is blended with
-    a shuffled copy of itself, `lam * x + (1 - lam) * x[perm]` with `lam ~ Beta(alpha, alpha)`, and the loss is the
-    cross-entropy against the blend of both one-hot labels (with the run's label smoothing and the model's
-    `config.class_weights`). Evaluation and prediction see the images as they are.
+    `CervixTrainer` for classifiers that trains on mixup pairs (Zhang et al., 2018) and on probability targets.
+
+    With mixup, each training batch is blended with a shuffled copy of itself, `lam * x + (1 - lam) * x[perm]` with
+    `lam ~ Beta(alpha, alpha)`, and the loss is the cross-entropy against the same blend of both targets. A target is
+    the one-hot vector of an integer label, or a batch's `labels` as given when they are class probabilities (`(N,
+    num_labels)` floats: a teacher's soft labels, `DecodedImageDataset(soft_labels=...)`). The loss has the run's
+    label smoothing and the model's `config.class_weights`. Evaluation and prediction see the images as they are.
 
     Args:
         mixup_alpha (`float`): the Beta distribution's parameter; 0 trains on the images as they are.
@@ -215,16 +289,19 @@ class MixupTrainer(CervixTrainer):
         self.mixup_alpha = mixup_alpha
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if not model.training or self.mixup_alpha <= 0:
+        soft = inputs["labels"].is_floating_point()
+        if not model.training or (self.mixup_alpha <= 0 and not soft):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
-        lam = float(torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample())
-        order = torch.randperm(labels.shape[0], device=labels.device)
+        lam, order = 1.0, torch.arange(labels.shape[0], device=labels.device)
+        if self.mixup_alpha > 0:
+            lam = float(torch.distributions.Beta(self.mixup_alpha, self.mixup_alpha).sample())
+            order = torch.randperm(labels.shape[0], device=labels.device)
         pixels = inputs["pixel_values"]
         outputs = model(**{**inputs, "pixel_values": lam * pixels + (1 - lam) * pixels[order]})
         logits = outputs.logits.float()
-        one_hot = nn.functional.one_hot(labels, logits.shape[-1]).float()
-        targets = lam * one_hot + (1 - lam) * one_hot[order]
+        target = labels.float() if soft else nn.functional.one_hot(labels, logits.shape[-1]).float()
+        targets = lam * target + (1 - lam) * target[order]
         class_weights = getattr(self.model.config, "class_weights", None)
         loss = nn.functional.cross_entropy(
             logits,

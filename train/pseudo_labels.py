@@ -1,6 +1,7 @@
 """Pseudo-labels: a trained ColpoNet (the teacher) labels unlabelled photos, and the photos it is sure of join the
 training split of the next model (self-training, "noisy student": the student sees them through the training
-augmentation, the teacher saw them without).
+augmentation, the teacher saw them without). The student learns either the teacher's class (hard labels) or its
+class probabilities (soft labels: distillation on the unlabelled photos).
 
 Only the training split changes: the validation and test photos, and the baselines, stay those of the labelled data.
 """
@@ -24,11 +25,13 @@ class PseudoLabels:
     Args:
         paths (`list[str]`): the unlabelled photos the teacher is sure of.
         labels (`list[int]`): the teacher's class for each, in the student's class order.
+        probabilities (`list[list[float]]`): the teacher's class probabilities for each (its soft labels).
         summary (`dict`): what was labelled and kept (for `eval_results.json` and the card).
     """
 
     paths: list[str]
     labels: list[int]
+    probabilities: list[list[float]] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
 
 
@@ -75,4 +78,9 @@ def pseudo_label(teacher: Path, paths: list[str], label_names: list[str], thresh
         "per_class": {name: int((predicted[kept] == index).sum()) for index, name in enumerate(label_names)},
     }
     logger.info("Pseudo-labels: kept %d of %d unlabelled photos (%s).", kept.size, len(paths), summary["per_class"])
-    return PseudoLabels([paths[i] for i in kept], [int(predicted[i]) for i in kept], summary)
+    return PseudoLabels(
+        [paths[i] for i in kept],
+        [int(predicted[i]) for i in kept],
+        [[float(p) for p in probabilities[i]] for i in kept],
+        summary,
+    )

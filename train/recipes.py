@@ -26,6 +26,8 @@ class ColpoNetRecipe:
         batch_size (`int`), weight_decay (`float`): AdamW's batch and decoupled weight decay.
         label_smoothing (`float`): label smoothing of the cross-entropy (0 for none).
         mixup_alpha (`float`): mixup's Beta parameter (`train.engine.MixupTrainer`; 0 for none).
+        ema_decay (`float`): per-step decay of the weights' exponential moving average, which replaces the trained
+            weights at the end of each stage (`train.engine.WeightAverage`; 0 keeps the last weights).
         class_weights (`str`): `"balanced"` (inverse class frequency) or `"none"`.
         split (`tuple[float, float, float]`): train, validation and test fractions (stratified, `--seed`); with
             test 0 the model is evaluated on its validation split, which the `"cosine"` schedule never uses to
@@ -52,6 +54,7 @@ class ColpoNetRecipe:
     weight_decay: float
     label_smoothing: float
     mixup_alpha: float
+    ema_decay: float
     class_weights: str
     split: tuple[float, float, float]
     quality_percentile: float | None
@@ -80,6 +83,7 @@ COLPONET_RECIPES = {
         weight_decay=0.05,
         label_smoothing=0.1,
         mixup_alpha=0.0,
+        ema_decay=0.0,
         class_weights="none",
         split=(0.8, 0.2, 0.0),
         quality_percentile=2.0,
@@ -102,6 +106,7 @@ COLPONET_RECIPES = {
         weight_decay=1e-4,
         label_smoothing=0.0,
         mixup_alpha=0.0,
+        ema_decay=0.0,
         class_weights="balanced",
         split=(0.8, 0.2, 0.0),
         quality_percentile=2.0,

@@ -53,6 +53,7 @@ RECIPE_ARGS = (
     "weight_decay",
     "label_smoothing",
     "mixup_alpha",
+    "ema_decay",
     "class_weights",
     "split",
     "quality_percentile",
@@ -142,6 +143,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="train on mixup blends of photo pairs, lam ~ Beta(alpha, alpha) (train/engine.MixupTrainer); 0 for none",
     )
     parser.add_argument(
+        "--ema-decay",
+        default=0.0,
+        type=float,
+        help="per-step decay of an exponential moving average of the weights, which replaces the trained weights "
+        "at the end of each stage (train/engine.WeightAverage); 0 keeps the trained weights",
+    )
+    parser.add_argument(
         "--unlabeled",
         type=Path,
         help="folder of unlabelled photos (<dir>/*.jpg): those the teacher is sure of join the training split "
@@ -158,6 +166,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=0.5,
         type=float,
         help="keep an unlabelled photo when the teacher's top class probability is at least this",
+    )
+    parser.add_argument(
+        "--soft-pseudo-labels",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train on the teacher's class probabilities for the --unlabeled photos (distillation) instead of its "
+        "top class",
     )
     parser.add_argument(
         "--baselines",

@@ -123,6 +123,9 @@ class DecodedImageDataset(Dataset):
             Side of the kept training images, larger than the model's input so that random crops keep detail.
         workers (`int`, *optional*, defaults to 2):
             Threads decoding the files.
+        soft_labels (`Sequence[Sequence[float]]`, *optional*):
+            A class-probability vector per image (a teacher's, for distillation): an item's `"labels"` is then that
+            `FloatTensor[num_labels]` instead of the class index, for a loss with probability targets.
     """
 
     def __init__(
@@ -133,11 +136,15 @@ class DecodedImageDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         cache_size: int | None = None,
         workers: int = 2,
+        soft_labels: Sequence[Sequence[float]] | None = None,
     ):
         if len(paths) != len(labels):
             raise ValueError(f"paths and labels must have the same length, got {len(paths)} and {len(labels)}.")
+        if soft_labels is not None and len(soft_labels) != len(paths):
+            raise ValueError(f"soft_labels must have one vector per path, got {len(soft_labels)} for {len(paths)}.")
         self.paths = list(paths)
         self.labels = [int(label) for label in labels]
+        self.soft_labels = None if soft_labels is None else torch.tensor(soft_labels, dtype=torch.float32)
         self.transform = transform
         self.size = (int(image_processor.size["height"]), int(image_processor.size["width"]))
         self.mean = torch.tensor(image_processor.image_mean).view(-1, 1, 1)
@@ -166,4 +173,5 @@ class DecodedImageDataset(Dataset):
                     image[None].float(), size=self.size, mode="bilinear", antialias=True
                 )[0]
             image = (image.float() / 255.0 - self.mean) / self.std
-        return {"pixel_values": image, "labels": self.labels[index]}
+        label = self.labels[index] if self.soft_labels is None else self.soft_labels[index]
+        return {"pixel_values": image, "labels": label}
