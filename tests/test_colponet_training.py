@@ -221,9 +221,11 @@ def test_the_kaggle_recipe_command_trains_on_a_validation_split_beside_its_basel
 
 
 @pytest.mark.slow
-def test_self_training_adds_the_photos_a_teacher_trained_first_labels(intel_sample, tmp_path):
+@pytest.mark.parametrize("targets", ["hard", "soft"])
+def test_self_training_adds_the_photos_a_teacher_trained_first_labels(intel_sample, tmp_path, targets):
     """`--unlabeled` without `--teacher`, as a user runs it: a teacher is trained first on the labelled photos alone,
-    labels the unlabelled ones, and those it keeps join the training split only."""
+    labels the unlabelled ones, and those it keeps join the training split only, with the teacher's class or, with
+    `--soft-pseudo-labels`, its class probabilities."""
     import shutil
     import subprocess
     import sys
@@ -239,6 +241,7 @@ def test_self_training_adds_the_photos_a_teacher_trained_first_labels(intel_samp
     common += ["--schedule", "cosine", "--split", "0.8", "0.2", "0", "--workers", "0", "--no-progress-bar"]
     command = [sys.executable, "-m", "cervix_hf", "train", "colponet", "--data", str(intel_sample), *common]
     command += ["--output-dir", str(output_dir), "--unlabeled", str(unlabeled), "--pseudo-label-threshold", "0"]
+    command += ["--soft-pseudo-labels"] if targets == "soft" else []
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -247,6 +250,7 @@ def test_self_training_adds_the_photos_a_teacher_trained_first_labels(intel_samp
     assert teacher["data"]["pseudo_labels"] is None  # the teacher saw the labelled photos only
     pseudo = student["data"]["pseudo_labels"]
     assert pseudo["unlabeled"] == 6 and pseudo["kept"] == 6  # threshold 0 keeps every photo
+    assert pseudo["targets"] == targets
     assert sum(pseudo["per_class"].values()) == 6
     # the student trained on the teacher's photos plus the kept ones, per class; it is evaluated on the same photos
     for name, count in teacher["data"]["class_counts"]["train"].items():
@@ -254,11 +258,21 @@ def test_self_training_adds_the_photos_a_teacher_trained_first_labels(intel_samp
     assert student["data"]["class_counts"]["validation"] == teacher["data"]["class_counts"]["validation"]
 
 
-def test_a_teacher_without_unlabelled_photos_is_refused(intel_sample, tmp_path):
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--teacher", "."], "--teacher labels the photos of --unlabeled"),
+        (["--soft-pseudo-labels"], "--soft-pseudo-labels are the teacher's for the photos of --unlabeled"),
+        (["--ema-decay", "1"], "--ema-decay must be in \\[0, 1\\), got 1.0"),
+    ],
+)
+def test_self_training_and_weight_average_flags_without_their_inputs_are_refused(
+    intel_sample, tmp_path, flags, message
+):
     args = train_colponet.get_args_parser().parse_args(
-        ["--data", str(intel_sample), "--output-dir", str(tmp_path), "--teacher", str(tmp_path), *SMOKE_ARGS]
+        ["--data", str(intel_sample), "--output-dir", str(tmp_path), *flags, *SMOKE_ARGS]
     )
-    with pytest.raises(SystemExit, match="--teacher labels the photos of --unlabeled"):
+    with pytest.raises(SystemExit, match=message):
         train_colponet.main(args)
 
 
@@ -332,6 +346,58 @@ def test_soft_labels_make_a_dataset_item_s_labels_the_probabilities(intel_sample
     assert DecodedImageDataset(paths, [1, 0], processor)[0]["labels"] == 1
     with pytest.raises(ValueError, match="one vector per path, got 1 for 2"):
         DecodedImageDataset(paths, [1, 0], processor, soft_labels=soft[:1])
+
+
+def _augmented_batches(dataset, workers: int, epochs: int = 2) -> list[torch.Tensor]:
+    from torch.utils.data import DataLoader
+
+    batches = []
+    for epoch in range(epochs):
+        dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=3, num_workers=workers)
+        batches.append(torch.cat([batch["pixel_values"] for batch in loader]))
+    return batches
+
+
+@pytest.mark.parametrize("decode_once", [True, False])
+def test_a_seeded_dataset_draws_the_same_augmentations_whatever_the_workers(intel_sample, decode_once):
+    from cervix_hf.data import DecodedImageDataset, ImageClassificationDataset
+    from train.presets import classification_train_transform
+
+    paths = sorted(str(path) for path in (intel_sample / "train" / "Type_2").glob("*.jpg"))[:6]
+    processor = ColpoNetImageProcessor(size={"height": 48, "width": 48})
+    transform = classification_train_transform("default", size=48)
+    dataset_class = DecodedImageDataset if decode_once else ImageClassificationDataset
+    seeded = dataset_class(paths, [1] * 6, processor, transform, seed=7)
+    torch.manual_seed(0)
+    in_process = _augmented_batches(seeded, workers=0)
+    torch.manual_seed(1)  # the caller's generator has no say either
+    in_workers = _augmented_batches(seeded, workers=2)
+    for epoch in range(2):
+        torch.testing.assert_close(in_workers[epoch], in_process[epoch], rtol=0, atol=0)
+    assert not torch.equal(in_process[0], in_process[1])  # a new draw every epoch
+    other_seed = _augmented_batches(dataset_class(paths, [1] * 6, processor, transform, seed=8), workers=0)
+    assert not torch.equal(other_seed[0], in_process[0])
+
+    unseeded = dataset_class(paths, [1] * 6, processor, transform)  # each worker's own generator
+    torch.manual_seed(0)
+    assert not torch.equal(_augmented_batches(unseeded, workers=0)[0], _augmented_batches(unseeded, workers=2)[0])
+
+
+@pytest.mark.slow
+def test_the_same_command_trains_the_same_model_whatever_the_workers(intel_sample, tmp_path):
+    """`--workers` is how fast photos are read, not what the model learns: the weights come out the same."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for workers in ("0", "2"):
+        argv = ["--data", str(intel_sample), "--output-dir", str(tmp_path / workers), *SMOKE_ARGS]
+        argv += ["--augmentation", "default", "--workers", workers, "--stage1-epochs", "0", "--stage2-epochs", "2"]
+        train_colponet.main(train_colponet.get_args_parser().parse_args(argv))
+        weights[workers] = load_file(tmp_path / workers / "model.safetensors")
+    assert weights["0"].keys() == weights["2"].keys()
+    for name, value in weights["0"].items():
+        torch.testing.assert_close(weights["2"][name], value, rtol=0, atol=0, msg=name)
 
 
 def test_the_engine_reads_a_typed_run_configuration_of_the_script_s_arguments(tmp_path):

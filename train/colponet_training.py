@@ -256,14 +256,17 @@ def run(args: argparse.Namespace) -> dict:
     transform = classification_train_transform(args.augmentation, size=args.image_size)
     dataset_class = DecodedImageDataset if args.decode_once else ImageClassificationDataset
     datasets = {
-        name: dataset_class(split_paths, split_labels, processor, transform if name == "train" else None)
+        name: dataset_class(split_paths, split_labels, processor)
         for name, (split_paths, split_labels) in subset.items()
-        if split_paths and not (name == "train" and soft_labels)
+        if split_paths and name != "train"
     }
-    if soft_labels:
+    # Each photo's augmentation is drawn from (seed, epoch, photo): the same whatever --workers.
+    if soft_labels:  # probability targets: only the decoded dataset carries them
         datasets["train"] = DecodedImageDataset(
-            train_paths, train_labels, processor, transform, soft_labels=soft_labels
+            train_paths, train_labels, processor, transform, soft_labels=soft_labels, seed=args.seed
         )
+    else:
+        datasets["train"] = dataset_class(train_paths, train_labels, processor, transform, seed=args.seed)
     stages = [
         TrainingStage(
             "stage1_frozen_backbone", args.stage1_lr, args.stage1_epochs, train_backbone=False, schedule=args.schedule

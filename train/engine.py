@@ -23,6 +23,7 @@ What it adds to `Trainer`:
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -178,6 +179,17 @@ class _WeightAverageCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.average.update(model, state.global_step - 1)
+
+
+class _EpochCallback(TrainerCallback):
+    """Tells the training dataset which epoch begins (`set_epoch`), also in a run resumed mid-epoch, and also where
+    the data loader does not (several processes)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch + 1e-9))
 
 
 class CervixTrainer(Trainer):
@@ -408,7 +420,7 @@ def run_stages(
         stage_args = _stage_arguments(args, stage, stage_dir, metric_for_best_model, greater_is_better)
         if training_settings:
             stage_args = replace(stage_args, **training_settings)
-        callbacks = []
+        callbacks = [_EpochCallback(train_dataset)] if hasattr(train_dataset, "set_epoch") else []
         if stage.schedule == "plateau":
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
         trainer = trainer_class(

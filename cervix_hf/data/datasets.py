@@ -12,7 +12,30 @@ from torch.utils.data import Dataset
 from cervix_hf.io.images import load_image
 
 
-class ImageClassificationDataset(Dataset):
+class SeededAugmentation:
+    """
+    Augmentation draws that depend on the run's seed, the epoch and the item alone: with `seed` set, each item's
+    transform runs on torch's random generator seeded from `(seed, epoch, index)` (and the generator's state is put
+    back afterwards), so the same command draws the same augmentations whatever the number of data-loading workers,
+    and a different draw every epoch. Without `seed`, the transform draws from torch's generator as it stands (each
+    worker's own). The training loop calls `set_epoch` before each epoch (`train.engine.run_stages`).
+    """
+
+    seed: int | None = None
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _augment(self, transform: Callable, image, index: int):
+        if self.seed is None:
+            return transform(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**63)
+            return transform(image)
+
+
+class ImageClassificationDataset(SeededAugmentation, Dataset):
     r"""
     Labelled image files as model inputs: `{"pixel_values": FloatTensor[C, H, W], "labels": int}` per item.
 
@@ -25,6 +48,8 @@ class ImageClassificationDataset(Dataset):
             Called as `image_processor(images=[image], return_tensors="pt")`; it owns resizing and normalisation.
         transform (`Callable[[PIL.Image.Image], PIL.Image.Image]`, *optional*):
             Augmentation applied to the loaded image before `image_processor`.
+        seed (`int`, *optional*):
+            Seeds each item's augmentation from `(seed, epoch, index)` ([`SeededAugmentation`]).
     """
 
     def __init__(
@@ -33,6 +58,7 @@ class ImageClassificationDataset(Dataset):
         labels: Sequence[int],
         image_processor: Callable,
         transform: Callable[[PIL.Image.Image], PIL.Image.Image] | None = None,
+        seed: int | None = None,
     ):
         if len(paths) != len(labels):
             raise ValueError(f"paths and labels must have the same length, got {len(paths)} and {len(labels)}.")
@@ -40,6 +66,7 @@ class ImageClassificationDataset(Dataset):
         self.labels = [int(label) for label in labels]
         self.image_processor = image_processor
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -47,7 +74,7 @@ class ImageClassificationDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         image = load_image(self.paths[index])
         if self.transform is not None:
-            image = self.transform(image)
+            image = self._augment(self.transform, image, index)
         pixel_values = self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
         return {"pixel_values": pixel_values, "labels": self.labels[index]}
 
@@ -99,7 +126,7 @@ def _count_labels(labels: Sequence[int], num_classes: int) -> np.ndarray:
     return np.bincount(labels, minlength=num_classes)
 
 
-class DecodedImageDataset(Dataset):
+class DecodedImageDataset(SeededAugmentation, Dataset):
     r"""
     Labelled image files decoded once, into memory, as model inputs: `{"pixel_values": FloatTensor[C, H, W],
     "labels": int}` per item, like [`ImageClassificationDataset`] without reading a file per item.
@@ -126,6 +153,8 @@ class DecodedImageDataset(Dataset):
         soft_labels (`Sequence[Sequence[float]]`, *optional*):
             A class-probability vector per image (a teacher's, for distillation): an item's `"labels"` is then that
             `FloatTensor[num_labels]` instead of the class index, for a loss with probability targets.
+        seed (`int`, *optional*):
+            Seeds each item's augmentation from `(seed, epoch, index)` ([`SeededAugmentation`]).
     """
 
     def __init__(
@@ -137,6 +166,7 @@ class DecodedImageDataset(Dataset):
         cache_size: int | None = None,
         workers: int = 2,
         soft_labels: Sequence[Sequence[float]] | None = None,
+        seed: int | None = None,
     ):
         if len(paths) != len(labels):
             raise ValueError(f"paths and labels must have the same length, got {len(paths)} and {len(labels)}.")
@@ -145,6 +175,7 @@ class DecodedImageDataset(Dataset):
         self.paths = list(paths)
         self.labels = [int(label) for label in labels]
         self.soft_labels = None if soft_labels is None else torch.tensor(soft_labels, dtype=torch.float32)
+        self.seed = seed
         self.transform = transform
         self.size = (int(image_processor.size["height"]), int(image_processor.size["width"]))
         self.mean = torch.tensor(image_processor.image_mean).view(-1, 1, 1)
@@ -167,7 +198,7 @@ class DecodedImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         image = self.images[index]
         if self.transform is not None:
-            image = self.transform(image)
+            image = self._augment(self.transform, image, index)
             if tuple(image.shape[-2:]) != self.size:
                 image = torch.nn.functional.interpolate(
                     image[None].float(), size=self.size, mode="bilinear", antialias=True
