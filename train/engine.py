@@ -12,6 +12,10 @@ What it adds to `Trainer`:
   directory so `--resume` continues the stage that was interrupted and skips the ones that finished;
 - early stopping, best-checkpoint selection and reduce-on-plateau learning rate on one metric;
 - a stop with a clear error on a non-finite loss;
+- an optional exponential moving average of the weights (`WeightAverage`), saved in every checkpoint and resumed;
+- `set_epoch` on a training dataset that has it at the start of every epoch, so augmentation seeded per photo and
+  epoch (`cervix_hf.data.SeededAugmentation`) draws anew each epoch, also in a resumed run;
+- classifier training on mixup pairs and on class-probability labels (`MixupTrainer`);
 - checkpoints written to a temporary folder and renamed to `checkpoint-N` only once complete, so a save cut short
   (a full disk, a killed job) never leaves a `checkpoint-N` that `--resume` would choke on; `--resume` skips, with a
   warning, an incomplete one left by an older version;

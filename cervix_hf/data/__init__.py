@@ -8,6 +8,7 @@ _EXPORTS = {
     "cervix_hf.data.datasets": (
         "DecodedImageDataset",
         "ImageClassificationDataset",
+        "SeededAugmentation",
         "class_counts",
         "compute_class_weights",
     ),
