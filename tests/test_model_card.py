@@ -113,6 +113,15 @@ def test_base_model_is_claimed_only_when_training_started_from_imagenet(run_copy
     assert "initialised from `microsoft/resnet-50`" in card.text
 
 
+def test_the_card_names_a_reduced_backbone_by_its_layout(runs):
+    config = json.loads((runs["colponet"] / "config.json").read_text())["backbone_config"]
+    layout = (
+        f"reduced ResNet ({config['layer_type']} blocks, depths {'-'.join(map(str, config['depths']))}, "
+        f"widths {'-'.join(map(str, config['hidden_sizes']))}; not the published ResNet-50)"
+    )
+    assert layout in (runs["colponet"] / "README.md").read_text()
+
+
 def test_a_number_tampered_in_the_card_is_caught(run_copy):
     model_dir = run_copy("colponet")
     card, values = build_model_card(model_dir)

@@ -8,7 +8,7 @@ Several GPUs: ``torchrun --nproc_per_node 4 -m train.train_colponet ...`` (or ``
 
 The real-data recipe (``--recipe kaggle``, ``train/recipes.py``): ColpoNet from random weights on the competition's
 1,481 training photos, evaluated on a stratified 20% validation split (``--seed 42``) that training never uses to
-choose; about 7 minutes on 2 CPU cores::
+choose; about 6 minutes on 2 CPU cores::
 
     python -m train.train_colponet --data ../shared/data/intel-mobileodt-512 --recipe kaggle \
         --output-dir checkpoints/colponet

@@ -230,7 +230,14 @@ def _architecture(config: dict) -> str:
     backbone = config.get("backbone_config") or {}
     if backbone.get("depths") == [3, 4, 6, 3] and backbone.get("hidden_sizes") == [256, 512, 1024, 2048]:
         return "ResNet-50"
-    return "reduced ResNet (a smoke-test size, not the published ResNet-50)"
+    parts = []
+    if backbone.get("layer_type"):
+        parts.append(f"{backbone['layer_type']} blocks")
+    for name, key in (("depths", "depths"), ("widths", "hidden_sizes")):
+        if backbone.get(key):
+            parts.append(f"{name} {'-'.join(map(str, backbone[key]))}")
+    layout = ", ".join(parts)
+    return f"reduced ResNet ({layout}; not the published ResNet-50)" if layout else "reduced ResNet"
 
 
 def _pretrained_note(base_model: str | None) -> str:

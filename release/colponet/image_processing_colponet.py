@@ -88,6 +88,24 @@ class ColpoNetImageProcessor(TorchvisionBackend):
             for image in _as_list(images)
         ]
 
+    def post_process_classification(self, outputs, config) -> list[dict]:
+        """
+        The answer for each photo: its most probable type and every type's probability.
+
+        Args:
+            outputs: the model's output (or a dict) with `logits` of shape `(batch_size, num_labels)`.
+            config ([`ColpoNetConfig`]): gives the labels (`id2label`).
+
+        Returns:
+            `list[dict]`: per photo, `label` and `probabilities` (type -> probability, in class order).
+        """
+        probabilities = torch.as_tensor(outputs["logits"]).float().softmax(dim=-1).tolist()
+        labels = [config.id2label[index] for index in range(config.num_labels)]
+        return [
+            {"label": labels[max(range(len(row)), key=row.__getitem__)], "probabilities": dict(zip(labels, row))}
+            for row in probabilities
+        ]
+
     def preprocess(self, images, *args, return_quality_report: bool = False, **kwargs) -> BatchFeature:
         """
         return_quality_report (`bool`, *optional*, defaults to `False`):

@@ -14,25 +14,12 @@ The photo is accepted when both scores are at or above their thresholds. The see
 500x500 and used Laplacian variance 100 and FFT score 0 (`SEED_LAPLACIAN_THRESHOLD`, `SEED_FFT_THRESHOLD`), set on
 full-resolution colposcopy photos.
 
-Calibration for small photos (`python -m benchmarks.quality_gate_calibration`; blurred copies are
-`cv2.GaussianBlur(rgb, (0, 0), sigma)`). On the 120 real 224x224 photos of the Intel & MobileODT sample the seed
-does not work: upscaling 224 -> 500 blurs every photo, the seed thresholds keep 0% of the originals, and the
-upscaled FFT scores of originals and blurred copies overlap. Two changes make the gate separate them:
-
-1. Resolution-aware working size: a photo is downscaled to `resize_to` x `resize_to` (500, as the seed) but never
-   upscaled; a smaller photo is scored at (short side) x (short side). The FFT's low-frequency square is scaled
-   with the working size (half-width 60 at 500 px, 27 at 224 px), so it removes the same band of frequencies.
-   For photos of 500 px and more this is the seed's computation.
-2. Laplacian threshold 12 (`DEFAULT_LAPLACIAN_THRESHOLD`): the 5th percentile of the 120 originals' Laplacian
-   variance at their working size (12.6), rounded down. The threshold has to come from the data, not from the
-   resolution: these phone photos are softer than atlas photos (median 66 against 401), and the seed's 100
-   still keeps only 29% of them. The seed's FFT threshold 0 separates them unchanged and is kept.
-
-Measured on the Intel sample with the defaults: 95.0% of the originals kept; blurred copies rejected: 100% at
-sigma 2 and 4, 44.2% at sigma 1 (barely visible at 224 px). Hold-out, 75 IARC atlas photos (800x600, scored at
-500x500): the defaults keep 100% but reject only 48% at sigma 2 (100% at sigma 4); the seed's thresholds keep
-98.7% and reject 100% at sigma 2 and 65% at sigma 1. For sharp full-resolution photos like these, pass
-`laplacian_threshold=SEED_LAPLACIAN_THRESHOLD`.
+Defaults for small photos: a photo is downscaled to `resize_to` x `resize_to` (500, as the seed) but never
+upscaled, and a smaller one is scored at (short side) x (short side), the FFT's low-frequency square scaled with the
+working size (half-width 60 at 500 px); the Laplacian threshold is 12 (`DEFAULT_LAPLACIAN_THRESHOLD`) and the FFT
+threshold the seed's 0. For sharp full-resolution photos pass `laplacian_threshold=SEED_LAPLACIAN_THRESHOLD`; a
+training run can calibrate both thresholds on its own photos (`--quality-percentile`), saved with the processor.
+How the defaults were measured: `benchmarks/quality_gate_calibration.py`.
 
 What the gate does NOT catch: it measures sharpness only. Glare and specular reflections, over- or
 under-exposure, a speculum or blood blocking the view, mucus, a photo of the wrong anatomy (or not of a cervix
