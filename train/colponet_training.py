@@ -260,13 +260,10 @@ def run(args: argparse.Namespace) -> dict:
         for name, (split_paths, split_labels) in subset.items()
         if split_paths and name != "train"
     }
-    # Each photo's augmentation is drawn from (seed, epoch, photo): the same whatever --workers.
-    if soft_labels:  # probability targets: only the decoded dataset carries them
-        datasets["train"] = DecodedImageDataset(
-            train_paths, train_labels, processor, transform, soft_labels=soft_labels, seed=args.seed
-        )
-    else:
-        datasets["train"] = dataset_class(train_paths, train_labels, processor, transform, seed=args.seed)
+    # Each photo's augmentation is drawn from (seed, epoch, photo): the same whatever --workers. Probability
+    # targets (soft pseudo-labels) are carried by the decoded dataset alone.
+    train_class, soft = (DecodedImageDataset, {"soft_labels": soft_labels}) if soft_labels else (dataset_class, {})
+    datasets["train"] = train_class(train_paths, train_labels, processor, transform, seed=args.seed, **soft)
     stages = [
         TrainingStage(
             "stage1_frozen_backbone", args.stage1_lr, args.stage1_epochs, train_backbone=False, schedule=args.schedule
